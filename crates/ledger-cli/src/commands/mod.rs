@@ -1,0 +1,21 @@
+//! One module per subcommand; each has its clap `Args` and an async `run`.
+
+pub(crate) mod migrate;
+pub(crate) mod price;
+pub(crate) mod prices;
+pub(crate) mod process;
+pub(crate) mod produce;
+pub(crate) mod report;
+pub(crate) mod stack;
+
+/// Logs go to stderr; `RUST_LOG` filters, `LEDGER_LOG_FORMAT=json` switches to JSON lines.
+pub(crate) fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("LEDGER_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,75 @@
+//! `ledger`: one program for every job of the LLM usage ledger.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+const AFTER_HELP: &str = "\
+Examples:
+  ledger stack up                         # install (if missing) and start Kafka + ClickHouse on loopback
+  ledger migrate                          # create or upgrade the ClickHouse schema
+  ledger produce --synthetic 10000        # send 10,000 realistic usage events to llm.usage.v1
+  ledger process --until-drained          # price them into the ClickHouse ledger, exit when caught up
+  ledger report spend                     # spend by tenant and model, as a table
+  ledger price --catalog catalog/litellm-prices.json < events.jsonl
+  ledger stack down
+
+Every setting can also come from a config file (--config) or LEDGER__* environment variables.";
+
+/// A real-time usage ledger for LLM token spend.
+#[derive(Debug, Parser)]
+#[command(name = "ledger", version, about, long_about = None, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install, start, stop and inspect the local Kafka + ClickHouse stack.
+    Stack(commands::stack::StackArgs),
+    /// Create or upgrade the ClickHouse schema (versioned, idempotent).
+    Migrate(commands::migrate::MigrateArgs),
+    /// Send usage events to Kafka (synthetic load for demos, tests and benchmarks).
+    Produce(commands::produce::ProduceArgs),
+    /// Run the stream processor: decode, validate, dedupe, price and write the ledger.
+    Process(commands::process::ProcessArgs),
+    /// Price usage events read as JSON lines on stdin, without Kafka.
+    Price(commands::price::PriceArgs),
+    /// Work with price catalogs.
+    Prices(commands::prices::PricesArgs),
+    /// Reports from the ClickHouse ledger.
+    Report(commands::report::ReportArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    commands::init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Stack(args) => commands::stack::run(args).await,
+            Command::Migrate(args) => commands::migrate::run(args).await,
+            Command::Produce(args) => commands::produce::run(args).await,
+            Command::Process(args) => commands::process::run(args).await,
+            Command::Price(args) => commands::price::run(args).await,
+            Command::Prices(args) => commands::prices::run(args).await,
+            Command::Report(args) => commands::report::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

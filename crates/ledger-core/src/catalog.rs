@@ -1,0 +1,1 @@
+//! Price catalog: LiteLLM-format sources with an `effective_from` instant (see PRICING.md).

@@ -1,0 +1,16 @@
+//! Pure domain core of the LLM usage ledger.
+//!
+//! Everything here is deterministic and free of I/O: the exact [`money`] type, the usage
+//! [`event`] model and its validation, the price [`catalog`] and [`pricing`] engine, and
+//! windowed [`aggregate`]s. Adapters for Kafka and ClickHouse live in other crates and
+//! depend on this one, never the other way round.
+
+pub mod aggregate;
+pub mod catalog;
+pub mod decimal;
+pub mod event;
+pub mod money;
+pub mod pricing;
+
+pub use event::{TokenCounts, UsageEvent};
+pub use money::Money;

@@ -1,0 +1,1 @@
+//! The pricing formula of PRICING.md.

@@ -1,0 +1,1 @@
+//! Kafka adapters of the LLM usage ledger: consumer loop with offset handling, backpressured producer.

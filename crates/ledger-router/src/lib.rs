@@ -1,0 +1,1 @@
+//! Client-side budget signal consumer and routing decision.

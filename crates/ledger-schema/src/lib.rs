@@ -1,0 +1,1 @@
+//! Avro schemas of the LLM usage ledger: encode, decode, single-object framing, compatibility checks.

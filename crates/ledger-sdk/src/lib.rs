@@ -1,0 +1,1 @@
+//! Producer SDK for services that emit LLM usage events.
