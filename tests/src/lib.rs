@@ -1,1 +1,261 @@
 //! Shared helpers for the integration and end-to-end tests.
+//!
+//! Every test gets its own topics (a random prefix) and its own ClickHouse database, so tests
+//! run in parallel and re-run cleanly. The services are the real ones started by
+//! `scripts/stack.sh up` (addresses from `LEDGER_TEST_KAFKA_BROKERS` and
+//! `LEDGER_TEST_CLICKHOUSE_URL`, defaulting to the stack's loopback ports). A test that cannot
+//! reach them fails with a message saying how to start them; it never skips silently.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use ledger_clickhouse::report::{LedgerReader, LedgerTotals};
+use ledger_clickhouse::ClickHouseConfig;
+use ledger_kafka::{KafkaConfig, TopicNames};
+use rand::Rng;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The `ledger` binary, built once per test process (a nested `cargo build`, quick when fresh).
+pub fn ledger_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = workspace_root();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-q", "-p", "ledger-cli"])
+            .current_dir(&root)
+            .status()
+            .expect("running cargo build -p ledger-cli");
+        assert!(status.success(), "cargo build -p ledger-cli failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let bin = target.join("debug").join("ledger");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Kafka bootstrap servers of the test stack.
+pub fn kafka_brokers() -> String {
+    std::env::var("LEDGER_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// ClickHouse HTTP URL of the test stack.
+pub fn clickhouse_url() -> String {
+    std::env::var("LEDGER_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".to_owned())
+}
+
+/// A random lowercase hex suffix.
+pub fn random_suffix() -> String {
+    let n: u64 = rand::thread_rng().gen();
+    format!("{n:016x}")
+}
+
+/// One test's private topics, consumer group and ClickHouse database.
+#[derive(Debug)]
+pub struct TestEnv {
+    /// Kafka connection.
+    pub kafka: KafkaConfig,
+    /// This test's topics.
+    pub topics: TopicNames,
+    /// This test's ClickHouse database.
+    pub clickhouse: ClickHouseConfig,
+    /// This test's consumer group.
+    pub group: String,
+}
+
+impl TestEnv {
+    /// Fresh names for a test called `name`; checks that both services answer.
+    pub fn new(name: &str) -> TestEnv {
+        let suffix = random_suffix();
+        let env = TestEnv {
+            kafka: KafkaConfig { brokers: kafka_brokers(), ..KafkaConfig::default() },
+            topics: TopicNames::with_prefix(&format!("test.{name}.{suffix}.")),
+            clickhouse: ClickHouseConfig::new(clickhouse_url(), format!("ledger_test_{name}_{suffix}")),
+            group: format!("test-{name}-{suffix}"),
+        };
+        env.check_services();
+        env
+    }
+
+    fn check_services(&self) {
+        let kafka_addr = self.kafka.brokers.split(',').next().unwrap_or_default().to_owned();
+        let reachable = kafka_addr
+            .parse()
+            .ok()
+            .map(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+            .unwrap_or(false);
+        assert!(
+            reachable,
+            "Kafka is not reachable at {kafka_addr}: start the stack with `scripts/stack.sh up` (or set LEDGER_TEST_KAFKA_BROKERS)"
+        );
+        let ch = self.clickhouse.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let reachable = ch
+            .parse()
+            .ok()
+            .map(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+            .unwrap_or(false);
+        assert!(
+            reachable,
+            "ClickHouse is not reachable at {}: start the stack with `scripts/stack.sh up` (or set LEDGER_TEST_CLICKHOUSE_URL)",
+            self.clickhouse.url
+        );
+    }
+
+    /// `ledger` with this test's settings in its environment, run from the workspace root.
+    pub fn ledger(&self) -> Command {
+        let mut cmd = Command::new(ledger_bin());
+        cmd.current_dir(workspace_root())
+            .env("LEDGER__KAFKA__BROKERS", &self.kafka.brokers)
+            .env("LEDGER__CLICKHOUSE__URL", &self.clickhouse.url)
+            .env("LEDGER__CLICKHOUSE__DATABASE", &self.clickhouse.database)
+            .env("LEDGER__TOPICS__USAGE", &self.topics.usage)
+            .env("LEDGER__TOPICS__DEAD_LETTER", &self.topics.dead_letter)
+            .env("LEDGER__TOPICS__SPEND", &self.topics.spend)
+            .env("LEDGER__TOPICS__SIGNALS", &self.topics.signals)
+            .env("LEDGER__PROCESSOR__GROUP_ID", &self.group)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        cmd
+    }
+
+    /// Runs `ledger ARGS...` to completion; panics with its output when it fails.
+    pub fn run_ledger(&self, args: &[&str]) -> std::process::Output {
+        let out = self.ledger().args(args).output().expect("running ledger");
+        assert!(
+            out.status.success(),
+            "ledger {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// The ledger's and every rollup's totals.
+    pub async fn totals(&self) -> LedgerTotals {
+        let client = self.clickhouse.client().expect("clickhouse client");
+        LedgerReader::new(client, self.clickhouse.database.clone())
+            .expect("reader")
+            .ledger_totals()
+            .await
+            .expect("reading totals")
+    }
+
+    /// Number of records in the dead-letter topic.
+    pub fn dead_letter_count(&self) -> i64 {
+        ledger_kafka::admin::watermarks(&self.kafka, &self.topics.dead_letter, Duration::from_secs(10))
+            .expect("dead-letter watermarks")
+            .iter()
+            .map(|(_, lo, hi)| hi - lo)
+            .sum()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("keeping database {} and topics {}* for inspection", self.clickhouse.database, self.topics.usage);
+            return;
+        }
+        let url = format!("{}/?query=DROP%20DATABASE%20IF%20EXISTS%20{}", self.clickhouse.url, self.clickhouse.database);
+        let _ = Command::new("curl").args(["-s", "-X", "POST", &url]).output();
+    }
+}
+
+/// What a test sent, and what the ledger must hold afterwards.
+#[derive(Debug, Default)]
+pub struct Sent {
+    /// Messages produced.
+    pub messages: u64,
+    /// Distinct valid events (what the ledger must count once each).
+    pub distinct_valid: u64,
+    /// Resent duplicates.
+    pub duplicates: u64,
+    /// Invalid messages (what the dead-letter topic must hold).
+    pub invalid: u64,
+    /// The distinct valid events as JSON lines, for the independent oracle.
+    pub valid_jsonl: String,
+}
+
+/// Produces `n` synthetic messages (with the given shares of duplicates and invalid ones, in
+/// parts per million) to the test's usage topic, keyed by tenant, and waits for every ack.
+pub async fn produce_synthetic(env: &TestEnv, n: u64, seed: u64, duplicate_ppm: u32, invalid_ppm: u32) -> Sent {
+    use ledger_loadgen::{Generator, GeneratorOptions, Synthetic};
+    use rdkafka::producer::FutureRecord;
+
+    ledger_kafka::admin::ensure_topics(&env.kafka, &ledger_kafka::admin::ledger_topics(&env.topics, 4))
+        .await
+        .expect("creating topics");
+    let producer = ledger_kafka::producer::idempotent_producer(&env.kafka).expect("producer");
+    let codec = ledger_schema::Codec::<ledger_core::UsageEvent>::new().expect("codec");
+    let mut generator = Generator::new(GeneratorOptions {
+        seed,
+        duplicate_ppm,
+        invalid_ppm,
+        id_prefix: format!("e2e-{}", random_suffix()),
+        ..GeneratorOptions::default()
+    });
+    let mut sent = Sent::default();
+    let mut pending = Vec::new();
+    for _ in 0..n {
+        let message = generator.next_message();
+        let (key, payload) = match &message {
+            Synthetic::Valid(e) | Synthetic::Duplicate(e) | Synthetic::Invalid(_, Some(e)) => {
+                (e.tenant_id.clone(), codec.encode(e).expect("encode"))
+            }
+            Synthetic::Invalid(_, None) => ("garbage".to_owned(), b"\xC3\x01garbage".to_vec()),
+        };
+        match &message {
+            Synthetic::Valid(e) => {
+                sent.distinct_valid += 1;
+                sent.valid_jsonl.push_str(&serde_json::to_string(e).expect("json"));
+                sent.valid_jsonl.push('\n');
+            }
+            Synthetic::Duplicate(_) => sent.duplicates += 1,
+            Synthetic::Invalid(..) => sent.invalid += 1,
+        }
+        sent.messages += 1;
+        let record = FutureRecord::to(&env.topics.usage).key(&key).payload(&payload);
+        pending.push(ledger_kafka::producer::enqueue(&producer, record).await.expect("enqueue"));
+        if pending.len() >= 5_000 {
+            for d in pending.drain(..) {
+                d.await.expect("delivery future").expect("kafka ack");
+            }
+        }
+    }
+    for d in pending.drain(..) {
+        d.await.expect("delivery future").expect("kafka ack");
+    }
+    sent
+}
+
+/// The independent oracle's total for JSON-lines events (tests/oracle/price_oracle.py):
+/// `(priced count, total cost in pico-dollars)`. Panics if it rejects any event.
+pub fn oracle_total(jsonl: &str) -> (u64, i128) {
+    use std::io::Write;
+    let root = workspace_root();
+    let mut child = Command::new("python3")
+        .arg(root.join("tests/oracle/price_oracle.py"))
+        .args(["--catalog", "catalog/litellm-prices.json", "--distinct", "--total"])
+        .current_dir(&root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running python3 tests/oracle/price_oracle.py");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = jsonl.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().expect("oracle output");
+    writer.join().expect("writer thread").expect("writing to oracle");
+    assert!(out.status.success(), "oracle failed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("oracle JSON");
+    let failed = v["failed"].as_object().map(|m| m.len()).unwrap_or(0);
+    assert_eq!(failed, 0, "the oracle rejected valid events: {v}");
+    let total: ledger_core::Money = v["total_cost_usd"].as_str().expect("total").parse().expect("decimal");
+    (v["priced"].as_u64().expect("priced"), total.picos())
+}

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod catalog_files;
 mod commands;
+mod config;
 
 const AFTER_HELP: &str = "\
 Examples:

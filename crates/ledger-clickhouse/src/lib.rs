@@ -1,1 +1,27 @@
 //! ClickHouse adapter of the LLM usage ledger: rows, fenced batch writer, migrations, report queries.
+//!
+//! * [`ClickHouseConfig`] builds a [`clickhouse::Client`] that works with ClickHouse 18.16 (CI)
+//!   and current releases.
+//! * [`Migrator`] applies the versioned DDL of `schemas/clickhouse/` (embedded at build time).
+//! * [`LedgerRow`] is one `usage_ledger` row; [`LedgerWriter`] writes batches with the
+//!   offset fence of ARCHITECTURE.md (exactly once in money) and reads the fence state back.
+//! * [`LedgerReader`] answers spend reports and the ledger-versus-rollups reconciliation.
+//!
+//! Every error is an [`Error`] tagged [`ErrorKind::Retryable`] or [`ErrorKind::Fatal`].
+
+pub mod config;
+pub mod error;
+pub mod migrate;
+pub mod report;
+pub mod row;
+pub mod writer;
+
+pub use clickhouse;
+pub use config::{ClickHouseConfig, DEFAULT_DATABASE, DEFAULT_URL};
+pub use error::{Error, ErrorKind, Result};
+pub use migrate::{Migration, MigrationOutcome, MigrationReport, MigrationStatus, Migrator, MIGRATIONS};
+pub use report::{
+    Dimension, GroupedSpendRow, LedgerReader, LedgerTotals, Rollup, SpendRow, TableTotals,
+};
+pub use row::{LedgerRow, Lineage};
+pub use writer::{LedgerWriter, MAX_BATCH_ROWS};

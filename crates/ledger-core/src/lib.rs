@@ -8,9 +8,14 @@
 pub mod aggregate;
 pub mod catalog;
 pub mod decimal;
+pub mod dedupe;
 pub mod event;
 pub mod money;
 pub mod pricing;
+pub mod signal;
+pub mod spend;
 
+pub use catalog::{Catalog, CatalogEntry, CatalogError, CatalogSource, LoadReport};
 pub use event::{TokenCounts, UsageEvent};
+pub use pricing::{CostTerms, PriceField, PricedUsage, ResolvedPrices, RoutedFromCost};
 pub use money::Money;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::event::{RejectReason, Rejection, TokenCounts};
 use crate::money::{Money, MoneyOverflow};
 
 /// The cost of one event, term by term (PRICING.md "The formula", step 3). Nothing is rounded.
@@ -60,4 +61,249 @@ pub struct PricedUsage {
     pub cost: Money,
     /// Routing savings, when the event carries a known `routed_from_model`.
     pub routed_from: Option<RoutedFromCost>,
+}
+
+/// The six per-token prices of PRICING.md "The formula", step 2.
+///
+/// Field names follow LiteLLM; the variants are suffixes of these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PriceField {
+    /// `input_cost_per_token`.
+    Input,
+    /// `output_cost_per_token`.
+    Output,
+    /// `cache_read_input_token_cost`.
+    CacheRead,
+    /// `cache_creation_input_token_cost` (5 minute cache writes).
+    CacheCreation,
+    /// `cache_creation_input_token_cost_above_1hr` (1 hour cache writes).
+    CacheCreation1h,
+    /// `output_cost_per_reasoning_token` (no variants).
+    Reasoning,
+}
+
+impl PriceField {
+    /// Every field, in the order of [`PriceField::index`].
+    pub const ALL: [PriceField; 6] = [
+        PriceField::Input,
+        PriceField::Output,
+        PriceField::CacheRead,
+        PriceField::CacheCreation,
+        PriceField::CacheCreation1h,
+        PriceField::Reasoning,
+    ];
+
+    /// The five fields that have long-context and service-tier variants.
+    pub const TIERED: [PriceField; 5] = [
+        PriceField::Input,
+        PriceField::Output,
+        PriceField::CacheRead,
+        PriceField::CacheCreation,
+        PriceField::CacheCreation1h,
+    ];
+
+    /// LiteLLM's name of the plain field.
+    pub const fn litellm_name(self) -> &'static str {
+        match self {
+            PriceField::Input => "input_cost_per_token",
+            PriceField::Output => "output_cost_per_token",
+            PriceField::CacheRead => "cache_read_input_token_cost",
+            PriceField::CacheCreation => "cache_creation_input_token_cost",
+            PriceField::CacheCreation1h => "cache_creation_input_token_cost_above_1hr",
+            PriceField::Reasoning => "output_cost_per_reasoning_token",
+        }
+    }
+
+    /// Position in [`PriceField::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for PriceField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.litellm_name())
+    }
+}
+
+/// The suffix (without its leading `_`) that a service tier selects, or `None` for the plain tier.
+///
+/// Absent, empty and `default` mean no service tier; `batch` is spelled `batches` (as LiteLLM
+/// does); any other tier is its own name (`priority`, `flex`, ...). Names are matched exactly.
+pub fn service_tier_suffix(service_tier: Option<&str>) -> Option<&str> {
+    match service_tier {
+        None | Some("") | Some("default") => None,
+        Some("batch") => Some("batches"),
+        Some(tier) => Some(tier),
+    }
+}
+
+/// Long-context variants: `(N * 1000, price)`, sorted by threshold, largest first.
+type AboveList = Vec<(u64, Money)>;
+
+/// First price whose threshold the input exceeds (the list is sorted largest first).
+fn pick_above(list: &[(u64, Money)], input_tokens: u64) -> Option<Money> {
+    list.iter().find(|(threshold, _)| input_tokens > *threshold).map(|&(_, price)| price)
+}
+
+fn insert_above(list: &mut AboveList, threshold: u64, price: Money) {
+    match list.binary_search_by(|(t, _)| threshold.cmp(t)) {
+        Ok(i) => list[i].1 = price,
+        Err(i) => list.insert(i, (threshold, price)),
+    }
+}
+
+/// The prices of one service tier of a field: `F_{tier}` and `F_above_{N}k_tokens_{tier}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierVariants {
+    /// The tier suffix without the leading `_` (`batches`, `priority`, `flex`, ...).
+    pub tier: Box<str>,
+    /// `F_{tier}`.
+    pub plain: Option<Money>,
+    /// `F_above_{N}k_tokens_{tier}` as `(N * 1000, price)`, largest threshold first.
+    pub above: Vec<(u64, Money)>,
+}
+
+/// Every price variant of one field of one catalog entry, ready for
+/// [`PriceVariants::resolve`] (PRICING.md "The formula", step 1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PriceVariants {
+    plain: Option<Money>,
+    above: AboveList,
+    tiers: Vec<TierVariants>,
+}
+
+impl PriceVariants {
+    /// The plain field `F`.
+    pub fn plain(&self) -> Option<Money> {
+        self.plain
+    }
+
+    /// `F_above_{N}k_tokens` as `(N * 1000, price)`, largest threshold first.
+    pub fn above(&self) -> &[(u64, Money)] {
+        &self.above
+    }
+
+    /// The service-tier variants.
+    pub fn tiers(&self) -> &[TierVariants] {
+        &self.tiers
+    }
+
+    /// True when the field has no price at all.
+    pub fn is_empty(&self) -> bool {
+        self.plain.is_none() && self.above.is_empty() && self.tiers.is_empty()
+    }
+
+    /// Number of prices stored.
+    pub fn len(&self) -> usize {
+        usize::from(self.plain.is_some())
+            + self.above.len()
+            + self.tiers.iter().map(|t| usize::from(t.plain.is_some()) + t.above.len()).sum::<usize>()
+    }
+
+    /// Records one variant: `tier` is the suffix without `_` (`None` for the plain tier),
+    /// `above_tokens` is `N * 1000` of a `_above_{N}k_tokens` variant. A repeated variant replaces
+    /// the earlier one.
+    pub fn set(&mut self, tier: Option<&str>, above_tokens: Option<u64>, price: Money) {
+        match tier {
+            None => match above_tokens {
+                None => self.plain = Some(price),
+                Some(t) => insert_above(&mut self.above, t, price),
+            },
+            Some(name) => {
+                let i = match self.tiers.iter().position(|t| &*t.tier == name) {
+                    Some(i) => i,
+                    None => {
+                        self.tiers.push(TierVariants { tier: name.into(), plain: None, above: Vec::new() });
+                        self.tiers.len() - 1
+                    }
+                };
+                let t = &mut self.tiers[i];
+                match above_tokens {
+                    None => t.plain = Some(price),
+                    Some(th) => insert_above(&mut t.above, th, price),
+                }
+            }
+        }
+    }
+
+    /// The price of this field for an event with service-tier suffix `tier`
+    /// (see [`service_tier_suffix`]) and `input_tokens` prompt tokens: the first of
+    /// `F_above_{N}k_tokens_{tier}` (largest `N` with `input_tokens > N*1000`), `F_{tier}`,
+    /// `F_above_{N}k_tokens` (same rule), `F`; `None` when the entry has none of them.
+    #[inline]
+    pub fn resolve(&self, tier: Option<&str>, input_tokens: u64) -> Option<Money> {
+        if let Some(name) = tier {
+            if let Some(t) = self.tiers.iter().find(|t| &*t.tier == name) {
+                if let Some(p) = pick_above(&t.above, input_tokens) {
+                    return Some(p);
+                }
+                if let Some(p) = t.plain {
+                    return Some(p);
+                }
+            }
+        }
+        pick_above(&self.above, input_tokens).or(self.plain)
+    }
+}
+
+/// The six resolved per-token prices of one event, after the fallbacks of PRICING.md
+/// "The formula", step 2.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResolvedPrices {
+    /// `in`.
+    pub input: Money,
+    /// `out`.
+    pub output: Money,
+    /// `cr` (cache read price, else `in`).
+    pub cache_read: Money,
+    /// `cw` (cache creation price, else `in`).
+    pub cache_write: Money,
+    /// `cw1h` (1 hour cache creation price, else `cw`).
+    pub cache_write_1h: Money,
+    /// `rs` (reasoning price, else `out`).
+    pub reasoning: Money,
+}
+
+fn overflow(what: &str) -> Rejection {
+    Rejection::new(RejectReason::Overflow, format!("{what} exceeds the Decimal(38, 12) range"))
+}
+
+impl ResolvedPrices {
+    /// The cost terms of PRICING.md "The formula", step 3, with checked arithmetic.
+    ///
+    /// Token parts exceeding their totals give `inconsistent_tokens`; an overflow gives `overflow`.
+    pub fn cost_terms(&self, tokens: &TokenCounts) -> Result<CostTerms, Rejection> {
+        let inconsistent = |what: &str| {
+            Rejection::new(RejectReason::InconsistentTokens, format!("{what} exceed their total"))
+        };
+        let uncached = tokens
+            .input
+            .checked_sub(tokens.cache_read)
+            .and_then(|v| v.checked_sub(tokens.cache_creation))
+            .and_then(|v| v.checked_sub(tokens.cache_creation_1h))
+            .ok_or_else(|| {
+                inconsistent(
+                    "cache_read_input_tokens + cache_creation_input_tokens + cache_creation_1h_input_tokens",
+                )
+            })?;
+        let plain_output =
+            tokens.output.checked_sub(tokens.reasoning).ok_or_else(|| inconsistent("reasoning_output_tokens"))?;
+        let mul = |price: Money, count: u64, what: &str| price.checked_mul_count(count).map_err(|_| overflow(what));
+        Ok(CostTerms {
+            input: mul(self.input, uncached, "input cost")?,
+            cache_read: mul(self.cache_read, tokens.cache_read, "cache read cost")?,
+            cache_write: mul(self.cache_write, tokens.cache_creation, "cache write cost")?,
+            cache_write_1h: mul(self.cache_write_1h, tokens.cache_creation_1h, "1 hour cache write cost")?,
+            output: mul(self.output, plain_output, "output cost")?,
+            reasoning: mul(self.reasoning, tokens.reasoning, "reasoning cost")?,
+        })
+    }
+
+    /// The cost terms and their exact total.
+    pub fn cost(&self, tokens: &TokenCounts) -> Result<(CostTerms, Money), Rejection> {
+        let terms = self.cost_terms(tokens)?;
+        let total = terms.total().map_err(|_| overflow("total cost"))?;
+        Ok((terms, total))
+    }
 }

@@ -1,1 +1,133 @@
-//! Kafka adapters of the LLM usage ledger: consumer loop with offset handling, backpressured producer.
+//! Kafka adapters of the LLM usage ledger.
+//!
+//! - [`KafkaConfig`]: broker address and librdkafka overrides, shared by every client.
+//! - [`admin`]: create the ledger's topics when missing (partitions, compaction).
+//! - [`producer`]: an idempotent, acks=all producer.
+//! - [`consumer`]: a manual-offset consumer whose rebalances are reported to the processor.
+//! - [`TopicNames`]: the four topics of ARCHITECTURE.md, every one configurable.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub mod admin;
+pub mod consumer;
+pub mod producer;
+
+/// Connection settings shared by every Kafka client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`: comma-separated `host:port` list.
+    pub brokers: String,
+    /// Extra librdkafka properties (`security.protocol`, `sasl.*`, ...), applied last.
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig { brokers: "127.0.0.1:9092".to_owned(), options: BTreeMap::new() }
+    }
+}
+
+impl KafkaConfig {
+    /// A librdkafka client configuration with the brokers and the extra options.
+    pub fn client_config(&self) -> rdkafka::ClientConfig {
+        let mut cfg = rdkafka::ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers);
+        cfg.set("socket.keepalive.enable", "true");
+        for (k, v) in &self.options {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+}
+
+/// The ledger's topic names (ARCHITECTURE.md "Contracts").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicNames {
+    /// Usage events, key = tenant id.
+    pub usage: String,
+    /// Rejected events: original bytes plus reason headers.
+    pub dead_letter: String,
+    /// Cumulative spend aggregates (compacted).
+    pub spend: String,
+    /// Budget signals (compacted, key = scope).
+    pub signals: String,
+}
+
+impl Default for TopicNames {
+    fn default() -> Self {
+        TopicNames {
+            usage: "llm.usage.v1".to_owned(),
+            dead_letter: "llm.usage.dlq.v1".to_owned(),
+            spend: "llm.spend.v1".to_owned(),
+            signals: "llm.budget-signals.v1".to_owned(),
+        }
+    }
+}
+
+impl TopicNames {
+    /// All names with a common prefix, for tests that need their own topics.
+    pub fn with_prefix(prefix: &str) -> Self {
+        let d = TopicNames::default();
+        TopicNames {
+            usage: format!("{prefix}{}", d.usage),
+            dead_letter: format!("{prefix}{}", d.dead_letter),
+            spend: format!("{prefix}{}", d.spend),
+            signals: format!("{prefix}{}", d.signals),
+        }
+    }
+}
+
+/// Errors of the Kafka adapters.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// librdkafka reported an error.
+    #[error("kafka: {context}: {source}")]
+    Client {
+        /// What we were doing.
+        context: String,
+        /// The client error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// A topic exists with a layout the ledger cannot use.
+    #[error("topic {topic}: {problem}")]
+    Topic {
+        /// Topic name.
+        topic: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl KafkaError {
+    pub(crate) fn client(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        KafkaError::Client { context: context.into(), source }
+    }
+
+    /// True when retrying later may succeed (broker unavailable, timeouts).
+    pub fn is_retryable(&self) -> bool {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        match self {
+            KafkaError::Client { source, .. } => match source.rdkafka_error_code() {
+                Some(
+                    C::BrokerTransportFailure
+                    | C::AllBrokersDown
+                    | C::RequestTimedOut
+                    | C::OperationTimedOut
+                    | C::NetworkException
+                    | C::NotEnoughReplicas
+                    | C::LeaderNotAvailable
+                    | C::NotLeaderForPartition
+                    | C::QueueFull,
+                ) => true,
+                Some(_) => false,
+                None => true,
+            },
+            KafkaError::Topic { .. } => false,
+        }
+    }
+}

@@ -1,11 +1,345 @@
-//! `ledger price`.
+//! `ledger price`: price usage events read as JSON lines on stdin, without Kafka.
+//!
+//! The same [`Catalog::price_event`] the stream processor uses prices every line.
 
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use chrono::{DateTime, TimeZone, Utc};
+use ledger_core::catalog::{Catalog, CatalogSource, LoadReport};
+use ledger_core::event::{RejectReason, Rejection};
+use ledger_core::{Money, UsageEvent};
+use serde::{Deserialize, Serialize};
+
+const AFTER_HELP: &str = "\
+Input: one usage event per line, as JSON (the serde form of ledger_core::UsageEvent); blank lines
+are skipped. Output: one JSON line per input line, in order, either the cost terms
+  {\"line\":1,\"event_id\":\"e1\",\"model\":\"gpt-4o\",\"price_version\":\"litellm-prices@1970-01-01T00:00:00Z\",
+   \"input_cost_usd\":\"0.002500000000\",...,\"cost_usd\":\"0.007500000000\",...}
+or the reason it was rejected
+  {\"line\":2,\"event_id\":\"e2\",\"error\":{\"reason\":\"unknown_model\",\"detail\":\"...\"}}
+A summary goes to stderr. Exit code 0 when every line priced, 1 when any line failed, 2 for usage
+or catalog errors.
+
+Examples:
+  ledger price --catalog catalog/litellm-prices.json < events.jsonl > priced.jsonl
+  ledger price --catalog old.json --catalog new.json@2027-01-01T00:00:00Z < events.jsonl
+  echo '{\"event_id\":\"e1\",\"event_time\":\"2026-11-01T12:00:00Z\",\"tenant_id\":\"acme\",\"provider\":\"openai\",\"request_model\":\"gpt-4o\",\"input_tokens\":1000,\"output_tokens\":500}' \\
+    | ledger price --catalog catalog/litellm-prices.json";
 
 /// Arguments of `ledger price`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct PriceArgs {}
+#[command(after_help = AFTER_HELP)]
+pub(crate) struct PriceArgs {
+    /// A LiteLLM-format price catalog, optionally with the instant its prices take effect:
+    /// FILE or FILE@RFC3339 (default 1970-01-01T00:00:00Z). Repeat for a price history.
+    #[arg(long = "catalog", value_name = "FILE[@RFC3339]", required = true)]
+    catalogs: Vec<String>,
+}
 
-pub(crate) async fn run(_args: PriceArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`ledger price` is not implemented yet")
+/// One `--catalog` argument, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CatalogSpec {
+    pub(crate) path: PathBuf,
+    pub(crate) effective_from: DateTime<Utc>,
+}
+
+/// Parses `FILE[@RFC3339]`. A path that itself contains `@` works when no instant follows.
+pub(crate) fn parse_catalog_spec(spec: &str) -> Result<CatalogSpec, String> {
+    let epoch = Utc.timestamp_opt(0, 0).single().ok_or("epoch")?;
+    if let Some((path, instant)) = spec.rsplit_once('@') {
+        match DateTime::parse_from_rfc3339(instant) {
+            Ok(t) => {
+                return Ok(CatalogSpec { path: PathBuf::from(path), effective_from: t.with_timezone(&Utc) });
+            }
+            Err(e) if !Path::new(spec).exists() => {
+                return Err(format!(
+                    "--catalog {spec}: {instant:?} after '@' is not an RFC 3339 instant ({e}); \
+                     write e.g. FILE@2027-01-01T00:00:00Z"
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(CatalogSpec { path: PathBuf::from(spec), effective_from: epoch })
+}
+
+/// Reads and loads every `--catalog`; source names are file stems, made unique when the same
+/// stem is given twice with the same instant.
+pub(crate) fn load_catalogs(specs: &[String]) -> Result<(Catalog, Vec<LoadReport>), String> {
+    let mut sources = Vec::with_capacity(specs.len());
+    let mut reports = Vec::with_capacity(specs.len());
+    let mut used: Vec<(String, DateTime<Utc>)> = Vec::new();
+    for spec in specs {
+        let spec = parse_catalog_spec(spec)?;
+        let text = std::fs::read_to_string(&spec.path)
+            .map_err(|e| format!("cannot read catalog {}: {e}", spec.path.display()))?;
+        let stem = spec
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().replace('@', "_"))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "catalog".to_owned());
+        let mut name = stem.clone();
+        let mut n = 2;
+        while used.iter().any(|(u, t)| *u == name && *t == spec.effective_from) {
+            name = format!("{stem}-{n}");
+            n += 1;
+        }
+        used.push((name.clone(), spec.effective_from));
+        let (source, report) = CatalogSource::from_litellm_json(&name, spec.effective_from, &text)
+            .map_err(|e| format!("{}: {e}", spec.path.display()))?;
+        sources.push(source);
+        reports.push(report);
+    }
+    let catalog = Catalog::new(sources).map_err(|e| e.to_string())?;
+    Ok((catalog, reports))
+}
+
+#[derive(Serialize)]
+struct PricedLine<'a> {
+    line: u64,
+    event_id: &'a str,
+    model: &'a str,
+    price_version: &'a str,
+    input_cost_usd: Money,
+    cache_read_cost_usd: Money,
+    cache_write_cost_usd: Money,
+    cache_write_1h_cost_usd: Money,
+    output_cost_usd: Money,
+    reasoning_cost_usd: Money,
+    cost_usd: Money,
+    routed_from_model: Option<&'a str>,
+    routed_from_cost_usd: Option<Money>,
+    savings_usd: Option<Money>,
+}
+
+#[derive(Serialize)]
+struct ErrorLine<'a> {
+    line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<&'a str>,
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    reason: &'static str,
+    detail: &'a str,
+}
+
+/// Just the event id of a line that is not a valid event, when it has a string one.
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(default)]
+    event_id: Option<serde_json::Value>,
+}
+
+#[derive(Default)]
+struct Summary {
+    lines: u64,
+    priced: u64,
+    failed: BTreeMap<&'static str, u64>,
+    total: Money,
+    total_overflow: bool,
+}
+
+pub(crate) async fn run(args: PriceArgs) -> anyhow::Result<ExitCode> {
+    let (catalog, reports) = match load_catalogs(&args.catalogs) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "error: {e}\nnothing was priced. Check the --catalog files (`ledger prices check FILE` \
+                 shows what a file contains) and try again."
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let input = BufReader::with_capacity(1 << 20, stdin.lock());
+    let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
+    let summary = match price_stream(&catalog, input, &mut out) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::from(1)),
+        Err(e) => anyhow::bail!("I/O error while pricing: {e}"),
+    };
+    print_summary(&summary, &reports);
+    Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn price_stream<R: BufRead, W: Write>(catalog: &Catalog, mut input: R, out: &mut W) -> std::io::Result<Summary> {
+    let mut summary = Summary::default();
+    let mut buf = Vec::with_capacity(4096);
+    let mut line_no: u64 = 0;
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        line_no += 1;
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        summary.lines += 1;
+        let event = match serde_json::from_slice::<UsageEvent>(&buf) {
+            Ok(e) => e,
+            Err(e) => {
+                let id = serde_json::from_slice::<IdOnly>(&buf).ok().and_then(|i| match i.event_id {
+                    Some(serde_json::Value::String(s)) => Some(s),
+                    _ => None,
+                });
+                // serde names the field; a required field that is absent is `missing_field`.
+                let reason = if e.is_data() && e.to_string().starts_with("missing field") {
+                    RejectReason::MissingField
+                } else {
+                    RejectReason::DecodeError
+                };
+                let rejection = Rejection::new(reason, format!("line {line_no}: {e}"));
+                write_error(out, &mut summary, line_no, id.as_deref(), &rejection)?;
+                continue;
+            }
+        };
+        match catalog.price_event(&event) {
+            Ok(p) => {
+                summary.priced += 1;
+                match summary.total.checked_add(p.cost) {
+                    Ok(t) => summary.total = t,
+                    Err(_) => summary.total_overflow = true,
+                }
+                let routed = p.routed_from.as_ref();
+                let line = PricedLine {
+                    line: line_no,
+                    event_id: &event.event_id,
+                    model: &p.model,
+                    price_version: &p.price_version,
+                    input_cost_usd: p.terms.input,
+                    cache_read_cost_usd: p.terms.cache_read,
+                    cache_write_cost_usd: p.terms.cache_write,
+                    cache_write_1h_cost_usd: p.terms.cache_write_1h,
+                    output_cost_usd: p.terms.output,
+                    reasoning_cost_usd: p.terms.reasoning,
+                    cost_usd: p.cost,
+                    routed_from_model: routed.map(|r| &*r.model).or(event.routed_from_model.as_deref()),
+                    routed_from_cost_usd: routed.map(|r| r.cost),
+                    savings_usd: routed.map(|r| r.savings),
+                };
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            }
+            Err(r) => {
+                let r = Rejection::new(r.reason, format!("line {line_no}: {}", r.detail));
+                write_error(out, &mut summary, line_no, Some(&event.event_id), &r)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(summary)
+}
+
+fn write_error<W: Write>(
+    out: &mut W,
+    summary: &mut Summary,
+    line: u64,
+    event_id: Option<&str>,
+    r: &Rejection,
+) -> std::io::Result<()> {
+    *summary.failed.entry(r.reason.as_str()).or_insert(0) += 1;
+    let body = ErrorLine { line, event_id, error: ErrorBody { reason: r.reason.as_str(), detail: &r.detail } };
+    serde_json::to_writer(&mut *out, &body)?;
+    out.write_all(b"\n")
+}
+
+fn print_summary(s: &Summary, reports: &[LoadReport]) {
+    let failed: u64 = s.failed.values().sum();
+    let mut msg = String::new();
+    msg.push_str("ledger price: catalogs loaded:\n");
+    for r in reports {
+        msg.push_str(&format!(
+            "  {} ({} models priced, {} entries skipped, {} prices rounded to 12 digits, {} price fields ignored)\n",
+            r.version,
+            r.priced,
+            r.skipped.len(),
+            r.rounded.len(),
+            r.ignored.len()
+        ));
+    }
+    msg.push_str(&format!("  lines: {}, priced: {}, failed: {failed}\n", s.lines, s.priced));
+    for (reason, n) in &s.failed {
+        msg.push_str(&format!("    {reason}: {n}\n"));
+    }
+    if s.total_overflow {
+        msg.push_str("  total cost: out of the Decimal(38, 12) range\n");
+    } else {
+        msg.push_str(&format!("  total cost: {} USD\n", s.total));
+    }
+    eprint!("{msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::SecondsFormat;
+
+    fn rfc3339(t: DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    }
+
+    const CATALOG: &str = r#"{"gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": 2.5e-06,
+        "output_cost_per_token": 1e-05}, "gpt-4o-mini": {"input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07}}"#;
+
+    fn run_lines(input: &str) -> (String, Summary) {
+        let (src, _) = CatalogSource::from_litellm_json("c", Utc.timestamp_opt(0, 0).unwrap(), CATALOG).unwrap();
+        let catalog = Catalog::new(vec![src]).unwrap();
+        let mut out = Vec::new();
+        let s = price_stream(&catalog, input.as_bytes(), &mut out).unwrap();
+        (String::from_utf8(out).unwrap(), s)
+    }
+
+    #[test]
+    fn prices_and_rejects_line_by_line() {
+        let input = concat!(
+            r#"{"event_id":"a","event_time":"2026-11-01T12:00:00Z","tenant_id":"t","provider":"openai","request_model":"gpt-4o","input_tokens":1000,"output_tokens":500,"routed_from_model":"gpt-4o-mini"}"#,
+            "\n\n",
+            r#"{"event_id":"b","event_time":"2026-11-01T12:00:00Z","tenant_id":"t","provider":"openai","request_model":"nope"}"#,
+            "\n",
+            r#"{"event_id":"c","event_time":"2026-11-01T12:00:00Z","tenant_id":"t","provider":"openai","request_model":"gpt-4o","input_tokens":"x"}"#,
+            "\n{not json\n",
+            r#"{"event_id":"d","event_time":"2026-11-01T12:00:00Z","provider":"openai","request_model":"gpt-4o"}"#,
+            "\n",
+        );
+        let (out, s) = run_lines(input);
+        let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 5);
+        assert_eq!(lines[4]["error"]["reason"], "missing_field");
+        assert!(lines[4]["error"]["detail"].as_str().unwrap().contains("tenant_id"));
+        // 1000 * 2.5e-6 + 500 * 1e-5 = 0.0075; mini: 1000*1.5e-7 + 500*6e-7 = 0.00045
+        assert_eq!(lines[0]["cost_usd"], "0.007500000000");
+        assert_eq!(lines[0]["input_cost_usd"], "0.002500000000");
+        assert_eq!(lines[0]["price_version"], "c@1970-01-01T00:00:00Z");
+        assert_eq!(lines[0]["routed_from_cost_usd"], "0.000450000000");
+        assert_eq!(lines[0]["savings_usd"], "-0.007050000000");
+        assert_eq!(lines[1]["line"], 3);
+        assert_eq!(lines[1]["error"]["reason"], "unknown_model");
+        assert_eq!(lines[2]["event_id"], "c");
+        assert_eq!(lines[2]["error"]["reason"], "decode_error");
+        assert!(lines[2]["error"]["detail"].as_str().unwrap().contains("line 4"));
+        assert_eq!(lines[3]["line"], 5);
+        assert!(lines[3].get("event_id").is_none());
+        assert_eq!(s.lines, 5);
+        assert_eq!(s.priced, 1);
+        assert_eq!(s.total, Money::from_picos(7_500_000_000));
+    }
+
+    #[test]
+    fn catalog_specs() {
+        let s = parse_catalog_spec("a.json@2027-01-01T00:00:00Z").unwrap();
+        assert_eq!(s.path, PathBuf::from("a.json"));
+        assert_eq!(rfc3339(s.effective_from), "2027-01-01T00:00:00Z");
+        let s = parse_catalog_spec("a.json").unwrap();
+        assert_eq!(rfc3339(s.effective_from), "1970-01-01T00:00:00Z");
+        assert!(parse_catalog_spec("a.json@yesterday").is_err());
+    }
 }

@@ -1,11 +1,103 @@
-//! `ledger process`.
+//! `ledger process`: the stream processor.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use ledger_processor::{Processor, RunOptions, Stats};
+
+use crate::catalog_files::load_catalog;
+use crate::config::ConfigArgs;
 
 /// Arguments of `ledger process`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ProcessArgs {}
+#[command(after_help = "\
+Examples:
+  ledger process                          # run as a service until SIGTERM / Ctrl-C
+  ledger process --until-drained          # exit once every partition is caught up (batch jobs, tests)
+  LEDGER__PROCESSOR__BATCH__MAX_ROWS=20000 ledger process --metrics 127.0.0.1:9464
 
-pub(crate) async fn run(_args: ProcessArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`ledger process` is not implemented yet")
+Exactly once: each ledger row carries its Kafka partition and offset; on (re)start the
+processor resumes after the highest offset already in ClickHouse, so a crash or kill -9 never
+doubles or loses a row. Rejected events go to the dead-letter topic with a reason.")]
+pub(crate) struct ProcessArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Exit once every assigned partition is caught up (instead of running until stopped).
+    #[arg(long)]
+    until_drained: bool,
+    /// Serve Prometheus `/metrics` and `/healthz` on this address (overrides processor.metrics_addr).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<String>,
+    /// Catalog source(s) `FILE[@RFC3339]` (overrides processor.catalogs).
+    #[arg(long = "catalog", value_name = "FILE[@INSTANT]")]
+    catalogs: Vec<String>,
+}
+
+pub(crate) async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
+    let mut config = args.config.load()?;
+    if let Some(m) = args.metrics {
+        config.processor.metrics_addr = Some(m);
+    }
+    if !args.catalogs.is_empty() {
+        config.processor.catalogs =
+            args.catalogs.iter().map(|s| crate::catalog_files::parse_catalog_arg(s)).collect::<anyhow::Result<_>>()?;
+    }
+    let config = config.processor()?;
+    let catalog = Arc::new(load_catalog(&config.settings.catalogs)?);
+    let stats = Arc::new(Stats::default());
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    if let Some(addr) = config.settings.metrics_addr.clone() {
+        let (stats, token) = (stats.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = ledger_processor::metrics_server::serve(&addr, stats, token).await {
+                tracing::error!(error = %e, addr, "metrics endpoint failed");
+            }
+        });
+    }
+    let processor = Processor::new(config, catalog, stats.clone())
+        .await
+        .context("starting the processor (is the stack running? try `ledger stack up` and `ledger migrate`)")?;
+    let started = std::time::Instant::now();
+    processor.run(shutdown.clone(), RunOptions { until_drained: args.until_drained }).await?;
+    shutdown.cancel();
+    eprintln!(
+        "processed in {:.1?}: {} consumed, {} priced, {} duplicates, {} dead-lettered, {} skipped (already in ledger), {} rows in {} inserts",
+        started.elapsed(),
+        stats.consumed.get(),
+        stats.priced.get(),
+        stats.duplicates.get(),
+        stats.dead_lettered.get(),
+        stats.fenced.get(),
+        stats.rows_written.get(),
+        stats.inserts.get(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C; a second Ctrl-C exits at once.
+pub(crate) fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = match signal(SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("stop signal received; finishing the batch in flight");
+        token.cancel();
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
 }

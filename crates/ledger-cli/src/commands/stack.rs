@@ -1,11 +1,215 @@
-//! `ledger stack`.
+//! `ledger stack`: a thin wrapper around `scripts/stack.sh`, which installs, starts, stops and
+//! inspects the local single-node Kafka + ClickHouse stack. The script does the work (it is also
+//! used on its own, e.g. in CI); this command finds it, passes the arguments, streams its output
+//! and returns its exit code.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+const SCRIPT: &str = "stack.sh";
+
+const AFTER_HELP: &str = "\
+Examples:
+  ledger stack up                    # install what is missing, start Kafka + ClickHouse, wait until healthy
+  ledger stack status                # exit 0 when both run and answer, 3 otherwise
+  ledger stack logs kafka -f         # follow the broker log
+  ledger stack down                  # stop what `up` started (data is kept)
+  ledger stack down --purge          # stop and delete all state
+  LEDGER_STATE_DIR=/tmp/s LEDGER_KAFKA_PORT=19092 LEDGER_KAFKA_CONTROLLER_PORT=19093 \\
+  LEDGER_CLICKHOUSE_HTTP_PORT=18123 LEDGER_CLICKHOUSE_TCP_PORT=19000 ledger stack up
+                                     # a second, independent stack on other ports
+
+What runs (loopback only):
+  Apache Kafka 4.1.1, single node KRaft (broker + controller), jars resolved from Maven Central with
+  mvn, on the machine's Java 17; ClickHouse from Debian's clickhouse-server package. `up` installs
+  missing packages with apt-get (needs root or sudo). Topics are not auto-created.
+
+Environment (defaults in brackets):
+  LEDGER_STATE_DIR [<repo>/.state]      data, generated configs, logs and pid files
+  LEDGER_CACHE_DIR [~/.cache/llm-ledger] Kafka jars, under kafka-4.1.1/lib
+  LEDGER_KAFKA_PORT [9092]              LEDGER_KAFKA_CONTROLLER_PORT [9093]
+  LEDGER_CLICKHOUSE_HTTP_PORT [8123]    LEDGER_CLICKHOUSE_TCP_PORT [9000]
+  LEDGER_CLICKHOUSE_INTERSERVER_PORT [disabled]
+  LEDGER_KAFKA_HEAP [-Xms512m -Xmx1g]   LEDGER_KAFKA_AUTO_CREATE_TOPICS [false]
+  LEDGER_CLICKHOUSE_MAX_MEMORY [2000000000 bytes]
+  LEDGER_KAFKA_START_TIMEOUT [90 s]     LEDGER_CLICKHOUSE_START_TIMEOUT [60 s]
+  LEDGER_STOP_TIMEOUT [30 s]            LEDGER_SCRIPTS_DIR [found automatically]
+
+The script is looked up in --scripts-dir / LEDGER_SCRIPTS_DIR, then in `scripts/` of the current
+directory and its parents, then next to the `ledger` binary's checkout, then in the source tree
+`ledger` was built from.";
 
 /// Arguments of `ledger stack`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct StackArgs {}
+#[command(after_help = AFTER_HELP)]
+pub(crate) struct StackArgs {
+    #[command(subcommand)]
+    command: StackCommand,
 
-pub(crate) async fn run(_args: StackArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`ledger stack` is not implemented yet")
+    /// Folder holding stack.sh (default: found automatically, see below).
+    #[arg(long, global = true, env = "LEDGER_SCRIPTS_DIR", value_name = "DIR")]
+    scripts_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum StackCommand {
+    /// Install what is missing, start Kafka and ClickHouse, wait until both answer. Idempotent.
+    Up,
+    /// Stop the servers `up` started (SIGTERM, SIGKILL after 30 s). Idempotent.
+    Down {
+        /// Also delete the state folder (all Kafka and ClickHouse data).
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Show each server: running or stopped, pid, address, version, data folder.
+    /// Exits 0 when both run and answer, 3 otherwise.
+    Status,
+    /// Print (or follow) the server logs.
+    Logs {
+        /// Only this server's log.
+        #[arg(value_enum)]
+        service: Option<Service>,
+        /// Keep following the log(s), like `tail -F`.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many lines of each log to print first.
+        #[arg(short = 'n', long, default_value_t = 40)]
+        lines: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Service {
+    Kafka,
+    Clickhouse,
+}
+
+impl StackCommand {
+    fn script_args(&self) -> Vec<String> {
+        match self {
+            Self::Up => vec!["up".into()],
+            Self::Down { purge } => {
+                let mut args = vec!["down".to_owned()];
+                if *purge {
+                    args.push("--purge".into());
+                }
+                args
+            }
+            Self::Status => vec!["status".into()],
+            Self::Logs { service, follow, lines } => {
+                let mut args = vec!["logs".to_owned()];
+                match service {
+                    Some(Service::Kafka) => args.push("kafka".into()),
+                    Some(Service::Clickhouse) => args.push("clickhouse".into()),
+                    None => {}
+                }
+                if *follow {
+                    args.push("-f".into());
+                }
+                args.push("-n".into());
+                args.push(lines.to_string());
+                args
+            }
+        }
+    }
+}
+
+pub(crate) async fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
+    let script = find_script(args.scripts_dir.as_deref())?;
+    tracing::debug!(script = %script.display(), "running the stack script");
+    // stdin/stdout/stderr are inherited: the script's output streams straight through.
+    let status = tokio::process::Command::new("bash")
+        .arg(&script)
+        .args(args.command.script_args())
+        .status()
+        .await
+        .with_context(|| format!("cannot run bash {}", script.display()))?;
+    Ok(exit_code_of(status))
+}
+
+fn exit_code_of(status: std::process::ExitStatus) -> ExitCode {
+    if let Some(code) = status.code() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        if let Some(signal) = status.signal() {
+            return ExitCode::from(u8::try_from(128 + signal).unwrap_or(1));
+        }
+    }
+    ExitCode::FAILURE
+}
+
+/// Where stack.sh is: explicit folder, then `scripts/` in the current directory or a parent, then
+/// in a parent of the binary (e.g. `<repo>/target/release/ledger`), then the source tree of the build.
+fn find_script(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = explicit {
+        let script = dir.join(SCRIPT);
+        anyhow::ensure!(
+            script.is_file(),
+            "{} does not exist (from --scripts-dir / LEDGER_SCRIPTS_DIR)",
+            script.display()
+        );
+        return Ok(script);
+    }
+    let mut candidates = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        candidates.extend(cwd.ancestors().map(|d| d.join("scripts").join(SCRIPT)));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let exe = exe.canonicalize().unwrap_or(exe);
+        candidates.extend(exe.ancestors().skip(1).map(|d| d.join("scripts").join(SCRIPT)));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(SCRIPT));
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "cannot find scripts/{SCRIPT}: run `ledger stack` inside the repository checkout, \
+             or set LEDGER_SCRIPTS_DIR to the folder holding {SCRIPT}"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        stack: StackArgs,
+    }
+
+    fn script_args(argv: &[&str]) -> Vec<String> {
+        let cli = Cli::try_parse_from(std::iter::once("stack").chain(argv.iter().copied())).unwrap();
+        cli.stack.command.script_args()
+    }
+
+    #[test]
+    fn passes_the_arguments_through() {
+        assert_eq!(script_args(&["up"]), ["up"]);
+        assert_eq!(script_args(&["down"]), ["down"]);
+        assert_eq!(script_args(&["down", "--purge"]), ["down", "--purge"]);
+        assert_eq!(script_args(&["status"]), ["status"]);
+        assert_eq!(script_args(&["logs"]), ["logs", "-n", "40"]);
+        assert_eq!(script_args(&["logs", "kafka", "-f", "-n", "5"]), ["logs", "kafka", "-f", "-n", "5"]);
+        assert_eq!(script_args(&["logs", "clickhouse"]), ["logs", "clickhouse", "-n", "40"]);
+    }
+
+    #[test]
+    fn finds_the_script_in_the_source_tree() {
+        let script = find_script(None).unwrap();
+        assert!(script.ends_with("scripts/stack.sh"), "{}", script.display());
+    }
+
+    #[test]
+    fn exit_codes_pass_through() {
+        use std::os::unix::process::ExitStatusExt as _;
+        // wait(2) status encoding: exit code in the high byte.
+        let status = std::process::ExitStatus::from_raw(3 << 8);
+        assert_eq!(exit_code_of(status), ExitCode::from(3));
+    }
 }

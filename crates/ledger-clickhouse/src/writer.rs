@@ -1,0 +1,177 @@
+//! The fenced batch writer: exactly-once in money by offsets stored in the rows.
+//!
+//! The design (ARCHITECTURE.md, invariant 1): the ledger itself is the record of what was
+//! written. On partition assignment the processor reads [`LedgerWriter::high_watermarks`]
+//! (`max(kafka_offset)` per Kafka partition) and seeks past it; every insert then carries one
+//! Kafka partition's offsets in increasing order, all rows stamped with one `ingest_time`.
+//!
+//! Why one insert is all-or-nothing: `usage_ledger` is partitioned by `toYYYYMM(ingest_time)`, so
+//! rows sharing one `ingest_time` fall in one ClickHouse partition; an `INSERT` of fewer than
+//! `max_insert_block_size` rows (1,048,576 on 18.16, 1,048,449 on current releases) is parsed into
+//! one block, and one block of one partition is written as one part, which becomes visible
+//! atomically on commit. [`MAX_BATCH_ROWS`] keeps batches well below that limit.
+//!
+//! Even where that atomicity does not hold (for instance an HTTP body cut at a row boundary by a
+//! killed client), what can reach the table is a *prefix* of the batch, because rows are sent in
+//! offset order; a prefix is a consistent fence state (the watermark is its last offset and the
+//! rest is re-consumed), so no event is ever written twice or lost.
+//!
+//! Not covered by the fence (documented limits): a zombie writer that still owns a partition
+//! after a rebalance handed it to another instance (rely on the consumer group's session
+//! timeout and check [`LedgerWriter::high_watermarks`] on assignment); and the materialized
+//! views, which ClickHouse runs after the ledger part is written, so a server crash between the
+//! two leaves a rollup short — [`crate::LedgerReader::ledger_totals`] detects it.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::config::validate_database_name;
+use crate::error::{Error, Result};
+use crate::row::{datetime_secs, LedgerRow};
+
+/// Largest batch [`LedgerWriter::insert_batch`] accepts: far below `max_insert_block_size`, so
+/// a batch is always one block, one part.
+pub const MAX_BATCH_ROWS: usize = 100_000;
+
+/// Writes ledger rows with the offset fence; reads the fence state back.
+#[derive(Debug, Clone)]
+pub struct LedgerWriter {
+    client: clickhouse::Client,
+    database: String,
+    table: String,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct Watermark {
+    kafka_partition: i32,
+    max_offset: i64,
+}
+
+impl LedgerWriter {
+    /// A writer of `{database}.usage_ledger`.
+    pub fn new(client: clickhouse::Client, database: impl Into<String>) -> Result<Self> {
+        let database = database.into();
+        validate_database_name(&database)?;
+        let table = format!("{database}.usage_ledger");
+        Ok(LedgerWriter { client, database, table })
+    }
+
+    /// The database written to.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// `max(kafka_offset)` per Kafka partition of `topic` in the ledger: the next offset to
+    /// consume in a partition is its watermark + 1; a partition without rows is absent.
+    pub async fn high_watermarks(&self, topic: &str) -> Result<HashMap<i32, i64>> {
+        let sql = format!(
+            "SELECT kafka_partition, max(kafka_offset) AS max_offset FROM {} \
+             WHERE kafka_topic = ? GROUP BY kafka_partition",
+            self.table
+        );
+        let rows = self
+            .client
+            .query(&sql)
+            .bind(topic)
+            .fetch_all::<Watermark>()
+            .await
+            .map_err(|e| Error::clickhouse(format!("reading high watermarks of {topic} from {}", self.table), e))?;
+        Ok(rows.into_iter().map(|w| (w.kafka_partition, w.max_offset)).collect())
+    }
+
+    /// Checks the preconditions of [`LedgerWriter::insert_batch`] without writing.
+    pub fn check_batch(rows: &[LedgerRow]) -> Result<()> {
+        let Some(first) = rows.first() else { return Ok(()) };
+        if rows.len() > MAX_BATCH_ROWS {
+            return Err(Error::InvalidBatch(format!(
+                "{} rows exceed the limit of {MAX_BATCH_ROWS} rows per insert",
+                rows.len()
+            )));
+        }
+        for (i, pair) in rows.windows(2).enumerate() {
+            let (a, b) = (&pair[0], &pair[1]);
+            if b.kafka_topic != first.kafka_topic || b.kafka_partition != first.kafka_partition {
+                return Err(Error::InvalidBatch(format!(
+                    "row {} is from {}/{} but the batch is from {}/{}: one insert covers one Kafka partition",
+                    i + 1,
+                    b.kafka_topic,
+                    b.kafka_partition,
+                    first.kafka_topic,
+                    first.kafka_partition
+                )));
+            }
+            if b.kafka_offset <= a.kafka_offset {
+                return Err(Error::InvalidBatch(format!(
+                    "offsets must strictly increase: row {} has offset {} after {}",
+                    i + 1,
+                    b.kafka_offset,
+                    a.kafka_offset
+                )));
+            }
+            if b.ingest_time != first.ingest_time {
+                return Err(Error::InvalidBatch(format!(
+                    "row {} has ingest_time {} but the batch is stamped {}: one ingest_time per insert \
+                     keeps it in one ClickHouse partition",
+                    i + 1,
+                    b.ingest_time,
+                    first.ingest_time
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts one batch as one `INSERT` (one block, one part, atomic; see the module docs).
+    ///
+    /// Preconditions, checked before anything is sent ([`Error::InvalidBatch`] otherwise): all
+    /// rows from one Kafka topic and partition, offsets strictly increasing, one `ingest_time`
+    /// (the caller stamps the batch), at most [`MAX_BATCH_ROWS`] rows. An empty batch is a no-op.
+    /// On a retryable error the batch may or may not (or, in part, as a prefix) have been written:
+    /// re-read [`LedgerWriter::high_watermarks`] and resend only the rows past it.
+    pub async fn insert_batch(&self, rows: &[LedgerRow]) -> Result<()> {
+        LedgerWriter::check_batch(rows)?;
+        let Some(first) = rows.first() else { return Ok(()) };
+        let context = || {
+            format!(
+                "insert of {} rows ({}/{} offsets {}..={}) into {}",
+                rows.len(),
+                first.kafka_topic,
+                first.kafka_partition,
+                first.kafka_offset,
+                rows[rows.len() - 1].kafka_offset,
+                self.table
+            )
+        };
+        let mut insert = self
+            .client
+            .insert_unescaped::<LedgerRow>(&self.table)
+            .await
+            .map_err(|e| Error::clickhouse(context(), e))?;
+        for row in rows {
+            insert.write(row).await.map_err(|e| Error::clickhouse(context(), e))?;
+        }
+        insert.end().await.map_err(|e| Error::clickhouse(context(), e))
+    }
+
+    /// Event ids written for one Kafka partition with `ingest_time >= since`, to rebuild the
+    /// processor's dedupe state after a restart. Filtering on `ingest_time` prunes the ledger's
+    /// monthly partitions. Ids appear once each, in no particular order.
+    pub async fn recent_event_ids(&self, topic: &str, partition: i32, since: DateTime<Utc>) -> Result<Vec<String>> {
+        let since_secs = datetime_secs(since, "since")?;
+        let sql = format!(
+            "SELECT DISTINCT event_id FROM {} \
+             WHERE ingest_time >= toDateTime(?, 'UTC') AND kafka_topic = ? AND kafka_partition = ?",
+            self.table
+        );
+        self.client
+            .query(&sql)
+            .bind(since_secs)
+            .bind(topic)
+            .bind(partition)
+            .fetch_all::<String>()
+            .await
+            .map_err(|e| Error::clickhouse(format!("reading recent event ids of {topic}/{partition}"), e))
+    }
+}

@@ -1,0 +1,388 @@
+//! Integration tests against a real ClickHouse server (18.16 in CI, any current release too).
+//!
+//! Server: `LEDGER_TEST_CLICKHOUSE_URL` (default `http://127.0.0.1:8123`, start one with
+//! `ledger stack up`). When it is unreachable the tests FAIL, they do not skip. Each test works in
+//! its own database `ledger_test_<random hex>` and drops it at the end, pass or fail.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use ledger_clickhouse::clickhouse::{self, Compression};
+use ledger_clickhouse::{
+    ClickHouseConfig, Dimension, Error, ErrorKind, LedgerReader, LedgerRow, LedgerWriter, Lineage, Migration,
+    MigrationStatus, Migrator, Rollup, SpendRow, TableTotals, MIGRATIONS,
+};
+use ledger_core::pricing::{CostTerms, PricedUsage};
+use ledger_core::{Money, UsageEvent};
+
+const TOPIC: &str = "llm.usage.v1";
+
+fn server_url() -> String {
+    std::env::var("LEDGER_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".to_owned())
+}
+
+fn config(database: &str) -> ClickHouseConfig {
+    ClickHouseConfig::new(server_url(), database)
+}
+
+/// Runs `body` with a fresh, migrated database; drops the database afterwards, even on failure.
+async fn with_database<F, Fut>(migrate: bool, body: F)
+where
+    F: FnOnce(clickhouse::Client, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let database = format!("ledger_test_{:016x}", rand::random::<u64>());
+    let client = config(&database).client().unwrap();
+    if let Err(e) = client.query("SELECT 1").fetch_one::<u8>().await {
+        panic!(
+            "ClickHouse is not reachable at {} ({e}). Start it with `ledger stack up` or point \
+             LEDGER_TEST_CLICKHOUSE_URL at a server; these tests need a real ClickHouse.",
+            server_url()
+        );
+    }
+    if migrate {
+        Migrator::new(&database).unwrap().migrate(&client).await.expect("migrations apply");
+    }
+    let result = tokio::spawn(body(client.clone(), database.clone())).await;
+    client
+        .query_raw(&format!("DROP DATABASE IF EXISTS {database}"))
+        .execute()
+        .await
+        .expect("drop the test database");
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+fn money(s: &str) -> Money {
+    s.parse().unwrap()
+}
+
+fn utc(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+struct Spec<'a> {
+    tenant: &'a str,
+    model: &'a str,
+    event_time: &'a str,
+    /// (input term, output term): the cost is their sum.
+    terms: (&'a str, &'a str),
+    partition: i32,
+    offset: i64,
+    ingest: &'a str,
+}
+
+fn row(s: &Spec<'_>) -> LedgerRow {
+    let mut event: UsageEvent = serde_json::from_value(serde_json::json!({
+        "event_id": format!("ev-{}-{}", s.partition, s.offset),
+        "event_time": s.event_time,
+        "tenant_id": s.tenant,
+        "provider": "openai",
+        "request_model": s.model,
+        "input_tokens": 1000 + s.offset,
+        "cache_read_input_tokens": 10,
+        "output_tokens": 100,
+        "reasoning_output_tokens": 7,
+    }))
+    .unwrap();
+    event.tags = BTreeMap::from([("env".to_owned(), "test".to_owned()), ("app".to_owned(), "it".to_owned())]);
+    let terms = CostTerms { input: money(s.terms.0), output: money(s.terms.1), ..CostTerms::default() };
+    let priced = PricedUsage {
+        model: Arc::from(s.model),
+        price_version: Arc::from("litellm-1.110.2@2026-01-01T00:00:00Z"),
+        terms,
+        cost: terms.total().unwrap(),
+        routed_from: None,
+    };
+    let lineage = Lineage { topic: TOPIC.to_owned(), partition: s.partition, offset: s.offset };
+    LedgerRow::new(&event, &priced, lineage, utc(s.ingest)).unwrap()
+}
+
+async fn count(client: &clickhouse::Client, sql: &str) -> u64 {
+    client.query_raw(sql).fetch_one::<u64>().await.unwrap()
+}
+
+#[tokio::test]
+async fn migrations_apply_then_reapply_idempotently_and_detect_edits() {
+    with_database(false, |client, db| async move {
+        // The database does not exist yet: the migrator creates it.
+        let exists = count(&client, &format!("SELECT count() FROM system.databases WHERE name = '{db}'")).await;
+        assert_eq!(exists, 0);
+        let migrator = Migrator::new(&db).unwrap();
+        let first = migrator.migrate(&client).await.unwrap();
+        assert_eq!(first.applied(), vec![1, 2]);
+        assert!(first.already_applied().is_empty());
+        let second = migrator.migrate(&client).await.unwrap();
+        assert!(second.applied().is_empty());
+        assert_eq!(second.already_applied(), vec![1, 2]);
+        assert!(second.outcomes.iter().all(|o| o.status == MigrationStatus::AlreadyApplied));
+
+        let tables = client
+            .query_raw(&format!("SELECT name FROM system.tables WHERE database = '{db}' ORDER BY name"))
+            .fetch_all::<String>()
+            .await
+            .unwrap();
+        for t in [
+            "schema_migrations",
+            "usage_ledger",
+            "usage_rollup_day",
+            "usage_rollup_day_mv",
+            "usage_rollup_hour",
+            "usage_rollup_hour_mv",
+            "usage_rollup_minute",
+            "usage_rollup_minute_mv",
+        ] {
+            assert!(tables.iter().any(|x| x == t), "missing table {t} in {tables:?}");
+        }
+        let applied = migrator.applied(&client).await.unwrap();
+        assert_eq!(applied.len(), 2);
+        assert_eq!(applied[0].checksum, MIGRATIONS[0].checksum());
+        assert!(applied[1].applied_at_utc() <= Utc::now());
+
+        // An applied migration whose text changed is a clear, fatal error.
+        let edited = format!("{}\n-- edited\n", MIGRATIONS[1].sql);
+        let mut migrations = MIGRATIONS.to_vec();
+        migrations[1] = Migration { sql: Box::leak(edited.into_boxed_str()), ..MIGRATIONS[1] };
+        let err = Migrator::with_migrations(&db, migrations).unwrap().migrate(&client).await.unwrap_err();
+        assert!(matches!(err, Error::ChecksumMismatch { version: 2, .. }), "{err}");
+        assert_eq!(err.kind(), ErrorKind::Fatal);
+        assert!(err.to_string().contains("was changed after it was applied"), "{err}");
+
+        // A database ahead of the binary is refused.
+        let err = Migrator::with_migrations(&db, MIGRATIONS[..1].to_vec()).unwrap().migrate(&client).await.unwrap_err();
+        assert!(matches!(err, Error::UnknownMigration { version: 2, .. }), "{err}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ledger_and_every_rollup_sum_exactly() {
+    with_database(true, |client, db| async move {
+        let writer = LedgerWriter::new(client.clone(), &db).unwrap();
+        let ingest = "2026-03-31T23:59:59Z";
+        let p0 = [
+            // acme / gpt-4o: a cost with all 12 fractional digits, and one near 10^15 USD.
+            Spec { tenant: "acme", model: "gpt-4o", event_time: "2026-03-01T10:00:01.5Z", terms: ("0.123456789012", "0"), partition: 0, offset: 10, ingest },
+            Spec { tenant: "acme", model: "gpt-4o", event_time: "2026-03-01T10:00:59Z", terms: ("999999999999999.000000000001", "0.999999999998"), partition: 0, offset: 11, ingest },
+            // same day, another hour
+            Spec { tenant: "acme", model: "gpt-4o", event_time: "2026-03-01T11:30:00Z", terms: ("1.000000000001", "0.499999999999"), partition: 0, offset: 12, ingest },
+        ];
+        let p1 = [
+            // another tenant and model, another day and month (event time), same ingest month
+            Spec { tenant: "globex", model: "claude-sonnet-4", event_time: "2026-02-28T23:59:59Z", terms: ("0.000000000001", "0"), partition: 1, offset: 5, ingest },
+            Spec { tenant: "acme", model: "o3", event_time: "2026-03-02T00:00:00Z", terms: ("2", "3.000000000009"), partition: 1, offset: 6, ingest },
+        ];
+        let rows0: Vec<LedgerRow> = p0.iter().map(row).collect();
+        let rows1: Vec<LedgerRow> = p1.iter().map(row).collect();
+        writer.insert_batch(&rows0).await.unwrap();
+        writer.insert_batch(&rows1).await.unwrap();
+
+        // Hand-computed:
+        //   acme/gpt-4o = 0.123456789012 + 999999999999999.999999999999 + 1.500000000000
+        //               = 1000000000000001.623456789011
+        //   acme/o3     = 5.000000000009
+        //   globex/...  = 0.000000000001
+        //   total       = 1000000000000006.623456789021
+        let total = money("1000000000000006.623456789021");
+        let expected = TableTotals { requests: 5, cost: total };
+        let reader = LedgerReader::new(client.clone(), &db).unwrap();
+        let totals = reader.ledger_totals().await.unwrap();
+        assert_eq!(totals.ledger, expected);
+        assert_eq!(totals.rollups.len(), 3);
+        for (rollup, t) in &totals.rollups {
+            assert_eq!(*t, expected, "{rollup:?}");
+        }
+        assert!(totals.is_consistent());
+
+        // Every column round-trips through RowBinary, the sub-second part and the tags included.
+        let back = client
+            .query(&format!("SELECT ?fields FROM {db}.usage_ledger ORDER BY kafka_partition, kafka_offset"))
+            .fetch_all::<LedgerRow>()
+            .await
+            .unwrap();
+        let mut sent = rows0.clone();
+        sent.extend(rows1.clone());
+        assert_eq!(back, sent);
+        assert_eq!(back[0].event_time_micros, 500_000);
+        assert_eq!(back[0].tag_keys, vec!["app", "env"]);
+
+        // Bucket counts: 3 distinct minutes (10:00, 11:30, and two other days), hours, days.
+        let buckets = |r: Rollup| format!("SELECT count() FROM (SELECT bucket, tenant_id, model FROM {db}.{} GROUP BY bucket, tenant_id, model)", r.table());
+        assert_eq!(count(&client, &buckets(Rollup::Minute)).await, 4);
+        assert_eq!(count(&client, &buckets(Rollup::Hour)).await, 4);
+        assert_eq!(count(&client, &buckets(Rollup::Day)).await, 3);
+        let day_cost = client
+            .query_raw(&format!(
+                "SELECT sum(cost_usd) FROM {db}.usage_rollup_day WHERE tenant_id = 'acme' AND model = 'gpt-4o' AND bucket = toDateTime('2026-03-01 00:00:00', 'UTC')"
+            ))
+            .fetch_one::<i128>()
+            .await
+            .unwrap();
+        assert_eq!(Money::from_picos(day_cost), money("1000000000000001.623456789011"));
+
+        // Forcing the SummingMergeTree merges changes nothing: sums stay exact.
+        for r in Rollup::ALL {
+            client.query_raw(&format!("OPTIMIZE TABLE {db}.{} FINAL", r.table())).execute().await.unwrap();
+        }
+        assert_eq!(reader.ledger_totals().await.unwrap().rollups.iter().map(|x| x.1).collect::<Vec<_>>(), vec![expected; 3]);
+        let merged_rows = count(&client, &format!("SELECT count() FROM {db}.usage_rollup_day")).await;
+        assert_eq!(merged_rows, 3);
+
+        // Spend report: March by tenant and model (day rollup), then an hour range (hour rollup).
+        let march = reader.spend_by_tenant_model(utc("2026-03-01T00:00:00Z"), utc("2026-04-01T00:00:00Z")).await.unwrap();
+        assert_eq!(
+            march,
+            vec![
+                SpendRow { tenant_id: "acme".into(), model: "gpt-4o".into(), requests: 3, input_tokens: 1010 + 1011 + 1012, output_tokens: 300, cost: money("1000000000000001.623456789011") },
+                SpendRow { tenant_id: "acme".into(), model: "o3".into(), requests: 1, input_tokens: 1006, output_tokens: 100, cost: money("5.000000000009") },
+            ]
+        );
+        let hour = reader.spend_by_tenant_model(utc("2026-03-01T11:00:00Z"), utc("2026-03-01T12:00:00Z")).await.unwrap();
+        assert_eq!(hour.len(), 1);
+        assert_eq!(hour[0].cost, money("1.500000000000"));
+        let all = reader.spend(utc("1970-01-01T00:00:00Z"), utc("2100-01-01T00:00:00Z"), &[]).await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].cost, total);
+        assert_eq!(all[0].requests, 5);
+        let by_tenant = reader.spend(utc("1970-01-01T00:00:00Z"), utc("2100-01-01T00:00:00Z"), &[Dimension::Tenant]).await.unwrap();
+        assert_eq!(by_tenant.iter().map(|r| (r.keys[0].as_str(), r.cost)).collect::<Vec<_>>(), vec![("acme", money("1000000000000006.623456789020")), ("globex", money("0.000000000001"))]);
+        let empty = reader.spend_by_tenant_model(utc("2020-01-01T00:00:00Z"), utc("2020-02-01T00:00:00Z")).await.unwrap();
+        assert!(empty.is_empty());
+
+        // Recent event ids of one partition, for the dedupe state.
+        let mut ids = writer.recent_event_ids(TOPIC, 0, utc("2026-03-31T00:00:00Z")).await.unwrap();
+        ids.sort();
+        assert_eq!(ids, vec!["ev-0-10", "ev-0-11", "ev-0-12"]);
+        assert!(writer.recent_event_ids(TOPIC, 0, utc("2026-04-01T00:00:00Z")).await.unwrap().is_empty());
+        assert!(writer.recent_event_ids("other", 0, utc("2026-01-01T00:00:00Z")).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn high_watermarks_are_max_offset_per_partition() {
+    with_database(true, |client, db| async move {
+        let writer = LedgerWriter::new(client.clone(), &db).unwrap();
+        assert!(writer.high_watermarks(TOPIC).await.unwrap().is_empty());
+        let ingest = "2026-05-01T00:00:00Z";
+        let spec = |partition, offset| Spec { tenant: "acme", model: "m", event_time: "2026-05-01T00:00:00Z", terms: ("1", "0"), partition, offset, ingest };
+        // Offsets need not be contiguous (rejected events go to the dead-letter topic).
+        writer.insert_batch(&[row(&spec(0, 5)), row(&spec(0, 6)), row(&spec(0, 9))]).await.unwrap();
+        writer.insert_batch(&[row(&spec(1, 100))]).await.unwrap();
+        writer.insert_batch(&[row(&spec(0, 10)), row(&spec(0, 11))]).await.unwrap();
+        let mut other = row(&spec(2, 7777));
+        other.kafka_topic = "another.topic".into();
+        writer.insert_batch(&[other]).await.unwrap();
+        writer.insert_batch(&[]).await.unwrap(); // no-op
+
+        assert_eq!(writer.high_watermarks(TOPIC).await.unwrap(), HashMap::from([(0, 11), (1, 100)]));
+        assert_eq!(writer.high_watermarks("another.topic").await.unwrap(), HashMap::from([(2, 7777)]));
+        assert!(writer.high_watermarks("x' OR '1'='1").await.unwrap().is_empty()); // bound, not spliced
+
+        // The same through an uncompressed client: both transports work on the server.
+        let plain = LedgerWriter::new(client.clone().with_compression(Compression::None), &db).unwrap();
+        plain.insert_batch(&[row(&spec(1, 101))]).await.unwrap();
+        assert_eq!(plain.high_watermarks(TOPIC).await.unwrap()[&1], 101);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batches_breaking_the_fence_preconditions_are_refused_and_not_written() {
+    with_database(true, |client, db| async move {
+        let writer = LedgerWriter::new(client.clone(), &db).unwrap();
+        let ingest = "2026-05-01T00:00:00Z";
+        let spec = |partition, offset| Spec { tenant: "acme", model: "m", event_time: "2026-05-01T00:00:00Z", terms: ("1", "0"), partition, offset, ingest };
+        let mut other_topic = row(&spec(0, 2));
+        other_topic.kafka_topic = "other".into();
+        let mut other_ingest = row(&spec(0, 2));
+        other_ingest.ingest_time += 1;
+        let bad: Vec<(&str, Vec<LedgerRow>)> = vec![
+            ("two partitions", vec![row(&spec(0, 1)), row(&spec(1, 2))]),
+            ("two topics", vec![row(&spec(0, 1)), other_topic]),
+            ("repeated offset", vec![row(&spec(0, 1)), row(&spec(0, 1))]),
+            ("decreasing offsets", vec![row(&spec(0, 2)), row(&spec(0, 1))]),
+            ("two ingest times", vec![row(&spec(0, 1)), other_ingest]),
+        ];
+        for (what, rows) in bad {
+            let err = writer.insert_batch(&rows).await.unwrap_err();
+            assert!(matches!(err, Error::InvalidBatch(_)), "{what}: {err}");
+            assert!(!err.is_retryable(), "{what}");
+        }
+        let too_many: Vec<LedgerRow> = (0..=ledger_clickhouse::MAX_BATCH_ROWS as i64).map(|o| row(&spec(0, o))).collect();
+        assert!(matches!(LedgerWriter::check_batch(&too_many), Err(Error::InvalidBatch(_))));
+        assert_eq!(count(&client, &format!("SELECT count() FROM {db}.usage_ledger")).await, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn decimal_extremes_round_trip_exactly() {
+    with_database(true, |client, db| async move {
+        // Decimal(38, 12) holds |raw| <= 10^38 - 1.
+        let max = 10i128.pow(38) - 1;
+        let values = [max, -max, 1, -1, 0, 123_456_789_012_345_678_901_234_567_890_123_456_i128, i128::from(i64::MAX)];
+        let ingest = "2026-06-01T00:00:00Z";
+        let mut rows = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            let mut r = row(&Spec { tenant: &format!("t{i}"), model: "m", event_time: "2026-06-01T00:00:00Z", terms: ("0", "0"), partition: 0, offset: i as i64, ingest });
+            r.cost_usd = *v;
+            r.output_cost_usd = *v;
+            r.provided_cost_usd = Some(-*v);
+            r.routed_from_cost_usd = Some(*v);
+            r.savings_usd = *v;
+            rows.push(r);
+        }
+        rows[4].provided_cost_usd = None;
+        LedgerWriter::new(client.clone(), &db).unwrap().insert_batch(&rows).await.unwrap();
+        let back = client
+            .query(&format!("SELECT ?fields FROM {db}.usage_ledger ORDER BY kafka_offset"))
+            .fetch_all::<LedgerRow>()
+            .await
+            .unwrap();
+        assert_eq!(back, rows);
+        // ClickHouse's own text form of each value is exactly Money's.
+        let text = client
+            .query_raw(&format!("SELECT cost_usd FROM {db}.usage_ledger ORDER BY kafka_offset"))
+            .fetch_bytes("TabSeparated")
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let parsed: Vec<i128> = std::str::from_utf8(&text).unwrap().lines().map(|l| l.parse::<Money>().unwrap().picos()).collect();
+        assert_eq!(parsed, values.to_vec());
+        let max_text = Money::from_picos(max).to_string();
+        assert_eq!(max_text, "99999999999999999999999999.999999999999");
+        // A literal parsed by the server arrives as the same i128.
+        let v = client
+            .query_raw("SELECT toDecimal128('-99999999999999999999999999.999999999999', 12)")
+            .fetch_one::<i128>()
+            .await
+            .unwrap();
+        assert_eq!(v, -max);
+        // Rollups sum per key; each tenant has one row, so each sum is the value itself.
+        let day: Vec<i128> = client
+            .query_raw(&format!("SELECT sum(cost_usd) FROM {db}.usage_rollup_day GROUP BY tenant_id ORDER BY tenant_id"))
+            .fetch_all::<i128>()
+            .await
+            .unwrap();
+        assert_eq!(day, values.to_vec());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_retryable_connection_error() {
+    let client = ClickHouseConfig::new("http://127.0.0.1:1", "ledger").client().unwrap();
+    let err = Migrator::new("ledger").unwrap().migrate(&client).await.unwrap_err();
+    assert!(err.is_connection(), "{err:?}");
+    assert!(err.is_retryable());
+    // A bad statement is fatal.
+    let database = format!("ledger_test_{:016x}", rand::random::<u64>());
+    let client = config(&database).client().unwrap();
+    let err = LedgerReader::new(client, &database).unwrap().ledger_totals().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Fatal, "{err}"); // unknown database
+}

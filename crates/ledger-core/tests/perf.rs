@@ -1,0 +1,44 @@
+//! A rough timing of `Catalog::price` on the real LiteLLM file (ignored by default; the criterion
+//! benchmark lives in `benches/`). Run: `cargo test --release -p ledger-core --test perf -- --ignored --nocapture`.
+
+mod common;
+
+use std::time::Instant;
+
+use ledger_core::catalog::{Catalog, CatalogSource};
+
+#[test]
+#[ignore = "timing, run explicitly in release mode"]
+fn price_is_fast_on_the_real_catalog() {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/litellm-1.110.2-model_prices_and_context_window.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("note: skipping, {} not found", path.display());
+        return;
+    };
+    let (src, _) = CatalogSource::from_litellm_json("litellm", common::epoch(), &text).unwrap();
+    let catalog = Catalog::new(vec![src]).unwrap();
+    let mut events = Vec::new();
+    for (model, provider, tier) in [
+        ("gpt-4o", "openai", None),
+        ("gemini-2.5-pro", "gcp.gemini", Some("priority")),
+        ("gemini-2.5-flash", "gemini", None),
+        ("claude-sonnet-4-5", "anthropic", Some("batch")),
+        ("mistral-large-latest", "mistral", None),
+    ] {
+        let mut e = common::io(model, 250_000, 1_000, tier);
+        e.provider = provider.to_owned();
+        e.cache_read_input_tokens = 1_000;
+        e.reasoning_output_tokens = 100;
+        events.push((e.validate().unwrap(), e));
+    }
+    let n = 1_000_000;
+    let start = Instant::now();
+    let mut total = 0i128;
+    for i in 0..n {
+        let (t, e) = &events[i % events.len()];
+        total += catalog.price(e, t).unwrap().cost.picos();
+    }
+    let per = start.elapsed().as_nanos() / n as u128;
+    eprintln!("Catalog::price: {per} ns/event (checksum {total})");
+}

@@ -1,0 +1,93 @@
+//! Topic administration: create the ledger's topics when missing.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::{KafkaConfig, KafkaError, TopicNames};
+
+/// How one topic should look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Partition count when creating it.
+    pub partitions: i32,
+    /// `cleanup.policy=compact` (latest value per key is kept forever).
+    pub compacted: bool,
+}
+
+/// The ledger's four topics with `partitions` partitions each (DLQ as many as the usage topic:
+/// a source partition's dead letters go to the DLQ partition of the same number).
+pub fn ledger_topics(names: &TopicNames, partitions: i32) -> Vec<TopicSpec> {
+    vec![
+        TopicSpec { name: names.usage.clone(), partitions, compacted: false },
+        TopicSpec { name: names.dead_letter.clone(), partitions, compacted: false },
+        TopicSpec { name: names.spend.clone(), partitions, compacted: true },
+        TopicSpec { name: names.signals.clone(), partitions, compacted: true },
+    ]
+}
+
+/// Creates each topic that does not exist yet; existing topics are left alone.
+pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> =
+        config.client_config().create().map_err(|e| KafkaError::client("creating admin client", e))?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            let mut nt = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1));
+            if t.compacted {
+                nt = nt.set("cleanup.policy", "compact").set("min.cleanable.dirty.ratio", "0.1");
+            }
+            nt
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results =
+        admin.create_topics(new_topics.iter(), &opts).await.map_err(|e| KafkaError::client("creating topics", e))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::Topic { topic, problem: format!("cannot create: {code}") });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Partition count of a topic (fetched from the broker's metadata).
+pub fn partition_count(config: &KafkaConfig, topic: &str, timeout: Duration) -> Result<i32, KafkaError> {
+    let consumer: BaseConsumer =
+        config.client_config().create().map_err(|e| KafkaError::client("creating metadata client", e))?;
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| KafkaError::client(format!("fetching metadata of {topic}"), e))?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| KafkaError::Topic { topic: topic.to_owned(), problem: "not in metadata".into() })?;
+    if let Some(err) = t.error() {
+        return Err(KafkaError::Topic { topic: topic.to_owned(), problem: format!("{:?}", err) });
+    }
+    Ok(t.partitions().len() as i32)
+}
+
+/// Low and high watermarks of every partition of `topic`.
+pub fn watermarks(config: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+    let consumer: BaseConsumer =
+        config.client_config().create().map_err(|e| KafkaError::client("creating metadata client", e))?;
+    let n = partition_count(config, topic, timeout)?;
+    (0..n)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, timeout)
+                .map(|(lo, hi)| (p, lo, hi))
+                .map_err(|e| KafkaError::client(format!("watermarks of {topic}/{p}"), e))
+        })
+        .collect()
+}

@@ -1,0 +1,92 @@
+//! A manual-offset consumer whose rebalances are reported to the owner.
+//!
+//! Offsets are never auto-committed or auto-stored: the processor fences by the offsets stored
+//! in its sink, and commits to Kafka only for lag monitoring, after the data is durable.
+
+use std::sync::{Arc, Mutex};
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use crate::{KafkaConfig, KafkaError};
+
+/// A rebalance as the owner of the consumer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceEvent {
+    /// Partitions now assigned to this member.
+    Assigned(Vec<(String, i32)>),
+    /// Partitions taken away from this member.
+    Revoked(Vec<(String, i32)>),
+}
+
+/// Consumer context that records rebalances for the processing loop.
+///
+/// `pre_rebalance` runs inside `poll`, before the partitions are taken away: the loop flushes
+/// the revoked partitions' in-flight data on its next turn, and the fence makes any late write
+/// harmless (a new owner skips offsets already in the sink).
+#[derive(Debug, Default, Clone)]
+pub struct RecordingContext {
+    events: Arc<Mutex<Vec<RebalanceEvent>>>,
+}
+
+impl RecordingContext {
+    /// Takes the rebalances seen since the last call.
+    pub fn take_events(&self) -> Vec<RebalanceEvent> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn push(&self, e: RebalanceEvent) {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
+}
+
+impl ClientContext for RecordingContext {}
+
+impl ConsumerContext for RecordingContext {
+    fn pre_rebalance(&self, _base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+            self.push(RebalanceEvent::Revoked(partitions(tpl)));
+        }
+    }
+
+    fn post_rebalance(&self, _base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions assigned");
+                self.push(RebalanceEvent::Assigned(partitions(tpl)));
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// A consumer in `group` with manual offsets and the recording context.
+pub fn manual_offset_consumer(
+    config: &KafkaConfig,
+    group: &str,
+) -> Result<(StreamConsumer<RecordingContext>, RecordingContext), KafkaError> {
+    let context = RecordingContext::default();
+    let mut cfg = config.client_config();
+    cfg.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("fetch.min.bytes", "1")
+        .set("fetch.wait.max.ms", "100")
+        .set("queued.max.messages.kbytes", "65536");
+    for (k, v) in &config.options {
+        cfg.set(k, v);
+    }
+    let consumer = cfg
+        .create_with_context(context.clone())
+        .map_err(|e| KafkaError::client(format!("creating consumer in group {group}"), e))?;
+    Ok((consumer, context))
+}

@@ -1,0 +1,296 @@
+//! Realistic synthetic usage events, deterministic for a given seed.
+//!
+//! Tenants are Zipf-distributed (a few big spenders, a long tail), each tenant has teams and
+//! projects, the model mix spans cheap and expensive models of several providers, and token
+//! counts follow log-normal distributions with prompt-cache reads and writes and reasoning
+//! tokens where the model family has them. On request a share of the events are resent
+//! duplicates (same `event_id`) or invalid (each kind of rejection).
+
+use chrono::{DateTime, Duration, Utc};
+use ledger_core::UsageEvent;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, LogNormal, Zipf};
+
+/// One model of the mix: provider name (OpenTelemetry), model name and traits.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelSpec {
+    /// `gen_ai.provider.name`.
+    pub provider: &'static str,
+    /// The model name as the service sends it.
+    pub model: &'static str,
+    /// Relative share of calls.
+    pub weight: u32,
+    /// The model emits reasoning tokens.
+    pub reasoning: bool,
+    /// The provider reports cache writes (Anthropic-style explicit caching).
+    pub cache_writes: bool,
+}
+
+/// The default model mix: every name is priced by `catalog/litellm-prices.json`.
+pub const MODEL_MIX: &[ModelSpec] = &[
+    ModelSpec { provider: "openai", model: "gpt-4o-mini", weight: 30, reasoning: false, cache_writes: false },
+    ModelSpec { provider: "openai", model: "gpt-4o", weight: 10, reasoning: false, cache_writes: false },
+    ModelSpec { provider: "openai", model: "gpt-4.1-mini", weight: 10, reasoning: false, cache_writes: false },
+    ModelSpec { provider: "openai", model: "o4-mini", weight: 5, reasoning: true, cache_writes: false },
+    ModelSpec { provider: "openai", model: "gpt-5-mini", weight: 8, reasoning: true, cache_writes: false },
+    ModelSpec { provider: "anthropic", model: "claude-sonnet-4-5", weight: 10, reasoning: false, cache_writes: true },
+    ModelSpec { provider: "anthropic", model: "claude-haiku-4-5", weight: 10, reasoning: false, cache_writes: true },
+    ModelSpec { provider: "gcp.gemini", model: "gemini-2.5-flash", weight: 8, reasoning: true, cache_writes: false },
+    ModelSpec { provider: "gcp.gemini", model: "gemini-2.5-pro", weight: 3, reasoning: true, cache_writes: false },
+    ModelSpec { provider: "deepseek", model: "deepseek-chat", weight: 4, reasoning: false, cache_writes: false },
+    ModelSpec { provider: "mistral_ai", model: "mistral/mistral-large-latest", weight: 2, reasoning: false, cache_writes: false },
+];
+
+const TENANTS: &[&str] = &[
+    "acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "cyberdyne", "soylent",
+    "aperture",
+];
+const TEAMS: &[&str] = &["search", "support", "growth", "platform", "research"];
+const FEATURES: &[&str] = &["chat", "summarize", "classify", "extract", "agent"];
+
+/// What kind of invalid event to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidKind {
+    /// Cache parts exceed `input_tokens`.
+    InconsistentTokens,
+    /// A model no catalog knows.
+    UnknownModel,
+    /// A negative token count.
+    NegativeTokens,
+    /// Bytes that are not an event at all.
+    Garbage,
+}
+
+/// One generated message.
+#[derive(Debug, Clone)]
+pub enum Synthetic {
+    /// A new, valid event.
+    Valid(UsageEvent),
+    /// A resend of an earlier valid event (same `event_id` and content).
+    Duplicate(UsageEvent),
+    /// An event the processor must dead-letter (the event, or `None` for garbage bytes).
+    Invalid(InvalidKind, Option<UsageEvent>),
+}
+
+impl Synthetic {
+    /// The event, when the message is one.
+    pub fn event(&self) -> Option<&UsageEvent> {
+        match self {
+            Synthetic::Valid(e) | Synthetic::Duplicate(e) => Some(e),
+            Synthetic::Invalid(_, e) => e.as_ref(),
+        }
+    }
+}
+
+/// Settings of the generator.
+#[derive(Debug, Clone)]
+pub struct GeneratorOptions {
+    /// RNG seed: the same seed yields the same events.
+    pub seed: u64,
+    /// Number of tenants (at most 12 named ones, then `tenant-N`).
+    pub tenants: usize,
+    /// Share of messages that resend an earlier event, in parts per million.
+    pub duplicate_ppm: u32,
+    /// Share of invalid messages, in parts per million.
+    pub invalid_ppm: u32,
+    /// Event times are spread over `[start, start + spread)`.
+    pub start: DateTime<Utc>,
+    /// Width of the event-time spread.
+    pub spread: Duration,
+    /// Prefix of event ids (keeps runs apart).
+    pub id_prefix: String,
+}
+
+impl Default for GeneratorOptions {
+    fn default() -> Self {
+        GeneratorOptions {
+            seed: 42,
+            tenants: 8,
+            duplicate_ppm: 0,
+            invalid_ppm: 0,
+            start: Utc::now() - Duration::minutes(10),
+            spread: Duration::minutes(10),
+            id_prefix: "syn".to_owned(),
+        }
+    }
+}
+
+/// An endless, deterministic stream of synthetic messages.
+#[derive(Debug)]
+pub struct Generator {
+    opts: GeneratorOptions,
+    rng: StdRng,
+    tenant_dist: Zipf<f64>,
+    input_dist: LogNormal<f64>,
+    output_dist: LogNormal<f64>,
+    total_weight: u32,
+    seq: u64,
+    recent: Vec<UsageEvent>,
+}
+
+impl Generator {
+    /// A generator with the given options.
+    pub fn new(opts: GeneratorOptions) -> Self {
+        let tenants = opts.tenants.max(1);
+        Generator {
+            rng: StdRng::seed_from_u64(opts.seed),
+            // Token and tenant distributions are statistics of the load, not money.
+            tenant_dist: Zipf::new(tenants as u64, 1.1).expect("valid zipf parameters"),
+            input_dist: LogNormal::new(7.0, 1.2).expect("valid log-normal parameters"),
+            output_dist: LogNormal::new(5.5, 1.0).expect("valid log-normal parameters"),
+            total_weight: MODEL_MIX.iter().map(|m| m.weight).sum(),
+            seq: 0,
+            recent: Vec::new(),
+            opts,
+        }
+    }
+
+    fn tenant(&mut self) -> String {
+        let i = self.tenant_dist.sample(&mut self.rng) as usize - 1;
+        TENANTS.get(i).map(|t| (*t).to_owned()).unwrap_or_else(|| format!("tenant-{i}"))
+    }
+
+    fn model(&mut self) -> ModelSpec {
+        let mut pick = self.rng.gen_range(0..self.total_weight);
+        for m in MODEL_MIX {
+            if pick < m.weight {
+                return *m;
+            }
+            pick -= m.weight;
+        }
+        MODEL_MIX[0]
+    }
+
+    /// A new valid event.
+    pub fn valid_event(&mut self) -> UsageEvent {
+        self.seq += 1;
+        let tenant = self.tenant();
+        let spec = self.model();
+        let team = TEAMS[self.rng.gen_range(0..TEAMS.len())];
+        let input = (self.input_dist.sample(&mut self.rng) as i64).clamp(1, 400_000);
+        let output = (self.output_dist.sample(&mut self.rng) as i64).clamp(1, 32_000);
+        let cache_read = if self.rng.gen_bool(0.4) { input * self.rng.gen_range(0..80) / 100 } else { 0 };
+        let (cache_creation, cache_creation_1h) = if spec.cache_writes && self.rng.gen_bool(0.2) {
+            let w = (input - cache_read) * self.rng.gen_range(0..50) / 100;
+            if self.rng.gen_bool(0.3) { (0, w) } else { (w, 0) }
+        } else {
+            (0, 0)
+        };
+        let reasoning = if spec.reasoning { output * self.rng.gen_range(0..70) / 100 } else { 0 };
+        let spread_ms = self.opts.spread.num_milliseconds().max(1);
+        let event_time = self.opts.start + Duration::milliseconds(self.rng.gen_range(0..spread_ms));
+        let tier = match self.rng.gen_range(0..100) {
+            0..=4 => Some("batch".to_owned()),
+            5..=6 => Some("priority".to_owned()),
+            _ => None,
+        };
+        UsageEvent {
+            event_id: format!("{}-{}-{}", self.opts.id_prefix, self.opts.seed, self.seq),
+            event_time,
+            team: Some(team.to_owned()),
+            project: Some(format!("{team}-{}", self.rng.gen_range(1..4))),
+            user_id: Some(format!("user-{}", self.rng.gen_range(1..200))),
+            api_key_id: Some(format!("key-{tenant}-{}", self.rng.gen_range(1..4))),
+            feature: Some(FEATURES[self.rng.gen_range(0..FEATURES.len())].to_owned()),
+            environment: Some(if self.rng.gen_bool(0.9) { "prod" } else { "staging" }.to_owned()),
+            tags: [("region".to_owned(), if self.rng.gen_bool(0.5) { "eu" } else { "us" }.to_owned())].into(),
+            tenant_id: tenant,
+            provider: spec.provider.to_owned(),
+            operation: "chat".to_owned(),
+            request_model: spec.model.to_owned(),
+            response_model: None,
+            routed_from_model: None,
+            input_tokens: input,
+            cache_read_input_tokens: cache_read,
+            cache_creation_input_tokens: cache_creation,
+            cache_creation_1h_input_tokens: cache_creation_1h,
+            output_tokens: output,
+            reasoning_output_tokens: reasoning,
+            service_tier: if spec.provider == "openai" { tier } else { None },
+            provided_cost_usd: None,
+            latency_ms: Some(self.rng.gen_range(200..20_000)),
+            status: "ok".to_owned(),
+            response_id: None,
+            trace_id: None,
+        }
+    }
+
+    fn invalid(&mut self) -> Synthetic {
+        let mut e = self.valid_event();
+        e.event_id = format!("{}-bad", e.event_id);
+        match self.rng.gen_range(0..4) {
+            0 => {
+                e.cache_read_input_tokens = e.input_tokens + 1;
+                Synthetic::Invalid(InvalidKind::InconsistentTokens, Some(e))
+            }
+            1 => {
+                e.request_model = "no-such-model-xyz".to_owned();
+                Synthetic::Invalid(InvalidKind::UnknownModel, Some(e))
+            }
+            2 => {
+                e.output_tokens = -5;
+                Synthetic::Invalid(InvalidKind::NegativeTokens, Some(e))
+            }
+            _ => Synthetic::Invalid(InvalidKind::Garbage, None),
+        }
+    }
+
+    /// The next message.
+    pub fn next_message(&mut self) -> Synthetic {
+        let roll = self.rng.gen_range(0..1_000_000u32);
+        if roll < self.opts.invalid_ppm {
+            return self.invalid();
+        }
+        if roll < self.opts.invalid_ppm + self.opts.duplicate_ppm && !self.recent.is_empty() {
+            let i = self.rng.gen_range(0..self.recent.len());
+            return Synthetic::Duplicate(self.recent[i].clone());
+        }
+        let e = self.valid_event();
+        if self.opts.duplicate_ppm > 0 {
+            if self.recent.len() < 1024 {
+                self.recent.push(e.clone());
+            } else {
+                let i = self.rng.gen_range(0..self.recent.len());
+                self.recent[i] = e.clone();
+            }
+        }
+        Synthetic::Valid(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_events_and_all_valid() {
+        let opts = GeneratorOptions { start: DateTime::UNIX_EPOCH, ..GeneratorOptions::default() };
+        let mut a = Generator::new(opts.clone());
+        let mut b = Generator::new(opts);
+        for _ in 0..2000 {
+            let (x, y) = (a.valid_event(), b.valid_event());
+            assert_eq!(x, y);
+            x.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn shares_of_duplicates_and_invalid_are_respected() {
+        let mut g = Generator::new(GeneratorOptions {
+            duplicate_ppm: 50_000,
+            invalid_ppm: 10_000,
+            ..GeneratorOptions::default()
+        });
+        let (mut dup, mut bad) = (0, 0);
+        for _ in 0..100_000 {
+            match g.next_message() {
+                Synthetic::Duplicate(_) => dup += 1,
+                Synthetic::Invalid(..) => bad += 1,
+                Synthetic::Valid(e) => e.validate().map(|_| ()).unwrap(),
+            }
+        }
+        assert!((4_000..6_000).contains(&dup), "{dup}");
+        assert!((700..1_300).contains(&bad), "{bad}");
+    }
+}

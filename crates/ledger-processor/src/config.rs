@@ -1,0 +1,170 @@
+//! Typed processor configuration: defaults < file < `LEDGER__` environment variables.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use ledger_clickhouse::ClickHouseConfig;
+use ledger_kafka::{KafkaConfig, TopicNames};
+use serde::{Deserialize, Serialize};
+
+/// Everything `ledger process` needs: the shared connections plus its own settings.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProcessorConfig {
+    /// Kafka connection.
+    pub kafka: KafkaConfig,
+    /// Topic names.
+    pub topics: TopicNames,
+    /// ClickHouse connection and database.
+    pub clickhouse: ClickHouseConfig,
+    /// The processor's own settings (the `[processor]` section of the config file).
+    pub settings: ProcessorSettings,
+}
+
+/// The processor's own settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessorSettings {
+    /// Consumer group of the processors.
+    pub group_id: String,
+    /// Partitions of each topic when the processor has to create it.
+    pub partitions: i32,
+    /// Price catalog sources, in any order (sorted by `effective_from`).
+    pub catalogs: Vec<CatalogSourceConfig>,
+    /// Batching of ClickHouse inserts.
+    pub batch: BatchConfig,
+    /// Idempotency by `event_id`.
+    pub dedupe: DedupeConfig,
+    /// Which event times are accepted.
+    pub acceptance: AcceptanceConfig,
+    /// Seconds to finish the batch in flight after SIGTERM/SIGINT.
+    pub shutdown_grace_secs: u64,
+    /// `host:port` of the Prometheus `/metrics` and `/healthz` endpoint; none to disable.
+    pub metrics_addr: Option<String>,
+}
+
+impl Default for ProcessorSettings {
+    fn default() -> Self {
+        ProcessorSettings {
+            group_id: "ledger-processor".to_owned(),
+            partitions: 4,
+            catalogs: vec![CatalogSourceConfig {
+                path: PathBuf::from("catalog/litellm-prices.json"),
+                effective_from: None,
+                name: None,
+            }],
+            batch: BatchConfig::default(),
+            dedupe: DedupeConfig::default(),
+            acceptance: AcceptanceConfig::default(),
+            shutdown_grace_secs: 30,
+            metrics_addr: None,
+        }
+    }
+}
+
+/// One catalog source: a LiteLLM-format file and the instant its prices take effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSourceConfig {
+    /// Path of the JSON file.
+    pub path: PathBuf,
+    /// When its prices take effect (default: the beginning of time).
+    #[serde(default)]
+    pub effective_from: Option<DateTime<Utc>>,
+    /// Version name (default: the file stem).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// When a partition's pending rows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Write once this many rows are pending for a partition.
+    pub max_rows: usize,
+    /// Write at the latest this long after the first pending row arrived.
+    pub max_delay_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_rows: 50_000, max_delay_ms: 500 }
+    }
+}
+
+/// Idempotency settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupeConfig {
+    /// A resend within this many seconds of the original is counted once.
+    pub horizon_secs: u64,
+    /// At most this many ids are held per partition (oldest evicted first).
+    pub capacity_per_partition: usize,
+}
+
+impl Default for DedupeConfig {
+    fn default() -> Self {
+        DedupeConfig { horizon_secs: 3600, capacity_per_partition: 2_000_000 }
+    }
+}
+
+/// Acceptance window of event times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcceptanceConfig {
+    /// Events older than this many days are dead-lettered (`too_old`).
+    pub max_age_days: u32,
+    /// Events more than this many seconds in the future are dead-lettered (`in_future`).
+    pub max_future_secs: u32,
+}
+
+impl Default for AcceptanceConfig {
+    fn default() -> Self {
+        AcceptanceConfig { max_age_days: 35, max_future_secs: 300 }
+    }
+}
+
+impl ProcessorConfig {
+    /// Cross-field checks; every problem is reported, not just the first.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.kafka.brokers.trim().is_empty() {
+            problems.push("kafka.brokers is empty".to_owned());
+        }
+        let s = &self.settings;
+        if s.group_id.trim().is_empty() {
+            problems.push("processor.group_id is empty".to_owned());
+        }
+        if s.partitions < 1 {
+            problems.push(format!("processor.partitions must be at least 1 (got {})", s.partitions));
+        }
+        if s.catalogs.is_empty() {
+            problems.push("processor.catalogs: at least one catalog source is required".to_owned());
+        }
+        if s.batch.max_rows == 0 || s.batch.max_rows > 1_000_000 {
+            problems.push(format!(
+                "processor.batch.max_rows must be within 1..=1000000 so one insert stays one ClickHouse block (got {})",
+                s.batch.max_rows
+            ));
+        }
+        if s.dedupe.horizon_secs == 0 {
+            problems.push("processor.dedupe.horizon_secs must be positive".to_owned());
+        }
+        if s.acceptance.max_age_days == 0 {
+            problems.push("processor.acceptance.max_age_days must be positive".to_owned());
+        }
+        let names = [&self.topics.usage, &self.topics.dead_letter, &self.topics.spend, &self.topics.signals];
+        for (i, a) in names.iter().enumerate() {
+            if a.is_empty() {
+                problems.push("topic names must not be empty".to_owned());
+            }
+            if names[i + 1..].contains(a) {
+                problems.push(format!("topic {a} is configured for two roles"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! The processing loop: consume, decide per message, write per partition, fence, commit.
+//!
+//! Exactly-once in money rests on one rule: a partition's rows reach ClickHouse in offset
+//! order, one atomic insert per batch, and every row carries its Kafka offset. On (re)assignment
+//! the processor reads the highest offset already in the ledger (and in the dead-letter topic)
+//! for the partition and skips everything at or below it. Kafka commits only shorten the
+//! re-read; they never decide what is counted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use ledger_clickhouse::{LedgerRow, LedgerWriter, Lineage};
+use ledger_core::catalog::Catalog;
+use ledger_core::dedupe::{check_event_time, DedupeWindow, TimeCheck};
+use ledger_core::event::{RejectReason, Rejection};
+use ledger_core::UsageEvent;
+use ledger_kafka::consumer::{manual_offset_consumer, RebalanceEvent, RecordingContext};
+
+use crate::config::ProcessorConfig;
+use crate::dead_letter::{dead_letter_fence, DeadLetter};
+use crate::stats::Stats;
+use crate::ProcessorError;
+
+/// How the processor should run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Exit once every partition is caught up to the high watermark seen at the check.
+    pub until_drained: bool,
+}
+
+/// What one message turned into.
+#[derive(Debug)]
+enum Decision {
+    Accept(Box<(UsageEvent, ledger_core::pricing::PricedUsage)>),
+    Duplicate,
+    Reject(Rejection, Option<String>),
+}
+
+struct PartitionState {
+    fence_ledger: i64,
+    fence_dead_letter: i64,
+    dedupe: DedupeWindow,
+    rows: Vec<LedgerRow>,
+    dead_letters: Vec<DeadLetter>,
+    first_pending_at: Option<Instant>,
+    /// Offset of the last message handled (skipped, deduplicated, accepted or rejected).
+    last_seen: Option<i64>,
+}
+
+impl PartitionState {
+    fn pending(&self) -> bool {
+        !self.rows.is_empty() || !self.dead_letters.is_empty()
+    }
+}
+
+/// The processor: owns the clients and the per-partition state.
+pub struct Processor {
+    consumer: StreamConsumer<RecordingContext>,
+    core: Core,
+}
+
+struct Core {
+    config: ProcessorConfig,
+    catalog: Arc<Catalog>,
+    codec: ledger_schema::Codec<UsageEvent>,
+    writer: LedgerWriter,
+    producer: FutureProducer,
+    context: RecordingContext,
+    partitions: HashMap<i32, PartitionState>,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor").field("group", &self.core.config.settings.group_id).finish_non_exhaustive()
+    }
+}
+
+impl Processor {
+    /// Connects the clients and subscribes; does not consume yet.
+    pub async fn new(config: ProcessorConfig, catalog: Arc<Catalog>, stats: Arc<Stats>) -> Result<Self, ProcessorError> {
+        let topics = ledger_kafka::admin::ledger_topics(&config.topics, config.settings.partitions);
+        ledger_kafka::admin::ensure_topics(&config.kafka, &topics).await?;
+        let usage_parts =
+            ledger_kafka::admin::partition_count(&config.kafka, &config.topics.usage, Duration::from_secs(10))?;
+        let dlq_parts =
+            ledger_kafka::admin::partition_count(&config.kafka, &config.topics.dead_letter, Duration::from_secs(10))?;
+        if dlq_parts < usage_parts {
+            return Err(ProcessorError::Config(vec![format!(
+                "dead-letter topic {} has {dlq_parts} partitions but {} has {usage_parts}: it needs at least as many \
+                 (source partition N dead-letters into partition N); add partitions with kafka-topics --alter",
+                config.topics.dead_letter, config.topics.usage
+            )]));
+        }
+        let writer = LedgerWriter::new(config.clickhouse.client()?, config.clickhouse.database.clone())?;
+        let producer = ledger_kafka::producer::idempotent_producer(&config.kafka)?;
+        let (consumer, context) = manual_offset_consumer(&config.kafka, &config.settings.group_id)?;
+        consumer
+            .subscribe(&[config.topics.usage.as_str()])
+            .map_err(|e| ProcessorError::kafka(format!("subscribing to {}", config.topics.usage), e))?;
+        let codec = ledger_schema::Codec::<UsageEvent>::new()?;
+        let core = Core { config, catalog, codec, writer, producer, context, partitions: HashMap::new(), stats };
+        Ok(Processor { consumer, core })
+    }
+
+    /// Runs until `shutdown` is cancelled (or, with `until_drained`, until caught up).
+    /// On shutdown the pending batches are written within the grace period.
+    pub async fn run(self, shutdown: CancellationToken, opts: RunOptions) -> Result<(), ProcessorError> {
+        let Processor { consumer, mut core } = self;
+        let consumer = &consumer;
+        let max_delay = Duration::from_millis(core.config.settings.batch.max_delay_ms);
+        let mut tick = tokio::time::interval(max_delay.min(Duration::from_millis(200)).max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain_check = tokio::time::interval(Duration::from_millis(500));
+        let mut last_message_at = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    tracing::info!("shutdown requested: writing pending batches");
+                    let grace = Duration::from_secs(core.config.settings.shutdown_grace_secs);
+                    match tokio::time::timeout(grace, core.flush_all(consumer, None)).await {
+                        Ok(r) => r?,
+                        Err(_) => tracing::warn!(?grace, "grace period over; unwritten rows will be re-read on restart"),
+                    }
+                    return Ok(());
+                }
+                msg = consumer.recv() => {
+                    core.handle_rebalances().await?;
+                    match msg {
+                        Ok(m) => {
+                            last_message_at = Instant::now();
+                            core.handle_message(&m).await?;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "consumer error");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                    core.flush_full(consumer, &shutdown).await?;
+                }
+                _ = tick.tick() => {
+                    core.handle_rebalances().await?;
+                    core.flush_due(consumer, max_delay, &shutdown).await?;
+                }
+                _ = drain_check.tick(), if opts.until_drained => {
+                    if last_message_at.elapsed() > Duration::from_millis(300) && core.drained(consumer).await? {
+                        core.flush_all(consumer, Some(&shutdown)).await?;
+                        tracing::info!("drained: every partition is caught up");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+}
+
+impl Core {
+    async fn handle_rebalances(&mut self) -> Result<(), ProcessorError> {
+        for event in self.context.take_events() {
+            match event {
+                RebalanceEvent::Revoked(parts) => {
+                    for (_, p) in parts {
+                        // Another member may own p already: its rows are re-read from the fence
+                        // there, so pending rows here are dropped rather than written twice.
+                        if let Some(state) = self.partitions.remove(&p) {
+                            if state.pending() {
+                                tracing::info!(partition = p, rows = state.rows.len(), "dropping unwritten rows of revoked partition");
+                            }
+                        }
+                    }
+                }
+                RebalanceEvent::Assigned(parts) => {
+                    for (_, p) in parts {
+                        self.partitions.remove(&p);
+                    }
+                }
+            }
+        }
+        self.stats.set_assigned(self.partitions.len());
+        Ok(())
+    }
+
+    async fn init_partition(&mut self, partition: i32) -> Result<(), ProcessorError> {
+        let topic = self.config.topics.usage.clone();
+        let fence_ledger = loop {
+            match self.writer.high_watermarks(&topic).await {
+                Ok(w) => break w.get(&partition).copied().unwrap_or(-1),
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, "reading the ledger fence failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let kafka = self.config.kafka.clone();
+        let dlq = self.config.topics.dead_letter.clone();
+        let t2 = topic.clone();
+        let fence_dead_letter = tokio::task::spawn_blocking(move || {
+            dead_letter_fence(&kafka, &dlq, &t2, partition, Duration::from_secs(10))
+        })
+        .await
+        .map_err(|e| ProcessorError::Internal(e.to_string()))?
+        .map_err(|e| ProcessorError::kafka("reading the dead-letter fence", e))?;
+        let horizon_ms = (self.config.settings.dedupe.horizon_secs * 1000) as i64;
+        let mut dedupe = DedupeWindow::new(horizon_ms, self.config.settings.dedupe.capacity_per_partition);
+        let since = Utc::now() - chrono::Duration::milliseconds(horizon_ms);
+        let ids = self.writer.recent_event_ids(&topic, partition, since).await?;
+        let now_ms = Utc::now().timestamp_millis();
+        for id in &ids {
+            dedupe.insert(id, now_ms);
+        }
+        tracing::info!(partition, fence_ledger, fence_dead_letter, dedupe_ids = ids.len(), "partition initialised");
+        self.partitions.insert(
+            partition,
+            PartitionState {
+                fence_ledger,
+                fence_dead_letter,
+                dedupe,
+                rows: Vec::new(),
+                dead_letters: Vec::new(),
+                first_pending_at: None,
+                last_seen: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn decide(&self, payload: &[u8], dedupe: &DedupeWindow) -> Decision {
+        let event = match self.codec.decode(payload) {
+            Ok(e) => e,
+            Err(e) => return Decision::Reject(Rejection::new(RejectReason::DecodeError, e.to_string()), None),
+        };
+        let id = Some(event.event_id.clone());
+        let tokens = match event.validate() {
+            Ok(t) => t,
+            Err(r) => return Decision::Reject(r, id),
+        };
+        let now_ms = Utc::now().timestamp_millis();
+        let acc = &self.config.settings.acceptance;
+        match check_event_time(
+            event.event_time.timestamp_millis(),
+            now_ms,
+            i64::from(acc.max_age_days) * 86_400_000,
+            i64::from(acc.max_future_secs) * 1000,
+        ) {
+            TimeCheck::Accepted => {}
+            TimeCheck::TooOld => {
+                return Decision::Reject(
+                    Rejection::new(
+                        RejectReason::TooOld,
+                        format!("event_time {} is older than {} days", event.event_time.to_rfc3339(), acc.max_age_days),
+                    ),
+                    id,
+                )
+            }
+            TimeCheck::InFuture => {
+                return Decision::Reject(
+                    Rejection::new(
+                        RejectReason::InFuture,
+                        format!(
+                            "event_time {} is more than {} s in the future",
+                            event.event_time.to_rfc3339(),
+                            acc.max_future_secs
+                        ),
+                    ),
+                    id,
+                )
+            }
+        }
+        if dedupe.contains(&event.event_id) {
+            return Decision::Duplicate;
+        }
+        match self.catalog.price(&event, &tokens) {
+            Ok(priced) => Decision::Accept(Box::new((event, priced))),
+            Err(r) => Decision::Reject(r, id),
+        }
+    }
+
+    async fn handle_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), ProcessorError> {
+        let partition = msg.partition();
+        let offset = msg.offset();
+        if !self.partitions.contains_key(&partition) {
+            self.init_partition(partition).await?;
+        }
+        self.stats.consumed.inc();
+        let payload = msg.payload().unwrap_or(&[]);
+        let state = self.partitions.get(&partition).expect("initialised above");
+        if offset <= state.fence_ledger {
+            self.stats.fenced.inc();
+            self.partitions.get_mut(&partition).expect("present").last_seen = Some(offset);
+            return Ok(());
+        }
+        let decision = self.decide(payload, &state.dedupe);
+        let topic = self.config.topics.usage.clone();
+        let state = self.partitions.get_mut(&partition).expect("present");
+        state.last_seen = Some(offset);
+        match decision {
+            Decision::Duplicate => self.stats.duplicates.inc(),
+            Decision::Accept(boxed) => {
+                let (event, priced) = *boxed;
+                state.dedupe.insert(&event.event_id, Utc::now().timestamp_millis());
+                let lineage = Lineage { topic, partition, offset };
+                match LedgerRow::new(&event, &priced, lineage, Utc::now()) {
+                    Ok(row) => state.rows.push(row),
+                    Err(e) => {
+                        // Unreachable inside the acceptance window; kept as a dead letter, not a panic.
+                        let rejection = Rejection::new(RejectReason::DecodeError, e.to_string());
+                        self.stats.rejected(rejection.reason);
+                        state.dead_letters.push(DeadLetter {
+                            partition,
+                            offset,
+                            key: msg.key().map(<[u8]>::to_vec),
+                            payload: payload.to_vec(),
+                            rejection,
+                            event_id: Some(event.event_id.clone()),
+                        });
+                        state.first_pending_at.get_or_insert_with(Instant::now);
+                        return Ok(());
+                    }
+                }
+                state.first_pending_at.get_or_insert_with(Instant::now);
+                self.stats.priced.inc();
+            }
+            Decision::Reject(rejection, event_id) => {
+                self.stats.rejected(rejection.reason);
+                if offset <= state.fence_dead_letter {
+                    // Dead-lettered before a restart; the record is already there.
+                    return Ok(());
+                }
+                state.dead_letters.push(DeadLetter {
+                    partition,
+                    offset,
+                    key: msg.key().map(<[u8]>::to_vec),
+                    payload: payload.to_vec(),
+                    rejection,
+                    event_id,
+                });
+                state.first_pending_at.get_or_insert_with(Instant::now);
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush_full(&mut self, consumer: &StreamConsumer<RecordingContext>, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
+        let max_rows = self.config.settings.batch.max_rows;
+        let full: Vec<i32> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.rows.len() + s.dead_letters.len() >= max_rows)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in full {
+            self.flush_partition(consumer, p, Some(shutdown)).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_due(&mut self, consumer: &StreamConsumer<RecordingContext>, max_delay: Duration, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
+        let due: Vec<i32> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.first_pending_at.is_some_and(|t| t.elapsed() >= max_delay))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in due {
+            self.flush_partition(consumer, p, Some(shutdown)).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_all(&mut self, consumer: &StreamConsumer<RecordingContext>, shutdown: Option<&CancellationToken>) -> Result<(), ProcessorError> {
+        let parts: Vec<i32> = self.partitions.keys().copied().collect();
+        for p in parts {
+            self.flush_partition(consumer, p, shutdown).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a partition's pending dead letters, then its rows, then commits (advisory).
+    async fn flush_partition(&mut self, consumer: &StreamConsumer<RecordingContext>, partition: i32, shutdown: Option<&CancellationToken>) -> Result<(), ProcessorError> {
+        let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
+        let Some(last_seen) = state.last_seen else { return Ok(()) };
+        let dead_letters = std::mem::take(&mut state.dead_letters);
+        let mut rows = std::mem::take(&mut state.rows);
+        state.first_pending_at = None;
+        let source_topic = self.config.topics.usage.clone();
+
+        // Dead letters first: the dead-letter fence then never runs ahead of rows that are
+        // not yet in the ledger (rows above the ledger fence are always re-processed).
+        if !dead_letters.is_empty() {
+            let mut deliveries = Vec::with_capacity(dead_letters.len());
+            for dl in &dead_letters {
+                let mut record = FutureRecord::to(&self.config.topics.dead_letter)
+                    .partition(dl.partition)
+                    .payload(&dl.payload)
+                    .headers(dl.headers(&source_topic));
+                if let Some(k) = &dl.key {
+                    record = record.key(k);
+                }
+                deliveries.push(self.producer.send(record, Duration::from_secs(60)));
+            }
+            for d in deliveries {
+                d.await.map_err(|(e, _)| ProcessorError::kafka("writing a dead letter", e))?;
+            }
+            self.stats.dead_lettered.add(dead_letters.len() as u64);
+        }
+
+        if !rows.is_empty() {
+            // One ingest time per insert: the rows land in one ClickHouse partition (by ingest
+            // month), so the insert is atomic.
+            let ingest_time = u32::try_from(Utc::now().timestamp()).unwrap_or(u32::MAX);
+            for r in &mut rows {
+                r.ingest_time = ingest_time;
+            }
+            let last_offset = rows.last().map(|r| r.kafka_offset).unwrap_or(-1);
+            let started = Instant::now();
+            let mut attempt = 0u32;
+            loop {
+                match self.writer.insert_batch(&rows).await {
+                    Ok(()) => break,
+                    Err(e) if e.is_retryable() => {
+                        attempt += 1;
+                        tracing::warn!(partition, attempt, error = %e, "ledger insert failed; retrying");
+                        if shutdown.is_some_and(|s| s.is_cancelled()) && attempt > 3 {
+                            return Err(e.into());
+                        }
+                        let backoff = Duration::from_millis(200 * u64::from(attempt.min(25)));
+                        self.pause_and_poll(consumer, backoff).await?;
+                        if !self.partitions.contains_key(&partition) {
+                            tracing::warn!(partition, "partition revoked while its insert was retried; the new owner re-reads it");
+                            return Ok(());
+                        }
+                        // The failed attempt may have landed after all (lost response): the
+                        // fence in the rows says so.
+                        match self.writer.high_watermarks(&source_topic).await {
+                            Ok(w) if w.get(&partition).copied().unwrap_or(-1) >= last_offset => break,
+                            _ => {}
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Self::resume_all(consumer);
+            self.stats.observe_insert(rows.len(), started.elapsed());
+            if let Some(state) = self.partitions.get_mut(&partition) {
+                state.fence_ledger = state.fence_ledger.max(last_offset);
+            }
+        }
+
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&source_topic, partition, Offset::Offset(last_seen + 1))
+            .map_err(|e| ProcessorError::kafka("building commit", e))?;
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(error = %e, "advisory offset commit failed");
+        }
+        Ok(())
+    }
+
+    /// Keeps the group membership alive during a retry: poll with every partition paused, so
+    /// rebalances are served but no message is taken.
+    async fn pause_and_poll(&mut self, consumer: &StreamConsumer<RecordingContext>, wait: Duration) -> Result<(), ProcessorError> {
+        if let Ok(assignment) = consumer.assignment() {
+            let _ = consumer.pause(&assignment);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Err(_) => break,
+                Ok(Ok(m)) => {
+                    // A message fetched before the pause: it is re-read after resume via seek.
+                    let (t, p, o) = (m.topic().to_owned(), m.partition(), m.offset());
+                    drop(m);
+                    let _ = consumer.seek(&t, p, Offset::Offset(o), Duration::from_secs(5));
+                }
+                Ok(Err(_)) => {}
+            }
+            self.handle_rebalances().await?;
+        }
+        Ok(())
+    }
+
+    fn resume_all(consumer: &StreamConsumer<RecordingContext>) {
+        if let Ok(assignment) = consumer.assignment() {
+            let _ = consumer.resume(&assignment);
+        }
+    }
+
+    async fn drained(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<bool, ProcessorError> {
+        let assignment = match consumer.assignment() {
+            Ok(a) if a.count() > 0 => a,
+            _ => return Ok(false),
+        };
+        if self.partitions.values().any(PartitionState::pending) {
+            return Ok(false);
+        }
+        let committed = consumer.committed(Duration::from_secs(5)).ok();
+        for elem in assignment.elements() {
+            let (low, high) = match consumer.fetch_watermarks(elem.topic(), elem.partition(), Duration::from_secs(5)) {
+                Ok(w) => w,
+                Err(_) => return Ok(false),
+            };
+            if high <= low {
+                continue;
+            }
+            let seen_next = self.partitions.get(&elem.partition()).and_then(|s| s.last_seen).map(|o| o + 1);
+            let committed_next = committed.as_ref().and_then(|c| {
+                c.find_partition(elem.topic(), elem.partition()).and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+            });
+            let position = seen_next.or(committed_next).unwrap_or(low);
+            if position < high {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Per-reason counts, for summaries.
+pub type ReasonCounts = BTreeMap<&'static str, u64>;
