@@ -475,8 +475,9 @@ def price_event(cat: Catalog, ev: dict) -> dict:
     for n, v in zip(TERM_NAMES, terms):
         out[n] = money_str(v)
     out["cost_usd"] = money_str(cost)
-    out["savings_usd"] = None
+    out["routed_from_model"] = None
     out["routed_from_cost_usd"] = None
+    out["savings_usd"] = None
     routed = ev.get("routed_from_model")
     if routed:
         rf = cat.lookup(routed, provider, t)
@@ -485,6 +486,7 @@ def price_event(cat: Catalog, ev: dict) -> dict:
             rcost = sum(rterms, Decimal(0))
             savings = rcost - cost
             if all(in_range(x) for x in rterms) and in_range(rcost) and in_range(savings):
+                out["routed_from_model"] = rf[0]
                 out["routed_from_cost_usd"] = money_str(rcost)
                 out["savings_usd"] = money_str(savings)
     out["\0cost"] = cost
