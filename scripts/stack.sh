@@ -414,7 +414,7 @@ format_kafka() {
     id=$(<"$id_file")
     local t0 out
     t0=$(now_ms)
-    if ! out=$(kafka_java -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.yaml" -Dkafka.logs.dir="$KAFKA_DIR/logs" \
+    if ! out=$(kafka_java -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$KAFKA_DIR/log4j2.yaml" -Dkafka.logs.dir="$KAFKA_DIR/logs" \
         kafka.tools.StorageTool format --standalone -g -t "$id" -c "$KAFKA_PROPERTIES" 2>&1); then
         printf '%s\n' "$out" >&2
         die "formatting the Kafka storage failed"

@@ -266,7 +266,8 @@ def parse_catalog_arg(spec: str) -> tuple[str, tuple[int, int]]:
 
 
 class Catalog:
-    def __init__(self, sources: list[Source]):
+    def __init__(self, sources: list[Source], lookup_mode: str = "key-first"):
+        self.lookup_mode = lookup_mode
         # newest first
         self.sources = sorted(sources, key=lambda s: s.effective_from, reverse=True)
         seen = {}
@@ -303,14 +304,27 @@ class Catalog:
     def lookup(self, name: str, provider: str, t: tuple[int, int]):
         """(key, source, entry) pricing `name` at instant t, or None (unknown model).
 
-        The first candidate name that is an entry key of a source in effect at t wins; the
-        newest source in effect that contains that key prices it.
+        key-first (default): the first candidate name (m, p/m, rest) that is an entry key of any
+        source in effect at t wins, and the newest source in effect that contains that key
+        prices it, so an exact match in an older source beats a fuzzier one in a newer source.
+        source-first: the newest source in effect in which any candidate is a key wins, and the
+        first candidate within that source.
         """
-        for key, versions in self._candidates(name, provider):
+        cands = self._candidates(name, provider)
+        if self.lookup_mode == "key-first":
+            for key, versions in cands:
+                for eff, src, entry in versions:
+                    if eff <= t:
+                        return key, src, entry
+            return None
+        best = None
+        for key, versions in cands:
             for eff, src, entry in versions:
                 if eff <= t:
-                    return key, src, entry
-        return None
+                    if best is None or eff > best[0]:
+                        best = (eff, key, src, entry)
+                    break
+        return None if best is None else best[1:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,9 +546,11 @@ def main(argv=None) -> int:
                     help='print only {"priced": n, "failed": {reason: count}, "total_cost_usd": "..."}')
     ap.add_argument("--distinct", action="store_true",
                     help="count each event_id once (first occurrence wins); lines that do not decode are never deduplicated")
+    ap.add_argument("--lookup", choices=("key-first", "source-first"), default="key-first",
+                    help="how name lookup and price history combine (PRICING.md is ambiguous, see README.md)")
     args = ap.parse_args(argv)
     try:
-        cat = Catalog([Source(*parse_catalog_arg(s)) for s in args.catalog])
+        cat = Catalog([Source(*parse_catalog_arg(s)) for s in args.catalog], args.lookup)
     except Fatal as e:
         print(f"price_oracle: {e}", file=sys.stderr)
         return 2

@@ -259,3 +259,52 @@ pub fn oracle_total(jsonl: &str) -> (u64, i128) {
     let total: ledger_core::Money = v["total_cost_usd"].as_str().expect("total").parse().expect("decimal");
     (v["priced"].as_u64().expect("priced"), total.picos())
 }
+
+/// Reads a whole topic (every partition, from the beginning up to the current high watermark).
+pub fn read_topic(env: &TestEnv, topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let marks = ledger_kafka::admin::watermarks(&env.kafka, topic, Duration::from_secs(10)).expect("watermarks");
+    let mut cfg = env.kafka.client_config();
+    cfg.set("group.id", format!("reader-{}", random_suffix())).set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = cfg.create().expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut remaining = 0i64;
+    for (p, lo, hi) in &marks {
+        if hi > lo {
+            tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(*lo)).expect("tpl");
+            remaining += hi - lo;
+        }
+    }
+    let mut out = Vec::new();
+    if remaining == 0 {
+        return out;
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while (out.len() as i64) < remaining {
+        assert!(std::time::Instant::now() < deadline, "timed out reading {topic}: {} of {remaining}", out.len());
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            let m = m.expect("message");
+            let hi = marks.iter().find(|(p, _, _)| *p == m.partition()).map(|(_, _, h)| *h).unwrap_or(0);
+            if m.offset() < hi {
+                out.push(m.detach());
+            }
+        }
+    }
+    out
+}
+
+/// The spend topic's view: the latest cumulative update per key, summed (pico-dollars), and
+/// the sum of their request counts.
+pub fn spend_topic_totals(env: &TestEnv) -> (i128, i64) {
+    use rdkafka::Message;
+    let codec = ledger_schema::Codec::<ledger_core::spend::SpendUpdate>::new().expect("codec");
+    let mut latest = std::collections::HashMap::new();
+    for m in read_topic(env, &env.topics.spend) {
+        let update = codec.decode(m.payload().expect("payload")).expect("spend update decodes");
+        assert_eq!(m.key(), Some(update.key().as_bytes()), "spend records are keyed by SpendUpdate::key");
+        latest.insert(update.key(), update);
+    }
+    latest.values().fold((0i128, 0i64), |(c, r), u| (c + u.cost_usd.picos(), r + u.request_count))
+}

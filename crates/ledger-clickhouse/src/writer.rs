@@ -27,6 +27,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use ledger_core::aggregate::{SpendKey, SpendTotals};
+use ledger_core::Money;
+
 use crate::config::validate_database_name;
 use crate::error::{Error, Result};
 use crate::row::{datetime_secs, LedgerRow};
@@ -174,4 +177,74 @@ impl LedgerWriter {
             .await
             .map_err(|e| Error::clickhouse(format!("reading recent event ids of {topic}/{partition}"), e))
     }
+
+    /// Cumulative spend of one hour bucket of one source partition, per attribution key, as
+    /// the durable ledger holds it (restores the processor's spend aggregates after a restart).
+    pub async fn spend_bucket(
+        &self,
+        topic: &str,
+        partition: i32,
+        bucket_start: i64,
+    ) -> Result<Vec<(SpendKey, SpendTotals)>> {
+        let sql = format!(
+            "SELECT tenant_id, team, project, user_id, api_key_id, model, sum(cost_usd) AS cost, \
+             sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, count() AS requests, \
+             max(kafka_offset) AS last_offset, max(event_time) AS max_event_time \
+             FROM {} WHERE kafka_topic = ? AND kafka_partition = ? \
+             AND event_time >= toDateTime(?, 'UTC') AND event_time < toDateTime(?, 'UTC') \
+             GROUP BY tenant_id, team, project, user_id, api_key_id, model",
+            self.table
+        );
+        let start = u32::try_from(bucket_start).map_err(|_| Error::OutOfRange(format!("bucket {bucket_start}")))?;
+        let rows = self
+            .client
+            .query(&sql)
+            .bind(topic)
+            .bind(partition)
+            .bind(start)
+            .bind(start.saturating_add(ledger_core::aggregate::BUCKET_SECS as u32))
+            .fetch_all::<SpendBucketRow>()
+            .await
+            .map_err(|e| Error::clickhouse(format!("reading spend of {topic}/{partition} bucket {bucket_start}"), e))?;
+        let opt = |s: String| if s.is_empty() { None } else { Some(s) };
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let key = SpendKey {
+                    tenant_id: r.tenant_id,
+                    team: opt(r.team),
+                    project: opt(r.project),
+                    user_id: opt(r.user_id),
+                    api_key_id: opt(r.api_key_id),
+                    model: r.model,
+                    bucket_start,
+                };
+                let totals = SpendTotals {
+                    cost: Money::from_picos(r.cost),
+                    input_tokens: r.input_tokens,
+                    output_tokens: r.output_tokens,
+                    requests: r.requests,
+                    last_offset: r.last_offset,
+                    max_event_time_micros: i64::from(r.max_event_time) * 1_000_000,
+                };
+                (key, totals)
+            })
+            .collect())
+    }
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct SpendBucketRow {
+    tenant_id: String,
+    team: String,
+    project: String,
+    user_id: String,
+    api_key_id: String,
+    model: String,
+    cost: i128,
+    input_tokens: u64,
+    output_tokens: u64,
+    requests: u64,
+    last_offset: i64,
+    max_event_time: u32,
 }

@@ -21,8 +21,8 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -712,7 +712,9 @@ fn classify_variant(field: PriceField, rest: &str) -> FieldKind<'_> {
 }
 
 fn valid_tier(tier: &str) -> bool {
-    !tier.is_empty() && !tier.starts_with("above_") && tier.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !tier.is_empty()
+        && !tier.starts_with("above_")
+        && tier.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A price read from its text: the value per token and whether it was rounded.
@@ -776,11 +778,11 @@ fn read_entry(key: &str, raw: &RawValue) -> Result<EntryRead, SkipReason> {
                     prices[field.index()].set(tier, above, price);
                 }
                 Err(detail) => {
-                    let required = matches!(field, PriceField::Input | PriceField::Output)
-                        && tier.is_none()
-                        && above.is_none();
+                    let required =
+                        matches!(field, PriceField::Input | PriceField::Output) && tier.is_none() && above.is_none();
                     if required && invalid_required.is_none() {
-                        invalid_required = Some(SkipReason::InvalidPrice { field: name.clone(), detail: detail.clone() });
+                        invalid_required =
+                            Some(SkipReason::InvalidPrice { field: name.clone(), detail: detail.clone() });
                     }
                     ignored.push(IgnoredField {
                         model: key.to_owned(),

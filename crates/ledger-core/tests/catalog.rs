@@ -108,10 +108,7 @@ fn ignored_fields_are_listed_and_variants_parsed() {
     assert_eq!(ignored[3], ("output_cost_per_token_flex", "not a number"));
     let e = src.get("m").unwrap();
     let input = e.field(PriceField::Input);
-    assert_eq!(
-        input.above(),
-        &[(272_000, Money::from_picos(4_000_000)), (128_000, Money::from_picos(3_000_000))]
-    );
+    assert_eq!(input.above(), &[(272_000, Money::from_picos(4_000_000)), (128_000, Money::from_picos(3_000_000))]);
     assert_eq!(&*input.tiers()[0].tier, "priority");
     assert_eq!(input.tiers()[0].above, vec![(200_000, Money::from_picos(5_000_000))]);
     assert_eq!(e.field(PriceField::CacheCreation1h).above(), &[(200_000, Money::from_picos(9_000_000))]);
@@ -130,10 +127,7 @@ fn invalid_catalogs_are_errors() {
         CatalogError::DuplicateKey { .. }
     ));
     let ok = r#"{"a": {"input_cost_per_token": 1, "output_cost_per_token": 1}}"#;
-    assert!(matches!(
-        CatalogSource::from_litellm_json("a@b", epoch(), ok).unwrap_err(),
-        CatalogError::InvalidName(_)
-    ));
+    assert!(matches!(CatalogSource::from_litellm_json("a@b", epoch(), ok).unwrap_err(), CatalogError::InvalidName(_)));
     assert!(matches!(CatalogSource::from_litellm_json("", epoch(), ok).unwrap_err(), CatalogError::InvalidName(_)));
 }
 
@@ -164,10 +158,23 @@ fn real_litellm_1_110_2_file() {
     assert_eq!(by_reason.get("missing_input_cost_per_token"), Some(&23));
     assert_eq!(src.len(), 3_882);
     let has = |model: &str, field: &str, text: &str, picos: i128| {
-        report.rounded.iter().any(|r| r.model == model && r.field == field && r.text == text && r.rounded.picos() == picos)
+        report
+            .rounded
+            .iter()
+            .any(|r| r.model == model && r.field == field && r.text == text && r.rounded.picos() == picos)
     };
-    assert!(has("databricks/databricks-claude-sonnet-4-1", "input_cost_per_token", "2.9999900000000002e-06", 2_999_990));
-    assert!(has("databricks/databricks-claude-sonnet-4-1", "output_cost_per_token", "1.5000020000000002e-05", 15_000_020));
+    assert!(has(
+        "databricks/databricks-claude-sonnet-4-1",
+        "input_cost_per_token",
+        "2.9999900000000002e-06",
+        2_999_990
+    ));
+    assert!(has(
+        "databricks/databricks-claude-sonnet-4-1",
+        "output_cost_per_token",
+        "1.5000020000000002e-05",
+        15_000_020
+    ));
     assert!(has("databricks/databricks-gemini-2-5-flash", "input_cost_per_token", "3.0001999999999996e-07", 300_020));
     eprintln!(
         "real file: {} priced, {} skipped, {} rounded, {} ignored fields",

@@ -32,13 +32,17 @@ fn price_is_fast_on_the_real_catalog() {
         e.reasoning_output_tokens = 100;
         events.push((e.validate().unwrap(), e));
     }
-    let n = 1_000_000;
-    let start = Instant::now();
+    // best of 400 batches of 5,000: the machine is shared, the minimum is the least disturbed
+    let batch = 5_000;
+    let mut best = u128::MAX;
     let mut total = 0i128;
-    for i in 0..n {
-        let (t, e) = &events[i % events.len()];
-        total += catalog.price(e, t).unwrap().cost.picos();
+    for _ in 0..400 {
+        let start = Instant::now();
+        for i in 0..batch {
+            let (t, e) = &events[i % events.len()];
+            total += catalog.price(e, t).unwrap().cost.picos();
+        }
+        best = best.min(start.elapsed().as_nanos() / batch as u128);
     }
-    let per = start.elapsed().as_nanos() / n as u128;
-    eprintln!("Catalog::price: {per} ns/event (checksum {total})");
+    eprintln!("Catalog::price: {best} ns/event, best of 400 batches of 5,000 (checksum {total})");
 }

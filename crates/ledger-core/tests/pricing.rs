@@ -115,12 +115,12 @@ fn cache_reads_writes_and_reasoning_are_priced_per_class() {
     e.reasoning_output_tokens = 400;
     let p = c.price_event(&e).unwrap();
     let expected = CostTerms {
-        input: Money::from_picos(4_000 * 1_000_000),        // uncached 10000-2000-3000-1000
-        cache_read: Money::from_picos(2_000 * 100_000),     // 1e-07
-        cache_write: Money::from_picos(3_000 * 1_250_000),  // 1.25e-06 (5 minutes)
+        input: Money::from_picos(4_000 * 1_000_000), // uncached 10000-2000-3000-1000
+        cache_read: Money::from_picos(2_000 * 100_000), // 1e-07
+        cache_write: Money::from_picos(3_000 * 1_250_000), // 1.25e-06 (5 minutes)
         cache_write_1h: Money::from_picos(1_000 * 2_200_000), // 2.2e-06 (1 hour)
-        output: Money::from_picos(600 * 2_000_000),         // non-reasoning output
-        reasoning: Money::from_picos(400 * 8_000_000),      // output_cost_per_reasoning_token
+        output: Money::from_picos(600 * 2_000_000),  // non-reasoning output
+        reasoning: Money::from_picos(400 * 8_000_000), // output_cost_per_reasoning_token
     };
     assert_eq!(p.terms, expected);
     assert_eq!(p.cost.picos(), 14_550_000_000);
@@ -224,9 +224,14 @@ fn unknown_model_names_what_was_tried() {
     e.response_model = Some("secret-model-0601".into());
     let r = c.price_event(&e).unwrap_err();
     assert_eq!(r.reason, RejectReason::UnknownModel);
-    for needle in ["\"secret-model-0601\"", "\"openai/secret-model-0601\"", "\"acme/secret-model\"",
-        "\"openai/acme/secret-model\"", "\"secret-model\"", "provider \"openai\""]
-    {
+    for needle in [
+        "\"secret-model-0601\"",
+        "\"openai/secret-model-0601\"",
+        "\"acme/secret-model\"",
+        "\"openai/acme/secret-model\"",
+        "\"secret-model\"",
+        "provider \"openai\"",
+    ] {
         assert!(r.detail.contains(needle), "{needle} not in {}", r.detail);
     }
 }

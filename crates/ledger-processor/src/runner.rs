@@ -6,7 +6,7 @@
 //! for the partition and skips everything at or below it. Kafka commits only shorten the
 //! re-read; they never decide what is counted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,11 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use ledger_clickhouse::{LedgerRow, LedgerWriter, Lineage};
+use ledger_core::aggregate::{hour_bucket, SpendAggregator, SpendKey, SpendTotals, BUCKET_SECS};
 use ledger_core::catalog::Catalog;
+use ledger_core::event::TokenCounts;
+use ledger_core::spend::SpendUpdate;
+use ledger_core::Money;
 use ledger_core::dedupe::{check_event_time, DedupeWindow, TimeCheck};
 use ledger_core::event::{RejectReason, Rejection};
 use ledger_core::UsageEvent;
@@ -53,6 +57,12 @@ struct PartitionState {
     first_pending_at: Option<Instant>,
     /// Offset of the last message handled (skipped, deduplicated, accepted or rejected).
     last_seen: Option<i64>,
+    /// Cumulative spend per attribution key and hour, of the rows durable in the ledger.
+    spend: SpendAggregator,
+    /// Hour buckets whose totals reflect the whole ledger (restored or owned from the start).
+    loaded_buckets: HashSet<i64>,
+    /// Buckets starting at or after this instant (unix seconds) hold only rows we write.
+    owned_from_bucket: i64,
 }
 
 impl PartitionState {
@@ -71,6 +81,7 @@ struct Core {
     config: ProcessorConfig,
     catalog: Arc<Catalog>,
     codec: ledger_schema::Codec<UsageEvent>,
+    spend_codec: ledger_schema::Codec<SpendUpdate>,
     writer: LedgerWriter,
     producer: FutureProducer,
     context: RecordingContext,
@@ -107,7 +118,8 @@ impl Processor {
             .subscribe(&[config.topics.usage.as_str()])
             .map_err(|e| ProcessorError::kafka(format!("subscribing to {}", config.topics.usage), e))?;
         let codec = ledger_schema::Codec::<UsageEvent>::new()?;
-        let core = Core { config, catalog, codec, writer, producer, context, partitions: HashMap::new(), stats };
+        let spend_codec = ledger_schema::Codec::<SpendUpdate>::new()?;
+        let core = Core { config, catalog, codec, spend_codec, writer, producer, context, partitions: HashMap::new(), stats };
         Ok(Processor { consumer, core })
     }
 
@@ -230,6 +242,11 @@ impl Core {
                 dead_letters: Vec::new(),
                 first_pending_at: None,
                 last_seen: None,
+                spend: SpendAggregator::new(),
+                loaded_buckets: HashSet::new(),
+                owned_from_bucket: hour_bucket(
+                    Utc::now().timestamp() + i64::from(self.config.settings.acceptance.max_future_secs),
+                ) + BUCKET_SECS,
             },
         );
         Ok(())
@@ -455,6 +472,7 @@ impl Core {
             if let Some(state) = self.partitions.get_mut(&partition) {
                 state.fence_ledger = state.fence_ledger.max(last_offset);
             }
+            self.publish_spend(partition, &rows).await?;
         }
 
         let mut tpl = TopicPartitionList::new();
@@ -463,6 +481,81 @@ impl Core {
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(error = %e, "advisory offset commit failed");
         }
+        Ok(())
+    }
+
+    /// Adds durable rows to the partition's spend aggregates and publishes the cumulative
+    /// totals of every key they touched to the spend topic.
+    async fn publish_spend(&mut self, partition: i32, rows: &[LedgerRow]) -> Result<(), ProcessorError> {
+        let topic = self.config.topics.usage.clone();
+        let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
+        let buckets: HashSet<i64> = rows.iter().map(|r| hour_bucket(i64::from(r.event_time))).collect();
+        let mut restored = HashSet::new();
+        for bucket in buckets {
+            if state.loaded_buckets.contains(&bucket) {
+                continue;
+            }
+            if bucket >= state.owned_from_bucket {
+                state.loaded_buckets.insert(bucket);
+                continue;
+            }
+            // The ledger already holds these rows too: restoring the bucket counts them.
+            let totals = self.writer.spend_bucket(&topic, partition, bucket).await?;
+            for (key, t) in totals {
+                state.spend.restore(key, t);
+            }
+            state.loaded_buckets.insert(bucket);
+            restored.insert(bucket);
+        }
+        for r in rows {
+            let bucket = hour_bucket(i64::from(r.event_time));
+            if restored.contains(&bucket) {
+                continue;
+            }
+            let opt = |s: &str| if s.is_empty() { None } else { Some(s.to_owned()) };
+            let key = SpendKey {
+                tenant_id: r.tenant_id.clone(),
+                team: opt(&r.team),
+                project: opt(&r.project),
+                user_id: opt(&r.user_id),
+                api_key_id: opt(&r.api_key_id),
+                model: r.model.clone(),
+                bucket_start: bucket,
+            };
+            let tokens = TokenCounts { input: r.input_tokens, output: r.output_tokens, ..TokenCounts::default() };
+            let micros = i64::from(r.event_time) * 1_000_000 + i64::from(r.event_time_micros);
+            state
+                .spend
+                .add(key, Money::from_picos(r.cost_usd), &tokens, r.kafka_offset, micros)
+                .map_err(|_| ProcessorError::Internal("spend aggregate overflowed".into()))?;
+        }
+        let touched = state.spend.take_touched();
+        let keep_from = hour_bucket(Utc::now().timestamp()) - 48 * BUCKET_SECS;
+        state.spend.evict_before(keep_from);
+        state.loaded_buckets.retain(|b| *b >= keep_from);
+        if touched.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let mut deliveries = Vec::with_capacity(touched.len());
+        for (key, totals) in touched {
+            let update = spend_update(&key, &totals, &topic, partition, now);
+            let payload = self.spend_codec.encode(&update)?;
+            let key = update.key();
+            let record = FutureRecord::to(&self.config.topics.spend).key(&key).payload(&payload);
+            let delivery = ledger_kafka::producer::enqueue(&self.producer, record).await?;
+            deliveries.push(delivery);
+        }
+        let n = deliveries.len();
+        for d in deliveries {
+            match d.await {
+                Ok(Ok(_)) => {}
+                // Cumulative updates heal with the next one; the ledger stays exact either way.
+                Ok(Err((e, _))) => tracing::warn!(error = %e, "a spend update was not delivered"),
+                Err(_) => tracing::warn!("a spend update was cancelled"),
+            }
+        }
+        self.stats.spend_updates.add(n as u64);
         Ok(())
     }
 
@@ -525,6 +618,30 @@ impl Core {
             }
         }
         Ok(true)
+    }
+}
+
+fn spend_update(key: &SpendKey, totals: &SpendTotals, topic: &str, partition: i32, now: chrono::DateTime<Utc>) -> SpendUpdate {
+    let micros = |m: i64| chrono::DateTime::from_timestamp_micros(m).unwrap_or_default();
+    SpendUpdate {
+        tenant_id: key.tenant_id.clone(),
+        team: key.team.clone(),
+        project: key.project.clone(),
+        user_id: key.user_id.clone(),
+        api_key_id: key.api_key_id.clone(),
+        model: Some(key.model.clone()),
+        period_start: micros(key.bucket_start * 1_000_000),
+        bucket: ledger_core::spend::BUCKET_HOUR.to_owned(),
+        source_topic: topic.to_owned(),
+        source_partition: partition,
+        cost_usd: totals.cost,
+        input_tokens: totals.input_tokens as i64,
+        output_tokens: totals.output_tokens as i64,
+        total_tokens: (totals.input_tokens + totals.output_tokens) as i64,
+        request_count: totals.requests as i64,
+        last_offset: totals.last_offset,
+        max_event_time: micros(totals.max_event_time_micros),
+        updated_at: now,
     }
 }
 

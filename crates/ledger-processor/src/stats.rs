@@ -43,6 +43,8 @@ pub struct Stats {
     pub rows_written: Counter,
     /// Inserts into the ledger.
     pub inserts: Counter,
+    /// Spend updates published.
+    pub spend_updates: Counter,
     insert_micros: Counter,
     assigned: AtomicU64,
     dedupe_ids: AtomicU64,
@@ -90,6 +92,7 @@ impl Stats {
         counter("ledger_dead_letters_total", "Dead letters written.", self.dead_lettered.get());
         counter("ledger_rows_written_total", "Rows inserted into usage_ledger.", self.rows_written.get());
         counter("ledger_inserts_total", "Inserts into usage_ledger.", self.inserts.get());
+        counter("ledger_spend_updates_total", "Spend updates published.", self.spend_updates.get());
         counter("ledger_insert_seconds_micros_total", "Microseconds spent in ledger inserts.", self.insert_micros.get());
         let _ = writeln!(out, "# HELP ledger_events_rejected_total Events rejected, by reason.\n# TYPE ledger_events_rejected_total counter");
         for (i, r) in RejectReason::ALL.iter().enumerate() {

@@ -12,14 +12,15 @@ const SCRIPT: &str = "stack.sh";
 
 const AFTER_HELP: &str = "\
 Examples:
-  ledger stack up                    # install what is missing, start Kafka + ClickHouse, wait until healthy
-  ledger stack status                # exit 0 when both run and answer, 3 otherwise
-  ledger stack logs kafka -f         # follow the broker log
-  ledger stack down                  # stop what `up` started (data is kept)
-  ledger stack down --purge          # stop and delete all state
-  LEDGER_STATE_DIR=/tmp/s LEDGER_KAFKA_PORT=19092 LEDGER_KAFKA_CONTROLLER_PORT=19093 \\
-  LEDGER_CLICKHOUSE_HTTP_PORT=18123 LEDGER_CLICKHOUSE_TCP_PORT=19000 ledger stack up
-                                     # a second, independent stack on other ports
+  ledger stack up               # install what is missing, start both, wait until healthy
+  ledger stack status           # exit 0 when both run and answer, 3 otherwise
+  ledger stack logs kafka -f    # follow the broker log
+  ledger stack down             # stop what `up` started (data is kept)
+  ledger stack down --purge     # stop and delete all state
+
+  # a second, independent stack on other ports:
+  LEDGER_STATE_DIR=/tmp/s2 LEDGER_KAFKA_PORT=19092 LEDGER_KAFKA_CONTROLLER_PORT=19093 \\
+    LEDGER_CLICKHOUSE_HTTP_PORT=18123 LEDGER_CLICKHOUSE_TCP_PORT=19000 ledger stack up
 
 What runs (loopback only):
   Apache Kafka 4.1.1, single node KRaft (broker + controller), jars resolved from Maven Central with
@@ -49,7 +50,7 @@ pub(crate) struct StackArgs {
     command: StackCommand,
 
     /// Folder holding stack.sh (default: found automatically, see below).
-    #[arg(long, global = true, env = "LEDGER_SCRIPTS_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "LEDGER_SCRIPTS_DIR", hide_env_values = true, value_name = "DIR")]
     scripts_dir: Option<PathBuf>,
 }
 

@@ -72,8 +72,8 @@ prop_compose! {
 }
 
 prop_compose! {
-    pub fn usage_event()(
-        head in usage_head(),
+    fn usage_event_inner()(
+        head in usage_head().boxed(),
         response_model in opt_text(), routed_from_model in opt_text(),
         tokens in prop::array::uniform6(count()),
         service_tier in opt_text(), provided_cost_usd in prop::option::of(money()),
@@ -92,7 +92,7 @@ prop_compose! {
 }
 
 prop_compose! {
-    pub fn spend_update()(
+    fn spend_update_inner()(
         tenant_id in text(), ids in prop::array::uniform5(opt_text()),
         period_start in instant(), bucket in text(), source_topic in text(), source_partition in any::<i32>(),
         cost_usd in money(), tokens in prop::array::uniform4(count()), last_offset in any::<i64>(),
@@ -126,8 +126,8 @@ prop_compose! {
 }
 
 prop_compose! {
-    pub fn budget_signal()(
-        head in signal_head(),
+    fn budget_signal_inner()(
+        head in signal_head().boxed(),
         limit_tokens in prop::option::of(count()), burn_rate_usd_per_hour in money(),
         projected_exhaustion in prop::option::of(instant()), throttle_fraction_ppm in prop::option::of(0u32..=i32::MAX as u32),
         retry_after_ms in prop::option::of(any::<i64>()), reroute in tags(), valid_until in instant(),
@@ -140,6 +140,19 @@ prop_compose! {
             retry_after_ms, reroute, valid_until, reason, sequence, emitted_at,
         }
     }
+}
+
+/// Boxed: the nested strategy types otherwise overflow the test thread's stack in debug builds.
+pub fn usage_event() -> BoxedStrategy<UsageEvent> {
+    usage_event_inner().boxed()
+}
+
+pub fn spend_update() -> BoxedStrategy<SpendUpdate> {
+    spend_update_inner().boxed()
+}
+
+pub fn budget_signal() -> BoxedStrategy<BudgetSignal> {
+    budget_signal_inner().boxed()
 }
 
 // ----------------------------------------------------------------- fully populated samples
