@@ -295,15 +295,19 @@ ensure_kafka_jars() {
     mkdir -p "$KAFKA_HOME"
     local tmp="$KAFKA_HOME/lib.tmp.$$"
     rm -rf "$tmp"
+    local t0
+    t0=$(now_ms)
     if ! mvn -B -q -Dstyle.color=never -f "$KAFKA_POM" "$MAVEN_DEPENDENCY_PLUGIN:copy-dependencies" \
-        -DoutputDirectory="$tmp" -DincludeScope=runtime; then
+        -DoutputDirectory="$tmp" -DincludeScope=runtime >"$KAFKA_HOME/mvn.log" 2>&1; then
         rm -rf "$tmp"
-        die "mvn could not resolve the Kafka jars (is Maven Central reachable?)"
+        tail -n 40 "$KAFKA_HOME/mvn.log" >&2
+        die "mvn could not resolve the Kafka jars (is Maven Central reachable?); full output in $KAFKA_HOME/mvn.log"
     fi
     [[ -f $tmp/kafka_2.13-$KAFKA_VERSION.jar ]] || die "mvn did not produce kafka_2.13-$KAFKA_VERSION.jar"
     rm -rf "$KAFKA_LIB"
     mv "$tmp" "$KAFKA_LIB"
     echo "$pom_sum" >"$KAFKA_HOME/pom.sha256"
+    say "Kafka jars ready ($(find "$KAFKA_LIB" -name '*.jar' | wc -l) jars) in $(since "$t0")"
 }
 
 # ---------------------------------------------------------------------------------------- kafka

@@ -53,8 +53,11 @@ RUST_WS = set(
 )
 
 
+RUST_WS_STR = "".join(sorted(RUST_WS))
+
+
 def rust_blank(s: str) -> bool:
-    return all(c in RUST_WS for c in s)
+    return not s.strip(RUST_WS_STR)
 
 
 class Fatal(Exception):
@@ -266,7 +269,7 @@ def parse_catalog_arg(spec: str) -> tuple[str, tuple[int, int]]:
 
 
 class Catalog:
-    def __init__(self, sources: list[Source], lookup_mode: str = "key-first"):
+    def __init__(self, sources: list[Source], lookup_mode: str = "source-first"):
         self.lookup_mode = lookup_mode
         # newest first
         self.sources = sorted(sources, key=lambda s: s.effective_from, reverse=True)
@@ -304,11 +307,11 @@ class Catalog:
     def lookup(self, name: str, provider: str, t: tuple[int, int]):
         """(key, source, entry) pricing `name` at instant t, or None (unknown model).
 
-        key-first (default): the first candidate name (m, p/m, rest) that is an entry key of any
+        source-first (default, the reading the project adopted): the newest source in effect in
+        which any candidate is a key wins, and the first candidate within that source.
+        key-first: the first candidate name (m, p/m, rest) that is an entry key of any
         source in effect at t wins, and the newest source in effect that contains that key
         prices it, so an exact match in an older source beats a fuzzier one in a newer source.
-        source-first: the newest source in effect in which any candidate is a key wins, and the
-        first candidate within that source.
         """
         cands = self._candidates(name, provider)
         if self.lookup_mode == "key-first":
@@ -368,11 +371,15 @@ def is_int(v) -> bool:
     return isinstance(v, Decimal) and not isinstance(v, JFloat)
 
 
+EVENT_DECODER = json.JSONDecoder(parse_float=JFloat, parse_int=Decimal, parse_constant=_no_constants,
+                                 object_pairs_hook=_pairs_hook)
+LOOSE_DECODER = json.JSONDecoder(parse_float=JFloat, parse_int=Decimal, parse_constant=_no_constants)
+
+
 def decode(text: str) -> dict:
     """Mirror of serde_json -> UsageEvent: the errors it raises become decode_error."""
     try:
-        obj = json.loads(text, parse_float=JFloat, parse_int=Decimal, parse_constant=_no_constants,
-                         object_pairs_hook=_pairs_hook)
+        obj = EVENT_DECODER.decode(text)
     except (ValueError, RecursionError) as e:
         raise Reject("decode_error", f"invalid JSON: {e}") from None
     if not isinstance(obj, dict):
@@ -509,7 +516,7 @@ def price_event(cat: Catalog, ev: dict) -> dict:
 
 def best_effort_event_id(text: str):
     try:
-        obj = json.loads(text, parse_float=JFloat, parse_int=Decimal, parse_constant=_no_constants)
+        obj = LOOSE_DECODER.decode(text)
     except (ValueError, RecursionError):
         return None
     if isinstance(obj, dict) and isinstance(obj.get("event_id"), str):
@@ -546,7 +553,7 @@ def main(argv=None) -> int:
                     help='print only {"priced": n, "failed": {reason: count}, "total_cost_usd": "..."}')
     ap.add_argument("--distinct", action="store_true",
                     help="count each event_id once (first occurrence wins); lines that do not decode are never deduplicated")
-    ap.add_argument("--lookup", choices=("key-first", "source-first"), default="key-first",
+    ap.add_argument("--lookup", choices=("key-first", "source-first"), default="source-first",
                     help="how name lookup and price history combine (PRICING.md is ambiguous, see README.md)")
     args = ap.parse_args(argv)
     try:

@@ -1,43 +1,91 @@
-//! Reading catalog sources from files (`FILE[@RFC3339]`).
+//! Reading catalog sources from files (`FILE[@RFC3339]`): the one loader of `ledger price`,
+//! `ledger prices check` and `ledger process`, so every job prices with the same history.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use ledger_core::catalog::{Catalog, CatalogSource};
+use ledger_core::catalog::{Catalog, CatalogSource, LoadReport};
 use ledger_processor::config::CatalogSourceConfig;
 
-/// Parses `FILE[@RFC3339-instant]`.
-pub(crate) fn parse_catalog_arg(arg: &str) -> anyhow::Result<CatalogSourceConfig> {
-    let (path, instant) = match arg.rsplit_once('@') {
-        Some((p, t)) if !t.is_empty() && t.chars().next().is_some_and(|c| c.is_ascii_digit()) => (p, Some(t)),
-        _ => (arg, None),
-    };
-    let effective_from = instant
-        .map(|t| {
-            DateTime::parse_from_rfc3339(t)
-                .map(|d| d.with_timezone(&Utc))
-                .with_context(|| format!("`{t}` in --catalog {arg} is not an RFC 3339 instant such as 2026-01-01T00:00:00Z"))
-        })
-        .transpose()?;
-    Ok(CatalogSourceConfig { path: PathBuf::from(path), effective_from, name: None })
+/// Parses `FILE[@RFC3339-instant]` (no instant: in effect since the beginning of time).
+/// A path that itself contains `@` works when no instant follows.
+pub(crate) fn parse_catalog_arg(spec: &str) -> Result<CatalogSourceConfig, String> {
+    if let Some((path, instant)) = spec.rsplit_once('@') {
+        match DateTime::parse_from_rfc3339(instant) {
+            Ok(t) => {
+                return Ok(CatalogSourceConfig {
+                    path: PathBuf::from(path),
+                    effective_from: Some(t.with_timezone(&Utc)),
+                    name: None,
+                })
+            }
+            Err(e) if !Path::new(spec).exists() => {
+                return Err(format!(
+                    "--catalog {spec}: {instant:?} after '@' is not an RFC 3339 instant ({e}); \
+                     write e.g. FILE@2027-01-01T00:00:00Z"
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(CatalogSourceConfig { path: PathBuf::from(spec), effective_from: None, name: None })
 }
 
-/// Loads every source into one catalog.
-pub(crate) fn load_catalog(sources: &[CatalogSourceConfig]) -> anyhow::Result<Catalog> {
+/// Reads and loads every source into one price history. Source names default to the file
+/// stem, made unique when the same stem is given twice with the same instant.
+pub(crate) fn load_catalogs(sources: &[CatalogSourceConfig]) -> Result<(Catalog, Vec<LoadReport>), String> {
     let mut loaded = Vec::with_capacity(sources.len());
+    let mut reports = Vec::with_capacity(sources.len());
+    let mut used: Vec<(String, DateTime<Utc>)> = Vec::new();
     for s in sources {
-        let text = std::fs::read_to_string(&s.path)
-            .with_context(|| format!("cannot read catalog {} (run from the repository root or pass --catalog)", s.path.display()))?;
-        let name = s.name.clone().unwrap_or_else(|| {
-            s.path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "catalog".to_owned())
-        });
         let effective_from = s.effective_from.unwrap_or(DateTime::UNIX_EPOCH);
+        let text = std::fs::read_to_string(&s.path).map_err(|e| {
+            format!("cannot read catalog {}: {e} (run from the repository root or pass --catalog)", s.path.display())
+        })?;
+        let stem = s.name.clone().unwrap_or_else(|| {
+            s.path
+                .file_stem()
+                .map(|n| n.to_string_lossy().replace('@', "_"))
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "catalog".to_owned())
+        });
+        let mut name = stem.clone();
+        let mut n = 2;
+        while used.iter().any(|(u, t)| *u == name && *t == effective_from) {
+            name = format!("{stem}-{n}");
+            n += 1;
+        }
+        used.push((name.clone(), effective_from));
         let (source, report) = CatalogSource::from_litellm_json(&name, effective_from, &text)
-            .with_context(|| format!("catalog {} is not a valid LiteLLM price file", s.path.display()))?;
-        tracing::debug!(catalog = %s.path.display(), ?report, "catalog loaded");
+            .map_err(|e| format!("{}: {e}", s.path.display()))?;
         loaded.push(source);
+        reports.push(report);
     }
-    Catalog::new(loaded).context("building the price history")
+    let catalog = Catalog::new(loaded).map_err(|e| e.to_string())?;
+    Ok((catalog, reports))
+}
+
+/// [`load_catalogs`] for the services, with an `anyhow` error.
+pub(crate) fn load_catalog(sources: &[CatalogSourceConfig]) -> anyhow::Result<Catalog> {
+    let (catalog, reports) = load_catalogs(sources).map_err(|e| anyhow::anyhow!("loading the price catalog: {e}"))?;
+    for r in &reports {
+        tracing::info!(version = %r.version, priced = r.priced, skipped = r.skipped.len(), rounded = r.rounded.len(), "catalog source loaded");
+    }
+    Ok(catalog)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_args() {
+        let s = parse_catalog_arg("a.json@2027-01-01T00:00:00Z").unwrap();
+        assert_eq!(s.path, PathBuf::from("a.json"));
+        assert_eq!(s.effective_from.unwrap().to_rfc3339(), "2027-01-01T00:00:00+00:00");
+        let s = parse_catalog_arg("a.json").unwrap();
+        assert_eq!(s.effective_from, None);
+        assert!(parse_catalog_arg("a.json@yesterday").is_err());
+    }
 }

@@ -231,6 +231,30 @@ impl LedgerWriter {
             })
             .collect())
     }
+
+    /// Hour buckets (unix seconds) of the rows of one source partition ingested within
+    /// `window_secs` of its latest ingest: what a processor that stopped abruptly may have
+    /// written without publishing the spend updates.
+    pub async fn recent_spend_buckets(&self, topic: &str, partition: i32, window_secs: u32) -> Result<Vec<i64>> {
+        let sql = format!(
+            "SELECT DISTINCT toUInt32(toStartOfHour(event_time)) FROM {t} \
+             WHERE kafka_topic = ? AND kafka_partition = ? AND ingest_time >= \
+             (SELECT max(ingest_time) FROM {t} WHERE kafka_topic = ? AND kafka_partition = ?) - ?",
+            t = self.table
+        );
+        let buckets = self
+            .client
+            .query(&sql)
+            .bind(topic)
+            .bind(partition)
+            .bind(topic)
+            .bind(partition)
+            .bind(window_secs)
+            .fetch_all::<u32>()
+            .await
+            .map_err(|e| Error::clickhouse(format!("reading recent spend buckets of {topic}/{partition}"), e))?;
+        Ok(buckets.into_iter().map(i64::from).collect())
+    }
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]

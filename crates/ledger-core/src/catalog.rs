@@ -33,7 +33,9 @@ use serde_json::value::RawValue;
 use crate::decimal::Decimal;
 use crate::event::{RejectReason, Rejection, TokenCounts, UsageEvent};
 use crate::money::{Money, SCALE};
-use crate::pricing::{service_tier_suffix, PriceField, PriceVariants, PricedUsage, ResolvedPrices, RoutedFromCost};
+use crate::pricing::{
+    in_cost_range, service_tier_suffix, PriceField, PriceVariants, PricedUsage, ResolvedPrices, RoutedFromCost,
+};
 
 /// The key of LiteLLM's documentation entry, which is not a model.
 pub const SAMPLE_SPEC_KEY: &str = "sample_spec";
@@ -415,7 +417,7 @@ impl CatalogSource {
 
     /// The entry that prices model `model` of provider `provider` (PRICING.md "Which entry
     /// prices an event", step 2): `model`, then `provider/model`, then `rest` when `model` is
-    /// `x/rest`. Allocates only for a `provider/model` name longer than 192 bytes.
+    /// `x/rest`, within this source only (see [`Catalog::find`] for the price history).
     #[inline]
     pub fn lookup(&self, model: &str, provider: &str) -> Option<&CatalogEntry> {
         if let Some(e) = self.entries.get(model) {
@@ -518,8 +520,13 @@ impl Catalog {
         &self.sources
     }
 
-    /// The entry that prices `model` of `provider` at instant `at`: the newest source with
-    /// `effective_from <= at` in which [`CatalogSource::lookup`] finds the model.
+    /// The entry that prices `model` of `provider` at instant `at`.
+    ///
+    /// Source first (PRICING.md: "the newest source whose `effective_from <= event_time` that
+    /// contains the model"): the sources in effect at `at` are tried newest first, and within
+    /// each the name rules of [`CatalogSource::lookup`] (`model`, `provider/model`, `rest`)
+    /// decide whether it contains the model. Allocates only for a `provider/model` name longer
+    /// than 192 bytes.
     #[inline]
     pub fn find(&self, model: &str, provider: &str, at: DateTime<Utc>) -> Option<(&CatalogSource, &CatalogEntry)> {
         self.sources
@@ -527,6 +534,12 @@ impl Catalog {
             .rev()
             .filter(|s| s.effective_from <= at)
             .find_map(|s| s.lookup(model, provider).map(|e| (s, e)))
+    }
+
+    /// The newest source in effect at `at` that has exactly this key.
+    #[inline]
+    pub fn find_key(&self, key: &str, at: DateTime<Utc>) -> Option<(&CatalogSource, &CatalogEntry)> {
+        self.sources.iter().rev().filter(|s| s.effective_from <= at).find_map(|s| s.get(key).map(|e| (s, e)))
     }
 
     /// Validates the event ([`UsageEvent::validate`]) and prices it ([`Catalog::price`]).
@@ -541,7 +554,8 @@ impl Catalog {
     /// The entry is found for `response_model`, else (absent or unknown) for `request_model`;
     /// see [`Catalog::find`]. A `routed_from_model` that the catalog knows is priced by the same
     /// rules (same provider, instant, service tier and tokens) into [`PricedUsage::routed_from`];
-    /// an unknown one leaves it `None`.
+    /// an unknown one, or one whose cost or savings would leave `Decimal(38, 12)`, leaves it
+    /// `None`. Any term or total outside `Decimal(38, 12)` rejects the event as `overflow`.
     pub fn price(&self, event: &UsageEvent, tokens: &TokenCounts) -> Result<PricedUsage, Rejection> {
         let at = event.event_time;
         let provider = event.provider.as_str();
@@ -560,19 +574,18 @@ impl Catalog {
         };
         let tier = service_tier_suffix(event.service_tier.as_deref());
         let (terms, cost) = price_entry(entry, tier, tokens)?;
-        let routed_from = match event.routed_from_model.as_deref().filter(|m| !m.is_empty()) {
-            Some(m) => match self.find(m, provider, at) {
-                Some((_, orig)) => {
-                    let (_, orig_cost) = price_entry(orig, tier, tokens)?;
-                    let savings = orig_cost.checked_sub(cost).map_err(|_| {
-                        Rejection::new(RejectReason::Overflow, "savings_usd exceeds the Decimal(38, 12) range")
-                    })?;
-                    Some(RoutedFromCost { model: orig.key.clone(), cost: orig_cost, savings })
-                }
-                None => None,
-            },
-            None => None,
-        };
+        // Savings are informational: an unknown routed-from model, or one whose cost would
+        // leave the Decimal(38, 12) range, leaves them out rather than rejecting the event.
+        let routed_from = event
+            .routed_from_model
+            .as_deref()
+            .filter(|m| !m.is_empty())
+            .and_then(|m| self.find(m, provider, at))
+            .and_then(|(_, orig)| {
+                let (_, orig_cost) = price_entry(orig, tier, tokens).ok()?;
+                let savings = orig_cost.checked_sub(cost).ok().filter(|s| in_cost_range(*s))?;
+                Some(RoutedFromCost { model: orig.key.clone(), cost: orig_cost, savings })
+            });
         Ok(PricedUsage { model: entry.key.clone(), price_version: source.version.clone(), terms, cost, routed_from })
     }
 

@@ -267,12 +267,25 @@ pub struct ResolvedPrices {
 
 /// `price * count`, exactly, or `None` on overflow. Real per-token prices fit a `u64` of
 /// pico-dollars, where one widening multiply replaces the slower checked `i128` multiply.
+/// The result is also checked against the `Decimal(38, 12)` range ([`MAX_COST_PICOS`]).
 #[inline]
 fn mul_count(price: Money, count: u64) -> Option<Money> {
-    match u64::try_from(price.picos()) {
+    let m = match u64::try_from(price.picos()) {
         Ok(p) => i128::try_from(u128::from(p) * u128::from(count)).ok().map(Money::from_picos),
         Err(_) => price.checked_mul_count(count).ok(),
-    }
+    }?;
+    in_cost_range(m).then_some(m)
+}
+
+/// The largest magnitude of a cost in pico-dollars: `Decimal(38, 12)` holds 38 digits, so
+/// `10^38 - 1` (just under 10^26 USD). An `i128` reaches 1.7 * 10^38; beyond this the ledger
+/// row could not be stored, so pricing rejects it as `overflow`.
+pub const MAX_COST_PICOS: i128 = 99_999_999_999_999_999_999_999_999_999_999_999_999;
+
+/// True when `m` fits `Decimal(38, 12)`.
+#[inline]
+pub fn in_cost_range(m: Money) -> bool {
+    m.picos().unsigned_abs() <= MAX_COST_PICOS as u128
 }
 
 #[cold]
@@ -283,7 +296,8 @@ fn overflow(what: &str) -> Rejection {
 impl ResolvedPrices {
     /// The cost terms of PRICING.md "The formula", step 3, with checked arithmetic.
     ///
-    /// Token parts exceeding their totals give `inconsistent_tokens`; an overflow gives `overflow`.
+    /// Token parts exceeding their totals give `inconsistent_tokens`; a term outside the
+    /// `Decimal(38, 12)` range gives `overflow`.
     pub fn cost_terms(&self, tokens: &TokenCounts) -> Result<CostTerms, Rejection> {
         let inconsistent =
             |what: &str| Rejection::new(RejectReason::InconsistentTokens, format!("{what} exceed their total"));
@@ -311,7 +325,7 @@ impl ResolvedPrices {
     /// The cost terms and their exact total.
     pub fn cost(&self, tokens: &TokenCounts) -> Result<(CostTerms, Money), Rejection> {
         let terms = self.cost_terms(tokens)?;
-        let total = terms.total().map_err(|_| overflow("total cost"))?;
+        let total = terms.total().ok().filter(|t| in_cost_range(*t)).ok_or_else(|| overflow("total cost"))?;
         Ok((terms, total))
     }
 }

@@ -153,7 +153,7 @@ mod tests {
         b.cost_usd = Money::from_usd(1);
         b.last_offset = 99;
         b.request_count = 7;
-        b.updated_at = b.updated_at + chrono::Duration::hours(1);
+        b.updated_at += chrono::Duration::hours(1);
         assert_eq!(a.key(), b.key());
     }
 

@@ -254,11 +254,28 @@ fn validation_comes_first() {
 #[test]
 fn overflow_is_a_rejection() {
     let c = catalog(TIERED);
-    // 1e20 USD/token = 1e32 picos; times 1e7 tokens = 1e39 > i128::MAX (1.7e38)
-    let e = io("huge", 10_000_000, 0, None);
-    assert_eq!(c.price_event(&e).unwrap_err().reason, RejectReason::Overflow);
-    // 1e6 tokens = 1e38: fits
-    assert_eq!(cost(&c, &io("huge", 1_000_000, 0, None)), 100_000_000_000_000_000_000_000_000_000_000_000_000);
+    // 1e20 USD/token = 1e32 picos. Decimal(38, 12) holds at most 10^38 - 1 picos.
+    // 999999 tokens: 9.99999e37 picos, fits.
+    assert_eq!(cost(&c, &io("huge", 999_999, 0, None)), 99_999_900_000_000_000_000_000_000_000_000_000_000);
+    // 1e6 tokens: exactly 10^38 picos, one more than Decimal(38, 12) holds (an i128 would).
+    let e = io("huge", 1_000_000, 0, None);
+    let r = c.price_event(&e).unwrap_err();
+    assert_eq!(r.reason, RejectReason::Overflow);
+    assert!(r.detail.contains("input cost"), "{}", r.detail);
+    // 1e7 tokens: beyond i128 as well
+    assert_eq!(c.price_event(&io("huge", 10_000_000, 0, None)).unwrap_err().reason, RejectReason::Overflow);
+    // two terms that fit alone but not together: 600000 input + 400000 cache read at 1e32
+    let mut e = io("huge", 1_000_000, 0, None);
+    e.cache_read_input_tokens = 400_000;
+    let r = c.price_event(&e).unwrap_err();
+    assert_eq!(r.reason, RejectReason::Overflow);
+    assert!(r.detail.contains("total"), "{}", r.detail);
+    // a routed-from model whose cost overflows: the event is priced, without savings
+    let mut e = io("cheap", 1_000_000, 0, None);
+    e.routed_from_model = Some("huge".into());
+    let p = c.price_event(&e).unwrap();
+    assert_eq!(p.cost.picos(), 1_000_000 * 1_000_000);
+    assert_eq!(p.routed_from, None);
 }
 
 #[test]
@@ -318,6 +335,40 @@ fn price_history_switches_at_effective_from() {
     let r = price("a", "2025-12-31T23:59:59Z").unwrap_err();
     assert_eq!(r.reason, RejectReason::UnknownModel);
     assert!(r.detail.contains("no catalog source is in effect"), "{}", r.detail);
+}
+
+#[test]
+fn newest_source_containing_the_model_wins() {
+    // The older source knows `gpt-x`; the newer one only `openai/gpt-x`. The newer source
+    // contains the model (by the `provider/model` rule), so it prices the event: PRICING.md's
+    // "the newest source whose effective_from <= event_time that contains the model".
+    let old = source(
+        "old",
+        at("2026-01-01T00:00:00Z"),
+        r#"{"gpt-x": {"input_cost_per_token": 1e-06, "output_cost_per_token": 0}}"#,
+    )
+    .0;
+    let new = source(
+        "new",
+        at("2026-06-01T00:00:00Z"),
+        r#"{"openai/gpt-x": {"input_cost_per_token": 2e-06, "output_cost_per_token": 0},
+            "openai/gpt-z": {"input_cost_per_token": 3e-06, "output_cost_per_token": 0}}"#,
+    )
+    .0;
+    let c = Catalog::new(vec![old, new]).unwrap();
+    let mut e = io("gpt-x", 1_000, 0, None);
+    e.event_time = at("2026-07-01T00:00:00Z");
+    let p = c.price_event(&e).unwrap();
+    assert_eq!((p.model.as_ref(), p.price_version.as_ref()), ("openai/gpt-x", "new@2026-06-01T00:00:00Z"));
+    assert_eq!(p.cost.picos(), 2_000_000_000);
+    // before the newer source takes effect, the older one prices it
+    e.event_time = at("2026-05-31T23:59:59Z");
+    let p = c.price_event(&e).unwrap();
+    assert_eq!((p.model.as_ref(), p.cost.picos()), ("gpt-x", 1_000_000_000));
+    let mut e = io("gpt-z", 1_000, 0, None);
+    e.event_time = at("2026-07-01T00:00:00Z");
+    let p = c.price_event(&e).unwrap();
+    assert_eq!((p.model.as_ref(), p.cost.picos()), ("openai/gpt-z", 3_000_000_000));
 }
 
 #[test]

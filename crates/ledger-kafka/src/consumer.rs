@@ -67,9 +67,12 @@ impl ConsumerContext for RecordingContext {
 }
 
 /// A consumer in `group` with manual offsets and the recording context.
+/// With `instance_id`, the member is static (`group.instance.id`): a restart with the same id
+/// resumes its partitions without a rebalance.
 pub fn manual_offset_consumer(
     config: &KafkaConfig,
     group: &str,
+    instance_id: Option<&str>,
 ) -> Result<(StreamConsumer<RecordingContext>, RecordingContext), KafkaError> {
     let context = RecordingContext::default();
     let mut cfg = config.client_config();
@@ -78,10 +81,14 @@ pub fn manual_offset_consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
+        .set("max.poll.interval.ms", "300000")
         .set("heartbeat.interval.ms", "1000")
         .set("fetch.min.bytes", "1")
         .set("fetch.wait.max.ms", "100")
         .set("queued.max.messages.kbytes", "65536");
+    if let Some(id) = instance_id {
+        cfg.set("group.instance.id", id);
+    }
     for (k, v) in &config.options {
         cfg.set(k, v);
     }

@@ -26,6 +26,10 @@ pub struct ProcessorConfig {
 pub struct ProcessorSettings {
     /// Consumer group of the processors.
     pub group_id: String,
+    /// Stable identity of this instance in the group (Kafka static membership,
+    /// `group.instance.id`): a restarted instance takes its partitions back at once instead of
+    /// waiting for the session timeout. Must differ between instances; none for dynamic membership.
+    pub instance_id: Option<String>,
     /// Partitions of each topic when the processor has to create it.
     pub partitions: i32,
     /// Price catalog sources, in any order (sorted by `effective_from`).
@@ -46,6 +50,7 @@ impl Default for ProcessorSettings {
     fn default() -> Self {
         ProcessorSettings {
             group_id: "ledger-processor".to_owned(),
+            instance_id: None,
             partitions: 4,
             catalogs: vec![CatalogSourceConfig {
                 path: PathBuf::from("catalog/litellm-prices.json"),

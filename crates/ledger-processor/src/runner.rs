@@ -113,7 +113,8 @@ impl Processor {
         }
         let writer = LedgerWriter::new(config.clickhouse.client()?, config.clickhouse.database.clone())?;
         let producer = ledger_kafka::producer::idempotent_producer(&config.kafka)?;
-        let (consumer, context) = manual_offset_consumer(&config.kafka, &config.settings.group_id)?;
+        let (consumer, context) =
+            manual_offset_consumer(&config.kafka, &config.settings.group_id, config.settings.instance_id.as_deref())?;
         consumer
             .subscribe(&[config.topics.usage.as_str()])
             .map_err(|e| ProcessorError::kafka(format!("subscribing to {}", config.topics.usage), e))?;
@@ -232,6 +233,16 @@ impl Core {
             dedupe.insert(id, now_ms);
         }
         tracing::info!(partition, fence_ledger, fence_dead_letter, dedupe_ids = ids.len(), "partition initialised");
+        let mut spend = SpendAggregator::new();
+        let mut loaded_buckets = HashSet::new();
+        // A predecessor killed between its insert and its spend publication left updates
+        // unpublished: republish the buckets it wrote last (cumulative, so repeats are harmless).
+        for bucket in self.writer.recent_spend_buckets(&topic, partition, 3600).await? {
+            for (key, totals) in self.writer.spend_bucket(&topic, partition, bucket).await? {
+                spend.restore(key, totals);
+            }
+            loaded_buckets.insert(bucket);
+        }
         self.partitions.insert(
             partition,
             PartitionState {
@@ -242,14 +253,14 @@ impl Core {
                 dead_letters: Vec::new(),
                 first_pending_at: None,
                 last_seen: None,
-                spend: SpendAggregator::new(),
-                loaded_buckets: HashSet::new(),
+                spend,
+                loaded_buckets,
                 owned_from_bucket: hour_bucket(
                     Utc::now().timestamp() + i64::from(self.config.settings.acceptance.max_future_secs),
                 ) + BUCKET_SECS,
             },
         );
-        Ok(())
+        self.publish_touched(partition).await
     }
 
     fn decide(&self, payload: &[u8], dedupe: &DedupeWindow) -> Decision {
@@ -529,6 +540,13 @@ impl Core {
                 .add(key, Money::from_picos(r.cost_usd), &tokens, r.kafka_offset, micros)
                 .map_err(|_| ProcessorError::Internal("spend aggregate overflowed".into()))?;
         }
+        self.publish_touched(partition).await
+    }
+
+    /// Publishes the cumulative totals of every key touched since the last publication.
+    async fn publish_touched(&mut self, partition: i32) -> Result<(), ProcessorError> {
+        let topic = self.config.topics.usage.clone();
+        let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
         let touched = state.spend.take_touched();
         let keep_from = hour_bucket(Utc::now().timestamp()) - 48 * BUCKET_SECS;
         state.spend.evict_before(keep_from);

@@ -146,7 +146,7 @@ pub fn schema_of<T: AvroRecord>() -> Result<&'static RecordSchema, SchemaError> 
 ///
 /// apache-avro 0.21's `Schema::canonical_form` strips `logicalType` but then leaves a
 /// primitive with a logical type as `{"type":"long"}` instead of reducing it to `"long"` (the
-/// specification's [PRIMITIVES] rule), so its `fingerprint::<Rabin>()` differs from Java's,
+/// specification's `[PRIMITIVES]` rule), so its `fingerprint::<Rabin>()` differs from Java's,
 /// Python's and serde_avro_fast's for every schema with a timestamp. This function applies the
 /// missing reduction before hashing; [`RecordSchema::load`] cross-checks the result against
 /// serde_avro_fast.

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chrono::{DateTime, TimeZone, Utc};
-use ledger_core::catalog::{Catalog, CatalogSource, LoadReport};
+use ledger_core::catalog::{Catalog, LoadReport};
+
+use crate::catalog_files::{load_catalogs, parse_catalog_arg};
 use ledger_core::event::{RejectReason, Rejection};
 use ledger_core::{Money, UsageEvent};
 use serde::{Deserialize, Serialize};
@@ -26,8 +26,9 @@ or catalog errors.
 Examples:
   ledger price --catalog catalog/litellm-prices.json < events.jsonl > priced.jsonl
   ledger price --catalog old.json --catalog new.json@2027-01-01T00:00:00Z < events.jsonl
-  echo '{\"event_id\":\"e1\",\"event_time\":\"2026-11-01T12:00:00Z\",\"tenant_id\":\"acme\",\"provider\":\"openai\",\"request_model\":\"gpt-4o\",\"input_tokens\":1000,\"output_tokens\":500}' \\
-    | ledger price --catalog catalog/litellm-prices.json";
+  echo '{\"event_id\":\"e1\",\"event_time\":\"2026-11-01T12:00:00Z\",\"tenant_id\":\"acme\",
+         \"provider\":\"openai\",\"request_model\":\"gpt-4o\",\"input_tokens\":1000,
+         \"output_tokens\":500}' | ledger price --catalog catalog/litellm-prices.json";
 
 /// Arguments of `ledger price`.
 #[derive(Debug, clap::Args)]
@@ -37,65 +38,6 @@ pub(crate) struct PriceArgs {
     /// FILE or FILE@RFC3339 (default 1970-01-01T00:00:00Z). Repeat for a price history.
     #[arg(long = "catalog", value_name = "FILE[@RFC3339]", required = true)]
     catalogs: Vec<String>,
-}
-
-/// One `--catalog` argument, resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CatalogSpec {
-    pub(crate) path: PathBuf,
-    pub(crate) effective_from: DateTime<Utc>,
-}
-
-/// Parses `FILE[@RFC3339]`. A path that itself contains `@` works when no instant follows.
-pub(crate) fn parse_catalog_spec(spec: &str) -> Result<CatalogSpec, String> {
-    let epoch = Utc.timestamp_opt(0, 0).single().ok_or("epoch")?;
-    if let Some((path, instant)) = spec.rsplit_once('@') {
-        match DateTime::parse_from_rfc3339(instant) {
-            Ok(t) => {
-                return Ok(CatalogSpec { path: PathBuf::from(path), effective_from: t.with_timezone(&Utc) });
-            }
-            Err(e) if !Path::new(spec).exists() => {
-                return Err(format!(
-                    "--catalog {spec}: {instant:?} after '@' is not an RFC 3339 instant ({e}); \
-                     write e.g. FILE@2027-01-01T00:00:00Z"
-                ));
-            }
-            Err(_) => {}
-        }
-    }
-    Ok(CatalogSpec { path: PathBuf::from(spec), effective_from: epoch })
-}
-
-/// Reads and loads every `--catalog`; source names are file stems, made unique when the same
-/// stem is given twice with the same instant.
-pub(crate) fn load_catalogs(specs: &[String]) -> Result<(Catalog, Vec<LoadReport>), String> {
-    let mut sources = Vec::with_capacity(specs.len());
-    let mut reports = Vec::with_capacity(specs.len());
-    let mut used: Vec<(String, DateTime<Utc>)> = Vec::new();
-    for spec in specs {
-        let spec = parse_catalog_spec(spec)?;
-        let text = std::fs::read_to_string(&spec.path)
-            .map_err(|e| format!("cannot read catalog {}: {e}", spec.path.display()))?;
-        let stem = spec
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().replace('@', "_"))
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "catalog".to_owned());
-        let mut name = stem.clone();
-        let mut n = 2;
-        while used.iter().any(|(u, t)| *u == name && *t == spec.effective_from) {
-            name = format!("{stem}-{n}");
-            n += 1;
-        }
-        used.push((name.clone(), spec.effective_from));
-        let (source, report) = CatalogSource::from_litellm_json(&name, spec.effective_from, &text)
-            .map_err(|e| format!("{}: {e}", spec.path.display()))?;
-        sources.push(source);
-        reports.push(report);
-    }
-    let catalog = Catalog::new(sources).map_err(|e| e.to_string())?;
-    Ok((catalog, reports))
 }
 
 #[derive(Serialize)]
@@ -119,7 +61,7 @@ struct PricedLine<'a> {
 #[derive(Serialize)]
 struct ErrorLine<'a> {
     line: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `null` when the line is not a decodable event with a string `event_id`.
     event_id: Option<&'a str>,
     error: ErrorBody<'a>,
 }
@@ -147,7 +89,8 @@ struct Summary {
 }
 
 pub(crate) async fn run(args: PriceArgs) -> anyhow::Result<ExitCode> {
-    let (catalog, reports) = match load_catalogs(&args.catalogs) {
+    let specs: Result<Vec<_>, String> = args.catalogs.iter().map(|s| parse_catalog_arg(s)).collect();
+    let (catalog, reports) = match specs.and_then(|specs| load_catalogs(&specs)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!(
@@ -191,13 +134,7 @@ fn price_stream<R: BufRead, W: Write>(catalog: &Catalog, mut input: R, out: &mut
                     Some(serde_json::Value::String(s)) => Some(s),
                     _ => None,
                 });
-                // serde names the field; a required field that is absent is `missing_field`.
-                let reason = if e.is_data() && e.to_string().starts_with("missing field") {
-                    RejectReason::MissingField
-                } else {
-                    RejectReason::DecodeError
-                };
-                let rejection = Rejection::new(reason, format!("line {line_no}: {e}"));
+                let rejection = Rejection::new(RejectReason::DecodeError, format!("line {line_no}: {e}"));
                 write_error(out, &mut summary, line_no, id.as_deref(), &rejection)?;
                 continue;
             }
@@ -222,7 +159,7 @@ fn price_stream<R: BufRead, W: Write>(catalog: &Catalog, mut input: R, out: &mut
                     output_cost_usd: p.terms.output,
                     reasoning_cost_usd: p.terms.reasoning,
                     cost_usd: p.cost,
-                    routed_from_model: routed.map(|r| &*r.model).or(event.routed_from_model.as_deref()),
+                    routed_from_model: routed.map(|r| &*r.model),
                     routed_from_cost_usd: routed.map(|r| r.cost),
                     savings_usd: routed.map(|r| r.savings),
                 };
@@ -281,11 +218,8 @@ fn print_summary(s: &Summary, reports: &[LoadReport]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::SecondsFormat;
-
-    fn rfc3339(t: DateTime<Utc>) -> String {
-        t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-    }
+    use chrono::{TimeZone, Utc};
+    use ledger_core::catalog::CatalogSource;
 
     const CATALOG: &str = r#"{"gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": 2.5e-06,
         "output_cost_per_token": 1e-05}, "gpt-4o-mini": {"input_cost_per_token": 1.5e-07, "output_cost_per_token": 6e-07}}"#;
@@ -313,7 +247,7 @@ mod tests {
         let (out, s) = run_lines(input);
         let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 5);
-        assert_eq!(lines[4]["error"]["reason"], "missing_field");
+        assert_eq!(lines[4]["error"]["reason"], "decode_error");
         assert!(lines[4]["error"]["detail"].as_str().unwrap().contains("tenant_id"));
         // 1000 * 2.5e-6 + 500 * 1e-5 = 0.0075; mini: 1000*1.5e-7 + 500*6e-7 = 0.00045
         assert_eq!(lines[0]["cost_usd"], "0.007500000000");
@@ -327,19 +261,9 @@ mod tests {
         assert_eq!(lines[2]["error"]["reason"], "decode_error");
         assert!(lines[2]["error"]["detail"].as_str().unwrap().contains("line 4"));
         assert_eq!(lines[3]["line"], 5);
-        assert!(lines[3].get("event_id").is_none());
+        assert!(lines[3]["event_id"].is_null());
         assert_eq!(s.lines, 5);
         assert_eq!(s.priced, 1);
         assert_eq!(s.total, Money::from_picos(7_500_000_000));
-    }
-
-    #[test]
-    fn catalog_specs() {
-        let s = parse_catalog_spec("a.json@2027-01-01T00:00:00Z").unwrap();
-        assert_eq!(s.path, PathBuf::from("a.json"));
-        assert_eq!(rfc3339(s.effective_from), "2027-01-01T00:00:00Z");
-        let s = parse_catalog_spec("a.json").unwrap();
-        assert_eq!(rfc3339(s.effective_from), "1970-01-01T00:00:00Z");
-        assert!(parse_catalog_spec("a.json@yesterday").is_err());
     }
 }

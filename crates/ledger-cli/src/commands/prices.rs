@@ -7,7 +7,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use ledger_core::catalog::{CatalogSource, LoadReport};
 use ledger_core::PriceField;
 
-use super::price::parse_catalog_spec;
+use crate::catalog_files::{load_catalogs, parse_catalog_arg};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -47,29 +47,20 @@ pub(crate) async fn run(args: PricesArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn check(args: &CheckArgs) -> ExitCode {
-    let spec = match parse_catalog_spec(&args.file) {
-        Ok(s) => s,
+    let loaded = parse_catalog_arg(&args.file).and_then(|spec| load_catalogs(std::slice::from_ref(&spec)));
+    match loaded {
+        Ok((catalog, reports)) => match (catalog.sources().first(), reports.first()) {
+            (Some(source), Some(report)) => {
+                print_report(source, report, args.verbose);
+                ExitCode::SUCCESS
+            }
+            _ => {
+                eprintln!("error: {} holds no catalog source", args.file);
+                ExitCode::FAILURE
+            }
+        },
         Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let text = match std::fs::read_to_string(&spec.path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", spec.path.display());
-            return ExitCode::from(2);
-        }
-    };
-    let name = spec.path.file_stem().map(|s| s.to_string_lossy().replace('@', "_")).unwrap_or_default();
-    let name = if name.is_empty() { "catalog".to_owned() } else { name };
-    match CatalogSource::from_litellm_json(&name, spec.effective_from, &text) {
-        Ok((source, report)) => {
-            print_report(&source, &report, args.verbose);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {} is not a valid catalog: {e}", spec.path.display());
+            eprintln!("error: {} is not a valid catalog: {e}", args.file);
             ExitCode::FAILURE
         }
     }

@@ -43,7 +43,7 @@ pub(crate) async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     }
     if !args.catalogs.is_empty() {
         config.processor.catalogs =
-            args.catalogs.iter().map(|s| crate::catalog_files::parse_catalog_arg(s)).collect::<anyhow::Result<_>>()?;
+            args.catalogs.iter().map(|s| crate::catalog_files::parse_catalog_arg(s)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
     }
     let config = config.processor()?;
     let catalog = Arc::new(load_catalog(&config.settings.catalogs)?);
