@@ -77,6 +77,71 @@ fn read<'a, W: Deserialize<'a>>(
     Ok(wire)
 }
 
+/// Defines a decode-side wire struct whose `Deserialize` takes the record's fields in schema
+/// order, checking each key with one string comparison instead of serde derive's match over
+/// every field name (about a quarter of the datum parsing time of a `UsageEvent`). A field
+/// order that differs from the schema is an error, never a silent mix-up (and the property
+/// tests against apache-avro would catch it).
+macro_rules! wire_in {
+    ($name:ident<$lt:lifetime> { $($field:ident : $ty:ty),* $(,)? }) => {
+        struct $name<$lt> {
+            $($field: $ty,)*
+        }
+
+        impl<'de: $lt, $lt> Deserialize<'de> for $name<$lt> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Fields<$lt>(std::marker::PhantomData<&$lt ()>);
+                impl<'de: $lt, $lt> serde::de::Visitor<'de> for Fields<$lt> {
+                    type Value = $name<$lt>;
+
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(concat!("the record ", stringify!($name)))
+                    }
+
+                    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                        Ok($name {
+                            $($field: {
+                                match map.next_key_seed(ExpectKey(stringify!($field)))? {
+                                    Some(()) => map.next_value::<$ty>()?,
+                                    None => return Err(serde::de::Error::missing_field(stringify!($field))),
+                                }
+                            },)*
+                        })
+                    }
+                }
+                d.deserialize_struct(stringify!($name), &[$(stringify!($field)),*], Fields(std::marker::PhantomData))
+            }
+        }
+    };
+}
+
+/// Accepts exactly one record field name.
+struct ExpectKey(&'static str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ExpectKey {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ExpectKey {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the field `{}`", self.0)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        if v == self.0 {
+            Ok(())
+        } else {
+            Err(E::custom(format_args!("expected field `{}`, found `{v}`", self.0)))
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // UsageEvent
 
@@ -113,8 +178,7 @@ struct UsageEventOut<'a> {
     trace_id: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
-struct UsageEventIn<'a> {
+wire_in!(UsageEventIn<'a> {
     event_id: String,
     event_time: i64,
     tenant_id: String,
@@ -137,13 +201,12 @@ struct UsageEventIn<'a> {
     output_tokens: i64,
     reasoning_output_tokens: i64,
     service_tier: Option<String>,
-    #[serde(borrow)]
     provided_cost_usd: Option<&'a str>,
     latency_ms: Option<i64>,
     status: String,
     response_id: Option<String>,
     trace_id: Option<String>,
-}
+});
 
 impl AvroRecord for UsageEvent {
     const NAME: &'static str = USAGE_EVENT;
@@ -250,8 +313,7 @@ struct SpendUpdateOut<'a> {
     updated_at: i64,
 }
 
-#[derive(Deserialize)]
-struct SpendUpdateIn<'a> {
+wire_in!(SpendUpdateIn<'a> {
     tenant_id: String,
     team: Option<String>,
     project: Option<String>,
@@ -270,7 +332,7 @@ struct SpendUpdateIn<'a> {
     last_offset: i64,
     max_event_time: i64,
     updated_at: i64,
-}
+});
 
 impl AvroRecord for SpendUpdate {
     const NAME: &'static str = SPEND_UPDATE;
@@ -362,8 +424,7 @@ struct BudgetSignalOut<'a> {
     emitted_at: i64,
 }
 
-#[derive(Deserialize)]
-struct BudgetSignalIn<'a> {
+wire_in!(BudgetSignalIn<'a> {
     scope: String,
     scope_fields: BTreeMap<String, String>,
     period: &'a str,
@@ -372,9 +433,7 @@ struct BudgetSignalIn<'a> {
     state: BudgetState,
     action: String,
     spend_usd: &'a str,
-    #[serde(borrow)]
     limit_usd: Option<&'a str>,
-    #[serde(borrow)]
     remaining_usd: Option<&'a str>,
     spent_tokens: i64,
     limit_tokens: Option<i64>,
@@ -387,7 +446,7 @@ struct BudgetSignalIn<'a> {
     reason: String,
     sequence: i64,
     emitted_at: i64,
-}
+});
 
 impl AvroRecord for BudgetSignal {
     const NAME: &'static str = BUDGET_SIGNAL;
