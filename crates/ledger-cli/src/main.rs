@@ -38,6 +38,8 @@ enum Command {
     Produce(commands::produce::ProduceArgs),
     /// Run the stream processor: decode, validate, dedupe, price and write the ledger.
     Process(commands::process::ProcessArgs),
+    /// Inspect the dead-letter topic by reason and replay dead letters (e.g. after the catalog learned a model).
+    Dlq(commands::dlq::DlqArgs),
     /// Price usage events read as JSON lines on stdin, without Kafka.
     Price(commands::price::PriceArgs),
     /// Work with price catalogs.
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
             Command::Migrate(args) => commands::migrate::run(args).await,
             Command::Produce(args) => commands::produce::run(args).await,
             Command::Process(args) => commands::process::run(args).await,
+            Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Price(args) => commands::price::run(args).await,
             Command::Prices(args) => commands::prices::run(args).await,
             Command::Report(args) => commands::report::run(args).await,

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod error;
+pub mod lookup;
 pub mod migrate;
 pub mod report;
 pub mod row;

@@ -106,3 +106,105 @@ pub fn dead_letter_fence(
     }
     Err(rdkafka::error::KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::OperationTimedOut))
 }
+
+/// A dead letter read back from the dead-letter topic: where it sits, what the processor wrote
+/// in its headers, and the original key and bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterRecord {
+    /// Dead-letter topic.
+    pub topic: String,
+    /// Dead-letter partition (the source partition's number).
+    pub partition: i32,
+    /// Offset in the dead-letter partition.
+    pub offset: i64,
+    /// The original key (the tenant id for usage events).
+    pub key: Option<Vec<u8>>,
+    /// The original bytes, untouched.
+    pub payload: Vec<u8>,
+    /// [`HEADER_REASON`] (`"unknown"` when the header is missing).
+    pub reason: String,
+    /// [`HEADER_DETAIL`] (empty when missing).
+    pub detail: String,
+    /// [`HEADER_SOURCE_TOPIC`], when present.
+    pub source_topic: Option<String>,
+    /// [`HEADER_SOURCE_PARTITION`], when present and numeric.
+    pub source_partition: Option<i32>,
+    /// [`HEADER_SOURCE_OFFSET`], when present and numeric.
+    pub source_offset: Option<i64>,
+    /// [`HEADER_EVENT_ID`], when the bytes decoded far enough to have one.
+    pub event_id: Option<String>,
+    /// [`HEADER_REJECTED_AT`] (RFC 3339 text), when present.
+    pub rejected_at: Option<String>,
+}
+
+impl DeadLetterRecord {
+    /// Parses a record of the dead-letter topic (headers that are missing or not UTF-8 become
+    /// `None`, so a foreign record in the topic is listed rather than refused).
+    pub fn from_message<M: Message>(msg: &M) -> DeadLetterRecord {
+        let text = |key: &str| msg.headers().and_then(|h| header_str(h, key)).map(str::to_owned);
+        DeadLetterRecord {
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key().map(<[u8]>::to_vec),
+            payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            reason: text(HEADER_REASON).unwrap_or_else(|| "unknown".to_owned()),
+            detail: text(HEADER_DETAIL).unwrap_or_default(),
+            source_topic: text(HEADER_SOURCE_TOPIC),
+            source_partition: text(HEADER_SOURCE_PARTITION).and_then(|p| p.parse().ok()),
+            source_offset: text(HEADER_SOURCE_OFFSET).and_then(|o| o.parse().ok()),
+            event_id: text(HEADER_EVENT_ID).filter(|id| !id.is_empty()),
+            rejected_at: text(HEADER_REJECTED_AT),
+        }
+    }
+
+    /// `topic/partition/offset` of this dead letter (the value of the replay lineage header).
+    pub fn position(&self) -> String {
+        format!("{}/{}/{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// Header a replayed event carries on the usage topic: the dead letter it came from, as
+/// `dead-letter-topic/partition/offset`.
+pub const HEADER_REPLAYED_FROM: &str = "ledger.replayed_from";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::event::RejectReason;
+    use rdkafka::message::{OwnedMessage, Timestamp};
+
+    #[test]
+    fn a_dead_letter_reads_back_from_its_headers() {
+        let dl = DeadLetter {
+            partition: 3,
+            offset: 41,
+            key: Some(b"acme".to_vec()),
+            payload: b"\xC3\x01bytes".to_vec(),
+            rejection: Rejection::new(RejectReason::UnknownModel, "no price for brand-new-model".to_owned()),
+            event_id: Some("e-1".to_owned()),
+        };
+        let msg = OwnedMessage::new(
+            Some(dl.payload.clone()),
+            dl.key.clone(),
+            "llm.usage.dlq.v1".to_owned(),
+            Timestamp::NotAvailable,
+            3,
+            7,
+            Some(dl.headers("llm.usage.v1")),
+        );
+        let r = DeadLetterRecord::from_message(&msg);
+        assert_eq!(r.position(), "llm.usage.dlq.v1/3/7");
+        assert_eq!(r.reason, "unknown_model");
+        assert_eq!(r.detail, "no price for brand-new-model");
+        assert_eq!(r.source_topic.as_deref(), Some("llm.usage.v1"));
+        assert_eq!((r.source_partition, r.source_offset), (Some(3), Some(41)));
+        assert_eq!(r.event_id.as_deref(), Some("e-1"));
+        assert_eq!((r.key, r.payload), (dl.key, dl.payload));
+        assert!(r.rejected_at.is_some_and(|t| chrono::DateTime::parse_from_rfc3339(&t).is_ok()));
+
+        let bare = OwnedMessage::new(None, None, "t".to_owned(), Timestamp::NotAvailable, 0, 0, None);
+        let r = DeadLetterRecord::from_message(&bare);
+        assert_eq!((r.reason.as_str(), r.event_id, r.source_partition), ("unknown", None, None));
+    }
+}

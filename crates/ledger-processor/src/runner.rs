@@ -205,16 +205,12 @@ impl Core {
 
     async fn init_partition(&mut self, partition: i32) -> Result<(), ProcessorError> {
         let topic = self.config.topics.usage.clone();
-        let fence_ledger = loop {
-            match self.writer.high_watermarks(&topic).await {
-                Ok(w) => break w.get(&partition).copied().unwrap_or(-1),
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!(error = %e, "reading the ledger fence failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let writer = self.writer.clone();
+        let fence_ledger = retrying("reading the ledger fence", || writer.high_watermarks(&topic))
+            .await?
+            .get(&partition)
+            .copied()
+            .unwrap_or(-1);
         let kafka = self.config.kafka.clone();
         let dlq = self.config.topics.dead_letter.clone();
         let t2 = topic.clone();
@@ -227,7 +223,7 @@ impl Core {
         let horizon_ms = (self.config.settings.dedupe.horizon_secs * 1000) as i64;
         let mut dedupe = DedupeWindow::new(horizon_ms, self.config.settings.dedupe.capacity_per_partition);
         let since = Utc::now() - chrono::Duration::milliseconds(horizon_ms);
-        let ids = self.writer.recent_event_ids(&topic, partition, since).await?;
+        let ids = retrying("reading recent event ids", || writer.recent_event_ids(&topic, partition, since)).await?;
         let now_ms = Utc::now().timestamp_millis();
         for id in &ids {
             dedupe.insert(id, now_ms);
@@ -237,8 +233,10 @@ impl Core {
         let mut loaded_buckets = HashSet::new();
         // A predecessor killed between its insert and its spend publication left updates
         // unpublished: republish the buckets it wrote last (cumulative, so repeats are harmless).
-        for bucket in self.writer.recent_spend_buckets(&topic, partition, 3600).await? {
-            for (key, totals) in self.writer.spend_bucket(&topic, partition, bucket).await? {
+        let buckets =
+            retrying("reading recent spend buckets", || writer.recent_spend_buckets(&topic, partition, 3600)).await?;
+        for bucket in buckets {
+            for (key, totals) in retrying("restoring spend", || writer.spend_bucket(&topic, partition, bucket)).await? {
                 spend.restore(key, totals);
             }
             loaded_buckets.insert(bucket);
@@ -511,7 +509,8 @@ impl Core {
                 continue;
             }
             // The ledger already holds these rows too: restoring the bucket counts them.
-            let totals = self.writer.spend_bucket(&topic, partition, bucket).await?;
+            let writer = self.writer.clone();
+            let totals = retrying("restoring spend", || writer.spend_bucket(&topic, partition, bucket)).await?;
             for (key, t) in totals {
                 state.spend.restore(key, t);
             }
@@ -660,6 +659,27 @@ fn spend_update(key: &SpendKey, totals: &SpendTotals, topic: &str, partition: i3
         last_offset: totals.last_offset,
         max_event_time: micros(totals.max_event_time_micros),
         updated_at: now,
+    }
+}
+
+/// Runs a ClickHouse call until it succeeds or fails for a reason retrying cannot fix.
+/// Backs off up to 5 s between attempts; the partition waits, nothing is skipped.
+async fn retrying<T, F, Fut>(what: &str, mut call: F) -> Result<T, ledger_clickhouse::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ledger_clickhouse::Error>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() => {
+                attempt += 1;
+                tracing::warn!(attempt, error = %e, "{what} failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(25)))).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -1,0 +1,73 @@
+//! The processor's per-event CPU path: Avro decode + validate + price + aggregate into the
+//! hour-bucket spend map. Goal (issue "Pricing engine"): 1,000,000 events/s per core.
+//!
+//! `cargo bench -p ledger-benches --bench event_path` prints the time per event and the
+//! throughput (criterion's `thrpt` line, in events per second).
+
+use std::hint::black_box;
+
+use chrono::{DateTime, Utc};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use ledger_core::aggregate::{SpendAggregator, SpendKey};
+use ledger_core::catalog::{Catalog, CatalogSource};
+use ledger_core::UsageEvent;
+use ledger_loadgen::{Generator, GeneratorOptions};
+use ledger_schema::Codec;
+
+const EVENTS: usize = 10_000;
+
+fn catalog() -> Catalog {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../catalog/litellm-prices.json");
+    let text = std::fs::read_to_string(path).expect("catalog/litellm-prices.json");
+    let (source, _) = CatalogSource::from_litellm_json("litellm-prices", DateTime::UNIX_EPOCH, &text).expect("catalog");
+    Catalog::new(vec![source]).expect("catalog")
+}
+
+fn encoded_events(codec: &Codec<UsageEvent>) -> Vec<Vec<u8>> {
+    let mut generator = Generator::new(GeneratorOptions { start: Utc::now(), ..GeneratorOptions::default() });
+    (0..EVENTS).map(|_| codec.encode(&generator.valid_event()).expect("encode")).collect()
+}
+
+fn event_path(c: &mut Criterion) {
+    let codec = Codec::<UsageEvent>::new().expect("codec");
+    let catalog = catalog();
+    let messages = encoded_events(&codec);
+
+    let mut group = c.benchmark_group("event_path");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.bench_function("decode", |b| {
+        b.iter(|| {
+            for m in &messages {
+                black_box(codec.decode(m).expect("decode"));
+            }
+        })
+    });
+    let events: Vec<UsageEvent> = messages.iter().map(|m| codec.decode(m).expect("decode")).collect();
+    group.bench_function("validate+price", |b| {
+        b.iter(|| {
+            for e in &events {
+                black_box(catalog.price_event(e).expect("priced"));
+            }
+        })
+    });
+    group.bench_function("decode+validate+price+aggregate", |b| {
+        b.iter_batched_ref(
+            SpendAggregator::new,
+            |agg| {
+                for m in &messages {
+                    let event = codec.decode(m).expect("decode");
+                    let tokens = event.validate().expect("valid");
+                    let priced = catalog.price(&event, &tokens).expect("priced");
+                    let key = SpendKey::of(&event, &priced.model);
+                    let micros = event.event_time.timestamp_micros();
+                    agg.add(key, priced.cost, &tokens, 0, micros).expect("no overflow");
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, event_path);
+criterion_main!(benches);

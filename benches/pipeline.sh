@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# End-to-end throughput of the ledger on this machine, with the two raw baselines measured on
+# the same rows in the same run (issue "Stream processor", benchmark):
+#   1. produce N synthetic events into a fresh topic (Kafka, acks=all);
+#   2. baseline A: consume that topic alone (librdkafka via `ledger bench-consume`);
+#   3. the pipeline: `ledger process --until-drained` from the first poll to the last committed
+#      ledger row (decode, validate, dedupe, price, insert, spend updates), with its peak RSS;
+#   4. baseline B: insert the same ledger rows into an empty copy of usage_ledger alone
+#      (clickhouse-client, RowBinary).
+# Usage: benches/pipeline.sh [EVENTS]   (default 1,000,000). Needs `scripts/stack.sh up`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+N=${1:-1000000}
+RUN="bench$(date +%s)"
+DB="ledger_${RUN}"
+export LEDGER__TOPICS__USAGE="${RUN}.llm.usage.v1"
+export LEDGER__TOPICS__DEAD_LETTER="${RUN}.llm.usage.dlq.v1"
+export LEDGER__TOPICS__SPEND="${RUN}.llm.spend.v1"
+export LEDGER__TOPICS__SIGNALS="${RUN}.llm.budget-signals.v1"
+export LEDGER__CLICKHOUSE__DATABASE="$DB"
+export LEDGER__PROCESSOR__GROUP_ID="${RUN}-processor"
+export RUST_LOG=warn
+
+cargo build --release --quiet -p ledger-cli
+L=target/release/ledger
+CH="clickhouse-client --port ${LEDGER_CLICKHOUSE_TCP_PORT:-9000}"
+
+secs() { date +%s.%N; }
+rate() { python3 -c "import sys; n,t=float(sys.argv[1]),float(sys.argv[2]); print(f'{n/t:,.0f} events/s ({t:.2f} s)')" "$1" "$2"; }
+
+"$L" migrate >/dev/null
+
+t0=$(secs)
+"$L" produce --synthetic "$N" --quiet --seed 7 2>/dev/null
+t1=$(secs)
+produce_s=$(python3 -c "print($t1-$t0)")
+
+t0=$(secs)
+"$L" bench-consume --topic "$LEDGER__TOPICS__USAGE" --expect "$N" >/dev/null
+t1=$(secs)
+consume_s=$(python3 -c "print($t1-$t0)")
+
+t0=$(secs)
+/usr/bin/time -f "%M" -o /tmp/"$RUN".rss "$L" process --until-drained 2>/dev/null
+t1=$(secs)
+process_s=$(python3 -c "print($t1-$t0)")
+rss_kib=$(tail -1 /tmp/"$RUN".rss)
+
+rows=$($CH -q "SELECT count() FROM $DB.usage_ledger")
+$CH -q "CREATE TABLE $DB.insert_baseline AS $DB.usage_ledger"
+$CH -q "SELECT * FROM $DB.usage_ledger FORMAT RowBinary" > /tmp/"$RUN".rowbinary
+t0=$(secs)
+$CH -q "INSERT INTO $DB.insert_baseline FORMAT RowBinary" < /tmp/"$RUN".rowbinary
+t1=$(secs)
+insert_s=$(python3 -c "print($t1-$t0)")
+rm -f /tmp/"$RUN".rowbinary /tmp/"$RUN".rss
+
+echo
+echo "events: $N produced, $rows ledger rows"
+echo "produce (acks=all):            $(rate "$N" "$produce_s")"
+echo "baseline A, consume only:      $(rate "$N" "$consume_s")"
+echo "baseline B, ClickHouse insert: $(rate "$rows" "$insert_s")"
+echo "pipeline, produce->ledger:     $(rate "$N" "$process_s")  peak RSS $((rss_kib / 1024)) MiB"
+python3 - "$N" "$consume_s" "$rows" "$insert_s" "$process_s" <<'PY'
+import sys
+n, c, rows, i, p = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+slower = min(n / c, rows / i)
+print(f"pipeline / slower baseline:    {(n / p) / slower:.2f}")
+PY
+$CH -q "DROP DATABASE $DB"

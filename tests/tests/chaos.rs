@@ -1,0 +1,169 @@
+//! Invariant 1 when the services themselves fail: ClickHouse stopped for 30 seconds mid-run,
+//! the Kafka broker restarted mid-run, and two processors sharing the partitions with
+//! rebalances mid-run. These tests stop and start the shared stack (scripts/stack.sh), so they
+//! run one at a time, and a guard brings the stack back even when a test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ledger_tests::{oracle_total, produce_synthetic, spend_topic_totals, workspace_root, Sent, TestEnv};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn state_dir() -> PathBuf {
+    std::env::var_os("LEDGER_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".state"))
+}
+
+/// Stops one service of the stack (SIGTERM to the pid `stack.sh up` recorded).
+fn stop_service(service: &str) {
+    let pid_file = state_dir().join(service).join(format!("{service}.pid"));
+    let pid = std::fs::read_to_string(&pid_file).unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+    let pid = pid.trim();
+    let status = Command::new("kill").args(["-TERM", pid]).status().expect("kill");
+    assert!(status.success(), "stopping {service} (pid {pid})");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("{service} stopped");
+}
+
+
+
+fn stack_up() {
+    let status = Command::new("bash")
+        .arg(workspace_root().join("scripts/stack.sh"))
+        .arg("up")
+        .stdout(Stdio::null())
+        .status()
+        .expect("scripts/stack.sh up");
+    assert!(status.success(), "scripts/stack.sh up failed");
+}
+
+/// Brings the stack back up when a test ends, however it ends.
+struct StackGuard;
+
+impl Drop for StackGuard {
+    fn drop(&mut self) {
+        stack_up();
+    }
+}
+
+fn spawn_processor(env: &TestEnv, instance: Option<&str>) -> Child {
+    let mut cmd = env.ledger();
+    cmd.args(["process"])
+        .env("LEDGER__PROCESSOR__BATCH__MAX_ROWS", "5000")
+        .env("LEDGER__PROCESSOR__BATCH__MAX_DELAY_MS", "100")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(id) = instance {
+        cmd.env("LEDGER__PROCESSOR__INSTANCE_ID", id);
+    }
+    cmd.spawn().expect("spawning ledger process")
+}
+
+fn terminate(mut child: Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if child.try_wait().expect("try_wait").is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+async fn rows(env: &TestEnv) -> u64 {
+    env.totals().await.ledger.requests
+}
+
+async fn wait_for_rows(env: &TestEnv, at_least: u64, timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let n = rows(env).await;
+        if n >= at_least || Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn assert_exact(env: &TestEnv, sent: &Sent) {
+    env.run_ledger(&["process", "--until-drained"]);
+    let (expected_rows, expected_picos) = oracle_total(&sent.valid_jsonl);
+    let totals = env.totals().await;
+    assert_eq!(totals.ledger.requests, expected_rows, "ledger rows");
+    assert_eq!(totals.ledger.cost.picos(), expected_picos, "ledger cost to the pico-dollar");
+    for (rollup, t) in &totals.rollups {
+        assert_eq!(*t, totals.ledger, "rollup {rollup:?}");
+    }
+    assert_eq!(env.dead_letter_count(), sent.invalid as i64, "dead letters");
+    assert_eq!(spend_topic_totals(env), (expected_picos, expected_rows as i64), "spend topic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_stopped_for_30_seconds_mid_run() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let env = TestEnv::new("chdown");
+    env.run_ledger(&["migrate"]);
+    let sent = produce_synthetic(&env, 60_000, 31, 50_000, 10_000).await;
+    let _guard = StackGuard;
+    let processor = spawn_processor(&env, Some("chdown-1"));
+    let before = wait_for_rows(&env, 1, Duration::from_secs(60)).await;
+    assert!(before > 0, "the processor wrote nothing before the outage");
+    stop_service("clickhouse");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    stack_up();
+    let after = wait_for_rows(&env, sent.distinct_valid, Duration::from_secs(120)).await;
+    eprintln!("rows: {before} before the outage, {after} after");
+    terminate(processor);
+    assert_exact(&env, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_broker_restarted_mid_run() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let env = TestEnv::new("kafkarestart");
+    env.run_ledger(&["migrate"]);
+    let sent = produce_synthetic(&env, 60_000, 37, 50_000, 10_000).await;
+    let _guard = StackGuard;
+    let processor = spawn_processor(&env, Some("kafkarestart-1"));
+    let before = wait_for_rows(&env, 1, Duration::from_secs(60)).await;
+    assert!(before > 0, "the processor wrote nothing before the restart");
+    stop_service("kafka");
+    stack_up();
+    let after = wait_for_rows(&env, sent.distinct_valid, Duration::from_secs(180)).await;
+    eprintln!("rows: {before} before the broker restart, {after} after");
+    terminate(processor);
+    assert_exact(&env, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processors_with_rebalances_mid_run() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let env = TestEnv::new("rebalance");
+    env.run_ledger(&["migrate"]);
+    let sent = produce_synthetic(&env, 100_000, 41, 50_000, 10_000).await;
+    let first = spawn_processor(&env, None);
+    let r1 = wait_for_rows(&env, 1, Duration::from_secs(60)).await;
+    // A second member joins: the partitions are split between the two.
+    let second = spawn_processor(&env, None);
+    let r2 = wait_for_rows(&env, r1 + 20_000, Duration::from_secs(60)).await;
+    // The first leaves gracefully: the second takes everything over.
+    terminate(first);
+    let r3 = wait_for_rows(&env, r2 + 10_000, Duration::from_secs(60)).await;
+    // A third joins and the second is killed outright.
+    let third = spawn_processor(&env, None);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut second = second;
+    second.kill().expect("kill -9");
+    let _ = second.wait();
+    let r4 = wait_for_rows(&env, sent.distinct_valid, Duration::from_secs(120)).await;
+    eprintln!("rows after each step: {r1}, {r2}, {r3}, {r4}");
+    terminate(third);
+    assert_exact(&env, &sent).await;
+}
