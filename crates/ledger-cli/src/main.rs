@@ -46,6 +46,9 @@ enum Command {
     Prices(commands::prices::PricesArgs),
     /// Reports from the ClickHouse ledger.
     Report(commands::report::ReportArgs),
+    /// Consume-only baseline for benches/pipeline.sh (reads a topic, prints the rate).
+    #[command(hide = true)]
+    BenchConsume(commands::bench::BenchConsumeArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
             Command::Price(args) => commands::price::run(args).await,
             Command::Prices(args) => commands::prices::run(args).await,
             Command::Report(args) => commands::report::run(args).await,
+            Command::BenchConsume(args) => commands::bench::run(args).await,
         }
     });
     match result {

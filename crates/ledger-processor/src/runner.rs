@@ -127,14 +127,15 @@ impl Processor {
     /// Runs until `shutdown` is cancelled (or, with `until_drained`, until caught up).
     /// On shutdown the pending batches are written within the grace period.
     pub async fn run(self, shutdown: CancellationToken, opts: RunOptions) -> Result<(), ProcessorError> {
-        let Processor { consumer, mut core } = self;
-        let consumer = &consumer;
+        let Processor { consumer: mut owned_consumer, mut core } = self;
         let max_delay = Duration::from_millis(core.config.settings.batch.max_delay_ms);
         let mut tick = tokio::time::interval(max_delay.min(Duration::from_millis(200)).max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain_check = tokio::time::interval(Duration::from_millis(500));
         let mut last_message_at = Instant::now();
         loop {
+            let consumer = &owned_consumer;
+            let mut rejoin = false;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
@@ -153,12 +154,21 @@ impl Processor {
                             last_message_at = Instant::now();
                             core.handle_message(&m).await?;
                         }
+                        Err(rdkafka::error::KafkaError::MessageConsumptionFatal(code)) => {
+                            // E.g. a static member fenced after a coordinator restart: this
+                            // consumer is dead for good. Drop unwritten rows (the fence re-reads
+                            // them) and rejoin with a new consumer.
+                            tracing::error!(%code, "fatal consumer error; rejoining the group with a new consumer");
+                            rejoin = true;
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "consumer error");
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
                     }
-                    core.flush_full(consumer, &shutdown).await?;
+                    if !rejoin {
+                        core.flush_full(consumer, &shutdown).await?;
+                    }
                 }
                 _ = tick.tick() => {
                     core.handle_rebalances().await?;
@@ -171,6 +181,19 @@ impl Processor {
                         return Ok(());
                     }
                 }
+            }
+            if rejoin {
+                core.partitions.clear();
+                let (consumer, context) = manual_offset_consumer(
+                    &core.config.kafka,
+                    &core.config.settings.group_id,
+                    core.config.settings.instance_id.as_deref(),
+                )?;
+                consumer
+                    .subscribe(&[core.config.topics.usage.as_str()])
+                    .map_err(|e| ProcessorError::kafka("subscribing again", e))?;
+                drop(std::mem::replace(&mut owned_consumer, consumer));
+                core.context = context;
             }
         }
     }
@@ -433,10 +456,14 @@ impl Core {
                 if let Some(k) = &dl.key {
                     record = record.key(k);
                 }
-                deliveries.push(self.producer.send(record, Duration::from_secs(60)));
+                deliveries.push(ledger_kafka::producer::enqueue(&self.producer, record).await?);
             }
             for d in deliveries {
-                d.await.map_err(|(e, _)| ProcessorError::kafka("writing a dead letter", e))?;
+                match d.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => return Err(ProcessorError::kafka("writing a dead letter", e)),
+                    Err(_) => return Err(ProcessorError::Internal("dead-letter delivery cancelled".into())),
+                }
             }
             self.stats.dead_lettered.add(dead_letters.len() as u64);
         }

@@ -1,5 +1,6 @@
 //! One module per subcommand; each has its clap `Args` and an async `run`.
 
+pub(crate) mod bench;
 pub(crate) mod dlq;
 pub(crate) mod migrate;
 pub(crate) mod price;

@@ -2,7 +2,7 @@
 
 use std::io::BufRead;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -153,10 +153,16 @@ async fn send_chunk(producer: &FutureProducer, topic: &str, chunk: &mut Vec<(Str
     let mut deliveries = Vec::with_capacity(chunk.len());
     for (key, payload) in chunk.iter() {
         let record = FutureRecord::to(topic).key(key.as_bytes()).payload(payload.as_slice());
-        deliveries.push(producer.send(record, Duration::from_secs(30)));
+        deliveries.push(ledger_kafka::producer::enqueue(producer, record).await?);
     }
     for d in deliveries {
-        d.await.map_err(|(e, _)| anyhow::anyhow!("Kafka did not acknowledge a message: {e} (is the broker up? `ledger stack status`)"))?;
+        match d.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => anyhow::bail!(
+                "Kafka did not acknowledge a message: {e} (is the broker up? `ledger stack status`)"
+            ),
+            Err(_) => anyhow::bail!("the producer shut down before Kafka acknowledged every message"),
+        }
     }
     chunk.clear();
     Ok(())
