@@ -295,8 +295,8 @@ pub fn read_topic(env: &TestEnv, topic: &str) -> Vec<rdkafka::message::OwnedMess
     out
 }
 
-/// The spend topic's view: the latest cumulative update per key, summed (pico-dollars), and
-/// the sum of their request counts.
+/// The spend topic's view of the tenant scope: the latest cumulative update per key, summed
+/// (pico-dollars), and the sum of their request counts.
 pub fn spend_topic_totals(env: &TestEnv) -> (i128, i64) {
     use rdkafka::Message;
     let codec = ledger_schema::Codec::<ledger_core::spend::SpendUpdate>::new().expect("codec");
@@ -306,5 +306,8 @@ pub fn spend_topic_totals(env: &TestEnv) -> (i128, i64) {
         assert_eq!(m.key(), Some(update.key().as_bytes()), "spend records are keyed by SpendUpdate::key");
         latest.insert(update.key(), update);
     }
-    latest.values().fold((0i128, 0i64), |(c, r), u| (c + u.cost_usd.picos(), r + u.request_count))
+    latest
+        .values()
+        .filter(|u| u.team.is_none() && u.project.is_none() && u.user_id.is_none() && u.api_key_id.is_none() && u.model.is_none())
+        .fold((0i128, 0i64), |(c, r), u| (c + u.cost_usd.picos(), r + u.request_count))
 }

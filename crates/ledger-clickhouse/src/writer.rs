@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use ledger_core::aggregate::{SpendKey, SpendTotals};
+use ledger_core::aggregate::{SpendKey, SpendScope, SpendTotals};
 use ledger_core::Money;
 
 use crate::config::validate_database_name;
@@ -178,45 +178,62 @@ impl LedgerWriter {
             .map_err(|e| Error::clickhouse(format!("reading recent event ids of {topic}/{partition}"), e))
     }
 
-    /// Cumulative spend of one hour bucket of one source partition, per attribution key, as
-    /// the durable ledger holds it (restores the processor's spend aggregates after a restart).
+    /// Cumulative spend of one hour bucket of one source partition, per spend scope and key
+    /// ([`SpendScope`]), as the durable ledger holds it (restores the processor's spend
+    /// aggregates after a restart).
     pub async fn spend_bucket(
         &self,
         topic: &str,
         partition: i32,
         bucket_start: i64,
     ) -> Result<Vec<(SpendKey, SpendTotals)>> {
-        let sql = format!(
-            "SELECT tenant_id, team, project, user_id, api_key_id, model, sum(cost_usd) AS cost, \
-             sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, count() AS requests, \
-             max(kafka_offset) AS last_offset, max(event_time) AS max_event_time \
-             FROM {} WHERE kafka_topic = ? AND kafka_partition = ? \
-             AND event_time >= toDateTime(?, 'UTC') AND event_time < toDateTime(?, 'UTC') \
-             GROUP BY tenant_id, team, project, user_id, api_key_id, model",
-            self.table
-        );
         let start = u32::try_from(bucket_start).map_err(|_| Error::OutOfRange(format!("bucket {bucket_start}")))?;
-        let rows = self
-            .client
-            .query(&sql)
-            .bind(topic)
-            .bind(partition)
-            .bind(start)
-            .bind(start.saturating_add(ledger_core::aggregate::BUCKET_SECS as u32))
-            .fetch_all::<SpendBucketRow>()
-            .await
-            .map_err(|e| Error::clickhouse(format!("reading spend of {topic}/{partition} bucket {bucket_start}"), e))?;
-        let opt = |s: String| if s.is_empty() { None } else { Some(s) };
-        Ok(rows
-            .into_iter()
-            .map(|r| {
+        let mut out = Vec::new();
+        for scope in SpendScope::ALL {
+            let (team, project, user, key, model) = scope.fields();
+            let column = |wanted: bool, name: &str| if wanted { name.to_owned() } else { format!("'' AS {name}") };
+            let mut filters = String::new();
+            let mut group = vec!["tenant_id".to_owned()];
+            for (wanted, name) in [(team, "team"), (project, "project"), (user, "user_id"), (key, "api_key_id"), (model, "model")] {
+                if wanted {
+                    filters.push_str(&format!(" AND {name} != ''"));
+                    group.push(name.to_owned());
+                }
+            }
+            let sql = format!(
+                "SELECT tenant_id, {}, {}, {}, {}, {}, sum(cost_usd) AS cost, \
+                 sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, count() AS requests, \
+                 max(kafka_offset) AS last_offset, max(event_time) AS max_event_time \
+                 FROM {} WHERE kafka_topic = ? AND kafka_partition = ? \
+                 AND event_time >= toDateTime(?, 'UTC') AND event_time < toDateTime(?, 'UTC'){filters} \
+                 GROUP BY {}",
+                column(team, "team"),
+                column(project, "project"),
+                column(user, "user_id"),
+                column(key, "api_key_id"),
+                column(model, "model"),
+                self.table,
+                group.join(", ")
+            );
+            let rows = self
+                .client
+                .query(&sql)
+                .bind(topic)
+                .bind(partition)
+                .bind(start)
+                .bind(start.saturating_add(ledger_core::aggregate::BUCKET_SECS as u32))
+                .fetch_all::<SpendBucketRow>()
+                .await
+                .map_err(|e| Error::clickhouse(format!("reading spend of {topic}/{partition} bucket {bucket_start}"), e))?;
+            let opt = |s: String| if s.is_empty() { None } else { Some(s) };
+            out.extend(rows.into_iter().map(|r| {
                 let key = SpendKey {
                     tenant_id: r.tenant_id,
                     team: opt(r.team),
                     project: opt(r.project),
                     user_id: opt(r.user_id),
                     api_key_id: opt(r.api_key_id),
-                    model: r.model,
+                    model: opt(r.model),
                     bucket_start,
                 };
                 let totals = SpendTotals {
@@ -228,8 +245,9 @@ impl LedgerWriter {
                     max_event_time_micros: i64::from(r.max_event_time) * 1_000_000,
                 };
                 (key, totals)
-            })
-            .collect())
+            }));
+        }
+        Ok(out)
     }
 
     /// Hour buckets (unix seconds) of the rows of one source partition ingested within

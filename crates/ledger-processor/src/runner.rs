@@ -18,7 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use ledger_clickhouse::{LedgerRow, LedgerWriter, Lineage};
-use ledger_core::aggregate::{hour_bucket, SpendAggregator, SpendKey, SpendTotals, BUCKET_SECS};
+use ledger_core::aggregate::{hour_bucket, Attribution, SpendAggregator, SpendKey, SpendTotals, BUCKET_SECS};
 use ledger_core::catalog::Catalog;
 use ledger_core::event::TokenCounts;
 use ledger_core::spend::SpendUpdate;
@@ -549,21 +549,22 @@ impl Core {
             if restored.contains(&bucket) {
                 continue;
             }
-            let opt = |s: &str| if s.is_empty() { None } else { Some(s.to_owned()) };
-            let key = SpendKey {
-                tenant_id: r.tenant_id.clone(),
+            fn opt(s: &str) -> Option<&str> {
+                if s.is_empty() { None } else { Some(s) }
+            }
+            let attribution = Attribution {
+                tenant_id: &r.tenant_id,
                 team: opt(&r.team),
                 project: opt(&r.project),
                 user_id: opt(&r.user_id),
                 api_key_id: opt(&r.api_key_id),
-                model: r.model.clone(),
-                bucket_start: bucket,
+                model: &r.model,
             };
             let tokens = TokenCounts { input: r.input_tokens, output: r.output_tokens, ..TokenCounts::default() };
             let micros = i64::from(r.event_time) * 1_000_000 + i64::from(r.event_time_micros);
             state
                 .spend
-                .add(key, Money::from_picos(r.cost_usd), &tokens, r.kafka_offset, micros)
+                .add_call(&attribution, bucket, Money::from_picos(r.cost_usd), &tokens, r.kafka_offset, micros)
                 .map_err(|_| ProcessorError::Internal("spend aggregate overflowed".into()))?;
         }
         self.publish_touched(partition).await
@@ -673,7 +674,7 @@ fn spend_update(key: &SpendKey, totals: &SpendTotals, topic: &str, partition: i3
         project: key.project.clone(),
         user_id: key.user_id.clone(),
         api_key_id: key.api_key_id.clone(),
-        model: Some(key.model.clone()),
+        model: key.model.clone(),
         period_start: micros(key.bucket_start * 1_000_000),
         bucket: ledger_core::spend::BUCKET_HOUR.to_owned(),
         source_topic: topic.to_owned(),

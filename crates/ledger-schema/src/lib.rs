@@ -27,6 +27,7 @@ mod codec;
 mod error;
 mod records;
 mod schema;
+mod usage_fast;
 
 pub use codec::{split_single_object, BudgetSignalCodec, Codec, SpendUpdateCodec, UsageEventCodec, HEADER_LEN, MAGIC};
 pub use error::{Fingerprint, SchemaError};
