@@ -162,8 +162,8 @@ impl Drop for TestEnv {
             eprintln!("keeping database {} and topics {}* for inspection", self.clickhouse.database, self.topics.usage);
             return;
         }
-        let url = format!("{}/?query=DROP%20DATABASE%20IF%20EXISTS%20{}", self.clickhouse.url, self.clickhouse.database);
-        let _ = Command::new("curl").args(["-s", "-X", "POST", &url]).output();
+        let sql = format!("DROP DATABASE IF EXISTS {}", self.clickhouse.database);
+        let _ = Command::new("curl").args(["-s", "--data-binary", &sql, &self.clickhouse.url]).output();
     }
 }
 

@@ -5,32 +5,43 @@ use std::process::ExitCode;
 use anyhow::Context;
 use ledger_clickhouse::{ClickHouseConfig, MigrationStatus, Migrator};
 
-/// Where the ledger lives; shared by `ledger migrate` and `ledger report`.
+/// Where the ledger lives; shared by `ledger migrate` and `ledger report`. The flags override
+/// the config file and the `LEDGER__CLICKHOUSE__*` environment variables.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ClickHouseArgs {
-    /// ClickHouse HTTP endpoint.
-    #[arg(long, env = "LEDGER__CLICKHOUSE__URL", default_value = ledger_clickhouse::DEFAULT_URL, value_name = "URL")]
-    pub(crate) clickhouse_url: String,
-    /// Database of the ledger.
-    #[arg(long, env = "LEDGER__CLICKHOUSE__DATABASE", default_value = ledger_clickhouse::DEFAULT_DATABASE, value_name = "NAME")]
-    pub(crate) database: String,
+    #[command(flatten)]
+    pub(crate) config: crate::config::ConfigArgs,
+    /// ClickHouse HTTP endpoint [default: clickhouse.url, http://127.0.0.1:8123].
+    #[arg(long, value_name = "URL")]
+    pub(crate) clickhouse_url: Option<String>,
+    /// Database of the ledger [default: clickhouse.database, ledger].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) database: Option<String>,
     /// ClickHouse user (default: the server's `default` user).
-    #[arg(long, env = "LEDGER__CLICKHOUSE__USER", value_name = "USER")]
+    #[arg(long, value_name = "USER")]
     pub(crate) clickhouse_user: Option<String>,
-    /// ClickHouse password (prefer the environment variable).
-    #[arg(long, env = "LEDGER__CLICKHOUSE__PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    /// ClickHouse password (prefer LEDGER__CLICKHOUSE__PASSWORD).
+    #[arg(long, value_name = "PASSWORD")]
     pub(crate) clickhouse_password: Option<String>,
 }
 
 impl ClickHouseArgs {
-    /// The connection settings.
-    pub(crate) fn config(&self) -> ClickHouseConfig {
-        ClickHouseConfig {
-            url: self.clickhouse_url.clone(),
-            database: self.database.clone(),
-            user: self.clickhouse_user.clone(),
-            password: self.clickhouse_password.clone(),
+    /// The connection settings: defaults < config file < environment < flags.
+    pub(crate) fn config(&self) -> anyhow::Result<ClickHouseConfig> {
+        let mut c = self.config.load()?.clickhouse;
+        if let Some(v) = &self.clickhouse_url {
+            c.url = v.clone();
         }
+        if let Some(v) = &self.database {
+            c.database = v.clone();
+        }
+        if let Some(v) = &self.clickhouse_user {
+            c.user = Some(v.clone());
+        }
+        if let Some(v) = &self.clickhouse_password {
+            c.password = Some(v.clone());
+        }
+        Ok(c)
     }
 }
 
@@ -54,7 +65,7 @@ pub(crate) struct MigrateArgs {
 }
 
 pub(crate) async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let config = args.clickhouse.config();
+    let config = args.clickhouse.config()?;
     let client = config.client().context("invalid ClickHouse settings")?;
     let migrator = Migrator::new(&config.database)?;
     let report = migrator.migrate(&client).await.map_err(|e| explain(e, &config.url))?;

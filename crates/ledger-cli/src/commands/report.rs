@@ -111,7 +111,7 @@ async fn spend(args: SpendArgs) -> anyhow::Result<ExitCode> {
     };
     anyhow::ensure!(from < to, "--from ({from}) must be before --to ({to})");
 
-    let config = args.clickhouse.config();
+    let config = args.clickhouse.config()?;
     let client = config.client().context("invalid ClickHouse settings")?;
     let reader = LedgerReader::new(client, &config.database)?;
     let rows = reader.spend(from, to, &by).await.map_err(|e| explain(e, &config.url))?;
