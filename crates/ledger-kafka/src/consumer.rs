@@ -24,12 +24,26 @@ pub enum RebalanceEvent {
 /// `pre_rebalance` runs inside `poll`, before the partitions are taken away: the loop flushes
 /// the revoked partitions' in-flight data on its next turn, and the fence makes any late write
 /// harmless (a new owner skips offsets already in the sink).
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct RecordingContext {
     events: Arc<Mutex<Vec<RebalanceEvent>>>,
+    revoke_barrier: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for RecordingContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingContext").field("barrier", &self.revoke_barrier.is_some()).finish_non_exhaustive()
+    }
 }
 
 impl RecordingContext {
+    /// A context that runs `barrier` before partitions are taken away, inside the rebalance:
+    /// the owner blocks there until its writes of those partitions are done, so the next
+    /// owner never reads a fence that an in-flight write is about to move.
+    pub fn with_revoke_barrier(barrier: Arc<dyn Fn() + Send + Sync>) -> Self {
+        RecordingContext { events: Arc::default(), revoke_barrier: Some(barrier) }
+    }
+
     /// Takes the rebalances seen since the last call.
     pub fn take_events(&self) -> Vec<RebalanceEvent> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
@@ -50,6 +64,9 @@ impl ConsumerContext for RecordingContext {
     fn pre_rebalance(&self, _base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+            if let Some(barrier) = &self.revoke_barrier {
+                barrier();
+            }
             self.push(RebalanceEvent::Revoked(partitions(tpl)));
         }
     }
@@ -73,8 +90,8 @@ pub fn manual_offset_consumer(
     config: &KafkaConfig,
     group: &str,
     instance_id: Option<&str>,
+    context: RecordingContext,
 ) -> Result<(StreamConsumer<RecordingContext>, RecordingContext), KafkaError> {
-    let context = RecordingContext::default();
     let mut cfg = config.client_config();
     cfg.set("group.id", group)
         .set("enable.auto.commit", "false")

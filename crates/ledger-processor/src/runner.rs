@@ -63,12 +63,108 @@ struct PartitionState {
     loaded_buckets: HashSet<i64>,
     /// Buckets starting at or after this instant (unix seconds) hold only rows we write.
     owned_from_bucket: i64,
+    /// The partition's insert in flight (at most one, so inserts stay in offset order).
+    inflight: Option<Inflight>,
 }
 
 impl PartitionState {
     fn pending(&self) -> bool {
-        !self.rows.is_empty() || !self.dead_letters.is_empty()
+        !self.rows.is_empty() || !self.dead_letters.is_empty() || self.inflight.is_some()
     }
+}
+
+/// An insert running beside consumption.
+struct Inflight {
+    handle: tokio::task::JoinHandle<Result<(Vec<LedgerRow>, Duration), ledger_clickhouse::Error>>,
+    /// Offset of the last message the batch covers (committed once the insert is done).
+    last_seen: i64,
+    /// Offset of the batch's last row.
+    last_offset: i64,
+}
+
+/// Counts inserts in flight; the rebalance barrier waits until none is left, so a revoked
+/// partition's rows are in ClickHouse before its next owner reads the fence.
+#[derive(Debug, Default)]
+struct InflightCounter {
+    count: std::sync::Mutex<usize>,
+    zero: std::sync::Condvar,
+}
+
+struct InflightGuard(Arc<InflightCounter>);
+
+impl InflightCounter {
+    fn start(self: &Arc<Self>) -> InflightGuard {
+        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        InflightGuard(self.clone())
+    }
+
+    /// Blocks until no insert is in flight, at most `timeout`; false on timeout.
+    fn wait_zero(&self, timeout: Duration) -> bool {
+        let guard = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = self
+            .zero
+            .wait_timeout_while(guard, timeout, |n| *n > 0)
+            .unwrap_or_else(|p| p.into_inner());
+        *guard == 0
+    }
+
+    /// The barrier the consumer runs inside a revoke (on a runtime worker: block_in_place).
+    fn barrier(self: &Arc<Self>) -> Arc<dyn Fn() + Send + Sync> {
+        let counter = self.clone();
+        Arc::new(move || {
+            let wait = || {
+                if !counter.wait_zero(Duration::from_secs(120)) {
+                    tracing::error!("inserts still in flight after 120 s while partitions are revoked");
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(wait)
+                }
+                _ => wait(),
+            }
+        })
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        let mut n = self.0.count.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.0.zero.notify_all();
+        }
+    }
+}
+
+/// Inserts a batch, retrying what can be retried; a retry first checks whether the failed
+/// attempt landed after all (its last offset is then in the ledger).
+async fn insert_with_retry(
+    writer: LedgerWriter,
+    topic: String,
+    partition: i32,
+    rows: Vec<LedgerRow>,
+) -> Result<(Vec<LedgerRow>, Duration), ledger_clickhouse::Error> {
+    let started = Instant::now();
+    let last_offset = rows.last().map(|r| r.kafka_offset).unwrap_or(-1);
+    let mut attempt = 0u32;
+    loop {
+        match writer.insert_batch(&rows).await {
+            Ok(()) => break,
+            Err(e) if e.is_retryable() => {
+                attempt += 1;
+                tracing::warn!(partition, attempt, error = %e, "ledger insert failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(25)))).await;
+                if let Ok(w) = writer.high_watermarks(&topic).await {
+                    if w.get(&partition).copied().unwrap_or(-1) >= last_offset {
+                        break;
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((rows, started.elapsed()))
 }
 
 /// The processor: owns the clients and the per-partition state.
@@ -87,6 +183,7 @@ struct Core {
     context: RecordingContext,
     partitions: HashMap<i32, PartitionState>,
     stats: Arc<Stats>,
+    inflight: Arc<InflightCounter>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -113,14 +210,20 @@ impl Processor {
         }
         let writer = LedgerWriter::new(config.clickhouse.client()?, config.clickhouse.database.clone())?;
         let producer = ledger_kafka::producer::idempotent_producer(&config.kafka)?;
-        let (consumer, context) =
-            manual_offset_consumer(&config.kafka, &config.settings.group_id, config.settings.instance_id.as_deref())?;
+        let inflight = Arc::new(InflightCounter::default());
+        let (consumer, context) = manual_offset_consumer(
+            &config.kafka,
+            &config.settings.group_id,
+            config.settings.instance_id.as_deref(),
+            RecordingContext::with_revoke_barrier(inflight.barrier()),
+        )?;
         consumer
             .subscribe(&[config.topics.usage.as_str()])
             .map_err(|e| ProcessorError::kafka(format!("subscribing to {}", config.topics.usage), e))?;
         let codec = ledger_schema::Codec::<UsageEvent>::new()?;
         let spend_codec = ledger_schema::Codec::<SpendUpdate>::new()?;
-        let core = Core { config, catalog, codec, spend_codec, writer, producer, context, partitions: HashMap::new(), stats };
+        let core =
+            Core { config, catalog, codec, spend_codec, writer, producer, context, partitions: HashMap::new(), stats, inflight };
         Ok(Processor { consumer, core })
     }
 
@@ -172,6 +275,7 @@ impl Processor {
                 }
                 _ = tick.tick() => {
                     core.handle_rebalances().await?;
+                    core.complete_finished(consumer).await?;
                     core.flush_due(consumer, max_delay, &shutdown).await?;
                 }
                 _ = drain_check.tick(), if opts.until_drained => {
@@ -183,11 +287,18 @@ impl Processor {
                 }
             }
             if rejoin {
+                // Our own inserts must land before we read the fences again.
+                for state in core.partitions.values_mut() {
+                    if let Some(inflight) = state.inflight.take() {
+                        let _ = inflight.handle.await;
+                    }
+                }
                 core.partitions.clear();
                 let (consumer, context) = manual_offset_consumer(
                     &core.config.kafka,
                     &core.config.settings.group_id,
                     core.config.settings.instance_id.as_deref(),
+                    RecordingContext::with_revoke_barrier(core.inflight.barrier()),
                 )?;
                 consumer
                     .subscribe(&[core.config.topics.usage.as_str()])
@@ -276,6 +387,7 @@ impl Core {
                 last_seen: None,
                 spend,
                 loaded_buckets,
+                inflight: None,
                 owned_from_bucket: hour_bucket(
                     Utc::now().timestamp() + i64::from(self.config.settings.acceptance.max_future_secs),
                 ) + BUCKET_SECS,
@@ -402,6 +514,9 @@ impl Core {
 
     async fn flush_full(&mut self, consumer: &StreamConsumer<RecordingContext>, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
         let max_rows = self.config.settings.batch.max_rows;
+        if !self.partitions.values().any(|s| s.rows.len() + s.dead_letters.len() >= max_rows) {
+            return Ok(());
+        }
         let full: Vec<i32> = self
             .partitions
             .iter()
@@ -429,16 +544,87 @@ impl Core {
 
     async fn flush_all(&mut self, consumer: &StreamConsumer<RecordingContext>, shutdown: Option<&CancellationToken>) -> Result<(), ProcessorError> {
         let parts: Vec<i32> = self.partitions.keys().copied().collect();
-        for p in parts {
+        for &p in &parts {
             self.flush_partition(consumer, p, shutdown).await?;
+        }
+        for p in parts {
+            self.complete_inflight(consumer, p).await?;
         }
         Ok(())
     }
 
-    /// Writes a partition's pending dead letters, then its rows, then commits (advisory).
-    async fn flush_partition(&mut self, consumer: &StreamConsumer<RecordingContext>, partition: i32, shutdown: Option<&CancellationToken>) -> Result<(), ProcessorError> {
+    /// Finishes the inserts that are done, without waiting for the others.
+    async fn complete_finished(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
+        let done: Vec<i32> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| s.inflight.as_ref().is_some_and(|i| i.handle.is_finished()))
+            .map(|(p, _)| *p)
+            .collect();
+        for p in done {
+            self.complete_inflight(consumer, p).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the partition's insert in flight (keeping the group membership alive), then
+    /// moves the fence, publishes the spend it adds and commits the offsets it covers.
+    async fn complete_inflight(&mut self, consumer: &StreamConsumer<RecordingContext>, partition: i32) -> Result<(), ProcessorError> {
+        let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
+        let Some(Inflight { mut handle, last_seen, last_offset }) = state.inflight.take() else { return Ok(()) };
+        let mut paused = false;
+        let result = loop {
+            tokio::select! {
+                r = &mut handle => break r,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                    paused = true;
+                    self.pause_and_poll(consumer, Duration::from_millis(300)).await?;
+                }
+            }
+        };
+        if paused {
+            Self::resume_all(consumer);
+        }
+        let (rows, took) = match result {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => return Err(ProcessorError::Internal(format!("insert task failed: {e}"))),
+        };
+        self.stats.observe_insert(rows.len(), took);
+        self.stats.set_dedupe_ids(self.partitions.values().map(|s| s.dedupe.len()).sum());
+        let Some(state) = self.partitions.get_mut(&partition) else {
+            // Revoked meanwhile: the new owner republishes the spend of recent buckets.
+            return Ok(());
+        };
+        state.fence_ledger = state.fence_ledger.max(last_offset);
+        self.publish_spend(partition, &rows).await?;
+        self.commit(consumer, partition, last_seen);
+        Ok(())
+    }
+
+    fn commit(&self, consumer: &StreamConsumer<RecordingContext>, partition: i32, last_seen: i64) {
+        let mut tpl = TopicPartitionList::new();
+        if tpl.add_partition_offset(&self.config.topics.usage, partition, Offset::Offset(last_seen + 1)).is_ok() {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                tracing::debug!(error = %e, "advisory offset commit failed");
+            }
+        }
+    }
+
+    /// Writes a partition's pending dead letters, then starts the insert of its rows beside
+    /// consumption (after the previous insert of the partition is complete).
+    async fn flush_partition(
+        &mut self,
+        consumer: &StreamConsumer<RecordingContext>,
+        partition: i32,
+        _shutdown: Option<&CancellationToken>,
+    ) -> Result<(), ProcessorError> {
+        self.complete_inflight(consumer, partition).await?;
         let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
         let Some(last_seen) = state.last_seen else { return Ok(()) };
+        if state.rows.is_empty() && state.dead_letters.is_empty() {
+            return Ok(());
+        }
         let dead_letters = std::mem::take(&mut state.dead_letters);
         let mut rows = std::mem::take(&mut state.rows);
         state.first_pending_at = None;
@@ -468,54 +654,25 @@ impl Core {
             self.stats.dead_lettered.add(dead_letters.len() as u64);
         }
 
-        if !rows.is_empty() {
-            // One ingest time per insert: the rows land in one ClickHouse partition (by ingest
-            // month), so the insert is atomic.
-            let ingest_time = u32::try_from(Utc::now().timestamp()).unwrap_or(u32::MAX);
-            for r in &mut rows {
-                r.ingest_time = ingest_time;
-            }
-            let last_offset = rows.last().map(|r| r.kafka_offset).unwrap_or(-1);
-            let started = Instant::now();
-            let mut attempt = 0u32;
-            loop {
-                match self.writer.insert_batch(&rows).await {
-                    Ok(()) => break,
-                    Err(e) if e.is_retryable() => {
-                        attempt += 1;
-                        tracing::warn!(partition, attempt, error = %e, "ledger insert failed; retrying");
-                        if shutdown.is_some_and(|s| s.is_cancelled()) && attempt > 3 {
-                            return Err(e.into());
-                        }
-                        let backoff = Duration::from_millis(200 * u64::from(attempt.min(25)));
-                        self.pause_and_poll(consumer, backoff).await?;
-                        if !self.partitions.contains_key(&partition) {
-                            tracing::warn!(partition, "partition revoked while its insert was retried; the new owner re-reads it");
-                            return Ok(());
-                        }
-                        // The failed attempt may have landed after all (lost response): the
-                        // fence in the rows says so.
-                        match self.writer.high_watermarks(&source_topic).await {
-                            Ok(w) if w.get(&partition).copied().unwrap_or(-1) >= last_offset => break,
-                            _ => {}
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Self::resume_all(consumer);
-            self.stats.observe_insert(rows.len(), started.elapsed());
-            if let Some(state) = self.partitions.get_mut(&partition) {
-                state.fence_ledger = state.fence_ledger.max(last_offset);
-            }
-            self.publish_spend(partition, &rows).await?;
+        if rows.is_empty() {
+            self.commit(consumer, partition, last_seen);
+            return Ok(());
         }
-
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&source_topic, partition, Offset::Offset(last_seen + 1))
-            .map_err(|e| ProcessorError::kafka("building commit", e))?;
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!(error = %e, "advisory offset commit failed");
+        // One ingest time per insert: the rows land in one ClickHouse partition (by ingest
+        // month), so the insert is atomic.
+        let ingest_time = u32::try_from(Utc::now().timestamp()).unwrap_or(u32::MAX);
+        for r in &mut rows {
+            r.ingest_time = ingest_time;
+        }
+        let last_offset = rows.last().map(|r| r.kafka_offset).unwrap_or(-1);
+        let guard = self.inflight.start();
+        let writer = self.writer.clone();
+        let handle = tokio::spawn(async move {
+            let _guard = guard;
+            insert_with_retry(writer, source_topic, partition, rows).await
+        });
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.inflight = Some(Inflight { handle, last_seen, last_offset });
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ pub(crate) async fn run(args: BenchConsumeArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
     let group = format!("bench-consume-{}", std::process::id());
     let (consumer, _context): (StreamConsumer<_>, _) =
-        ledger_kafka::consumer::manual_offset_consumer(&config.kafka, &group, None)?;
+        ledger_kafka::consumer::manual_offset_consumer(&config.kafka, &group, None, Default::default())?;
     consumer.subscribe(&[args.topic.as_str()])?;
     let started = Instant::now();
     let (mut n, mut bytes) = (0u64, 0u64);

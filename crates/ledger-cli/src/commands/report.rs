@@ -119,7 +119,10 @@ async fn spend(args: SpendArgs) -> anyhow::Result<ExitCode> {
     let requests: u64 = rows.iter().map(|r| r.requests).sum();
     let input: u64 = rows.iter().map(|r| r.input_tokens).sum();
     let output: u64 = rows.iter().map(|r| r.output_tokens).sum();
-    let range = format!("{} .. {}", from.format("%Y-%m-%d %H:%M:%S UTC"), to.format("%Y-%m-%d %H:%M:%S UTC"));
+    let range = match (&args.from, &args.to) {
+        (None, None) => "all time (event time, UTC)".to_owned(),
+        _ => format!("{} .. {}", from.format("%Y-%m-%d %H:%M:%S UTC"), to.format("%Y-%m-%d %H:%M:%S UTC")),
+    };
 
     match args.format {
         Format::Json => {

@@ -1,0 +1,73 @@
+//! `ledger process` as a service: the Prometheus `/metrics` and `/healthz` endpoint reflect
+//! its work, and SIGTERM finishes the batch in flight and exits cleanly.
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use ledger_tests::{produce_synthetic, TestEnv};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))?.split(' ').nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_work_and_sigterm_exits_cleanly() {
+    let env = TestEnv::new("service");
+    env.run_ledger(&["migrate"]);
+    let sent = produce_synthetic(&env, 2_000, 5, 50_000, 10_000).await;
+    let port = free_port();
+    let mut child = env
+        .ledger()
+        .args(["process", "--metrics", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning ledger process");
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let text = loop {
+        if let Some(text) = http_get(port, "/metrics") {
+            if metric(&text, "ledger_events_priced_total") == Some(sent.distinct_valid)
+                && metric(&text, "ledger_rows_written_total") == Some(sent.distinct_valid)
+            {
+                break text;
+            }
+        }
+        assert!(Instant::now() < deadline, "metrics never showed all {} events priced and written", sent.distinct_valid);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(metric(&text, "ledger_events_consumed_total"), Some(sent.messages));
+    assert_eq!(metric(&text, "ledger_events_duplicate_total"), Some(sent.duplicates));
+    assert_eq!(metric(&text, "ledger_dead_letters_total"), Some(sent.invalid));
+    assert!(text.contains("ledger_events_rejected_total{reason=\"unknown_model\"}"), "{text}");
+    assert!(metric(&text, "ledger_dedupe_ids").is_some_and(|n| n >= sent.distinct_valid), "{text}");
+    let health = http_get(port, "/healthz").expect("healthz answers");
+    assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"), "{health}");
+
+    let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "ledger process did not exit within the grace period after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit after SIGTERM: {status}");
+    assert_eq!(env.totals().await.ledger.requests, sent.distinct_valid);
+}
