@@ -5,12 +5,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ledger_tests::{oracle_total, produce_synthetic, spend_topic_totals, workspace_root, Sent, TestEnv};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn state_dir() -> PathBuf {
     std::env::var_os("LEDGER_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".state"))
@@ -107,7 +106,7 @@ async fn assert_exact(env: &TestEnv, sent: &Sent) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_stopped_for_30_seconds_mid_run() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::new("chdown");
     env.run_ledger(&["migrate"]);
     let sent = produce_synthetic(&env, 60_000, 31, 50_000, 10_000).await;
@@ -126,7 +125,7 @@ async fn clickhouse_stopped_for_30_seconds_mid_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_broker_restarted_mid_run() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::new("kafkarestart");
     env.run_ledger(&["migrate"]);
     let sent = produce_synthetic(&env, 60_000, 37, 50_000, 10_000).await;
@@ -144,7 +143,7 @@ async fn kafka_broker_restarted_mid_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processors_with_rebalances_mid_run() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let env = TestEnv::new("rebalance");
     env.run_ledger(&["migrate"]);
     let sent = produce_synthetic(&env, 100_000, 41, 50_000, 10_000).await;

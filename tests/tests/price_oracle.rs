@@ -21,7 +21,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 
-const SEED: u64 = 0x5eed_0f_0a_c1e;
+const SEED: u64 = 0x0000_05ee_d0f0_ac1e;
 const RANDOM_EVENTS: usize = 4000;
 /// The instant the modified catalog takes effect.
 const NEXT_FROM: &str = "2026-06-01T00:00:00Z";

@@ -58,7 +58,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    commands::init_tracing();
+    // Services log their progress; one-shot commands print their own results and log only
+    // warnings unless RUST_LOG says otherwise.
+    commands::init_tracing(if matches!(cli.command, Command::Process(_)) { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -46,7 +46,8 @@ pub(crate) async fn run(args: BenchConsumeArgs) -> anyhow::Result<ExitCode> {
             Err(_) => anyhow::bail!("no message for 30 s after {n} of {} from {}", args.expect, args.topic),
         }
     }
-    let secs = started.elapsed().as_secs_f64();
-    println!("consumed {n} messages ({bytes} payload bytes) in {secs:.2} s: {:.0} messages/s", n as f64 / secs);
+    let elapsed = started.elapsed();
+    let per_sec = u128::from(n) * 1_000_000 / elapsed.as_micros().max(1);
+    println!("consumed {n} messages ({bytes} payload bytes) in {elapsed:.2?}: {per_sec} messages/s");
     Ok(ExitCode::SUCCESS)
 }

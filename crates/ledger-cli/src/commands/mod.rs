@@ -11,9 +11,10 @@ pub(crate) mod report;
 pub(crate) mod stack;
 
 /// Logs go to stderr; `RUST_LOG` filters, `LEDGER_LOG_FORMAT=json` switches to JSON lines.
-pub(crate) fn init_tracing() {
+pub(crate) fn init_tracing(default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},rdkafka=warn,librdkafka=warn")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::env::var("LEDGER_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();

@@ -38,12 +38,12 @@ pub(crate) struct ProduceArgs {
     /// Number of synthetic tenants.
     #[arg(long, default_value_t = 8)]
     tenants: usize,
-    /// Percentage of resent duplicates among synthetic messages.
-    #[arg(long, default_value_t = 0.0, value_name = "PCT")]
-    duplicates: f64,
+    /// Percentage of resent duplicates among synthetic messages (e.g. 5 or 0.5).
+    #[arg(long, default_value = "0", value_name = "PCT")]
+    duplicates: String,
     /// Percentage of invalid synthetic messages (dead-lettered by the processor).
-    #[arg(long, default_value_t = 0.0, value_name = "PCT")]
-    invalid: f64,
+    #[arg(long, default_value = "0", value_name = "PCT")]
+    invalid: String,
     /// Target topic (default: topics.usage from the config).
     #[arg(long)]
     topic: Option<String>,
@@ -52,11 +52,15 @@ pub(crate) struct ProduceArgs {
     quiet: bool,
 }
 
-fn ppm(pct: f64, what: &str) -> anyhow::Result<u32> {
-    if !(0.0..=100.0).contains(&pct) {
-        anyhow::bail!("--{what} must be a percentage between 0 and 100 (got {pct})");
+/// A percentage such as `5` or `0.25`, read exactly, as parts per million.
+fn ppm(pct: &str, what: &str) -> anyhow::Result<u32> {
+    let invalid = || anyhow::anyhow!("--{what} must be a percentage between 0 and 100 such as 5 or 0.5 (got {pct:?})");
+    let d = ledger_core::decimal::Decimal::parse(pct).map_err(|_| invalid())?;
+    let scaled = d.to_scale_half_even(4).map_err(|_| invalid())?.value;
+    if !(0..=1_000_000).contains(&scaled) {
+        return Err(invalid());
     }
-    Ok((pct * 10_000.0).round() as u32)
+    Ok(scaled as u32)
 }
 
 pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
@@ -74,8 +78,8 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
             let mut generator = Generator::new(GeneratorOptions {
                 seed: args.seed,
                 tenants: args.tenants,
-                duplicate_ppm: ppm(args.duplicates, "duplicates")?,
-                invalid_ppm: ppm(args.invalid, "invalid")?,
+                duplicate_ppm: ppm(&args.duplicates, "duplicates")?,
+                invalid_ppm: ppm(&args.invalid, "invalid")?,
                 ..GeneratorOptions::default()
             });
             Box::new((0..*n).map(move |_| Ok(generator.next_message())))
@@ -139,11 +143,10 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     bar.inc(rest);
     bar.finish_and_clear();
     let total = valid + duplicates + invalid;
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let elapsed = started.elapsed();
+    let per_sec = u128::from(total) * 1_000_000 / elapsed.as_micros().max(1);
     eprintln!(
-        "produced {total} messages to {topic} in {:.1}s ({:.0}/s): {valid} new, {duplicates} resent duplicates, {invalid} invalid",
-        secs,
-        total as f64 / secs
+        "produced {total} messages to {topic} in {elapsed:.1?} ({per_sec}/s): {valid} new, {duplicates} resent duplicates, {invalid} invalid"
     );
     Ok(ExitCode::SUCCESS)
 }
