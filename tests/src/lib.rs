@@ -33,7 +33,8 @@ pub fn ledger_bin() -> PathBuf {
             .expect("running cargo build -p ledger-cli");
         assert!(status.success(), "cargo build -p ledger-cli failed");
         let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-        let bin = target.join("debug").join("ledger");
+        let target = if target.is_absolute() { target } else { root.join(target) };
+        let bin = target.join("debug").join(if cfg!(windows) { "ledger.exe" } else { "ledger" });
         assert!(bin.exists(), "{} missing after build", bin.display());
         bin
     })
@@ -237,11 +238,20 @@ pub async fn produce_synthetic(env: &TestEnv, n: u64, seed: u64, duplicate_ppm: 
 /// The independent oracle's total for JSON-lines events (tests/oracle/price_oracle.py):
 /// `(priced count, total cost in pico-dollars)`. Panics if it rejects any event.
 pub fn oracle_total(jsonl: &str) -> (u64, i128) {
+    oracle_total_with(jsonl, &["catalog/litellm-prices.json"])
+}
+
+/// [`oracle_total`] with the given `--catalog` sources (`FILE[@RFC3339]`).
+pub fn oracle_total_with(jsonl: &str, catalogs: &[&str]) -> (u64, i128) {
     use std::io::Write;
     let root = workspace_root();
-    let mut child = Command::new("python3")
-        .arg(root.join("tests/oracle/price_oracle.py"))
-        .args(["--catalog", "catalog/litellm-prices.json", "--distinct", "--total"])
+    let mut cmd = Command::new("python3");
+    cmd.arg(root.join("tests/oracle/price_oracle.py"));
+    for c in catalogs {
+        cmd.args(["--catalog", c]);
+    }
+    let mut child = cmd
+        .args(["--distinct", "--total"])
         .current_dir(&root)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -310,4 +320,20 @@ pub fn spend_topic_totals(env: &TestEnv) -> (i128, i64) {
         .values()
         .filter(|u| u.team.is_none() && u.project.is_none() && u.user_id.is_none() && u.api_key_id.is_none() && u.model.is_none())
         .fold((0i128, 0i64), |(c, r), u| (c + u.cost_usd.picos(), r + u.request_count))
+}
+
+/// Invariants 1 and 2 after a drain: the ledger holds every distinct valid event once, to the
+/// pico-dollar of the independent oracle; every rollup equals the ledger; the dead-letter topic
+/// holds exactly the invalid events; the spend topic's tenant totals equal the ledger.
+pub async fn assert_ledger_matches(env: &TestEnv, sent: &Sent) {
+    let (expected_rows, expected_picos) = oracle_total(&sent.valid_jsonl);
+    assert_eq!(expected_rows, sent.distinct_valid, "the oracle priced every valid event");
+    let totals = env.totals().await;
+    assert_eq!(totals.ledger.requests, expected_rows, "ledger rows: every distinct valid event exactly once");
+    assert_eq!(totals.ledger.cost.picos(), expected_picos, "ledger cost to the pico-dollar");
+    for (rollup, t) in &totals.rollups {
+        assert_eq!(*t, totals.ledger, "rollup {rollup:?} must equal the ledger");
+    }
+    assert_eq!(env.dead_letter_count(), sent.invalid as i64, "dead-letter topic holds exactly the invalid events");
+    assert_eq!(spend_topic_totals(env), (expected_picos, expected_rows as i64), "spend topic");
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ledger_tests::{oracle_total, produce_synthetic, spend_topic_totals, workspace_root, Sent, TestEnv};
+use ledger_tests::{assert_ledger_matches, produce_synthetic, workspace_root, Sent, TestEnv};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -91,17 +91,9 @@ async fn wait_for_rows(env: &TestEnv, at_least: u64, timeout: Duration) -> u64 {
     }
 }
 
-async fn assert_exact(env: &TestEnv, sent: &Sent) {
+async fn drain_and_assert_exact(env: &TestEnv, sent: &Sent) {
     env.run_ledger(&["process", "--until-drained"]);
-    let (expected_rows, expected_picos) = oracle_total(&sent.valid_jsonl);
-    let totals = env.totals().await;
-    assert_eq!(totals.ledger.requests, expected_rows, "ledger rows");
-    assert_eq!(totals.ledger.cost.picos(), expected_picos, "ledger cost to the pico-dollar");
-    for (rollup, t) in &totals.rollups {
-        assert_eq!(*t, totals.ledger, "rollup {rollup:?}");
-    }
-    assert_eq!(env.dead_letter_count(), sent.invalid as i64, "dead letters");
-    assert_eq!(spend_topic_totals(env), (expected_picos, expected_rows as i64), "spend topic");
+    assert_ledger_matches(env, sent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +112,7 @@ async fn clickhouse_stopped_for_30_seconds_mid_run() {
     let after = wait_for_rows(&env, sent.distinct_valid, Duration::from_secs(120)).await;
     eprintln!("rows: {before} before the outage, {after} after");
     terminate(processor);
-    assert_exact(&env, &sent).await;
+    drain_and_assert_exact(&env, &sent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +130,7 @@ async fn kafka_broker_restarted_mid_run() {
     let after = wait_for_rows(&env, sent.distinct_valid, Duration::from_secs(180)).await;
     eprintln!("rows: {before} before the broker restart, {after} after");
     terminate(processor);
-    assert_exact(&env, &sent).await;
+    drain_and_assert_exact(&env, &sent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,5 +156,5 @@ async fn two_processors_with_rebalances_mid_run() {
     let r4 = wait_for_rows(&env, sent.distinct_valid, Duration::from_secs(120)).await;
     eprintln!("rows after each step: {r1}, {r2}, {r3}, {r4}");
     terminate(third);
-    assert_exact(&env, &sent).await;
+    drain_and_assert_exact(&env, &sent).await;
 }

@@ -5,10 +5,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::process::Command;
+
 
 use ledger_core::UsageEvent;
-use ledger_tests::{random_suffix, spend_topic_totals, workspace_root, TestEnv};
+use ledger_tests::{oracle_total_with, random_suffix, spend_topic_totals, TestEnv};
 use rdkafka::producer::FutureRecord;
 use serde_json::{json, Value};
 
@@ -23,33 +23,6 @@ const NEW_MODEL_CATALOG: &str = r#"{
 }
 "#;
 
-/// `(priced, total picos)` of JSON-lines events by the independent oracle, with these catalogs.
-fn oracle(jsonl: &str, catalogs: &[&str]) -> (u64, i128) {
-    use std::io::Write;
-    let root = workspace_root();
-    let mut cmd = Command::new("python3");
-    cmd.arg(root.join("tests/oracle/price_oracle.py"));
-    for c in catalogs {
-        cmd.args(["--catalog", c]);
-    }
-    let mut child = cmd
-        .args(["--distinct", "--total"])
-        .current_dir(&root)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("running python3 tests/oracle/price_oracle.py");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = jsonl.to_owned();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output().expect("oracle output");
-    writer.join().expect("writer thread").expect("writing to the oracle");
-    assert!(out.status.success(), "oracle failed");
-    let v: Value = serde_json::from_slice(&out.stdout).expect("oracle JSON");
-    assert_eq!(v["failed"].as_object().map(|m| m.len()).unwrap_or(0), 0, "the oracle rejected events: {v}");
-    let total: ledger_core::Money = v["total_cost_usd"].as_str().expect("total").parse().expect("decimal");
-    (v["priced"].as_u64().expect("priced"), total.picos())
-}
 
 fn event(id: &str, tenant: &str, model: &str, input: i64, output: i64) -> UsageEvent {
     let at = (chrono::Utc::now() - chrono::Duration::minutes(2)).to_rfc3339();
@@ -115,7 +88,7 @@ async fn dead_letters_are_listed_by_reason_and_replayed_exactly_once() {
         events.iter().map(|e| serde_json::to_string(e).expect("json") + "\n").collect()
     };
     let known_jsonl = jsonl(&known.iter().collect::<Vec<_>>());
-    let (n, known_picos) = oracle(&known_jsonl, &["catalog/litellm-prices.json"]);
+    let (n, known_picos) = oracle_total_with(&known_jsonl, &["catalog/litellm-prices.json"]);
     assert_eq!(n, 6);
     let before = env.totals().await;
     assert_eq!((before.ledger.requests, before.ledger.cost.picos()), (6, known_picos), "only the priceable events");
@@ -188,7 +161,7 @@ async fn dead_letters_are_listed_by_reason_and_replayed_exactly_once() {
     assert_eq!(replayed.len(), 8, "two replays of 4 events, each with its lineage header");
     process();
 
-    let (n, all_picos) = oracle(&jsonl(&known.iter().chain(&unknown).collect::<Vec<_>>()), &catalogs);
+    let (n, all_picos) = oracle_total_with(&jsonl(&known.iter().chain(&unknown).collect::<Vec<_>>()), &catalogs);
     assert_eq!(n, 10);
     // Independent of the oracle: 4 × (1000 × $1e-6 + 500 × $2e-6) = $0.008.
     assert_eq!(all_picos - known_picos, 8_000_000_000, "the new model's cost");

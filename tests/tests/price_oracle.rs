@@ -14,12 +14,13 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
+
+use ledger_tests::{ledger_bin, workspace_root};
 
 const SEED: u64 = 0x0000_05ee_d0f0_ac1e;
 const RANDOM_EVENTS: usize = 4000;
@@ -27,29 +28,6 @@ const RANDOM_EVENTS: usize = 4000;
 const NEXT_FROM: &str = "2026-06-01T00:00:00Z";
 /// The instant the repository catalog takes effect when the LiteLLM release file is the oldest source.
 const REPO_FROM: &str = "2000-01-01T00:00:00Z";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
-
-/// Builds `ledger` once and returns its path.
-fn ledger_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = workspace_root();
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "-q", "-p", "ledger-cli"])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p ledger-cli failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-        let target = if target.is_absolute() { target } else { root.join(target) };
-        let bin = target.join("debug").join(if cfg!(windows) { "ledger.exe" } else { "ledger" });
-        assert!(bin.exists(), "{} not found after cargo build", bin.display());
-        bin
-    })
-}
 
 fn temp_dir() -> PathBuf {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -628,6 +606,7 @@ fn diff(input: &[&str], rust: &BTreeMap<u64, Value>, oracle: &BTreeMap<u64, Valu
 fn ledger_price_agrees_with_the_python_oracle() {
     let root = workspace_root();
     let bin = ledger_bin();
+    let bin = bin.as_path();
     let oracle = root.join("tests/oracle/price_oracle.py");
     let dir = temp_dir();
     let mut rng = StdRng::seed_from_u64(SEED);
