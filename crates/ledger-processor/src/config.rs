@@ -92,7 +92,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_rows: 50_000, max_delay_ms: 500 }
+        BatchConfig { max_rows: 20_000, max_delay_ms: 500 }
     }
 }
 
@@ -145,9 +145,10 @@ impl ProcessorConfig {
         if s.catalogs.is_empty() {
             problems.push("processor.catalogs: at least one catalog source is required".to_owned());
         }
-        if s.batch.max_rows == 0 || s.batch.max_rows > 1_000_000 {
+        let limit = ledger_clickhouse::writer::MAX_BATCH_ROWS;
+        if s.batch.max_rows == 0 || s.batch.max_rows > limit {
             problems.push(format!(
-                "processor.batch.max_rows must be within 1..=1000000 so one insert stays one ClickHouse block (got {})",
+                "processor.batch.max_rows must be within 1..={limit} so one insert stays one ClickHouse block (got {})",
                 s.batch.max_rows
             ));
         }
@@ -171,5 +172,28 @@ impl ProcessorConfig {
         } else {
             Err(problems)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        ProcessorConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut c = ProcessorConfig::default();
+        c.settings.batch.max_rows = 0;
+        c.settings.dedupe.horizon_secs = 0;
+        c.settings.group_id = " ".into();
+        c.topics.spend = c.topics.usage.clone();
+        let problems = c.validate().unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(problems.iter().any(|p| p.contains("max_rows")));
+        assert!(problems.iter().any(|p| p.contains("two roles")));
     }
 }
