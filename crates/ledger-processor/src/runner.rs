@@ -471,7 +471,7 @@ impl Core {
                 let (event, priced) = *boxed;
                 state.dedupe.insert(&event.event_id, Utc::now().timestamp_millis());
                 let lineage = Lineage { topic, partition, offset };
-                match LedgerRow::new(&event, &priced, lineage, Utc::now()) {
+                match LedgerRow::from_event(event, &priced, lineage, Utc::now()) {
                     Ok(row) => state.rows.push(row),
                     Err(e) => {
                         // Unreachable inside the acceptance window; kept as a dead letter, not a panic.
@@ -483,7 +483,7 @@ impl Core {
                             key: msg.key().map(<[u8]>::to_vec),
                             payload: payload.to_vec(),
                             rejection,
-                            event_id: Some(event.event_id.clone()),
+                            event_id: None,
                         });
                         state.first_pending_at.get_or_insert_with(Instant::now);
                         return Ok(());
