@@ -85,24 +85,20 @@ impl TestEnv {
     }
 
     fn check_services(&self) {
+        fn reachable(addr: &str) -> bool {
+            addr.parse()
+                .ok()
+                .map(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+                .unwrap_or(false)
+        }
         let kafka_addr = self.kafka.brokers.split(',').next().unwrap_or_default().to_owned();
-        let reachable = kafka_addr
-            .parse()
-            .ok()
-            .map(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
-            .unwrap_or(false);
         assert!(
-            reachable,
+            reachable(&kafka_addr),
             "Kafka is not reachable at {kafka_addr}: start the stack with `scripts/stack.sh up` (or set LEDGER_TEST_KAFKA_BROKERS)"
         );
-        let ch = self.clickhouse.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
-        let reachable = ch
-            .parse()
-            .ok()
-            .map(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
-            .unwrap_or(false);
+        let ch = self.clickhouse.url.trim_start_matches("http://").trim_end_matches('/');
         assert!(
-            reachable,
+            reachable(ch),
             "ClickHouse is not reachable at {}: start the stack with `scripts/stack.sh up` (or set LEDGER_TEST_CLICKHOUSE_URL)",
             self.clickhouse.url
         );

@@ -6,7 +6,7 @@
 //! for the partition and skips everything at or below it. Kafka commits only shorten the
 //! re-read; they never decide what is counted.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -244,7 +244,7 @@ impl Processor {
                 _ = shutdown.cancelled() => {
                     tracing::info!("shutdown requested: writing pending batches");
                     let grace = Duration::from_secs(core.config.settings.shutdown_grace_secs);
-                    match tokio::time::timeout(grace, core.flush_all(consumer, None)).await {
+                    match tokio::time::timeout(grace, core.flush_all(consumer)).await {
                         Ok(r) => r?,
                         Err(_) => tracing::warn!(?grace, "grace period over; unwritten rows will be re-read on restart"),
                     }
@@ -270,17 +270,17 @@ impl Processor {
                         }
                     }
                     if !rejoin {
-                        core.flush_full(consumer, &shutdown).await?;
+                        core.flush_full(consumer).await?;
                     }
                 }
                 _ = tick.tick() => {
                     core.handle_rebalances().await?;
                     core.complete_finished(consumer).await?;
-                    core.flush_due(consumer, max_delay, &shutdown).await?;
+                    core.flush_due(consumer, max_delay).await?;
                 }
                 _ = drain_check.tick(), if opts.until_drained => {
                     if last_message_at.elapsed() > Duration::from_millis(300) && core.drained(consumer).await? {
-                        core.flush_all(consumer, Some(&shutdown)).await?;
+                        core.flush_all(consumer).await?;
                         tracing::info!("drained: every partition is caught up");
                         return Ok(());
                     }
@@ -370,9 +370,7 @@ impl Core {
         let buckets =
             retrying("reading recent spend buckets", || writer.recent_spend_buckets(&topic, partition, 3600)).await?;
         for bucket in buckets {
-            for (key, totals) in retrying("restoring spend", || writer.spend_bucket(&topic, partition, bucket)).await? {
-                spend.restore(key, totals);
-            }
+            restore_bucket(&writer, &topic, partition, bucket, &mut spend).await?;
             loaded_buckets.insert(bucket);
         }
         self.partitions.insert(
@@ -396,17 +394,16 @@ impl Core {
         self.publish_touched(partition).await
     }
 
-    fn decide(&self, payload: &[u8], dedupe: &DedupeWindow) -> Decision {
+    fn decide(&self, payload: &[u8], dedupe: &DedupeWindow, now_ms: i64) -> Decision {
         let event = match self.codec.decode(payload) {
             Ok(e) => e,
             Err(e) => return Decision::Reject(Rejection::new(RejectReason::DecodeError, e.to_string()), None),
         };
-        let id = Some(event.event_id.clone());
+        // The event id is copied only for a rejection (it goes into the dead-letter headers).
         let tokens = match event.validate() {
             Ok(t) => t,
-            Err(r) => return Decision::Reject(r, id),
+            Err(r) => return Decision::Reject(r, Some(event.event_id)),
         };
-        let now_ms = Utc::now().timestamp_millis();
         let acc = &self.config.settings.acceptance;
         match check_event_time(
             event.event_time.timestamp_millis(),
@@ -421,7 +418,7 @@ impl Core {
                         RejectReason::TooOld,
                         format!("event_time {} is older than {} days", event.event_time.to_rfc3339(), acc.max_age_days),
                     ),
-                    id,
+                    Some(event.event_id),
                 )
             }
             TimeCheck::InFuture => {
@@ -434,7 +431,7 @@ impl Core {
                             acc.max_future_secs
                         ),
                     ),
-                    id,
+                    Some(event.event_id),
                 )
             }
         }
@@ -443,7 +440,7 @@ impl Core {
         }
         match self.catalog.price(&event, &tokens) {
             Ok(priced) => Decision::Accept(Box::new((event, priced))),
-            Err(r) => Decision::Reject(r, id),
+            Err(r) => Decision::Reject(r, Some(event.event_id)),
         }
     }
 
@@ -461,7 +458,8 @@ impl Core {
             self.partitions.get_mut(&partition).expect("present").last_seen = Some(offset);
             return Ok(());
         }
-        let decision = self.decide(payload, &state.dedupe);
+        let now = Utc::now();
+        let decision = self.decide(payload, &state.dedupe, now.timestamp_millis());
         let topic = self.config.topics.usage.clone();
         let state = self.partitions.get_mut(&partition).expect("present");
         state.last_seen = Some(offset);
@@ -469,9 +467,10 @@ impl Core {
             Decision::Duplicate => self.stats.duplicates.inc(),
             Decision::Accept(boxed) => {
                 let (event, priced) = *boxed;
-                state.dedupe.insert(&event.event_id, Utc::now().timestamp_millis());
+                state.dedupe.insert(&event.event_id, now.timestamp_millis());
                 let lineage = Lineage { topic, partition, offset };
-                match LedgerRow::from_event(event, &priced, lineage, Utc::now()) {
+                // The ingest time is stamped per batch at flush; `now` only fills the field.
+                match LedgerRow::from_event(event, &priced, lineage, now) {
                     Ok(row) => state.rows.push(row),
                     Err(e) => {
                         // Unreachable inside the acceptance window; kept as a dead letter, not a panic.
@@ -512,7 +511,7 @@ impl Core {
         Ok(())
     }
 
-    async fn flush_full(&mut self, consumer: &StreamConsumer<RecordingContext>, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
+    async fn flush_full(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
         let max_rows = self.config.settings.batch.max_rows;
         if !self.partitions.values().any(|s| s.rows.len() + s.dead_letters.len() >= max_rows) {
             return Ok(());
@@ -524,12 +523,12 @@ impl Core {
             .map(|(p, _)| *p)
             .collect();
         for p in full {
-            self.flush_partition(consumer, p, Some(shutdown)).await?;
+            self.flush_partition(consumer, p).await?;
         }
         Ok(())
     }
 
-    async fn flush_due(&mut self, consumer: &StreamConsumer<RecordingContext>, max_delay: Duration, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
+    async fn flush_due(&mut self, consumer: &StreamConsumer<RecordingContext>, max_delay: Duration) -> Result<(), ProcessorError> {
         let due: Vec<i32> = self
             .partitions
             .iter()
@@ -537,15 +536,15 @@ impl Core {
             .map(|(p, _)| *p)
             .collect();
         for p in due {
-            self.flush_partition(consumer, p, Some(shutdown)).await?;
+            self.flush_partition(consumer, p).await?;
         }
         Ok(())
     }
 
-    async fn flush_all(&mut self, consumer: &StreamConsumer<RecordingContext>, shutdown: Option<&CancellationToken>) -> Result<(), ProcessorError> {
+    async fn flush_all(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
         let parts: Vec<i32> = self.partitions.keys().copied().collect();
         for &p in &parts {
-            self.flush_partition(consumer, p, shutdown).await?;
+            self.flush_partition(consumer, p).await?;
         }
         for p in parts {
             self.complete_inflight(consumer, p).await?;
@@ -617,7 +616,6 @@ impl Core {
         &mut self,
         consumer: &StreamConsumer<RecordingContext>,
         partition: i32,
-        _shutdown: Option<&CancellationToken>,
     ) -> Result<(), ProcessorError> {
         self.complete_inflight(consumer, partition).await?;
         let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
@@ -693,11 +691,7 @@ impl Core {
                 continue;
             }
             // The ledger already holds these rows too: restoring the bucket counts them.
-            let writer = self.writer.clone();
-            let totals = retrying("restoring spend", || writer.spend_bucket(&topic, partition, bucket)).await?;
-            for (key, t) in totals {
-                state.spend.restore(key, t);
-            }
+            restore_bucket(&self.writer, &topic, partition, bucket, &mut state.spend).await?;
             state.loaded_buckets.insert(bucket);
             restored.insert(bucket);
         }
@@ -847,6 +841,20 @@ fn spend_update(key: &SpendKey, totals: &SpendTotals, topic: &str, partition: i3
     }
 }
 
+/// Sets the aggregates of one hour bucket of a partition to what the durable ledger holds.
+async fn restore_bucket(
+    writer: &LedgerWriter,
+    topic: &str,
+    partition: i32,
+    bucket: i64,
+    spend: &mut SpendAggregator,
+) -> Result<(), ProcessorError> {
+    for (key, totals) in retrying("restoring spend", || writer.spend_bucket(topic, partition, bucket)).await? {
+        spend.restore(key, totals);
+    }
+    Ok(())
+}
+
 /// Runs a ClickHouse call until it succeeds or fails for a reason retrying cannot fix.
 /// Backs off up to 5 s between attempts; the partition waits, nothing is skipped.
 async fn retrying<T, F, Fut>(what: &str, mut call: F) -> Result<T, ledger_clickhouse::Error>
@@ -867,6 +875,3 @@ where
         }
     }
 }
-
-/// Per-reason counts, for summaries.
-pub type ReasonCounts = BTreeMap<&'static str, u64>;
