@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use ledger_clickhouse::ClickHouseConfig;
 use ledger_kafka::{KafkaConfig, TopicNames};
+use ledger_enforcer::config::EnforcerSettings;
+use ledger_ingest::config::IngestSettings;
 use ledger_processor::config::{ProcessorConfig, ProcessorSettings};
 
 /// The whole configuration file.
@@ -25,6 +27,10 @@ pub(crate) struct LedgerConfig {
     pub(crate) clickhouse: ClickHouseConfig,
     /// `ledger process` settings.
     pub(crate) processor: ProcessorSettings,
+    /// `ledger enforce` settings.
+    pub(crate) enforcer: EnforcerSettings,
+    /// `ledger ingest` settings.
+    pub(crate) ingest: IngestSettings,
 }
 
 impl LedgerConfig {

@@ -51,6 +51,14 @@ enum Command {
     Prices(commands::prices::PricesArgs),
     /// Reports from the ClickHouse ledger.
     Report(commands::report::ReportArgs),
+    /// Check that the ledger, its rollups and its Kafka offsets agree; exit non-zero when not.
+    Reconcile(commands::reconcile::ReconcileArgs),
+    /// Run the budget enforcer: turn spend into throttle, reroute and block signals.
+    Enforce(commands::enforce::EnforceArgs),
+    /// Show each budget scope's spend, limit, state and forecast.
+    Budgets(commands::budgets::BudgetsArgs),
+    /// Run the HTTP ingest server (POST /v1/usage) for services in any language.
+    Ingest(commands::ingest::IngestArgs),
     /// Consume-only baseline for benches/pipeline.sh (reads a topic, prints the rate).
     #[command(hide = true)]
     BenchConsume(commands::bench::BenchConsumeArgs),
@@ -60,7 +68,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Services log their progress; one-shot commands print their own results and log only
     // warnings unless RUST_LOG says otherwise.
-    commands::init_tracing(if matches!(cli.command, Command::Process(_)) { "info" } else { "warn" });
+    commands::init_tracing(if matches!(cli.command, Command::Process(_) | Command::Enforce(_) | Command::Ingest(_)) { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -78,6 +86,10 @@ fn main() -> ExitCode {
             Command::Price(args) => commands::price::run(args).await,
             Command::Prices(args) => commands::prices::run(args).await,
             Command::Report(args) => commands::report::run(args).await,
+            Command::Reconcile(args) => commands::reconcile::run(args).await,
+            Command::Enforce(args) => commands::enforce::run(args).await,
+            Command::Budgets(args) => commands::budgets::run(args).await,
+            Command::Ingest(args) => commands::ingest::run(args).await,
             Command::BenchConsume(args) => commands::bench::run(args).await,
         }
     });

@@ -1,12 +1,16 @@
 //! One module per subcommand; each has its clap `Args` and an async `run`.
 
 pub(crate) mod bench;
+pub(crate) mod budgets;
 pub(crate) mod dlq;
+pub(crate) mod enforce;
+pub(crate) mod ingest;
 pub(crate) mod migrate;
 pub(crate) mod price;
 pub(crate) mod prices;
 pub(crate) mod process;
 pub(crate) mod produce;
+pub(crate) mod reconcile;
 pub(crate) mod report;
 pub(crate) mod stack;
 
