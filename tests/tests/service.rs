@@ -55,6 +55,28 @@ async fn metrics_follow_the_work_and_sigterm_exits_cleanly() {
     assert_eq!(metric(&text, "ledger_dead_letters_total"), Some(sent.invalid));
     assert!(text.contains("ledger_events_rejected_total{reason=\"unknown_model\"}"), "{text}");
     assert!(metric(&text, "ledger_dedupe_ids").is_some_and(|n| n >= sent.distinct_valid), "{text}");
+    let inserts = metric(&text, "ledger_inserts_total").expect("inserts counter");
+    assert!(inserts > 0);
+    assert_eq!(metric(&text, "ledger_insert_duration_seconds_count"), Some(inserts), "{text}");
+    assert_eq!(metric(&text, "ledger_insert_duration_seconds_bucket{le=\"+Inf\"}"), Some(inserts), "{text}");
+
+    // The lag gauge comes from librdkafka statistics (every 5 s) and reaches 0 on every
+    // partition once the committed offsets caught up with the high watermarks.
+    let partitions = ledger_kafka::admin::partition_count(&env.kafka, &env.topics.usage, Duration::from_secs(10)).expect("partition count");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = http_get(port, "/metrics").unwrap_or_default();
+        let lags: Vec<u64> = text
+            .lines()
+            .filter(|l| l.starts_with("ledger_consumer_lag{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        if lags.len() == partitions as usize && lags.iter().all(|&l| l == 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "consumer lag never reached 0 on every partition: {lags:?}\n{text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let health = http_get(port, "/healthz").expect("healthz answers");
     assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("ok\n"), "{health}");
 

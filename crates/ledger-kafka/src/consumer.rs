@@ -3,10 +3,11 @@
 //! Offsets are never auto-committed or auto-stored: the processor fences by the offsets stored
 //! in its sink, and commits to Kafka only for lag monitoring, after the data is durable.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 
 use crate::{KafkaConfig, KafkaError};
 
@@ -28,6 +29,19 @@ pub enum RebalanceEvent {
 pub struct RecordingContext {
     events: Arc<Mutex<Vec<RebalanceEvent>>>,
     revoke_barrier: Option<Arc<dyn Fn() + Send + Sync>>,
+    lag: Arc<Mutex<BTreeMap<(String, i32), PartitionLag>>>,
+}
+
+/// Consumer lag of one partition, from librdkafka's periodic statistics
+/// (`statistics.interval.ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// High watermark: the offset the next produced message gets.
+    pub high_watermark: i64,
+    /// Last committed offset (the processor commits only after the ledger insert is durable).
+    pub committed: i64,
+    /// `high_watermark - committed`: messages not yet durable in the sink.
+    pub lag: i64,
 }
 
 impl std::fmt::Debug for RecordingContext {
@@ -41,7 +55,13 @@ impl RecordingContext {
     /// the owner blocks there until its writes of those partitions are done, so the next
     /// owner never reads a fence that an in-flight write is about to move.
     pub fn with_revoke_barrier(barrier: Arc<dyn Fn() + Send + Sync>) -> Self {
-        RecordingContext { events: Arc::default(), revoke_barrier: Some(barrier) }
+        RecordingContext { events: Arc::default(), revoke_barrier: Some(barrier), lag: Arc::default() }
+    }
+
+    /// The lag of every assigned partition at the last statistics report (empty until the
+    /// first report, or when statistics are disabled).
+    pub fn lag(&self) -> BTreeMap<(String, i32), PartitionLag> {
+        self.lag.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Takes the rebalances seen since the last call.
@@ -58,7 +78,23 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
 }
 
-impl ClientContext for RecordingContext {}
+impl ClientContext for RecordingContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut lag = BTreeMap::new();
+        for (topic, t) in &statistics.topics {
+            for (&partition, p) in &t.partitions {
+                // librdkafka reports the internal UA partition as -1, and -1 offsets before the
+                // first fetch or commit.
+                if partition < 0 || p.hi_offset < 0 || !matches!(p.fetch_state.as_str(), "active" | "offset-query" | "offset-wait") {
+                    continue;
+                }
+                let committed = p.committed_offset.max(0);
+                lag.insert((topic.clone(), partition), PartitionLag { high_watermark: p.hi_offset, committed, lag: (p.hi_offset - committed).max(0) });
+            }
+        }
+        *self.lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
+    }
+}
 
 impl ConsumerContext for RecordingContext {
     fn pre_rebalance(&self, _base: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -102,7 +138,8 @@ pub fn manual_offset_consumer(
         .set("heartbeat.interval.ms", "1000")
         .set("fetch.min.bytes", "1")
         .set("fetch.wait.max.ms", "100")
-        .set("queued.max.messages.kbytes", "65536");
+        .set("queued.max.messages.kbytes", "65536")
+        .set("statistics.interval.ms", "5000");
     if let Some(id) = instance_id {
         cfg.set("group.instance.id", id);
     }

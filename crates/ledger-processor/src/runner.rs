@@ -222,6 +222,7 @@ impl Processor {
             .map_err(|e| ProcessorError::kafka(format!("subscribing to {}", config.topics.usage), e))?;
         let codec = ledger_schema::Codec::<UsageEvent>::new()?;
         let spend_codec = ledger_schema::Codec::<SpendUpdate>::new()?;
+        stats.set_lag_source(context.clone());
         let core =
             Core { config, catalog, codec, spend_codec, writer, producer, context, partitions: HashMap::new(), stats, inflight };
         Ok(Processor { consumer, core })
@@ -304,6 +305,7 @@ impl Processor {
                     .subscribe(&[core.config.topics.usage.as_str()])
                     .map_err(|e| ProcessorError::kafka("subscribing again", e))?;
                 drop(std::mem::replace(&mut owned_consumer, consumer));
+                core.stats.set_lag_source(context.clone());
                 core.context = context;
             }
         }

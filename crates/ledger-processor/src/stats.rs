@@ -2,9 +2,11 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use ledger_core::event::RejectReason;
+use ledger_kafka::consumer::RecordingContext;
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -45,9 +47,60 @@ pub struct Stats {
     pub inserts: Counter,
     /// Spend updates published.
     pub spend_updates: Counter,
-    insert_micros: Counter,
+    insert_latency: Histogram,
     assigned: AtomicU64,
     dedupe_ids: AtomicU64,
+    lag_source: Mutex<Option<RecordingContext>>,
+}
+
+/// Upper bounds (microseconds) of the insert latency histogram buckets, and their `le` labels.
+const INSERT_BUCKETS: [(u64, &str); 12] = [
+    (5_000, "0.005"),
+    (10_000, "0.01"),
+    (25_000, "0.025"),
+    (50_000, "0.05"),
+    (100_000, "0.1"),
+    (250_000, "0.25"),
+    (500_000, "0.5"),
+    (1_000_000, "1"),
+    (2_500_000, "2.5"),
+    (5_000_000, "5"),
+    (10_000_000, "10"),
+    (30_000_000, "30"),
+];
+
+/// A Prometheus histogram of durations with the fixed [`INSERT_BUCKETS`].
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [Counter; INSERT_BUCKETS.len()],
+    count: Counter,
+    sum_micros: Counter,
+}
+
+impl Histogram {
+    fn observe(&self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        if let Some(i) = INSERT_BUCKETS.iter().position(|(le, _)| micros <= *le) {
+            self.buckets[i].inc();
+        }
+        self.count.inc();
+        self.sum_micros.add(micros);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, (_, le)) in INSERT_BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].get();
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        let count = self.count.get();
+        let sum = self.sum_micros.get();
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        // Seconds with microsecond precision, printed from integers.
+        let _ = writeln!(out, "{name}_sum {}.{:06}", sum / 1_000_000, sum % 1_000_000);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
 }
 
 impl Stats {
@@ -66,7 +119,20 @@ impl Stats {
     pub fn observe_insert(&self, rows: usize, took: Duration) {
         self.inserts.inc();
         self.rows_written.add(rows as u64);
-        self.insert_micros.add(took.as_micros() as u64);
+        self.insert_latency.observe(took);
+    }
+
+    /// Where the consumer lag comes from: the consumer's context (its librdkafka statistics).
+    pub fn set_lag_source(&self, context: RecordingContext) {
+        *self.lag_source.lock().unwrap_or_else(|p| p.into_inner()) = Some(context);
+    }
+
+    /// Total consumer lag over the assigned partitions (messages not yet durable in the ledger),
+    /// as of librdkafka's last statistics report; `None` before the first report.
+    pub fn total_lag(&self) -> Option<i64> {
+        let guard = self.lag_source.lock().unwrap_or_else(|p| p.into_inner());
+        let lag = guard.as_ref()?.lag();
+        (!lag.is_empty()).then(|| lag.values().map(|l| l.lag).sum())
     }
 
     /// Number of partitions currently owned.
@@ -93,7 +159,15 @@ impl Stats {
         counter("ledger_rows_written_total", "Rows inserted into usage_ledger.", self.rows_written.get());
         counter("ledger_inserts_total", "Inserts into usage_ledger.", self.inserts.get());
         counter("ledger_spend_updates_total", "Spend updates published.", self.spend_updates.get());
-        counter("ledger_insert_seconds_micros_total", "Microseconds spent in ledger inserts.", self.insert_micros.get());
+        self.insert_latency.render(&mut out, "ledger_insert_duration_seconds", "Duration of one ledger insert (one partition batch), including retries.");
+        let lag = self.lag_source.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|c| c.lag()).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "# HELP ledger_consumer_lag Messages of a partition not yet durable in the ledger (high watermark - committed offset), from librdkafka statistics every 5 s.\n# TYPE ledger_consumer_lag gauge"
+        );
+        for ((topic, partition), l) in &lag {
+            let _ = writeln!(out, "ledger_consumer_lag{{topic=\"{topic}\",partition=\"{partition}\"}} {}", l.lag);
+        }
         let _ = writeln!(out, "# HELP ledger_events_rejected_total Events rejected, by reason.\n# TYPE ledger_events_rejected_total counter");
         for (i, r) in RejectReason::ALL.iter().enumerate() {
             let _ = writeln!(out, "ledger_events_rejected_total{{reason=\"{}\"}} {}", r.as_str(), self.rejected[i].get());
