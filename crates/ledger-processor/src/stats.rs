@@ -117,9 +117,10 @@ impl Stats {
 
     /// Records one ledger insert.
     pub fn observe_insert(&self, rows: usize, took: Duration) {
+        // The histogram first: a scrape that sees the rows sees their insert's latency.
+        self.insert_latency.observe(took);
         self.inserts.inc();
         self.rows_written.add(rows as u64);
-        self.insert_latency.observe(took);
     }
 
     /// Where the consumer lag comes from: the consumer's context (its librdkafka statistics).
