@@ -61,6 +61,8 @@ async fn metrics_follow_the_work_and_sigterm_exits_cleanly() {
     assert!(inserts > 0);
     assert_eq!(metric(&text, "ledger_insert_duration_seconds_count"), Some(inserts), "{text}");
     assert_eq!(metric(&text, "ledger_insert_duration_seconds_bucket{le=\"+Inf\"}"), Some(inserts), "{text}");
+    assert_eq!(metric(&text, "ledger_batch_rows_count"), Some(inserts), "{text}");
+    assert_eq!(metric(&text, "ledger_batch_rows_sum"), Some(sent.distinct_valid), "{text}");
 
     // The lag gauge comes from librdkafka statistics (every 5 s) and reaches 0 on every
     // partition once the committed offsets caught up with the high watermarks.

@@ -48,13 +48,14 @@ pub struct Stats {
     /// Spend updates published.
     pub spend_updates: Counter,
     insert_latency: Histogram,
+    batch_rows: Histogram,
     assigned: AtomicU64,
     dedupe_ids: AtomicU64,
     lag_source: Mutex<Option<RecordingContext>>,
 }
 
-/// Upper bounds (microseconds) of the insert latency histogram buckets, and their `le` labels.
-const INSERT_BUCKETS: [(u64, &str); 12] = [
+/// Upper bounds (microseconds) of the insert latency buckets, and their `le` labels (seconds).
+const INSERT_SECONDS: [(u64, &str); 12] = [
     (5_000, "0.005"),
     (10_000, "0.01"),
     (25_000, "0.025"),
@@ -69,36 +70,55 @@ const INSERT_BUCKETS: [(u64, &str); 12] = [
     (30_000_000, "30"),
 ];
 
-/// A Prometheus histogram of durations with the fixed [`INSERT_BUCKETS`].
+/// Upper bounds of the batch size buckets (rows per insert), and their `le` labels.
+const BATCH_ROWS: [(u64, &str); 12] = [
+    (1, "1"),
+    (10, "10"),
+    (100, "100"),
+    (500, "500"),
+    (1_000, "1000"),
+    (2_500, "2500"),
+    (5_000, "5000"),
+    (10_000, "10000"),
+    (20_000, "20000"),
+    (50_000, "50000"),
+    (100_000, "100000"),
+    (1_000_000, "1000000"),
+];
+
+/// A Prometheus histogram with 12 fixed buckets of integer values (microseconds or rows).
 #[derive(Debug, Default)]
 struct Histogram {
-    buckets: [Counter; INSERT_BUCKETS.len()],
+    buckets: [Counter; 12],
     count: Counter,
-    sum_micros: Counter,
+    sum: Counter,
 }
 
 impl Histogram {
-    fn observe(&self, took: Duration) {
-        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        if let Some(i) = INSERT_BUCKETS.iter().position(|(le, _)| micros <= *le) {
+    fn observe(&self, bounds: &[(u64, &str); 12], value: u64) {
+        if let Some(i) = bounds.iter().position(|(le, _)| value <= *le) {
             self.buckets[i].inc();
         }
         self.count.inc();
-        self.sum_micros.add(micros);
+        self.sum.add(value);
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
+    /// `sum_scale` 1_000_000 prints a microsecond sum as seconds, 1 prints it as is.
+    fn render(&self, out: &mut String, bounds: &[(u64, &str); 12], name: &str, help: &str, sum_scale: u64) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cumulative = 0;
-        for (i, (_, le)) in INSERT_BUCKETS.iter().enumerate() {
+        for (i, (_, le)) in bounds.iter().enumerate() {
             cumulative += self.buckets[i].get();
             let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
         }
         let count = self.count.get();
-        let sum = self.sum_micros.get();
+        let sum = self.sum.get();
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        // Seconds with microsecond precision, printed from integers.
-        let _ = writeln!(out, "{name}_sum {}.{:06}", sum / 1_000_000, sum % 1_000_000);
+        if sum_scale == 1_000_000 {
+            let _ = writeln!(out, "{name}_sum {}.{:06}", sum / 1_000_000, sum % 1_000_000);
+        } else {
+            let _ = writeln!(out, "{name}_sum {sum}");
+        }
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
@@ -118,7 +138,8 @@ impl Stats {
     /// Records one ledger insert.
     pub fn observe_insert(&self, rows: usize, took: Duration) {
         // The histogram first: a scrape that sees the rows sees their insert's latency.
-        self.insert_latency.observe(took);
+        self.insert_latency.observe(&INSERT_SECONDS, u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        self.batch_rows.observe(&BATCH_ROWS, rows as u64);
         self.inserts.inc();
         self.rows_written.add(rows as u64);
     }
@@ -160,7 +181,14 @@ impl Stats {
         counter("ledger_rows_written_total", "Rows inserted into usage_ledger.", self.rows_written.get());
         counter("ledger_inserts_total", "Inserts into usage_ledger.", self.inserts.get());
         counter("ledger_spend_updates_total", "Spend updates published.", self.spend_updates.get());
-        self.insert_latency.render(&mut out, "ledger_insert_duration_seconds", "Duration of one ledger insert (one partition batch), including retries.");
+        self.insert_latency.render(
+            &mut out,
+            &INSERT_SECONDS,
+            "ledger_insert_duration_seconds",
+            "Duration of one ledger insert (one partition batch), including retries.",
+            1_000_000,
+        );
+        self.batch_rows.render(&mut out, &BATCH_ROWS, "ledger_batch_rows", "Rows per ledger insert (one partition batch).", 1);
         let lag = self.lag_source.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|c| c.lag()).unwrap_or_default();
         let _ = writeln!(
             out,
@@ -184,5 +212,34 @@ impl Stats {
             self.dedupe_ids.load(Ordering::Relaxed)
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_count_every_observation() {
+        let stats = Stats::default();
+        stats.observe_insert(3, Duration::from_millis(7));
+        stats.observe_insert(20_000, Duration::from_secs(40));
+        let text = stats.render_prometheus();
+        for line in [
+            "ledger_insert_duration_seconds_bucket{le=\"0.005\"} 0",
+            "ledger_insert_duration_seconds_bucket{le=\"0.01\"} 1",
+            "ledger_insert_duration_seconds_bucket{le=\"30\"} 1",
+            "ledger_insert_duration_seconds_bucket{le=\"+Inf\"} 2",
+            "ledger_insert_duration_seconds_sum 40.007000",
+            "ledger_insert_duration_seconds_count 2",
+            "ledger_batch_rows_bucket{le=\"1\"} 0",
+            "ledger_batch_rows_bucket{le=\"10\"} 1",
+            "ledger_batch_rows_bucket{le=\"20000\"} 2",
+            "ledger_batch_rows_sum 20003",
+            "ledger_rows_written_total 20003",
+            "ledger_inserts_total 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
     }
 }
