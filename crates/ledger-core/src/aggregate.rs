@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, Hash};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use crate::event::{TokenCounts, UsageEvent};
+use crate::event::{TokenCounts, UsageEvent, UsageEventRef};
 use crate::money::{Money, MoneyOverflow};
 
 /// Seconds in one bucket.
@@ -257,6 +257,18 @@ impl<'a> Attribution<'a> {
             project: event.project.as_deref(),
             user_id: event.user_id.as_deref(),
             api_key_id: event.api_key_id.as_deref(),
+            model,
+        }
+    }
+
+    /// The attribution of a borrowed event priced as `model`.
+    pub fn of_view(event: &UsageEventRef<'a>, model: &'a str) -> Attribution<'a> {
+        Attribution {
+            tenant_id: event.tenant_id,
+            team: event.team,
+            project: event.project,
+            user_id: event.user_id,
+            api_key_id: event.api_key_id,
             model,
         }
     }

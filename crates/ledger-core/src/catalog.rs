@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::decimal::Decimal;
-use crate::event::{RejectReason, Rejection, TokenCounts, UsageEvent};
+use crate::event::{RejectReason, Rejection, TokenCounts, UsageEvent, UsageEventRef};
 use crate::money::{Money, SCALE};
 use crate::pricing::{
     in_cost_range, service_tier_suffix, PriceField, PriceVariants, PricedUsage, ResolvedPrices, RoutedFromCost,
@@ -557,28 +557,32 @@ impl Catalog {
     /// an unknown one, or one whose cost or savings would leave `Decimal(38, 12)`, leaves it
     /// `None`. Any term or total outside `Decimal(38, 12)` rejects the event as `overflow`.
     pub fn price(&self, event: &UsageEvent, tokens: &TokenCounts) -> Result<PricedUsage, Rejection> {
+        self.price_view(&event.as_view(), tokens)
+    }
+
+    /// [`Catalog::price`] of a borrowed event: the processor's allocation-free path.
+    pub fn price_view(&self, event: &UsageEventRef<'_>, tokens: &TokenCounts) -> Result<PricedUsage, Rejection> {
         let at = event.event_time;
-        let provider = event.provider.as_str();
-        let response = event.response_model.as_deref().filter(|m| !m.is_empty());
+        let provider = event.provider;
+        let response = event.response_model.filter(|m| !m.is_empty());
         let found = match response {
             Some(m) => self.find(m, provider, at),
             None => None,
         };
         let found = match found {
             Some(f) => Some(f),
-            None if response == Some(event.request_model.as_str()) => None,
-            None => self.find(&event.request_model, provider, at),
+            None if response == Some(event.request_model) => None,
+            None => self.find(event.request_model, provider, at),
         };
         let Some((source, entry)) = found else {
             return Err(self.unknown_model(event));
         };
-        let tier = service_tier_suffix(event.service_tier.as_deref());
+        let tier = service_tier_suffix(event.service_tier);
         let (terms, cost) = price_entry(entry, tier, tokens)?;
         // Savings are informational: an unknown routed-from model, or one whose cost would
         // leave the Decimal(38, 12) range, leaves them out rather than rejecting the event.
         let routed_from = event
             .routed_from_model
-            .as_deref()
             .filter(|m| !m.is_empty())
             .and_then(|m| self.find(m, provider, at))
             .and_then(|(_, orig)| {
@@ -590,19 +594,19 @@ impl Catalog {
     }
 
     #[cold]
-    fn unknown_model(&self, event: &UsageEvent) -> Rejection {
-        let provider = event.provider.as_str();
+    fn unknown_model(&self, event: &UsageEventRef<'_>) -> Rejection {
+        let provider = event.provider;
         let mut tried = Vec::new();
         let mut named = Vec::new();
-        if let Some(m) = event.response_model.as_deref().filter(|m| !m.is_empty()) {
+        if let Some(m) = event.response_model.filter(|m| !m.is_empty()) {
             named.push(format!("response_model {m:?}"));
             tried_names(m, provider, &mut tried);
         }
-        if !named.is_empty() && event.response_model.as_deref() == Some(event.request_model.as_str()) {
+        if !named.is_empty() && event.response_model == Some(event.request_model) {
             named[0] = format!("response_model and request_model {:?}", event.request_model);
         } else {
             named.push(format!("request_model {:?}", event.request_model));
-            tried_names(&event.request_model, provider, &mut tried);
+            tried_names(event.request_model, provider, &mut tried);
         }
         let applicable = self.sources.iter().filter(|s| s.effective_from <= event.event_time).count();
         let sources = if applicable == 0 {

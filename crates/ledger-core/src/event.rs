@@ -104,6 +104,221 @@ fn default_status() -> String {
     "ok".to_owned()
 }
 
+/// A borrowed view of a [`UsageEvent`]: the same fields as `&str`, so the processor's hot path
+/// (decode, validate, price, aggregate) reads an event straight from the Kafka message without
+/// allocating. [`UsageEvent::as_view`] borrows an owned event; [`UsageEventRef::to_owned_event`]
+/// copies a view into an owned one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageEventRef<'a> {
+    /// See [`UsageEvent::event_id`].
+    pub event_id: &'a str,
+    /// See [`UsageEvent::event_time`].
+    pub event_time: DateTime<Utc>,
+    /// See [`UsageEvent::tenant_id`].
+    pub tenant_id: &'a str,
+    /// See [`UsageEvent::team`].
+    pub team: Option<&'a str>,
+    /// See [`UsageEvent::project`].
+    pub project: Option<&'a str>,
+    /// See [`UsageEvent::user_id`].
+    pub user_id: Option<&'a str>,
+    /// See [`UsageEvent::api_key_id`].
+    pub api_key_id: Option<&'a str>,
+    /// See [`UsageEvent::feature`].
+    pub feature: Option<&'a str>,
+    /// See [`UsageEvent::environment`].
+    pub environment: Option<&'a str>,
+    /// See [`UsageEvent::tags`].
+    pub tags: TagsRef<'a>,
+    /// See [`UsageEvent::provider`].
+    pub provider: &'a str,
+    /// See [`UsageEvent::operation`].
+    pub operation: &'a str,
+    /// See [`UsageEvent::request_model`].
+    pub request_model: &'a str,
+    /// See [`UsageEvent::response_model`].
+    pub response_model: Option<&'a str>,
+    /// See [`UsageEvent::routed_from_model`].
+    pub routed_from_model: Option<&'a str>,
+    /// See [`UsageEvent::input_tokens`].
+    pub input_tokens: i64,
+    /// See [`UsageEvent::cache_read_input_tokens`].
+    pub cache_read_input_tokens: i64,
+    /// See [`UsageEvent::cache_creation_input_tokens`].
+    pub cache_creation_input_tokens: i64,
+    /// See [`UsageEvent::cache_creation_1h_input_tokens`].
+    pub cache_creation_1h_input_tokens: i64,
+    /// See [`UsageEvent::output_tokens`].
+    pub output_tokens: i64,
+    /// See [`UsageEvent::reasoning_output_tokens`].
+    pub reasoning_output_tokens: i64,
+    /// See [`UsageEvent::service_tier`].
+    pub service_tier: Option<&'a str>,
+    /// See [`UsageEvent::provided_cost_usd`].
+    pub provided_cost_usd: Option<Money>,
+    /// See [`UsageEvent::latency_ms`].
+    pub latency_ms: Option<i64>,
+    /// See [`UsageEvent::status`].
+    pub status: &'a str,
+    /// See [`UsageEvent::response_id`].
+    pub response_id: Option<&'a str>,
+    /// See [`UsageEvent::trace_id`].
+    pub trace_id: Option<&'a str>,
+}
+
+/// The tags of a [`UsageEventRef`]: an owned event's map, or pairs read from a message.
+/// Two are equal when they hold the same map.
+#[derive(Debug, Clone, Copy)]
+pub enum TagsRef<'a> {
+    /// The map of an owned event.
+    Map(&'a BTreeMap<String, String>),
+    /// Pairs in wire order (a later duplicate key wins, as in a map built from them).
+    Pairs(&'a [(&'a str, &'a str)]),
+}
+
+impl PartialEq for TagsRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (TagsRef::Map(a), TagsRef::Map(b)) => a == b,
+            _ => self.to_map() == other.to_map(),
+        }
+    }
+}
+
+impl Eq for TagsRef<'_> {}
+
+impl<'a> TagsRef<'a> {
+    /// The tags as an owned map.
+    pub fn to_map(self) -> BTreeMap<String, String> {
+        match self {
+            TagsRef::Map(m) => m.clone(),
+            TagsRef::Pairs(p) => p.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        }
+    }
+}
+
+impl UsageEvent {
+    /// A borrowed view of this event.
+    pub fn as_view(&self) -> UsageEventRef<'_> {
+        UsageEventRef {
+            event_id: &self.event_id,
+            event_time: self.event_time,
+            tenant_id: &self.tenant_id,
+            team: self.team.as_deref(),
+            project: self.project.as_deref(),
+            user_id: self.user_id.as_deref(),
+            api_key_id: self.api_key_id.as_deref(),
+            feature: self.feature.as_deref(),
+            environment: self.environment.as_deref(),
+            tags: TagsRef::Map(&self.tags),
+            provider: &self.provider,
+            operation: &self.operation,
+            request_model: &self.request_model,
+            response_model: self.response_model.as_deref(),
+            routed_from_model: self.routed_from_model.as_deref(),
+            input_tokens: self.input_tokens,
+            cache_read_input_tokens: self.cache_read_input_tokens,
+            cache_creation_input_tokens: self.cache_creation_input_tokens,
+            cache_creation_1h_input_tokens: self.cache_creation_1h_input_tokens,
+            output_tokens: self.output_tokens,
+            reasoning_output_tokens: self.reasoning_output_tokens,
+            service_tier: self.service_tier.as_deref(),
+            provided_cost_usd: self.provided_cost_usd,
+            latency_ms: self.latency_ms,
+            status: &self.status,
+            response_id: self.response_id.as_deref(),
+            trace_id: self.trace_id.as_deref(),
+        }
+    }
+}
+
+impl<'a> UsageEventRef<'a> {
+    /// Copies the view into an owned event.
+    pub fn to_owned_event(&self) -> UsageEvent {
+        let own = |s: Option<&str>| s.map(str::to_owned);
+        UsageEvent {
+            event_id: self.event_id.to_owned(),
+            event_time: self.event_time,
+            tenant_id: self.tenant_id.to_owned(),
+            team: own(self.team),
+            project: own(self.project),
+            user_id: own(self.user_id),
+            api_key_id: own(self.api_key_id),
+            feature: own(self.feature),
+            environment: own(self.environment),
+            tags: self.tags.to_map(),
+            provider: self.provider.to_owned(),
+            operation: self.operation.to_owned(),
+            request_model: self.request_model.to_owned(),
+            response_model: own(self.response_model),
+            routed_from_model: own(self.routed_from_model),
+            input_tokens: self.input_tokens,
+            cache_read_input_tokens: self.cache_read_input_tokens,
+            cache_creation_input_tokens: self.cache_creation_input_tokens,
+            cache_creation_1h_input_tokens: self.cache_creation_1h_input_tokens,
+            output_tokens: self.output_tokens,
+            reasoning_output_tokens: self.reasoning_output_tokens,
+            service_tier: own(self.service_tier),
+            provided_cost_usd: self.provided_cost_usd,
+            latency_ms: self.latency_ms,
+            status: self.status.to_owned(),
+            response_id: own(self.response_id),
+            trace_id: own(self.trace_id),
+        }
+    }
+
+    /// Checks required fields and token arithmetic; returns the non-negative token counts.
+    /// See [`UsageEvent::validate`].
+    pub fn validate(&self) -> Result<TokenCounts, Rejection> {
+        for (name, value) in [
+            ("event_id", self.event_id),
+            ("tenant_id", self.tenant_id),
+            ("provider", self.provider),
+            ("request_model", self.request_model),
+        ] {
+            if value.trim().is_empty() {
+                return Err(Rejection::new(RejectReason::MissingField, format!("field `{name}` is empty")));
+            }
+        }
+        let field = |name: &str, v: i64| -> Result<u64, Rejection> {
+            u64::try_from(v).map_err(|_| {
+                Rejection::new(RejectReason::NegativeTokens, format!("field `{name}` is negative ({v})"))
+            })
+        };
+        let t = TokenCounts {
+            input: field("input_tokens", self.input_tokens)?,
+            cache_read: field("cache_read_input_tokens", self.cache_read_input_tokens)?,
+            cache_creation: field("cache_creation_input_tokens", self.cache_creation_input_tokens)?,
+            cache_creation_1h: field("cache_creation_1h_input_tokens", self.cache_creation_1h_input_tokens)?,
+            output: field("output_tokens", self.output_tokens)?,
+            reasoning: field("reasoning_output_tokens", self.reasoning_output_tokens)?,
+        };
+        let cached = u128::from(t.cache_read) + u128::from(t.cache_creation) + u128::from(t.cache_creation_1h);
+        if cached > u128::from(t.input) {
+            return Err(Rejection::new(
+                RejectReason::InconsistentTokens,
+                format!(
+                    "cache_read_input_tokens + cache_creation_input_tokens + cache_creation_1h_input_tokens \
+                     ({cached}) exceed input_tokens ({})",
+                    t.input
+                ),
+            ));
+        }
+        if t.reasoning > t.output {
+            return Err(Rejection::new(
+                RejectReason::InconsistentTokens,
+                format!("reasoning_output_tokens ({}) exceed output_tokens ({})", t.reasoning, t.output),
+            ));
+        }
+        Ok(t)
+    }
+
+    /// The model that prices the event first: `response_model` when set, else `request_model`.
+    pub fn served_model(&self) -> &'a str {
+        self.response_model.filter(|m| !m.is_empty()).unwrap_or(self.request_model)
+    }
+}
+
 /// Validated, non-negative token counts of an event (inclusive totals, see PRICING.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct TokenCounts {
@@ -218,47 +433,7 @@ impl Rejection {
 impl UsageEvent {
     /// Checks required fields and token arithmetic; returns the non-negative token counts.
     pub fn validate(&self) -> Result<TokenCounts, Rejection> {
-        for (name, value) in [
-            ("event_id", &self.event_id),
-            ("tenant_id", &self.tenant_id),
-            ("provider", &self.provider),
-            ("request_model", &self.request_model),
-        ] {
-            if value.trim().is_empty() {
-                return Err(Rejection::new(RejectReason::MissingField, format!("field `{name}` is empty")));
-            }
-        }
-        let field = |name: &str, v: i64| -> Result<u64, Rejection> {
-            u64::try_from(v).map_err(|_| {
-                Rejection::new(RejectReason::NegativeTokens, format!("field `{name}` is negative ({v})"))
-            })
-        };
-        let t = TokenCounts {
-            input: field("input_tokens", self.input_tokens)?,
-            cache_read: field("cache_read_input_tokens", self.cache_read_input_tokens)?,
-            cache_creation: field("cache_creation_input_tokens", self.cache_creation_input_tokens)?,
-            cache_creation_1h: field("cache_creation_1h_input_tokens", self.cache_creation_1h_input_tokens)?,
-            output: field("output_tokens", self.output_tokens)?,
-            reasoning: field("reasoning_output_tokens", self.reasoning_output_tokens)?,
-        };
-        let cached = u128::from(t.cache_read) + u128::from(t.cache_creation) + u128::from(t.cache_creation_1h);
-        if cached > u128::from(t.input) {
-            return Err(Rejection::new(
-                RejectReason::InconsistentTokens,
-                format!(
-                    "cache_read_input_tokens + cache_creation_input_tokens + cache_creation_1h_input_tokens \
-                     ({cached}) exceed input_tokens ({})",
-                    t.input
-                ),
-            ));
-        }
-        if t.reasoning > t.output {
-            return Err(Rejection::new(
-                RejectReason::InconsistentTokens,
-                format!("reasoning_output_tokens ({}) exceed output_tokens ({})", t.reasoning, t.output),
-            ));
-        }
-        Ok(t)
+        self.as_view().validate()
     }
 
     /// The model that prices the event first: `response_model` when set, else `request_model`.

@@ -16,6 +16,6 @@ pub mod signal;
 pub mod spend;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogError, CatalogSource, LoadReport};
-pub use event::{TokenCounts, UsageEvent};
+pub use event::{TagsRef, TokenCounts, UsageEvent, UsageEventRef};
 pub use pricing::{CostTerms, PriceField, PricedUsage, ResolvedPrices, RoutedFromCost};
 pub use money::Money;

@@ -25,7 +25,7 @@ use ledger_core::spend::SpendUpdate;
 use ledger_core::Money;
 use ledger_core::dedupe::{check_event_time, DedupeWindow, TimeCheck};
 use ledger_core::event::{RejectReason, Rejection};
-use ledger_core::UsageEvent;
+use ledger_core::{UsageEvent, UsageEventRef};
 use ledger_kafka::consumer::{manual_offset_consumer, RebalanceEvent, RecordingContext};
 
 use crate::config::ProcessorConfig;
@@ -397,14 +397,19 @@ impl Core {
     }
 
     fn decide(&self, payload: &[u8], dedupe: &DedupeWindow, now_ms: i64) -> Decision {
-        let event = match self.codec.decode(payload) {
-            Ok(e) => e,
-            Err(e) => return Decision::Reject(Rejection::new(RejectReason::DecodeError, e.to_string()), None),
-        };
+        // The borrowed view is validated and priced without allocating; the strings are copied
+        // once, into the ledger row, when the event is accepted.
+        match self.codec.decode_with(payload, |event| self.decide_event(event, dedupe, now_ms)) {
+            Ok(decision) => decision,
+            Err(e) => Decision::Reject(Rejection::new(RejectReason::DecodeError, e.to_string()), None),
+        }
+    }
+
+    fn decide_event(&self, event: &UsageEventRef<'_>, dedupe: &DedupeWindow, now_ms: i64) -> Decision {
         // The event id is copied only for a rejection (it goes into the dead-letter headers).
         let tokens = match event.validate() {
             Ok(t) => t,
-            Err(r) => return Decision::Reject(r, Some(event.event_id)),
+            Err(r) => return Decision::Reject(r, Some(event.event_id.to_owned())),
         };
         let acc = &self.config.settings.acceptance;
         match check_event_time(
@@ -420,7 +425,7 @@ impl Core {
                         RejectReason::TooOld,
                         format!("event_time {} is older than {} days", event.event_time.to_rfc3339(), acc.max_age_days),
                     ),
-                    Some(event.event_id),
+                    Some(event.event_id.to_owned()),
                 )
             }
             TimeCheck::InFuture => {
@@ -433,16 +438,16 @@ impl Core {
                             acc.max_future_secs
                         ),
                     ),
-                    Some(event.event_id),
+                    Some(event.event_id.to_owned()),
                 )
             }
         }
-        if dedupe.contains(&event.event_id) {
+        if dedupe.contains(event.event_id) {
             return Decision::Duplicate;
         }
-        match self.catalog.price(&event, &tokens) {
-            Ok(priced) => Decision::Accept(Box::new((event, priced))),
-            Err(r) => Decision::Reject(r, Some(event.event_id)),
+        match self.catalog.price_view(event, &tokens) {
+            Ok(priced) => Decision::Accept(Box::new((event.to_owned_event(), priced))),
+            Err(r) => Decision::Reject(r, Some(event.event_id.to_owned())),
         }
     }
 

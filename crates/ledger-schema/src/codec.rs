@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 
 use ledger_core::signal::BudgetSignal;
 use ledger_core::spend::SpendUpdate;
-use ledger_core::UsageEvent;
+use ledger_core::{UsageEvent, UsageEventRef};
 
 use crate::error::{Fingerprint, SchemaError};
 use crate::schema::{schema_of, AvroRecord, RecordSchema};
@@ -152,5 +152,31 @@ impl<T: AvroRecord> Codec<T> {
         }
         apache_avro::to_avro_datum(reader, value)
             .map_err(|e| SchemaError::Transcode { record, fingerprint, source: Box::new(e) })
+    }
+}
+
+impl Codec<UsageEvent> {
+    /// Decodes a single-object message like [`Codec::decode`], but hands `read` a borrowed
+    /// view of the event instead of allocating its strings: the processor's hot path. Data of
+    /// an older writer schema is resolved first, as in [`Codec::decode`].
+    pub fn decode_with<R>(&self, message: &[u8], read: impl FnOnce(&UsageEventRef<'_>) -> R) -> Result<R, SchemaError> {
+        let (fingerprint, datum) = split_single_object(UsageEvent::NAME, message)?;
+        let mut tags = Vec::new();
+        if fingerprint == self.schema.fingerprint() {
+            let event = crate::usage_fast::decode_ref(datum, &mut tags)?;
+            return Ok(read(&event));
+        }
+        match self.schema.older_writer(fingerprint) {
+            Some(writer) => {
+                let datum = self.transcode(fingerprint, &writer.schema, datum)?;
+                let event = crate::usage_fast::decode_ref(&datum, &mut tags)?;
+                Ok(read(&event))
+            }
+            None => Err(SchemaError::UnknownFingerprint {
+                record: UsageEvent::NAME,
+                fingerprint,
+                known: self.schema.known_fingerprints().iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", "),
+            }),
+        }
     }
 }

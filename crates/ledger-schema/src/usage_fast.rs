@@ -7,10 +7,8 @@
 //! The property tests compare it with apache-avro on arbitrary events, and a test pins the
 //! field list to the schema so a schema change cannot leave it behind silently.
 
-use std::collections::BTreeMap;
-
 use chrono::DateTime;
-use ledger_core::{Money, UsageEvent};
+use ledger_core::{Money, TagsRef, UsageEvent, UsageEventRef};
 
 use crate::error::SchemaError;
 
@@ -60,6 +58,19 @@ fn bad(field: &'static str, detail: impl Into<String>) -> SchemaError {
 impl<'a> Reader<'a> {
     #[inline]
     fn long(&mut self, field: &'static str) -> Result<i64, SchemaError> {
+        // Most values of an event (union branches, lengths, small counts) take one byte.
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                let v = u64::from(b);
+                Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+            }
+            _ => self.long_slow(field),
+        }
+    }
+
+    #[inline(never)]
+    fn long_slow(&mut self, field: &'static str) -> Result<i64, SchemaError> {
         let mut value: u64 = 0;
         let mut shift = 0u32;
         loop {
@@ -93,11 +104,6 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    fn string(&mut self, field: &'static str) -> Result<String, SchemaError> {
-        self.str(field).map(str::to_owned)
-    }
-
-    #[inline]
     fn present(&mut self, field: &'static str) -> Result<bool, SchemaError> {
         match self.long(field)? {
             0 => Ok(false),
@@ -107,20 +113,19 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    fn opt_string(&mut self, field: &'static str) -> Result<Option<String>, SchemaError> {
+    fn opt_str(&mut self, field: &'static str) -> Result<Option<&'a str>, SchemaError> {
         if self.present(field)? {
-            self.string(field).map(Some)
+            self.str(field).map(Some)
         } else {
             Ok(None)
         }
     }
 
-    fn map(&mut self, field: &'static str) -> Result<BTreeMap<String, String>, SchemaError> {
-        let mut map = BTreeMap::new();
+    fn map_into(&mut self, field: &'static str, out: &mut Vec<(&'a str, &'a str)>) -> Result<(), SchemaError> {
         loop {
             let mut count = self.long(field)?;
             if count == 0 {
-                return Ok(map);
+                return Ok(());
             }
             if count < 0 {
                 count = count.checked_neg().ok_or_else(|| bad(field, "map block count overflows"))?;
@@ -131,9 +136,9 @@ impl<'a> Reader<'a> {
                 return Err(bad(field, format!("map block of {count} entries exceeds the datum")));
             }
             for _ in 0..count {
-                let k = self.string(field)?;
-                let v = self.string(field)?;
-                map.insert(k, v);
+                let k = self.str(field)?;
+                let v = self.str(field)?;
+                out.push((k, v));
             }
         }
     }
@@ -141,31 +146,42 @@ impl<'a> Reader<'a> {
 
 /// Decodes a `UsageEvent` datum of the current schema.
 pub(crate) fn decode(datum: &[u8]) -> Result<UsageEvent, SchemaError> {
+    let mut tags = Vec::new();
+    decode_ref(datum, &mut tags).map(|e| e.to_owned_event())
+}
+
+/// Reads a `UsageEvent` datum of the current schema without copying its strings; the tags go
+/// into `tags` (which allocates only when the event has tags).
+pub(crate) fn decode_ref<'d, 't>(
+    datum: &'d [u8],
+    tags: &'t mut Vec<(&'d str, &'d str)>,
+) -> Result<UsageEventRef<'t>, SchemaError> {
     let mut r = Reader { buf: datum, pos: 0 };
-    let event_id = r.string("event_id")?;
+    let event_id = r.str("event_id")?;
     let micros = r.long("event_time")?;
     let event_time = DateTime::from_timestamp_micros(micros)
         .ok_or(SchemaError::TimestampOutOfRange { record: RECORD, field: "event_time", micros })?;
-    let tenant_id = r.string("tenant_id")?;
-    let team = r.opt_string("team")?;
-    let project = r.opt_string("project")?;
-    let user_id = r.opt_string("user_id")?;
-    let api_key_id = r.opt_string("api_key_id")?;
-    let feature = r.opt_string("feature")?;
-    let environment = r.opt_string("environment")?;
-    let tags = r.map("tags")?;
-    let provider = r.string("provider")?;
-    let operation = r.string("operation")?;
-    let request_model = r.string("request_model")?;
-    let response_model = r.opt_string("response_model")?;
-    let routed_from_model = r.opt_string("routed_from_model")?;
+    let tenant_id = r.str("tenant_id")?;
+    let team = r.opt_str("team")?;
+    let project = r.opt_str("project")?;
+    let user_id = r.opt_str("user_id")?;
+    let api_key_id = r.opt_str("api_key_id")?;
+    let feature = r.opt_str("feature")?;
+    let environment = r.opt_str("environment")?;
+    tags.clear();
+    r.map_into("tags", tags)?;
+    let provider = r.str("provider")?;
+    let operation = r.str("operation")?;
+    let request_model = r.str("request_model")?;
+    let response_model = r.opt_str("response_model")?;
+    let routed_from_model = r.opt_str("routed_from_model")?;
     let input_tokens = r.long("input_tokens")?;
     let cache_read_input_tokens = r.long("cache_read_input_tokens")?;
     let cache_creation_input_tokens = r.long("cache_creation_input_tokens")?;
     let cache_creation_1h_input_tokens = r.long("cache_creation_1h_input_tokens")?;
     let output_tokens = r.long("output_tokens")?;
     let reasoning_output_tokens = r.long("reasoning_output_tokens")?;
-    let service_tier = r.opt_string("service_tier")?;
+    let service_tier = r.opt_str("service_tier")?;
     let provided_cost_usd = if r.present("provided_cost_usd")? {
         let text = r.str("provided_cost_usd")?;
         Some(text.parse::<Money>().map_err(|source| SchemaError::InvalidMoney {
@@ -177,13 +193,14 @@ pub(crate) fn decode(datum: &[u8]) -> Result<UsageEvent, SchemaError> {
         None
     };
     let latency_ms = if r.present("latency_ms")? { Some(r.long("latency_ms")?) } else { None };
-    let status = r.string("status")?;
-    let response_id = r.opt_string("response_id")?;
-    let trace_id = r.opt_string("trace_id")?;
+    let status = r.str("status")?;
+    let response_id = r.opt_str("response_id")?;
+    let trace_id = r.opt_str("trace_id")?;
     if r.pos != datum.len() {
         return Err(SchemaError::TrailingBytes { record: RECORD, count: datum.len() - r.pos });
     }
-    Ok(UsageEvent {
+    let tags: &'t Vec<(&'d str, &'d str)> = tags;
+    Ok(UsageEventRef {
         event_id,
         event_time,
         tenant_id,
@@ -193,7 +210,7 @@ pub(crate) fn decode(datum: &[u8]) -> Result<UsageEvent, SchemaError> {
         api_key_id,
         feature,
         environment,
-        tags,
+        tags: TagsRef::Pairs(tags),
         provider,
         operation,
         request_model,

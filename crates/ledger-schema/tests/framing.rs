@@ -218,6 +218,10 @@ proptest! {
         if let Err(e) = c.decode(&bytes) {
             prop_assert!(e.is_poison(), "{}", e);
         }
+        // The borrowed path fails exactly when the owned one does, with the same error.
+        let owned = c.decode(&bytes);
+        let view = c.decode_with(&bytes, |v| v.to_owned_event());
+        prop_assert_eq!(owned.map_err(|e| e.to_string()), view.map_err(|e| e.to_string()));
         let cut = cut.index(bytes.len());
         let _ = c.decode(&bytes[..cut]);
     }

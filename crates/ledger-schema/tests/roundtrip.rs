@@ -137,6 +137,13 @@ proptest! {
         let c = UsageEventCodec::new().unwrap();
         round_trip(&c, &e);
         agree::<UsageEvent>(&c, &e, usage_to_value, usage_from_value);
+        // The borrowed view the processor prices from reads the same event, and the owned
+        // event's view is the same view.
+        let bytes = c.encode(&e).unwrap();
+        let (owned, view_validation) = c.decode_with(&bytes, |v| (v.to_owned_event(), v.validate())).unwrap();
+        prop_assert_eq!(&owned, &e);
+        prop_assert_eq!(view_validation, e.validate());
+        prop_assert!(c.decode_with(&bytes, |v| *v == e.as_view()).unwrap());
     }
 
     #[test]
