@@ -168,40 +168,16 @@ impl<'a> SpendKeyRef<'a> {
     }
 }
 
-impl SpendKeyRef<'_> {
-    fn matches(&self, key: &SpendKey) -> bool {
-        self.bucket_start == key.bucket_start
-            && self.tenant_id == key.tenant_id
-            && self.team == key.team.as_deref()
-            && self.project == key.project.as_deref()
-            && self.user_id == key.user_id.as_deref()
-            && self.api_key_id == key.api_key_id.as_deref()
-            && self.model == key.model.as_deref()
-    }
+/// Marks an absent field in an [`IdKey`].
+const NO_ID: u32 = u32::MAX;
 
-    fn as_ref_of(key: &SpendKey) -> SpendKeyRef<'_> {
-        SpendKeyRef {
-            tenant_id: &key.tenant_id,
-            team: key.team.as_deref(),
-            project: key.project.as_deref(),
-            user_id: key.user_id.as_deref(),
-            api_key_id: key.api_key_id.as_deref(),
-            model: key.model.as_deref(),
-            bucket_start: key.bucket_start,
-        }
-    }
-}
-
-/// Hashes of a call's attribution fields, computed once and combined per scope, so a call
-/// costs six string hashes, not one per field per scope.
-#[derive(Clone, Copy)]
-struct FieldHashes {
-    tenant: u64,
-    team: u64,
-    project: u64,
-    user: u64,
-    api_key: u64,
-    model: u64,
+/// A [`SpendKey`] with every string replaced by its id in the aggregator's [`Interner`], so a
+/// lookup compares six integers instead of up to six strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IdKey {
+    /// tenant, team, project, user, API key, model; [`NO_ID`] when absent.
+    ids: [u32; 6],
+    bucket_start: i64,
 }
 
 #[inline]
@@ -209,40 +185,70 @@ fn mix(h: u64, v: u64) -> u64 {
     (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
 }
 
-impl FieldHashes {
-    fn of(state: &DefaultHashBuilder, k: &SpendKeyRef<'_>) -> FieldHashes {
-        let h = |s: Option<&str>| s.map(|s| state.hash_one(s)).unwrap_or(0);
-        FieldHashes {
-            tenant: state.hash_one(k.tenant_id),
-            team: h(k.team),
-            project: h(k.project),
-            user: h(k.user_id),
-            api_key: h(k.api_key_id),
-            model: h(k.model),
+impl IdKey {
+    #[inline]
+    fn hash(&self) -> u64 {
+        let mut h = 0x51_7CC1_B727_220A;
+        for id in self.ids {
+            h = mix(h, u64::from(id));
         }
+        mix(h, self.bucket_start as u64)
     }
 
-    /// The hash of the key that has exactly the fields set in `k` (the others ignored).
+    /// The ids of the fields `scope` keys on, or `None` when one of them is absent.
     #[inline]
-    fn combine(&self, k: &SpendKeyRef<'_>) -> u64 {
-        let mut h = mix(0x51_7CC1_B727_220A, self.tenant);
-        for (present, v) in [
-            (k.team.is_some(), self.team),
-            (k.project.is_some(), self.project),
-            (k.user_id.is_some(), self.user),
-            (k.api_key_id.is_some(), self.api_key),
-            (k.model.is_some(), self.model),
-        ] {
-            h = mix(h, if present { v } else { 0x2545_F491_4F6C_DD1D });
+    fn for_scope(scope: SpendScope, full: &[u32; 6], bucket_start: i64) -> Option<IdKey> {
+        let (team, project, user, key, model) = scope.fields();
+        let mut ids = [full[0], NO_ID, NO_ID, NO_ID, NO_ID, NO_ID];
+        for (i, wanted) in [team, project, user, key, model].into_iter().enumerate() {
+            if wanted {
+                if full[i + 1] == NO_ID {
+                    return None;
+                }
+                ids[i + 1] = full[i + 1];
+            }
         }
-        mix(h, k.bucket_start as u64)
+        Some(IdKey { ids, bucket_start })
+    }
+}
+
+/// Attribution strings, each stored once and named by a dense id.
+#[derive(Debug, Default, Clone)]
+struct Interner {
+    table: HashTable<u32>,
+    names: Vec<Box<str>>,
+    hashes: Vec<u64>,
+}
+
+impl Interner {
+    #[inline]
+    fn intern(&mut self, state: &DefaultHashBuilder, s: &str) -> u32 {
+        let hash = state.hash_one(s);
+        let names = &self.names;
+        if let Some(&id) = self.table.find(hash, |&id| &*names[id as usize] == s) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).ok().filter(|id| *id != NO_ID).expect("fewer than 2^32 - 1 distinct names");
+        self.names.push(s.into());
+        self.hashes.push(hash);
+        let hashes = &self.hashes;
+        self.table.insert_unique(hash, id, |&id| hashes[id as usize]);
+        id
+    }
+
+    fn id_of(&self, state: &DefaultHashBuilder, s: &str) -> Option<u32> {
+        self.table.find(state.hash_one(s), |&id| &*self.names[id as usize] == s).copied()
+    }
+
+    fn name(&self, id: u32) -> Option<String> {
+        (id != NO_ID).then(|| self.names[id as usize].to_string())
     }
 }
 
 #[derive(Debug, Clone)]
 struct Slot {
     hash: u64,
-    key: SpendKey,
+    key: IdKey,
     totals: SpendTotals,
     touched: bool,
 }
@@ -318,8 +324,10 @@ impl SpendTotals {
 /// Cumulative totals per key, with the set of keys touched since the last publication.
 #[derive(Default, Clone)]
 pub struct SpendAggregator {
-    /// Totals per key (hashed by [`FieldHashes`]), and whether touched since the last publication.
+    /// Totals per key (hashed by [`IdKey::hash`]), and whether touched since the last publication.
     slots: HashTable<Slot>,
+    /// The attribution strings of the keys held.
+    names: Interner,
     state: DefaultHashBuilder,
 }
 
@@ -335,16 +343,55 @@ impl SpendAggregator {
         Self::default()
     }
 
-    fn hash_of(&self, key: &SpendKeyRef<'_>) -> u64 {
-        FieldHashes::of(&self.state, key).combine(key)
+    fn intern_opt(&mut self, s: Option<&str>) -> u32 {
+        match s {
+            Some(s) if !s.is_empty() => self.names.intern(&self.state, s),
+            _ => NO_ID,
+        }
     }
 
-    fn slot_mut(&mut self, hash: u64, key: &SpendKeyRef<'_>) -> Option<&mut Slot> {
-        self.slots.find_mut(hash, |s| s.hash == hash && key.matches(&s.key))
+    fn intern_key(&mut self, key: &SpendKey) -> IdKey {
+        let tenant = self.names.intern(&self.state, &key.tenant_id);
+        let rest = [&key.team, &key.project, &key.user_id, &key.api_key_id, &key.model]
+            .map(|f| f.as_deref().map_or(NO_ID, |s| self.names.intern(&self.state, s)));
+        IdKey { ids: [tenant, rest[0], rest[1], rest[2], rest[3], rest[4]], bucket_start: key.bucket_start }
     }
 
-    fn upsert(&mut self, hash: u64, key: &SpendKeyRef<'_>, cost: Money, tokens: &TokenCounts, offset: i64, event_micros: i64) -> Result<(), MoneyOverflow> {
-        match self.slot_mut(hash, key) {
+    /// The ids of `key`, or `None` when one of its strings is unknown (so the key is too).
+    fn id_key(&self, key: &SpendKey) -> Option<IdKey> {
+        let id = |s: &Option<String>| match s {
+            Some(s) => self.names.id_of(&self.state, s),
+            None => Some(NO_ID),
+        };
+        Some(IdKey {
+            ids: [
+                self.names.id_of(&self.state, &key.tenant_id)?,
+                id(&key.team)?,
+                id(&key.project)?,
+                id(&key.user_id)?,
+                id(&key.api_key_id)?,
+                id(&key.model)?,
+            ],
+            bucket_start: key.bucket_start,
+        })
+    }
+
+    fn spend_key(&self, key: &IdKey) -> SpendKey {
+        SpendKey {
+            tenant_id: self.names.name(key.ids[0]).unwrap_or_default(),
+            team: self.names.name(key.ids[1]),
+            project: self.names.name(key.ids[2]),
+            user_id: self.names.name(key.ids[3]),
+            api_key_id: self.names.name(key.ids[4]),
+            model: self.names.name(key.ids[5]),
+            bucket_start: key.bucket_start,
+        }
+    }
+
+    #[inline]
+    fn upsert(&mut self, key: IdKey, cost: Money, tokens: &TokenCounts, offset: i64, event_micros: i64) -> Result<(), MoneyOverflow> {
+        let hash = key.hash();
+        match self.slots.find_mut(hash, |s| s.hash == hash && s.key == key) {
             Some(slot) => {
                 slot.totals.add(cost, tokens, offset, event_micros)?;
                 slot.touched = true;
@@ -352,8 +399,7 @@ impl SpendAggregator {
             None => {
                 let mut totals = SpendTotals::default();
                 totals.add(cost, tokens, offset, event_micros)?;
-                let slot = Slot { hash, key: key.to_owned_key(), totals, touched: true };
-                self.slots.insert_unique(hash, slot, |s| s.hash);
+                self.slots.insert_unique(hash, Slot { hash, key, totals, touched: true }, |s| s.hash);
             }
         }
         Ok(())
@@ -368,9 +414,8 @@ impl SpendAggregator {
         offset: i64,
         event_micros: i64,
     ) -> Result<(), MoneyOverflow> {
-        let r = SpendKeyRef::as_ref_of(&key);
-        let hash = self.hash_of(&r);
-        self.upsert(hash, &r, cost, tokens, offset, event_micros)
+        let key = self.intern_key(&key);
+        self.upsert(key, cost, tokens, offset, event_micros)
     }
 
     /// Adds one priced call to the key of every scope it has the fields for.
@@ -383,31 +428,27 @@ impl SpendAggregator {
         offset: i64,
         event_micros: i64,
     ) -> Result<(), MoneyOverflow> {
-        let Some(finest) = SpendKeyRef::for_scope(SpendScope::Tenant, attribution, bucket_start) else {
-            return Ok(());
-        };
-        let full = SpendKeyRef {
-            team: attribution.team.filter(|s| !s.is_empty()),
-            project: attribution.project.filter(|s| !s.is_empty()),
-            user_id: attribution.user_id.filter(|s| !s.is_empty()),
-            api_key_id: attribution.api_key_id.filter(|s| !s.is_empty()),
-            model: Some(attribution.model).filter(|s| !s.is_empty()),
-            ..finest
-        };
-        let hashes = FieldHashes::of(&self.state, &full);
+        let full = [
+            self.names.intern(&self.state, attribution.tenant_id),
+            self.intern_opt(attribution.team),
+            self.intern_opt(attribution.project),
+            self.intern_opt(attribution.user_id),
+            self.intern_opt(attribution.api_key_id),
+            self.intern_opt(Some(attribution.model)),
+        ];
         for scope in SpendScope::ALL {
-            let Some(key) = SpendKeyRef::for_scope(scope, attribution, bucket_start) else { continue };
-            let hash = hashes.combine(&key);
-            self.upsert(hash, &key, cost, tokens, offset, event_micros)?;
+            if let Some(key) = IdKey::for_scope(scope, &full, bucket_start) {
+                self.upsert(key, cost, tokens, offset, event_micros)?;
+            }
         }
         Ok(())
     }
 
     /// Sets a key's totals (restored from the durable ledger) and marks it touched.
     pub fn restore(&mut self, key: SpendKey, totals: SpendTotals) {
-        let hash = self.hash_of(&SpendKeyRef::as_ref_of(&key));
-        let r = SpendKeyRef::as_ref_of(&key);
-        match self.slots.find_mut(hash, |s| s.hash == hash && r.matches(&s.key)) {
+        let key = self.intern_key(&key);
+        let hash = key.hash();
+        match self.slots.find_mut(hash, |s| s.hash == hash && s.key == key) {
             Some(slot) => {
                 slot.totals = totals;
                 slot.touched = true;
@@ -420,29 +461,53 @@ impl SpendAggregator {
 
     /// The cumulative totals of a key.
     pub fn get(&self, key: &SpendKey) -> Option<&SpendTotals> {
-        let r = SpendKeyRef::as_ref_of(key);
-        let hash = self.hash_of(&r);
-        self.slots.find(hash, |s| s.hash == hash && r.matches(&s.key)).map(|s| &s.totals)
+        let key = self.id_key(key)?;
+        let hash = key.hash();
+        self.slots.find(hash, |s| s.hash == hash && s.key == key).map(|s| &s.totals)
     }
 
     /// The keys touched since the last call, with their cumulative totals, in key order.
     pub fn take_touched(&mut self) -> Vec<(SpendKey, SpendTotals)> {
-        let mut out: Vec<(SpendKey, SpendTotals)> = self
-            .slots
-            .iter_mut()
-            .filter(|s| s.touched)
-            .map(|s| {
-                s.touched = false;
-                (s.key.clone(), s.totals)
-            })
-            .collect();
+        let mut touched: Vec<(IdKey, SpendTotals)> = Vec::new();
+        for s in self.slots.iter_mut().filter(|s| s.touched) {
+            s.touched = false;
+            touched.push((s.key, s.totals));
+        }
+        let mut out: Vec<(SpendKey, SpendTotals)> = touched.iter().map(|(k, t)| (self.spend_key(k), *t)).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 
-    /// Forgets buckets that started before `bucket_start` (unix seconds).
+    /// Forgets buckets that started before `bucket_start` (unix seconds), and the names only
+    /// they used.
     pub fn evict_before(&mut self, bucket_start: i64) {
+        let before = self.slots.len();
         self.slots.retain(|s| s.key.bucket_start >= bucket_start);
+        if self.slots.len() < before {
+            self.compact_names();
+        }
+    }
+
+    /// Rebuilds the interner from the names the remaining keys use (after an eviction, about
+    /// once an hour), so a stream of ever new users or keys does not grow it without bound.
+    fn compact_names(&mut self) {
+        let old = std::mem::take(&mut self.names);
+        let mut remap: Vec<u32> = vec![NO_ID; old.names.len()];
+        let mut slots = std::mem::take(&mut self.slots);
+        for slot in slots.iter_mut() {
+            for id in slot.key.ids.iter_mut().filter(|id| **id != NO_ID) {
+                let new = &mut remap[*id as usize];
+                if *new == NO_ID {
+                    *new = self.names.intern(&self.state, &old.names[*id as usize]);
+                }
+                *id = *new;
+            }
+            slot.hash = slot.key.hash();
+        }
+        // Hashes changed with the ids: re-insert every slot.
+        for slot in slots.drain() {
+            self.slots.insert_unique(slot.hash, slot, |s| s.hash);
+        }
     }
 
     /// Number of keys held.
@@ -457,9 +522,17 @@ impl SpendAggregator {
 
     /// Sum of the cost of every key of one scope (every call counts once per scope).
     pub fn total_cost(&self, scope: SpendScope) -> Result<Money, MoneyOverflow> {
-        Money::checked_sum(
-            self.slots.iter().filter(|s| SpendScope::of_key(&s.key) == Some(scope)).map(|s| s.totals.cost),
-        )
+        let fields = scope.fields();
+        let shape = |k: &IdKey| {
+            let p = |i: usize| k.ids[i] != NO_ID;
+            (p(1), p(2), p(3), p(4), p(5))
+        };
+        Money::checked_sum(self.slots.iter().filter(|s| shape(&s.key) == fields).map(|s| s.totals.cost))
+    }
+
+    /// Number of distinct attribution strings held (bounded by the keys held).
+    pub fn names_len(&self) -> usize {
+        self.names.names.len()
     }
 }
 
@@ -556,6 +629,90 @@ mod tests {
             prop_assert_eq!(agg.total_cost(SpendScope::Tenant).unwrap().picos(), expected);
             let published: i128 = agg.take_touched().iter().map(|(_, t)| t.cost.picos()).sum();
             prop_assert_eq!(published, expected);
+        }
+    }
+
+    #[test]
+    fn eviction_keeps_the_rest_and_forgets_names_only_evicted_keys_used() {
+        let mut agg = SpendAggregator::new();
+        let t = TokenCounts::default();
+        let users: Vec<String> = (0..110).map(|i| format!("u{i}")).collect();
+        for (i, u) in users.iter().enumerate() {
+            let a = Attribution { tenant_id: "a", team: Some("t"), project: None, user_id: Some(u), api_key_id: None, model: "m" };
+            let bucket = if i < 100 { 0 } else { 3600 };
+            agg.add_call(&a, bucket, Money::from_picos(1), &t, i as i64, 0).unwrap();
+        }
+        let names_before = agg.names_len();
+        agg.evict_before(3600);
+        // a, t, m and the ten users of the kept bucket.
+        assert_eq!(agg.names_len(), 13, "was {names_before}");
+        let u105 = Attribution { tenant_id: "a", team: Some("t"), project: None, user_id: Some("u105"), api_key_id: None, model: "m" };
+        let key = SpendKey::for_scope(SpendScope::User, &u105, 3600).unwrap();
+        assert_eq!(agg.get(&key).unwrap().requests, 1);
+        let tenant = SpendKey::for_scope(SpendScope::Tenant, &u105, 3600).unwrap();
+        assert_eq!(agg.get(&tenant).unwrap().requests, 10);
+        let len = agg.len();
+        agg.add_call(&u105, 3600, Money::from_picos(1), &t, 200, 0).unwrap();
+        assert_eq!(agg.len(), len, "a call after compaction adds to the same keys");
+        assert_eq!(agg.get(&tenant).unwrap().requests, 11);
+        let old = SpendKey::for_scope(SpendScope::Tenant, &u105, 0).unwrap();
+        assert!(agg.get(&old).is_none());
+    }
+
+    fn attribution_strategy() -> impl Strategy<Value = (u8, Option<u8>, Option<u8>, Option<u8>, Option<u8>, u8)> {
+        (0u8..3, prop::option::of(0u8..3), prop::option::of(0u8..3), prop::option::of(0u8..4), prop::option::of(0u8..2), 0u8..3)
+    }
+
+    proptest! {
+        /// The interned aggregator agrees with a plain map of owned keys, through evictions.
+        #[test]
+        fn agrees_with_a_reference_map(
+            ops in prop::collection::vec((attribution_strategy(), 0i64..3, 0i64..1_000_000, 0u8..10), 0..150),
+        ) {
+            use std::collections::BTreeMap;
+            let name = |prefix: &str, v: u8| if v == 0 { String::new() } else { format!("{prefix}{v}") };
+            let mut agg = SpendAggregator::new();
+            let mut reference: BTreeMap<SpendKey, (i128, u64)> = BTreeMap::new();
+            let t = TokenCounts::default();
+            for (i, ((tenant, team, project, user, key, model), bucket, picos, evict)) in ops.into_iter().enumerate() {
+                if evict == 0 {
+                    let from = bucket * 3600;
+                    agg.evict_before(from);
+                    reference.retain(|k, _| k.bucket_start >= from);
+                    continue;
+                }
+                let (team, project, user, key) =
+                    (team.map(|v| name("t", v)), project.map(|v| name("p", v)), user.map(|v| name("u", v)), key.map(|v| name("k", v)));
+                let (tenant, model) = (format!("a{tenant}"), name("m", model));
+                let a = Attribution {
+                    tenant_id: &tenant,
+                    team: team.as_deref(),
+                    project: project.as_deref(),
+                    user_id: user.as_deref(),
+                    api_key_id: key.as_deref(),
+                    model: &model,
+                };
+                agg.add_call(&a, bucket * 3600, Money::from_picos(i128::from(picos)), &t, i as i64, 0).unwrap();
+                for scope in SpendScope::ALL {
+                    if let Some(k) = SpendKey::for_scope(scope, &a, bucket * 3600) {
+                        let e = reference.entry(k).or_default();
+                        e.0 += i128::from(picos);
+                        e.1 += 1;
+                    }
+                }
+            }
+            prop_assert_eq!(agg.len(), reference.len());
+            for (k, (cost, requests)) in &reference {
+                let got = agg.get(k);
+                prop_assert!(got.is_some(), "missing {:?}", k);
+                let got = got.unwrap();
+                prop_assert_eq!(got.cost.picos(), *cost);
+                prop_assert_eq!(got.requests, *requests);
+            }
+            let touched: BTreeMap<SpendKey, i128> = agg.take_touched().into_iter().map(|(k, t)| (k, t.cost.picos())).collect();
+            for k in touched.keys() {
+                prop_assert!(reference.contains_key(k), "published a key the reference lacks: {:?}", k);
+            }
         }
     }
 }
