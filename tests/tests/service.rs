@@ -64,7 +64,7 @@ async fn metrics_follow_the_work_and_sigterm_exits_cleanly() {
     assert_eq!(metric(&text, "ledger_batch_rows_count"), Some(inserts), "{text}");
     assert_eq!(metric(&text, "ledger_batch_rows_sum"), Some(sent.distinct_valid), "{text}");
 
-    // The lag gauge comes from librdkafka statistics (every 5 s) and reaches 0 on every
+    // The lag gauge comes from librdkafka statistics (every 2 s) and reaches 0 on every
     // partition once the committed offsets caught up with the high watermarks.
     let partitions = ledger_kafka::admin::partition_count(&env.kafka, &env.topics.usage, Duration::from_secs(10)).expect("partition count");
     let deadline = Instant::now() + Duration::from_secs(60);

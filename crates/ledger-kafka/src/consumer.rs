@@ -139,7 +139,7 @@ pub fn manual_offset_consumer(
         .set("fetch.min.bytes", "1")
         .set("fetch.wait.max.ms", "100")
         .set("queued.max.messages.kbytes", "65536")
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "2000");
     if let Some(id) = instance_id {
         cfg.set("group.instance.id", id);
     }

@@ -192,7 +192,7 @@ impl Stats {
         let lag = self.lag_source.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|c| c.lag()).unwrap_or_default();
         let _ = writeln!(
             out,
-            "# HELP ledger_consumer_lag Messages of a partition not yet durable in the ledger (high watermark - committed offset), from librdkafka statistics every 5 s.\n# TYPE ledger_consumer_lag gauge"
+            "# HELP ledger_consumer_lag Messages of a partition not yet durable in the ledger (high watermark - committed offset), from librdkafka statistics every 2 s.\n# TYPE ledger_consumer_lag gauge"
         );
         for ((topic, partition), l) in &lag {
             let _ = writeln!(out, "ledger_consumer_lag{{topic=\"{topic}\",partition=\"{partition}\"}} {}", l.lag);

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Sustained end-to-end throughput (issue "Stream processor", benchmark): `ledger process` runs as
+# a service while `ledger produce --rate R --duration D` drives paced load into a fresh topic.
+# Every 10 s it prints the ledger rows written in the interval, the consumer lag (from the
+# processor's /metrics) and the processor's resident memory; at the end the sustained rate
+# (rows committed during the produce window / window), the catch-up time after it, the peak RSS,
+# and the two raw baselines on the same rows (consume only, ClickHouse insert only).
+# Usage: benches/sustained.sh [RATE] [DURATION]   (default 100000 5m). Needs `scripts/stack.sh up`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+RATE=${1:-100000}
+DURATION=${2:-5m}
+RUN="sustained$(date +%s)"
+DB="ledger_${RUN}"
+export LEDGER__TOPICS__USAGE="${RUN}.llm.usage.v1"
+export LEDGER__TOPICS__DEAD_LETTER="${RUN}.llm.usage.dlq.v1"
+export LEDGER__TOPICS__SPEND="${RUN}.llm.spend.v1"
+export LEDGER__TOPICS__SIGNALS="${RUN}.llm.budget-signals.v1"
+export LEDGER__CLICKHOUSE__DATABASE="$DB"
+export LEDGER__PROCESSOR__GROUP_ID="${RUN}-processor"
+export RUST_LOG=warn
+
+cargo build --release --quiet -p ledger-cli
+L=target/release/ledger
+CH="clickhouse-client --port ${LEDGER_CLICKHOUSE_TCP_PORT:-9000}"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+
+secs() { date +%s.%N; }
+rows() { $CH -q "SELECT count() FROM $DB.usage_ledger" 2>/dev/null || echo 0; }
+lag() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^ledger_consumer_lag\{/ {s+=$2} END {print s+0}'; }
+rss_mib() { awk '/VmRSS/ {print int($2/1024)}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+"$L" migrate >/dev/null
+# The processor creates the topics; start it first so the producer never waits for them.
+"$L" process --metrics "127.0.0.1:$PORT" 2>/tmp/"$RUN".process.log &
+PROC=$!
+trap 'kill $PROC 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+
+echo "rate $RATE events/s for $DURATION; processor pid $PROC, metrics :$PORT"
+t0=$(secs)
+"$L" produce --rate "$RATE" --duration "$DURATION" --quiet --seed 11 >/tmp/"$RUN".produce.log 2>&1 &
+PRODUCER=$!
+peak=0
+last_rows=0
+last_t=$t0
+printf "%8s %12s %14s %10s %8s\n" "t (s)" "ledger rows" "rows/s (10 s)" "lag" "RSS MiB"
+while kill -0 "$PRODUCER" 2>/dev/null; do
+  sleep 10
+  now=$(secs); r=$(rows); m=$(rss_mib $PROC); l=$(lag)
+  (( m > peak )) && peak=$m
+  python3 -c "import sys; t0,now,lt,r,lr=map(float,sys.argv[1:6]); print(f'{now-t0:8.0f} {int(r):12,d} {(r-lr)/(now-lt):14,.0f} {sys.argv[6]:>10} {sys.argv[7]:>8}')" \
+    "$t0" "$now" "$last_t" "$r" "$last_rows" "$l" "$m"
+  last_rows=$r; last_t=$now
+done
+wait "$PRODUCER"
+t_end=$(secs)
+rows_at_end=$(rows)
+window=$(python3 -c "print($t_end - $t0)")
+# Catch-up: until every partition's lag is 0 (the processor commits after each durable insert).
+while true; do
+  m=$(rss_mib $PROC); (( m > peak )) && peak=$m
+  l=$(lag); [[ "$l" == "0" ]] && break
+  sleep 1
+done
+t_drained=$(secs)
+final_rows=$(rows)
+kill -TERM $PROC; wait $PROC || true
+trap - EXIT
+
+echo
+cat /tmp/"$RUN".produce.log | tail -3
+python3 - "$t0" "$t_end" "$t_drained" "$rows_at_end" "$final_rows" "$peak" <<'PY'
+import sys
+t0, t_end, t_drained, at_end, final, peak = map(float, sys.argv[1:7])
+window = t_end - t0
+print(f"produce window:                {window:.1f} s")
+print(f"ledger rows in the window:     {int(at_end):,} -> sustained {at_end / window:,.0f} events/s")
+print(f"catch-up after the window:     {t_drained - t_end:.1f} s (final ledger rows {int(final):,})")
+print(f"end to end incl. catch-up:     {final / (t_drained - t0):,.0f} events/s")
+print(f"processor peak RSS:            {int(peak)} MiB")
+PY
+
+# The raw baselines on the same rows.
+N=$final_rows
+t0=$(secs)
+"$L" bench-consume --topic "$LEDGER__TOPICS__USAGE" --expect "$N" >/dev/null
+t1=$(secs)
+$CH -q "CREATE TABLE $DB.insert_baseline AS $DB.usage_ledger"
+$CH -q "SELECT * FROM $DB.usage_ledger FORMAT RowBinary" > /tmp/"$RUN".rowbinary
+t2=$(secs)
+$CH -q "INSERT INTO $DB.insert_baseline FORMAT RowBinary" < /tmp/"$RUN".rowbinary
+t3=$(secs)
+rm -f /tmp/"$RUN".rowbinary
+python3 - "$N" "$t0" "$t1" "$t2" "$t3" "$rows_at_end" "$window" <<'PY'
+import sys
+n, t0, t1, t2, t3, at_end, window = map(float, sys.argv[1:8])
+a, b = n / (t1 - t0), n / (t3 - t2)
+print(f"baseline A, consume only:      {a:,.0f} events/s")
+print(f"baseline B, ClickHouse insert: {b:,.0f} events/s")
+print(f"sustained / slower baseline:   {(at_end / window) / min(a, b):.2f}")
+PY
+$CH -q "DROP DATABASE $DB"
