@@ -5,8 +5,9 @@
 #   2. baseline A: consume that topic alone (librdkafka via `ledger bench-consume`);
 #   3. the pipeline: `ledger process --until-drained` from the first poll to the last committed
 #      ledger row (decode, validate, dedupe, price, insert, spend updates), with its peak RSS;
-#   4. baseline B: insert the same ledger rows into an empty copy of usage_ledger alone
-#      (clickhouse-client, RowBinary).
+#   4. baseline B: insert the same ledger rows alone (clickhouse-client, RowBinary, one insert):
+#      B1 into a bare copy of usage_ledger, B2 into a freshly migrated ledger whose materialized
+#      views maintain the minute/hour/day rollups as they do for the pipeline.
 # Usage: benches/pipeline.sh [EVENTS]   (default 1,000,000). Needs `scripts/stack.sh up`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -48,24 +49,35 @@ process_s=$(python3 -c "print($t1-$t0)")
 rss_kib=$(tail -1 /tmp/"$RUN".rss)
 
 rows=$($CH -q "SELECT count() FROM $DB.usage_ledger")
-$CH -q "CREATE TABLE $DB.insert_baseline AS $DB.usage_ledger"
 $CH -q "SELECT * FROM $DB.usage_ledger FORMAT RowBinary" > /tmp/"$RUN".rowbinary
+# B1: the rows into a bare copy of the table (no rollups).
+$CH -q "CREATE TABLE $DB.insert_baseline AS $DB.usage_ledger"
 t0=$(secs)
 $CH -q "INSERT INTO $DB.insert_baseline FORMAT RowBinary" < /tmp/"$RUN".rowbinary
 t1=$(secs)
 insert_s=$(python3 -c "print($t1-$t0)")
+# B2: the rows into a freshly migrated ledger, whose materialized views maintain the three
+# rollups on every insert, as they do for the pipeline.
+LEDGER__CLICKHOUSE__DATABASE="${DB}_b2" "$L" migrate >/dev/null
+t0=$(secs)
+$CH -q "INSERT INTO ${DB}_b2.usage_ledger FORMAT RowBinary" < /tmp/"$RUN".rowbinary
+t1=$(secs)
+insert_mv_s=$(python3 -c "print($t1-$t0)")
 rm -f /tmp/"$RUN".rowbinary /tmp/"$RUN".rss
 
 echo
 echo "events: $N produced, $rows ledger rows"
-echo "produce (acks=all):            $(rate "$N" "$produce_s")"
-echo "baseline A, consume only:      $(rate "$N" "$consume_s")"
-echo "baseline B, ClickHouse insert: $(rate "$rows" "$insert_s")"
-echo "pipeline, produce->ledger:     $(rate "$N" "$process_s")  peak RSS $((rss_kib / 1024)) MiB"
-python3 - "$N" "$consume_s" "$rows" "$insert_s" "$process_s" <<'PY'
+echo "produce (acks=all):                    $(rate "$N" "$produce_s")"
+echo "baseline A, consume only:              $(rate "$N" "$consume_s")"
+echo "baseline B1, insert into a bare table: $(rate "$rows" "$insert_s")"
+echo "baseline B2, insert incl. rollups:     $(rate "$rows" "$insert_mv_s")"
+echo "pipeline, produce->ledger:             $(rate "$N" "$process_s")  peak RSS $((rss_kib / 1024)) MiB"
+python3 - "$N" "$consume_s" "$rows" "$insert_s" "$insert_mv_s" "$process_s" <<'PY'
 import sys
-n, c, rows, i, p = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-slower = min(n / c, rows / i)
-print(f"pipeline / slower baseline:    {(n / p) / slower:.2f}")
+n, c, rows, i, imv, p = map(float, sys.argv[1:7])
+pipeline = n / p
+print(f"pipeline / slower of A and B1:         {pipeline / min(n / c, rows / i):.2f}")
+print(f"pipeline / slower of A and B2:         {pipeline / min(n / c, rows / imv):.2f}")
 PY
 $CH -q "DROP DATABASE $DB"
+$CH -q "DROP DATABASE ${DB}_b2"

@@ -9,10 +9,12 @@
 //!
 //! Every error is an [`Error`] tagged [`ErrorKind::Retryable`] or [`ErrorKind::Fatal`].
 
+pub mod chargeback;
 pub mod config;
 pub mod error;
 pub mod lookup;
 pub mod migrate;
+pub mod reconcile;
 pub mod report;
 pub mod row;
 pub mod writer;

@@ -6,7 +6,9 @@
 //! depend on this one, never the other way round.
 
 pub mod aggregate;
+pub mod budget;
 pub mod catalog;
+pub mod chargeback;
 pub mod decimal;
 pub mod dedupe;
 pub mod event;

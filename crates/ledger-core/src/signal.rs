@@ -59,15 +59,16 @@ impl fmt::Display for BudgetState {
     }
 }
 
-/// Budget period (UTC calendar): serialized as `day`, `week` or `month`.
+/// Budget period, a calendar period in the budget's time zone (UTC unless the budgets file
+/// says otherwise): serialized as `day`, `week` or `month`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BudgetPeriod {
-    /// A UTC day.
+    /// A calendar day.
     Day,
-    /// A UTC week (Monday to Monday).
+    /// An ISO week (Monday to Monday).
     Week,
-    /// A UTC calendar month.
+    /// A calendar month.
     Month,
 }
 
@@ -99,7 +100,8 @@ impl fmt::Display for BudgetPeriod {
 /// The state of one budget scope in one period, and what routers must do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BudgetSignal {
-    /// Budget scope key, e.g. `tenant=acme,team=search`; the Kafka message key.
+    /// Signal key `<period>:<canonical scope>`, e.g. `month:tenant_id=acme,team=search`; the
+    /// Kafka message key (see `ledger_core::budget::scope`). Match scopes by `scope_fields`.
     pub scope: String,
     /// The attribution fields of the scope and their values.
     #[serde(default)]
@@ -136,6 +138,9 @@ pub struct BudgetSignal {
     /// When throttling: the fraction of requests allowed, in parts per million (`0..=1_000_000`).
     #[serde(default)]
     pub throttle_fraction_ppm: Option<u32>,
+    /// When throttling: the requests allowed per second (with or instead of a fraction).
+    #[serde(default)]
+    pub throttle_rate_per_sec: Option<u32>,
     /// When throttling or blocking: how long a rejected caller should wait, in milliseconds.
     #[serde(default)]
     pub retry_after_ms: Option<i64>,

@@ -1,5 +1,15 @@
 //! The budget enforcer: consumes cumulative spend from `llm.spend.v1`, evaluates the budget
-//! policy of `ledger-core` and publishes one [`ledger_core::signal::BudgetSignal`] per change of a
-//! scope's state on the compacted topic `llm.budget-signals.v1`.
+//! policy of `ledger-core` ([`ledger_core::budget`]) and publishes one
+//! [`ledger_core::signal::BudgetSignal`] per change of a scope's state on the compacted topic
+//! `llm.budget-signals.v1`. See [`runner`] for the restart and single-writer rules.
 
 pub mod config;
+pub mod error;
+pub mod metrics_server;
+pub mod runner;
+pub mod stats;
+pub mod topic_reader;
+
+pub use error::EnforcerError;
+pub use runner::{load_policy, Enforcer, EnforcerConfig};
+pub use stats::Stats;

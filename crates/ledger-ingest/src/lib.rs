@@ -1,4 +1,35 @@
 //! HTTP ingest: `POST /v1/usage` validates usage events, writes them to Kafka and answers 202
 //! only once Kafka acknowledged every event.
+//!
+//! - [`config`]: the `[ingest]` settings and the tenant API keys file.
+//! - [`validate`]: body and field-level validation (400 answers name index and field).
+//! - [`server`]: the axum routes and the acknowledge-after-Kafka write path.
+//! - [`otlp`]: `POST /v1/traces` (OTLP/HTTP JSON): OpenTelemetry GenAI spans as usage events.
+//!
+//! A batch is all or nothing: if any event is invalid (400) or belongs to another tenant than
+//! the API key's (403), nothing is written. If Kafka does not acknowledge every event within
+//! the ack timeout, the answer is 503 and nothing is acknowledged; resending is safe because
+//! the processor counts an `event_id` once. See docs/ingest.md.
 
 pub mod config;
+pub mod otlp;
+pub mod server;
+pub mod validate;
+
+pub use config::{ApiKeyEntry, ApiKeys, IngestSettings};
+pub use server::{router, serve, IngestState, OPENAPI_YAML};
+pub use validate::AcceptanceWindow;
+
+/// Errors of the ingest server (startup; request problems are HTTP answers).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Unusable settings or keys file (fix the configuration; not retryable).
+    #[error("ingest configuration: {0}")]
+    Config(String),
+    /// The Kafka client could not be created.
+    #[error(transparent)]
+    Kafka(ledger_kafka::KafkaError),
+    /// The listener failed.
+    #[error("{0}")]
+    Io(String),
+}

@@ -294,3 +294,22 @@ mod tests {
         assert!((700..1_300).contains(&bad), "{bad}");
     }
 }
+
+#[cfg(test)]
+mod token_mix_tests {
+    use super::*;
+
+    #[test]
+    fn the_mix_has_cache_reads_writes_of_both_lifetimes_and_reasoning() {
+        let mut g = Generator::new(GeneratorOptions::default());
+        let (mut reads, mut writes, mut writes_1h, mut reasoning) = (0, 0, 0, 0);
+        for _ in 0..20_000 {
+            let e = g.valid_event();
+            reads += usize::from(e.cache_read_input_tokens > 0);
+            writes += usize::from(e.cache_creation_input_tokens > 0);
+            writes_1h += usize::from(e.cache_creation_1h_input_tokens > 0);
+            reasoning += usize::from(e.reasoning_output_tokens > 0);
+        }
+        assert!(reads > 4_000 && writes > 100 && writes_1h > 50 && reasoning > 2_000, "{reads} {writes} {writes_1h} {reasoning}");
+    }
+}

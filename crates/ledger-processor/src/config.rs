@@ -92,7 +92,7 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_rows: 20_000, max_delay_ms: 500 }
+        BatchConfig { max_rows: 20_000, max_delay_ms: 200 }
     }
 }
 

@@ -184,6 +184,8 @@ struct Core {
     partitions: HashMap<i32, PartitionState>,
     stats: Arc<Stats>,
     inflight: Arc<InflightCounter>,
+    /// Signalled by every finished insert, so its spend is published at once, not at the next tick.
+    insert_done: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -224,7 +226,19 @@ impl Processor {
         let spend_codec = ledger_schema::Codec::<SpendUpdate>::new()?;
         stats.set_lag_source(context.clone());
         let core =
-            Core { config, catalog, codec, spend_codec, writer, producer, context, partitions: HashMap::new(), stats, inflight };
+            Core {
+            config,
+            catalog,
+            codec,
+            spend_codec,
+            writer,
+            producer,
+            context,
+            partitions: HashMap::new(),
+            stats,
+            inflight,
+            insert_done: Arc::default(),
+        };
         Ok(Processor { consumer, core })
     }
 
@@ -233,7 +247,9 @@ impl Processor {
     pub async fn run(self, shutdown: CancellationToken, opts: RunOptions) -> Result<(), ProcessorError> {
         let Processor { consumer: mut owned_consumer, mut core } = self;
         let max_delay = Duration::from_millis(core.config.settings.batch.max_delay_ms);
-        let mut tick = tokio::time::interval(max_delay.min(Duration::from_millis(200)).max(Duration::from_millis(10)));
+        // A batch waits at most max_delay plus one tick.
+        let mut tick = tokio::time::interval((max_delay / 5).clamp(Duration::from_millis(10), Duration::from_millis(100)));
+        let insert_done = core.insert_done.clone();
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain_check = tokio::time::interval(Duration::from_millis(500));
         let mut last_message_at = Instant::now();
@@ -273,6 +289,13 @@ impl Processor {
                     if !rejoin {
                         core.flush_full(consumer).await?;
                     }
+                }
+                _ = insert_done.notified() => {
+                    // The spend of a durable batch goes to the enforcer without waiting for a tick.
+                    // The task notifies just before it returns: let it finish (else the tick will).
+                    tokio::task::yield_now().await;
+                    core.handle_rebalances().await?;
+                    core.complete_finished(consumer).await?;
                 }
                 _ = tick.tick() => {
                     core.handle_rebalances().await?;
@@ -672,9 +695,12 @@ impl Core {
         let last_offset = rows.last().map(|r| r.kafka_offset).unwrap_or(-1);
         let guard = self.inflight.start();
         let writer = self.writer.clone();
+        let done = self.insert_done.clone();
         let handle = tokio::spawn(async move {
             let _guard = guard;
-            insert_with_retry(writer, source_topic, partition, rows).await
+            let result = insert_with_retry(writer, source_topic, partition, rows).await;
+            done.notify_one();
+            result
         });
         if let Some(state) = self.partitions.get_mut(&partition) {
             state.inflight = Some(Inflight { handle, last_seen, last_offset });

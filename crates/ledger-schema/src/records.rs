@@ -360,6 +360,7 @@ struct BudgetSignalOut<'a> {
     burn_rate_usd_per_hour: Money,
     projected_exhaustion: Option<i64>,
     throttle_fraction_ppm: Option<i32>,
+    throttle_rate_per_sec: Option<i32>,
     retry_after_ms: Option<i64>,
     reroute: &'a BTreeMap<String, String>,
     valid_until: i64,
@@ -384,6 +385,7 @@ wire_in!(BudgetSignalIn<'a> {
     burn_rate_usd_per_hour: &'a str,
     projected_exhaustion: Option<i64>,
     throttle_fraction_ppm: Option<i32>,
+    throttle_rate_per_sec: Option<i32>,
     retry_after_ms: Option<i64>,
     reroute: BTreeMap<String, String>,
     valid_until: i64,
@@ -395,7 +397,10 @@ wire_in!(BudgetSignalIn<'a> {
 impl AvroRecord for BudgetSignal {
     const NAME: &'static str = BUDGET_SIGNAL;
     const AVSC: &'static str = include_str!("../../../schemas/avro/budget_signal.avsc");
-    const HISTORY: &'static [&'static str] = &[include_str!("../../../schemas/avro/history/budget_signal/v1.avsc")];
+    const HISTORY: &'static [&'static str] = &[
+        include_str!("../../../schemas/avro/history/budget_signal/v1.avsc"),
+        include_str!("../../../schemas/avro/history/budget_signal/v2.avsc"),
+    ];
 
     fn schema_cell() -> &'static OnceLock<RecordSchema> {
         static CELL: OnceLock<RecordSchema> = OnceLock::new();
@@ -411,6 +416,16 @@ impl AvroRecord for BudgetSignal {
                     record: BUDGET_SIGNAL,
                     field: "throttle_fraction_ppm",
                     detail: format!("{ppm} does not fit an Avro int"),
+                })
+            })
+            .transpose()?;
+        let throttle_rate_per_sec = s
+            .throttle_rate_per_sec
+            .map(|rate| {
+                i32::try_from(rate).map_err(|_| SchemaError::Unencodable {
+                    record: BUDGET_SIGNAL,
+                    field: "throttle_rate_per_sec",
+                    detail: format!("{rate} does not fit an Avro int"),
                 })
             })
             .transpose()?;
@@ -430,6 +445,7 @@ impl AvroRecord for BudgetSignal {
             burn_rate_usd_per_hour: money_out(BUDGET_SIGNAL, "burn_rate_usd_per_hour", s.burn_rate_usd_per_hour)?,
             projected_exhaustion: s.projected_exhaustion.as_ref().map(micros),
             throttle_fraction_ppm,
+            throttle_rate_per_sec,
             retry_after_ms: s.retry_after_ms,
             reroute: &s.reroute,
             valid_until: micros(&s.valid_until),
@@ -458,6 +474,16 @@ impl AvroRecord for BudgetSignal {
                 })
             })
             .transpose()?;
+        let throttle_rate_per_sec = w
+            .throttle_rate_per_sec
+            .map(|rate| {
+                u32::try_from(rate).map_err(|_| SchemaError::InvalidValue {
+                    record: R,
+                    field: "throttle_rate_per_sec",
+                    detail: format!("negative rate {rate}"),
+                })
+            })
+            .transpose()?;
         Ok(BudgetSignal {
             scope: w.scope,
             scope_fields: w.scope_fields,
@@ -474,6 +500,7 @@ impl AvroRecord for BudgetSignal {
             burn_rate_usd_per_hour: money(R, "burn_rate_usd_per_hour", w.burn_rate_usd_per_hour)?,
             projected_exhaustion: w.projected_exhaustion.map(|m| time(R, "projected_exhaustion", m)).transpose()?,
             throttle_fraction_ppm,
+            throttle_rate_per_sec,
             retry_after_ms: w.retry_after_ms,
             reroute: w.reroute,
             valid_until: time(R, "valid_until", w.valid_until)?,

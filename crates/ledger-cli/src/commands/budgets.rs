@@ -1,17 +1,275 @@
-//! `ledger budgets`: budget status.
+//! `ledger budgets`: budget status and budgets-file checks.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+
+use ledger_core::budget::engine::usd_text;
+use ledger_core::budget::{BudgetEngine, BudgetPolicy, BudgetView, Percent};
+use ledger_core::money::Money;
+use ledger_core::signal::BudgetSignal;
+use ledger_core::spend::SpendUpdate;
+use ledger_enforcer::topic_reader::{latest_signals, read_to_end};
+use ledger_schema::SpendUpdateCodec;
+
+use crate::commands::enforce::policy_error;
 use crate::config::ConfigArgs;
 
 /// Arguments of `ledger budgets`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  ledger budgets status --budgets config/budgets.toml
+  ledger budgets status --format json | jq '.[] | select(.state != \"OK\")'
+  ledger budgets check config/budgets.toml      # validate a budgets file, list every problem")]
 pub(crate) struct BudgetsArgs {
+    #[command(subcommand)]
+    command: BudgetsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BudgetsCommand {
+    /// Each budget's spend, limit, state (from the signals topic), burn rate and forecast.
+    Status(StatusArgs),
+    /// Validate a budgets file and list its budgets; exit non-zero with every problem when invalid.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    /// The budgets file (TOML; overrides enforcer.budgets_file).
+    #[arg(long, value_name = "FILE")]
+    budgets: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The budgets file to check.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+/// Output format of `ledger budgets status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// A table for people (amounts rounded to cents).
+    Table,
+    /// A JSON array with exact amounts as strings.
+    Json,
 }
 
 pub(crate) async fn run(args: BudgetsArgs) -> anyhow::Result<ExitCode> {
-    let _config = args.config.load()?;
-    anyhow::bail!("`ledger budgets` is not implemented yet")
+    match args.command {
+        BudgetsCommand::Status(a) => status(a).await,
+        BudgetsCommand::Check(a) => check(a),
+    }
+}
+
+fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let (policy, _) = ledger_enforcer::load_policy(&args.file).map_err(policy_error)?;
+    println!("{}: {} budget(s), valid", args.file.display(), policy.budgets.len());
+    for b in &policy.budgets {
+        let limits: Vec<String> = b
+            .limit_usd
+            .map(|l| format!("{} USD", usd_text(l)))
+            .into_iter()
+            .chain(b.limit_tokens.map(|t| format!("{t} tokens")))
+            .collect();
+        let thresholds: Vec<String> =
+            b.thresholds.iter().map(|t| format!("{}% {}", t.at_percent, t.action.state().as_str().to_lowercase())).collect();
+        println!("  {} [{}] {} in {}: {}; {}", b.name, b.signal_key(), limits.join(" and "), b.timezone, thresholds.join(", "), lookahead(b));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn lookahead(b: &ledger_core::budget::Budget) -> String {
+    format!("look-ahead {} s, burn window {} s", b.lookahead_secs, b.burn_window_secs)
+}
+
+/// One row of the status.
+struct Row {
+    view: BudgetView,
+    limit_usd: Option<Money>,
+    limit_tokens: Option<i64>,
+    signal: Option<BudgetSignal>,
+    forecast_usd: Option<Money>,
+}
+
+async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let mut config = args.config.load()?;
+    if let Some(b) = args.budgets {
+        config.enforcer.budgets_file = b;
+    }
+    let (policy, _) = ledger_enforcer::load_policy(&config.enforcer.budgets_file).map_err(policy_error)?;
+    let now = Utc::now();
+    let (kafka, topics, group) = (config.kafka.clone(), config.topics.clone(), format!("{}-status", config.enforcer.group_id));
+    let show_progress = args.format == Format::Table;
+    let (engine, signals) = tokio::task::spawn_blocking(move || read_state(policy, now, &kafka, &topics, &group, show_progress))
+        .await
+        .context("reading the topics")??;
+    let rows: Vec<Row> = engine
+        .views(now)
+        .into_iter()
+        .zip(&engine.policy().budgets)
+        .map(|(view, b)| {
+            let signal = signals.get(&view.key).cloned();
+            let forecast_usd = forecast(view.spend_usd, view.window.start, view.window.end, now);
+            Row { view, limit_usd: b.limit_usd, limit_tokens: b.limit_tokens, signal, forecast_usd }
+        })
+        .collect();
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json_rows(&rows))?),
+        Format::Table => print_table(&rows, now),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_state(
+    policy: BudgetPolicy,
+    now: DateTime<Utc>,
+    kafka: &ledger_kafka::KafkaConfig,
+    topics: &ledger_kafka::TopicNames,
+    group: &str,
+    show_progress: bool,
+) -> anyhow::Result<(BudgetEngine, std::collections::BTreeMap<String, BudgetSignal>)> {
+    let hint = "is Kafka running and has `ledger process` created the topics? try `ledger stack up`";
+    let mut engine = BudgetEngine::new(policy, now);
+    let codec = SpendUpdateCodec::new()?;
+    let bar = if show_progress { indicatif::ProgressBar::new_spinner() } else { indicatif::ProgressBar::hidden() };
+    bar.set_message(format!("reading {}", topics.spend));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let mut read = 0u64;
+    let mut undecodable = 0u64;
+    read_to_end(kafka, group, &topics.spend, &|| false, |_, _, _, payload| {
+        read += 1;
+        if read % 10_000 == 0 {
+            bar.set_message(format!("reading {}: {read} records", topics.spend));
+        }
+        match payload.map(|p| codec.decode(p)) {
+            Some(Ok(u)) => {
+                let u: SpendUpdate = u;
+                engine.apply(&u, now);
+            }
+            Some(Err(_)) => undecodable += 1,
+            None => {}
+        }
+    })
+    .with_context(|| format!("reading the spend topic {} ({hint})", topics.spend))?;
+    bar.set_message(format!("reading {}", topics.signals));
+    let signals =
+        latest_signals(kafka, group, &topics.signals).with_context(|| format!("reading the signals topic {} ({hint})", topics.signals))?;
+    bar.finish_and_clear();
+    if undecodable > 0 {
+        eprintln!("warning: {undecodable} spend records did not decode and were skipped");
+    }
+    Ok((engine, signals))
+}
+
+/// Spend at the end of the period if it continues at the period's average rate so far.
+fn forecast(spend: Money, start: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> Option<Money> {
+    let elapsed = (now - start).num_seconds();
+    let total = (end - start).num_seconds();
+    if elapsed <= 0 || total <= 0 {
+        return None;
+    }
+    spend.picos().checked_mul(i128::from(total)).map(|v| Money::from_picos(v / i128::from(elapsed)))
+}
+
+fn pct(p: Option<Percent>) -> String {
+    p.map(|p| format!("{}%", Percent::from_micros(p.micros() / 10_000 * 10_000))).unwrap_or_else(|| "-".into())
+}
+
+fn when(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn cents(m: Money) -> String {
+    usd_text(m.round_to(2))
+}
+
+fn print_table(rows: &[Row], now: DateTime<Utc>) {
+    if rows.is_empty() {
+        println!("no budgets in the budgets file");
+        return;
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
+        "budget", "scope", "period", "spend USD", "limit", "used", "state", "burn USD/h", "exhausted at", "forecast USD",
+    ]);
+    for r in rows {
+        let v = &r.view;
+        let limit = match (r.limit_usd, r.limit_tokens) {
+            (Some(u), Some(t)) => format!("{} USD / {t} tok", cents(u)),
+            (Some(u), None) => format!("{} USD", cents(u)),
+            (None, Some(t)) => format!("{t} tok"),
+            (None, None) => "-".into(),
+        };
+        let used = match (v.used_percent, v.used_tokens_percent) {
+            (Some(u), Some(t)) => format!("{} / {} tok", pct(Some(u)), pct(Some(t))),
+            (u, t) => pct(u.or(t)),
+        };
+        let mut state = match &r.signal {
+            Some(s) if s.valid_until <= now => format!("{} (stale)", s.state),
+            Some(s) => s.state.to_string(),
+            None => "- (no signal)".into(),
+        };
+        // The enforcer may act ahead of spend (look-ahead) or not have caught up yet.
+        if r.signal.as_ref().is_none_or(|s| s.state != v.state) {
+            state.push_str(&format!("; spend says {}", v.state));
+        }
+        let burn = r.signal.as_ref().map(|s| cents(s.burn_rate_usd_per_hour)).unwrap_or_else(|| "-".into());
+        let exhausted = r.signal.as_ref().and_then(|s| s.projected_exhaustion);
+        table.add_row(vec![
+            Cell::new(&v.name),
+            Cell::new(v.key.split_once(':').map_or(v.key.as_str(), |(_, s)| s)),
+            Cell::new(format!("{} .. {}", v.window.start.format("%Y-%m-%d %H:%M"), v.window.end.format("%Y-%m-%d %H:%M"))),
+            Cell::new(cents(v.spend_usd)).set_alignment(CellAlignment::Right),
+            Cell::new(limit).set_alignment(CellAlignment::Right),
+            Cell::new(used).set_alignment(CellAlignment::Right),
+            Cell::new(state),
+            Cell::new(burn).set_alignment(CellAlignment::Right),
+            Cell::new(when(exhausted)),
+            Cell::new(r.forecast_usd.map(cents).unwrap_or_else(|| "-".into())).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    println!("{table}");
+    println!("state, burn rate and exhaustion come from the enforcer's last signal; forecast = spend at the period's average rate so far");
+}
+
+fn json_rows(rows: &[Row]) -> serde_json::Value {
+    serde_json::Value::Array(
+        rows.iter()
+            .map(|r| {
+                let v = &r.view;
+                serde_json::json!({
+                    "budget": v.name,
+                    "key": v.key,
+                    "period_start": v.window.start,
+                    "period_end": v.window.end,
+                    "spend_usd": v.spend_usd,
+                    "spent_tokens": v.spent_tokens,
+                    "limit_usd": r.limit_usd,
+                    "limit_tokens": r.limit_tokens,
+                    "used_percent": v.used_percent.map(|p| p.to_string()),
+                    "used_tokens_percent": v.used_tokens_percent.map(|p| p.to_string()),
+                    "state": r.signal.as_ref().map(|s| s.state.as_str()),
+                    "evaluated_state": v.state.as_str(),
+                    "signal_sequence": r.signal.as_ref().map(|s| s.sequence),
+                    "signal_reason": r.signal.as_ref().map(|s| s.reason.clone()),
+                    "burn_rate_usd_per_hour": r.signal.as_ref().map(|s| s.burn_rate_usd_per_hour),
+                    "projected_exhaustion": r.signal.as_ref().and_then(|s| s.projected_exhaustion),
+                    "forecast_usd": r.forecast_usd,
+                })
+            })
+            .collect(),
+    )
 }

@@ -21,14 +21,22 @@ Examples:
   ledger produce --synthetic 200000 --duplicates 5 --invalid 1 --seed 7
   ledger produce --json events.jsonl                    # your own events, one JSON object per line
   cat events.jsonl | ledger produce --json -
+  ledger produce --rate 50000 --duration 5m             # paced load: 50,000 events/s for 5 minutes
+  ledger produce --rate 2000 --duration 30s --duplicates 2 --invalid 0.5 --tenants 12
 
 Events are Avro (single-object encoding, schemas/avro/usage_event.avsc), keyed by tenant_id.")]
 pub(crate) struct ProduceArgs {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Send N synthetic events.
-    #[arg(long, value_name = "N", conflicts_with = "json", required_unless_present = "json")]
+    /// Send N synthetic events (with --rate: at most N).
+    #[arg(long, value_name = "N", conflicts_with = "json", required_unless_present_any = ["json", "rate"])]
     synthetic: Option<u64>,
+    /// Pace synthetic events at R events per second (realistic load for benchmarks).
+    #[arg(long, value_name = "R", conflicts_with = "json", requires = "duration")]
+    rate: Option<u64>,
+    /// How long to produce at --rate: `90s`, `5m`, `1h`, `500ms` or plain seconds.
+    #[arg(long, value_name = "D", requires = "rate", value_parser = parse_duration)]
+    duration: Option<std::time::Duration>,
     /// Send the events of a JSON-lines file (`-` for stdin).
     #[arg(long, value_name = "FILE")]
     json: Option<String>,
@@ -63,6 +71,36 @@ fn ppm(pct: &str, what: &str) -> anyhow::Result<u32> {
     Ok(scaled as u32)
 }
 
+/// `90s`, `5m`, `1h`, `500ms` or plain seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 90s, 5m, 1h or 500ms"))?;
+    let d = match unit {
+        "" | "s" => std::time::Duration::from_secs(n),
+        "ms" => std::time::Duration::from_millis(n),
+        "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
+        "h" => std::time::Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if d.is_zero() {
+        return Err("the duration must be positive".to_owned());
+    }
+    Ok(d)
+}
+
+/// The Kafka key and value of a generated message. The key is the tenant id, as for every
+/// producer of the usage topic (the processor's partitioning and dedupe rely on it).
+fn encode_message(codec: &ledger_schema::Codec<UsageEvent>, message: &Synthetic) -> anyhow::Result<(String, Vec<u8>)> {
+    Ok(match message {
+        Synthetic::Valid(e) | Synthetic::Duplicate(e) | Synthetic::Invalid(_, Some(e)) => {
+            (e.tenant_id.clone(), codec.encode(e)?)
+        }
+        Synthetic::Invalid(_, None) => ("garbage".to_owned(), b"\xC3\x01not an avro datum".to_vec()),
+    })
+}
+
 pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
     let topic = args.topic.clone().unwrap_or_else(|| config.topics.usage.clone());
@@ -72,6 +110,9 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         .context("creating topics (is Kafka running? try `ledger stack up`)")?;
     let producer = ledger_kafka::producer::idempotent_producer(&config.kafka)?;
     let codec = ledger_schema::Codec::<UsageEvent>::new()?;
+    if let (Some(rate), Some(duration)) = (args.rate, args.duration) {
+        return run_paced(&args, &producer, codec, &topic, rate, duration).await;
+    }
 
     let messages: Box<dyn Iterator<Item = anyhow::Result<Synthetic>>> = match (&args.synthetic, &args.json) {
         (Some(n), _) => {
@@ -102,7 +143,7 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
                 Err(e) => Some(Err(e).context("reading input")),
             }))
         }
-        (None, None) => anyhow::bail!("say what to send: --synthetic N or --json FILE"),
+        (None, None) => anyhow::bail!("say what to send: --synthetic N, --rate R --duration D or --json FILE"),
     };
 
     let bar = if args.quiet || args.synthetic.is_none() {
@@ -121,12 +162,7 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let mut chunk: Vec<(String, Vec<u8>)> = Vec::with_capacity(10_000);
     for message in messages {
         let message = message?;
-        let (key, payload) = match &message {
-            Synthetic::Valid(e) | Synthetic::Duplicate(e) | Synthetic::Invalid(_, Some(e)) => {
-                (e.tenant_id.clone(), codec.encode(e)?)
-            }
-            Synthetic::Invalid(_, None) => ("garbage".to_owned(), b"\xC3\x01not an avro datum".to_vec()),
-        };
+        let (key, payload) = encode_message(&codec, &message)?;
         match message {
             Synthetic::Valid(_) => valid += 1,
             Synthetic::Duplicate(_) => duplicates += 1,
@@ -169,4 +205,131 @@ async fn send_chunk(producer: &FutureProducer, topic: &str, chunk: &mut Vec<(Str
     }
     chunk.clear();
     Ok(())
+}
+
+/// `--rate R --duration D`: paced synthetic load. Each tick sends what is due by the clock
+/// (`rate * elapsed`), so a slow moment is caught up instead of lowering the average; a
+/// separate task counts Kafka's acknowledgements so that pacing never waits for them.
+async fn run_paced(
+    args: &ProduceArgs,
+    producer: &FutureProducer,
+    codec: ledger_schema::Codec<UsageEvent>,
+    topic: &str,
+    rate: u64,
+    duration: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    if rate == 0 {
+        anyhow::bail!("--rate must be at least 1 event per second");
+    }
+    let planned = u64::try_from(u128::from(rate) * duration.as_millis() / 1000).unwrap_or(u64::MAX);
+    let total = args.synthetic.map_or(planned, |n| n.min(planned)).max(1);
+    let mut generator = Generator::new(GeneratorOptions {
+        seed: args.seed,
+        tenants: args.tenants,
+        duplicate_ppm: ppm(&args.duplicates, "duplicates")?,
+        invalid_ppm: ppm(&args.invalid, "invalid")?,
+        ..GeneratorOptions::default()
+    });
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::new(total);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{bar:40}] {pos}/{len} ({per_sec}, target {msg}/s, eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b.set_message(rate.to_string());
+        b
+    };
+
+    let (acks_tx, mut acks_rx) = tokio::sync::mpsc::unbounded_channel::<rdkafka::producer::DeliveryFuture>();
+    let acker = tokio::spawn(async move {
+        let mut acknowledged = 0u64;
+        while let Some(delivery) = acks_rx.recv().await {
+            match delivery.await {
+                Ok(Ok(_)) => acknowledged += 1,
+                Ok(Err((e, _))) => anyhow::bail!(
+                    "Kafka did not acknowledge a message after {acknowledged}: {e} (is the broker up? `ledger stack status`)"
+                ),
+                Err(_) => anyhow::bail!("the producer shut down before Kafka acknowledged every message"),
+            }
+        }
+        Ok(acknowledged)
+    });
+
+    let started = Instant::now();
+    let (mut sent, mut valid, mut duplicates, mut invalid) = (0u64, 0u64, 0u64, 0u64);
+    let mut max_behind = 0u64;
+    while sent < total {
+        // Behind schedule at the end, it keeps sending until every planned event is out: the
+        // achieved rate printed below tells the truth.
+        let elapsed = started.elapsed();
+        let due = u64::try_from(u128::from(rate) * elapsed.as_micros() / 1_000_000).unwrap_or(u64::MAX).min(total);
+        if due <= sent {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            continue;
+        }
+        max_behind = max_behind.max(due - sent);
+        // At most 10 ms of load per step, so the progress bar and the clock stay current.
+        let step = (due - sent).min((rate / 100).max(1));
+        for _ in 0..step {
+            let message = generator.next_message();
+            match message {
+                Synthetic::Valid(_) => valid += 1,
+                Synthetic::Duplicate(_) => duplicates += 1,
+                Synthetic::Invalid(..) => invalid += 1,
+            }
+            let (key, payload) = encode_message(&codec, &message)?;
+            let record = FutureRecord::to(topic).key(key.as_bytes()).payload(payload.as_slice());
+            let delivery = ledger_kafka::producer::enqueue(producer, record).await?;
+            if acks_tx.send(delivery).is_err() {
+                break; // the acknowledgement task failed; its error is reported below
+            }
+        }
+        sent += step;
+        bar.set_position(sent);
+    }
+    drop(acks_tx);
+    let sending = started.elapsed();
+    let acknowledged = acker.await.context("acknowledgement task")??;
+    bar.finish_and_clear();
+    let all_acked = started.elapsed();
+    let achieved = u128::from(sent) * 1_000_000 / sending.as_micros().max(1);
+    eprintln!(
+        "produced {sent} messages to {topic} in {sending:.1?}: achieved {achieved} events/s (target {rate}/s); \
+         all {acknowledged} acknowledged by Kafka after {all_acked:.1?}; {valid} new, {duplicates} resent duplicates, \
+         {invalid} invalid; most behind schedule: {max_behind} events"
+    );
+    if sending > duration + std::time::Duration::from_secs(1) {
+        eprintln!("note: the run took {sending:.1?} instead of {duration:?}: this machine could not sustain {rate} events/s");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_every_unit_and_refuse_the_rest() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        for bad in ["", "0", "5x", "m", "-1s", "1.5m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn percentages_are_read_exactly() {
+        assert_eq!(ppm("5", "duplicates").unwrap(), 50_000);
+        assert_eq!(ppm("0.25", "invalid").unwrap(), 2_500);
+        assert!(ppm("101", "invalid").is_err());
+    }
 }

@@ -10,6 +10,9 @@ use ledger_core::Money;
 
 use super::migrate::{explain, ClickHouseArgs};
 
+mod chargeback;
+mod chart;
+
 /// Arguments of `ledger report`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ReportArgs {
@@ -21,6 +24,8 @@ pub(crate) struct ReportArgs {
 enum Report {
     /// Spend (requests, tokens, exact cost) grouped by tenant and model, or other dimensions.
     Spend(SpendArgs),
+    /// A month's spend charged to teams, projects or cost centers, adding up exactly to the ledger.
+    Chargeback(chargeback::ChargebackArgs),
 }
 
 /// Output format of a report.
@@ -36,6 +41,16 @@ enum Format {
 
 /// Arguments of `ledger report spend`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  ledger report spend                                   # all time, by tenant and model
+  ledger report spend --from 2026-11-01 --to 2026-11-30 --by team,model
+  ledger report spend --by tenant --format csv > spend.csv
+  ledger report spend --from 2026-11-01 --chart spend.svg   # also draw daily spend by team
+
+--chart FILE.svg writes a self-contained SVG (open it in any browser): one stacked bar per
+day (UTC), one segment per team, exact amounts in the tooltips. Its days are the whole days
+touched by --from/--to.")]
 struct SpendArgs {
     #[command(flatten)]
     clickhouse: ClickHouseArgs,
@@ -54,17 +69,21 @@ struct SpendArgs {
     /// Fractional digits of costs in the table (rounded half-to-even; the total line is exact).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=12))]
     decimals: u32,
+    /// Also write daily spend by team as a stacked-bar SVG chart to this file.
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<std::path::PathBuf>,
 }
 
 pub(crate) async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     match args.report {
         Report::Spend(a) => spend(a).await,
+        Report::Chargeback(a) => chargeback::run(a).await,
     }
 }
 
 /// A bound of the report range: a date is midnight UTC (`end_of_day` moves it to the next
 /// midnight), anything else must be RFC 3339.
-fn parse_bound(s: &str, end_of_day: bool) -> anyhow::Result<DateTime<Utc>> {
+pub(crate) fn parse_bound(s: &str, end_of_day: bool) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
         let d = if end_of_day { d.checked_add_days(Days::new(1)).context("date out of range")? } else { d };
         return Ok(d.and_hms_opt(0, 0, 0).context("invalid date")?.and_utc());
@@ -115,6 +134,9 @@ async fn spend(args: SpendArgs) -> anyhow::Result<ExitCode> {
     let client = config.client().context("invalid ClickHouse settings")?;
     let reader = LedgerReader::new(client, &config.database)?;
     let rows = reader.spend(from, to, &by).await.map_err(|e| explain(e, &config.url))?;
+    if let Some(path) = &args.chart {
+        write_chart(&config, path, from, to).await?;
+    }
     let total = Money::checked_sum(rows.iter().map(|r| r.cost)).context("total cost overflowed")?;
     let requests: u64 = rows.iter().map(|r| r.requests).sum();
     let input: u64 = rows.iter().map(|r| r.input_tokens).sum();
@@ -196,6 +218,32 @@ async fn spend(args: SpendArgs) -> anyhow::Result<ExitCode> {
         eprintln!("note: no spend recorded in database {} for {range}", config.database);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the daily-spend-by-team chart of the whole days touched by `[from, to)` to `path`.
+async fn write_chart(
+    config: &ledger_clickhouse::ClickHouseConfig,
+    path: &std::path::Path,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let client = config.client().context("invalid ClickHouse settings")?;
+    let (day_from, day_to) = (chart::floor_day(from), chart::ceil_day(to));
+    let days = ledger_clickhouse::chargeback::daily_team_spend(&client, &config.database, day_from, day_to)
+        .await
+        .map_err(|e| explain(e, &config.url))?;
+    if days.is_empty() {
+        eprintln!("note: no spend in database {} for the chart's days; {} not written", config.database, path.display());
+        return Ok(());
+    }
+    let first = days.iter().map(|d| d.day).min().unwrap_or(day_from);
+    let last = days.iter().map(|d| d.day).max().unwrap_or(day_from);
+    let range = format!("{} .. {}", first.format("%Y-%m-%d"), last.format("%Y-%m-%d"));
+    let svg = chart::render(&days, &range)?;
+    std::fs::write(path, svg).with_context(|| format!("writing the chart to {}", path.display()))?;
+    let teams: std::collections::BTreeSet<&str> = days.iter().map(|d| chart::team_label(&d.team)).collect();
+    eprintln!("chart: daily spend of {} teams over {range} written to {}", teams.len(), path.display());
+    Ok(())
 }
 
 fn row_json(r: &GroupedSpendRow, by: &[Dimension]) -> serde_json::Value {

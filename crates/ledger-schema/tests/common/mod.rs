@@ -130,6 +130,7 @@ prop_compose! {
         head in signal_head().boxed(),
         limit_tokens in prop::option::of(count()), burn_rate_usd_per_hour in money(),
         projected_exhaustion in prop::option::of(instant()), throttle_fraction_ppm in prop::option::of(0u32..=i32::MAX as u32),
+        throttle_rate_per_sec in prop::option::of(0u32..=i32::MAX as u32),
         retry_after_ms in prop::option::of(any::<i64>()), reroute in tags(), valid_until in instant(),
         reason in text(), sequence in any::<i64>(), emitted_at in instant(),
     ) -> BudgetSignal {
@@ -137,7 +138,7 @@ prop_compose! {
         BudgetSignal {
             scope, scope_fields, period, period_start, period_end, state, action, spend_usd, limit_usd, remaining_usd,
             spent_tokens, limit_tokens, burn_rate_usd_per_hour, projected_exhaustion, throttle_fraction_ppm,
-            retry_after_ms, reroute, valid_until, reason, sequence, emitted_at,
+            throttle_rate_per_sec, retry_after_ms, reroute, valid_until, reason, sequence, emitted_at,
         }
     }
 }
@@ -241,6 +242,7 @@ pub fn full_budget_signal() -> BudgetSignal {
         burn_rate_usd_per_hour: "12.25".parse().unwrap(),
         projected_exhaustion: Some(t("2026-11-20T04:00:00Z")),
         throttle_fraction_ppm: Some(250_000),
+        throttle_rate_per_sec: Some(5),
         retry_after_ms: Some(30_000),
         reroute: BTreeMap::from([("gpt-4o".into(), "gpt-4o-mini".into())]),
         valid_until: t("2026-11-16T00:05:00Z"),
@@ -352,6 +354,7 @@ pub fn signal_to_value(g: &BudgetSignal) -> Value {
         ("burn_rate_usd_per_hour", money_v(g.burn_rate_usd_per_hour)),
         ("projected_exhaustion", opt(g.projected_exhaustion.as_ref(), ts)),
         ("throttle_fraction_ppm", opt(g.throttle_fraction_ppm, |p| Value::Int(p as i32))),
+        ("throttle_rate_per_sec", opt(g.throttle_rate_per_sec, |p| Value::Int(p as i32))),
         ("retry_after_ms", opt(g.retry_after_ms, Value::Long)),
         ("reroute", map(&g.reroute)),
         ("valid_until", ts(&g.valid_until)),
@@ -541,6 +544,7 @@ pub fn signal_from_value(v: Value) -> BudgetSignal {
         burn_rate_usd_per_hour: f.money("burn_rate_usd_per_hour"),
         projected_exhaustion: f.opt_ts("projected_exhaustion"),
         throttle_fraction_ppm: f.opt_int("throttle_fraction_ppm").map(|p| u32::try_from(p).unwrap()),
+        throttle_rate_per_sec: f.opt_int("throttle_rate_per_sec").map(|p| u32::try_from(p).unwrap()),
         retry_after_ms: f.opt_long("retry_after_ms"),
         reroute: f.map("reroute"),
         valid_until: f.ts("valid_until"),

@@ -1,0 +1,405 @@
+//! The axum application: routes, authentication, the acknowledge-after-Kafka write path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ledger_core::UsageEvent;
+use ledger_kafka::KafkaConfig;
+use ledger_schema::UsageEventCodec;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::config::{ApiKeys, IngestSettings};
+use crate::validate::{parse_event, split_body, AcceptanceWindow, BodyError, FieldError};
+use crate::IngestError;
+
+/// The OpenAPI document served at `GET /openapi.yaml`.
+pub const OPENAPI_YAML: &str = include_str!("../../../docs/openapi.yaml");
+
+/// Most field errors listed in one 400 answer.
+const MAX_REPORTED_ERRORS: usize = 100;
+
+/// Everything a request needs: settings, keys, the producer.
+pub struct IngestState {
+    settings: IngestSettings,
+    keys: ApiKeys,
+    topic: String,
+    producer: FutureProducer,
+    codec: UsageEventCodec,
+    window: Option<AcceptanceWindow>,
+}
+
+impl std::fmt::Debug for IngestState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestState").field("topic", &self.topic).field("keys", &self.keys).finish()
+    }
+}
+
+impl IngestState {
+    /// Builds the state: an idempotent producer whose `message.timeout.ms` is the ack timeout,
+    /// so that an event refused with 503 is not delivered much later behind the client's back
+    /// (a late delivery would still be harmless: a resend carries the same `event_id`).
+    pub fn new(
+        kafka: &KafkaConfig,
+        topic: String,
+        settings: IngestSettings,
+        keys: ApiKeys,
+        window: Option<AcceptanceWindow>,
+    ) -> Result<IngestState, IngestError> {
+        let problems = settings.problems();
+        if !problems.is_empty() {
+            return Err(IngestError::Config(problems.join("; ")));
+        }
+        let mut kafka = kafka.clone();
+        kafka.options.entry("message.timeout.ms".to_owned()).or_insert_with(|| settings.ack_timeout_ms.to_string());
+        let producer = ledger_kafka::producer::idempotent_producer(&kafka).map_err(IngestError::Kafka)?;
+        let codec = UsageEventCodec::new().map_err(|e| IngestError::Config(format!("usage event schema: {e}")))?;
+        Ok(IngestState { settings, keys, topic, producer, codec, window })
+    }
+
+    /// Waits up to `timeout` for the producer to deliver what it still holds.
+    pub fn flush(&self, timeout: Duration) {
+        use rdkafka::producer::Producer;
+        if let Err(e) = self.producer.flush(timeout) {
+            tracing::warn!(error = %e, "events still undelivered at shutdown (their requests were not acknowledged)");
+        }
+    }
+}
+
+/// The routes: `POST /v1/usage`, `GET /healthz`, `GET /openapi.yaml`.
+pub fn router(state: Arc<IngestState>) -> Router {
+    let limit = state.settings.max_body_bytes;
+    Router::new()
+        .route("/v1/usage", post(post_usage))
+        .route("/v1/traces", post(post_traces))
+        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/openapi.yaml",
+            get(|| async { ([(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"))], OPENAPI_YAML) }),
+        )
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// The JSON body of every error answer.
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<FieldError>,
+}
+
+fn error(status: StatusCode, error: &'static str, message: impl Into<String>, errors: Vec<FieldError>) -> Response {
+    (status, Json(ErrorBody { error, message: message.into(), errors })).into_response()
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    accepted: usize,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, key) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim()).filter(|k| !k.is_empty())
+}
+
+async fn post_usage(
+    State(state): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let entry = match authenticate(&state, &headers) {
+        Ok(entry) => entry,
+        Err(answer) => return *answer,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body exceeds {} bytes: split the batch", state.settings.max_body_bytes),
+                vec![],
+            )
+        }
+        Err(rejection) => {
+            return error(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {rejection}"), vec![])
+        }
+    };
+    let values = match split_body(&body, state.settings.max_events) {
+        Ok(v) => v,
+        Err(BodyError::TooManyEvents { count, max }) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_events",
+                format!("the batch has {count} events; at most {max} per request: split the batch"),
+                vec![],
+            )
+        }
+        Err(BodyError::Malformed(message)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                message.clone(),
+                vec![FieldError { index: None, field: None, message }],
+            )
+        }
+    };
+    let count = values.len();
+    let now = chrono::Utc::now();
+    let mut errors = Vec::new();
+    let mut foreign = Vec::new();
+    let mut events: Vec<UsageEvent> = Vec::with_capacity(count);
+    for (i, raw) in values.into_iter().enumerate() {
+        if let Some(event) = parse_event(i, raw, state.window.as_ref(), now, &mut errors) {
+            if event.tenant_id != entry.tenant_id {
+                foreign.push(FieldError {
+                    index: Some(i),
+                    field: Some("tenant_id".to_owned()),
+                    message: format!("this API key may write usage of its own tenant only, not of {:?}", event.tenant_id),
+                });
+            }
+            events.push(event);
+        }
+    }
+    if !foreign.is_empty() {
+        foreign.truncate(MAX_REPORTED_ERRORS);
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden_tenant",
+            format!(
+                "{} of {count} events belong to another tenant than this API key's; nothing was written",
+                foreign.len()
+            ),
+            foreign,
+        );
+    }
+    if !errors.is_empty() {
+        let invalid = count - events.len();
+        errors.truncate(MAX_REPORTED_ERRORS);
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_events",
+            format!("{invalid} of {count} events are invalid; nothing was written: fix them and resend the whole batch"),
+            errors,
+        );
+    }
+    match write_all(&state, &events).await {
+        Ok(()) => (StatusCode::ACCEPTED, Json(Accepted { accepted: count })).into_response(),
+        Err(problem) => {
+            tracing::warn!(tenant = %entry.tenant_id, events = count, %problem, "answered 503");
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "kafka_unavailable",
+                format!(
+                    "{problem}; nothing of this request is acknowledged: resend the same events later \
+                     (the same event_id is counted once)"
+                ),
+                vec![],
+            );
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+    }
+}
+
+/// The key's entry, or the 401 answer.
+fn authenticate<'a>(state: &'a IngestState, headers: &HeaderMap) -> Result<&'a crate::config::ApiKeyEntry, Box<Response>> {
+    let Some(key) = bearer(headers) else {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send your tenant API key as `Authorization: Bearer <key>`",
+            vec![],
+        );
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Err(Box::new(r));
+    };
+    let Some(entry) = state.keys.lookup(key) else {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown API key: check the key, or ask the ledger's operator for one",
+            vec![],
+        );
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        return Err(Box::new(r));
+    };
+    Ok(entry)
+}
+
+/// `POST /v1/traces`: OTLP/HTTP with JSON encoding. GenAI spans become usage events of the
+/// key's tenant; the answer is OTLP's (`{}`, or `partialSuccess` naming the spans that could
+/// not be used) and, as for `/v1/usage`, only after Kafka acknowledged every event.
+async fn post_traces(
+    State(state): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let entry = match authenticate(&state, &headers) {
+        Ok(entry) => entry,
+        Err(answer) => return *answer,
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.contains("protobuf") {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "this receiver takes OTLP/HTTP JSON: set OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json",
+            vec![],
+        );
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body exceeds {} bytes: export smaller batches", state.settings.max_body_bytes),
+                vec![],
+            )
+        }
+        Err(rejection) => {
+            return error(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {rejection}"), vec![])
+        }
+    };
+    let parsed = serde_json::from_slice::<serde_json::Value>(&body)
+        .map_err(|e| format!("the body is not JSON ({e})"))
+        .and_then(|request| crate::otlp::usage_events(&request, &entry.tenant_id));
+    let (spans, mut problems) = match parsed {
+        Ok(x) => x,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_body", message, vec![]),
+    };
+    let now = chrono::Utc::now();
+    let mut events = Vec::with_capacity(spans.len());
+    for event in spans {
+        let mut window_errors = Vec::new();
+        let id = event.event_id.clone();
+        match crate::validate::check_window(0, event, state.window.as_ref(), now, &mut window_errors) {
+            Some(e) => events.push(e),
+            None => problems.extend(window_errors.into_iter().map(|e| format!("{id}: event_time {}", e.message))),
+        }
+    }
+    if events.len() > state.settings.max_events {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!("{} GenAI spans; at most {} per request: export smaller batches", events.len(), state.settings.max_events),
+            vec![],
+        );
+    }
+    if let Err(problem) = write_all(&state, &events).await {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "kafka_unavailable",
+            format!("{problem}; nothing of this request is acknowledged: export again later"),
+            vec![],
+        );
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    }
+    let answer = if problems.is_empty() {
+        serde_json::json!({})
+    } else {
+        let mut shown = problems.clone();
+        shown.truncate(20);
+        serde_json::json!({"partialSuccess": {"rejectedSpans": problems.len(), "errorMessage": shown.join("; ")}})
+    };
+    (StatusCode::OK, Json(answer)).into_response()
+}
+
+/// Writes the events and waits until Kafka acknowledged every one, within the ack timeout.
+async fn write_all(state: &IngestState, events: &[UsageEvent]) -> Result<(), String> {
+    use rdkafka::error::KafkaError as E;
+    use rdkafka::types::RDKafkaErrorCode;
+    let timeout = Duration::from_millis(state.settings.ack_timeout_ms);
+    let deadline = Instant::now() + timeout;
+    let mut deliveries = Vec::with_capacity(events.len());
+    for event in events {
+        let payload = state.codec.encode(event).map_err(|e| format!("encoding failed: {e}"))?;
+        // The key is the tenant id, exactly as every other producer keys the usage topic: the
+        // processor's partitioning and dedupe rely on it.
+        let mut record = FutureRecord::to(&state.topic).key(event.tenant_id.as_bytes()).payload(&payload);
+        loop {
+            match state.producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((E::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    if Instant::now() >= deadline {
+                        return Err(format!("Kafka did not take the events within {timeout:?} (producer queue full)"));
+                    }
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(format!("Kafka refused an event: {e}")),
+            }
+        }
+    }
+    let acks = async {
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(format!("Kafka did not acknowledge an event: {e}")),
+                Err(_) => return Err("the producer shut down before Kafka acknowledged every event".to_owned()),
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout_at(deadline, acks).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("Kafka did not acknowledge every event within {timeout:?}")),
+    }
+}
+
+/// Serves until `shutdown` resolves, then lets in-flight requests finish (each is bounded by
+/// the ack timeout) and flushes the producer.
+pub async fn serve(
+    state: Arc<IngestState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), IngestError> {
+    let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
+    let app = router(Arc::clone(&state));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| IngestError::Io(format!("HTTP server: {e}")))?;
+    let flushing = Arc::clone(&state);
+    let _ = tokio::task::spawn_blocking(move || flushing.flush(grace)).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_keys_are_read_case_insensitively() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer abc"));
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer(&h), None);
+    }
+
+    #[test]
+    fn the_openapi_document_describes_the_endpoint() {
+        assert!(OPENAPI_YAML.contains("/v1/usage"));
+        assert!(OPENAPI_YAML.contains("openapi: 3."));
+    }
+}

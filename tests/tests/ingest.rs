@@ -1,0 +1,456 @@
+//! HTTP ingest (`ledger ingest`) against the real Kafka and ClickHouse: what it acknowledges
+//! is in the ledger exactly once, what it refuses is nowhere, and no input makes it answer 500.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use ledger_core::UsageEvent;
+use ledger_loadgen::{Generator, GeneratorOptions};
+use ledger_tests::{assert_ledger_matches, random_suffix, read_topic, Sent, TestEnv};
+use serde_json::{json, Value};
+
+const ACME_KEY: &str = "test-acme-key-0123456789";
+const GLOBEX_KEY: &str = "test-globex-key-0123456789";
+
+/// A `ledger ingest` process on a free port, killed on drop.
+struct Ingest {
+    child: Child,
+    base: String,
+    keys_file: std::path::PathBuf,
+}
+
+impl Ingest {
+    fn start(env: &TestEnv, extra_env: &[(&str, &str)]) -> Ingest {
+        let keys_file = std::env::temp_dir().join(format!("ledger-test-keys-{}.toml", random_suffix()));
+        std::fs::write(
+            &keys_file,
+            format!(
+                "[[keys]]\nkey = \"{ACME_KEY}\"\ntenant_id = \"acme\"\n\n[[keys]]\nkey = \"{GLOBEX_KEY}\"\ntenant_id = \"globex\"\n"
+            ),
+        )
+        .expect("writing the keys file");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut cmd = env.ledger();
+        cmd.args(["ingest", "--listen", &listen, "--api-keys"]).arg(&keys_file);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("starting ledger ingest");
+        let ingest = Ingest { child, base: format!("http://{listen}"), keys_file };
+        ingest.wait_healthy();
+        ingest
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(self.base.trim_start_matches("http://")) {
+                use std::io::{Read, Write};
+                let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut answer = String::new();
+                let _ = s.read_to_string(&mut answer);
+                if answer.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "ledger ingest did not become healthy at {}", self.base);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/v1/usage", self.base)
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.keys_file);
+    }
+}
+
+async fn post(client: &reqwest::Client, url: &str, key: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let mut req = client.post(url).header("content-type", "application/json").body(body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("answer {status} is not JSON ({e}): {text}"));
+    (status, value)
+}
+
+fn generator(seed: u64, tenants: usize) -> Generator {
+    Generator::new(GeneratorOptions {
+        seed,
+        tenants,
+        id_prefix: format!("ingest-{}", random_suffix()),
+        ..GeneratorOptions::default()
+    })
+}
+
+fn usage_messages(env: &TestEnv) -> Vec<rdkafka::message::OwnedMessage> {
+    let marks = ledger_kafka::admin::watermarks(&env.kafka, &env.topics.usage, Duration::from_secs(10)).expect("watermarks");
+    if marks.iter().all(|(_, lo, hi)| hi == lo) {
+        return Vec::new();
+    }
+    read_topic(env, &env.topics.usage)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_are_in_the_ledger_once_even_when_resent() {
+    use rdkafka::Message;
+    let env = TestEnv::new("ingest_ok");
+    env.run_ledger(&["migrate"]);
+    let ingest = Ingest::start(&env, &[]);
+    let client = reqwest::Client::new();
+    let mut generator = generator(3, 2);
+    let events: Vec<UsageEvent> = (0..2_400).map(|_| generator.valid_event()).collect();
+    let (acme, globex): (Vec<&UsageEvent>, Vec<&UsageEvent>) = events.iter().partition(|e| e.tenant_id == "acme");
+    assert!(!acme.is_empty() && !globex.is_empty());
+
+    let mut requests = 0u64;
+    // Every body shape: arrays, {"events": [...]}, and single events.
+    for (key, tenant_events) in [(ACME_KEY, &acme), (GLOBEX_KEY, &globex)] {
+        let (singles, batched) = tenant_events.split_at(5.min(tenant_events.len()));
+        for e in singles {
+            let (status, body) = post(&client, &ingest.url(), Some(key), serde_json::to_vec(e).unwrap()).await;
+            assert_eq!((status, body["accepted"].as_u64()), (202, Some(1)), "{body}");
+            requests += 1;
+        }
+        for (i, chunk) in batched.chunks(1_000).enumerate() {
+            let body = if i % 2 == 0 { json!(chunk) } else { json!({ "events": chunk }) };
+            let (status, answer) = post(&client, &ingest.url(), Some(key), body.to_string()).await;
+            assert_eq!((status, answer["accepted"].as_u64()), (202, Some(chunk.len() as u64)), "{answer}");
+            requests += 1;
+        }
+    }
+    // A client that timed out resends: same event ids, acknowledged again, counted once.
+    let resent: Vec<&UsageEvent> = acme.iter().take(300).copied().collect();
+    let (status, answer) = post(&client, &ingest.url(), Some(ACME_KEY), json!(resent).to_string()).await;
+    assert_eq!(status, 202, "{answer}");
+    assert!(requests > 4);
+
+    // Ingest keys the usage topic by tenant id, like every producer (partitioning and dedupe rely on it).
+    let messages = usage_messages(&env);
+    assert_eq!(messages.len(), events.len() + resent.len(), "every acknowledged event is in Kafka");
+    let codec = ledger_schema::UsageEventCodec::new().unwrap();
+    for m in &messages {
+        let e = codec.decode(m.payload().expect("payload")).expect("Avro usage event");
+        assert_eq!(m.key(), Some(e.tenant_id.as_bytes()), "message key = tenant_id");
+    }
+
+    env.run_ledger(&["process", "--until-drained"]);
+    let mut sent = Sent {
+        messages: messages.len() as u64,
+        distinct_valid: events.len() as u64,
+        duplicates: resent.len() as u64,
+        invalid: 0,
+        valid_jsonl: String::new(),
+    };
+    for e in &events {
+        sent.valid_jsonl.push_str(&serde_json::to_string(e).unwrap());
+        sent.valid_jsonl.push('\n');
+    }
+    assert_ledger_matches(&env, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_write_nothing() {
+    let env = TestEnv::new("ingest_refused");
+    let ingest = Ingest::start(&env, &[]);
+    let client = reqwest::Client::new();
+    let mut generator = generator(5, 1);
+    let good: Vec<Value> = (0..10).map(|_| serde_json::to_value(generator.valid_event()).unwrap()).collect();
+
+    // Invalid events: 400 naming index and field; the valid events of the batch are not written either.
+    let mut batch = good.clone();
+    batch[3]["output_tokens"] = json!(-5);
+    batch[7]["cache_read_input_tokens"] = json!(10_000_000);
+    batch[8]["input_tokenz"] = json!(10);
+    batch[9].as_object_mut().unwrap().remove("tenant_id");
+    let (status, answer) = post(&client, &ingest.url(), Some(ACME_KEY), json!(batch).to_string()).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"], "invalid_events");
+    let mut found: Vec<(u64, String)> = answer["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| (e["index"].as_u64().expect("index"), e["field"].as_str().expect("field").to_owned()))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            (3, "output_tokens".to_owned()),
+            (7, "input_tokens".to_owned()),
+            (8, "input_tokenz".to_owned()),
+            (9, "tenant_id".to_owned())
+        ]
+    );
+    // Not JSON at all.
+    let (status, answer) = post(&client, &ingest.url(), Some(ACME_KEY), "{\"event_id\": ").await;
+    assert_eq!((status, answer["error"].as_str()), (400, Some("invalid_body")), "{answer}");
+
+    // Oversize: more than 1,000 events, or more than 1 MiB.
+    let many: Vec<Value> = (0..1_001).map(|_| good[0].clone()).collect();
+    let (status, answer) = post(&client, &ingest.url(), Some(ACME_KEY), json!(many).to_string()).await;
+    assert_eq!((status, answer["error"].as_str()), (413, Some("too_many_events")), "{answer}");
+    let mut huge = good[0].clone();
+    huge["tags"] = json!({ "blob": "x".repeat(1024 * 1024) });
+    let (status, answer) = post(&client, &ingest.url(), Some(ACME_KEY), huge.to_string()).await;
+    assert_eq!((status, answer["error"].as_str()), (413, Some("payload_too_large")), "{answer}");
+
+    // Keys: none or unknown -> 401; another tenant's key -> 403 for the whole batch.
+    let body = json!(good).to_string();
+    let (status, _) = post(&client, &ingest.url(), None, body.clone()).await;
+    assert_eq!(status, 401);
+    let (status, _) = post(&client, &ingest.url(), Some("not-a-key-of-anyone-at-all"), body.clone()).await;
+    assert_eq!(status, 401);
+    let (status, answer) = post(&client, &ingest.url(), Some(GLOBEX_KEY), body.clone()).await;
+    assert_eq!((status, answer["error"].as_str()), (403, Some("forbidden_tenant")), "{answer}");
+    assert_eq!(answer["errors"].as_array().map(Vec::len), Some(good.len()));
+
+    assert_eq!(usage_messages(&env).len(), 0, "no refused request wrote anything");
+
+    // The same events with the right key go through.
+    let (status, _) = post(&client, &ingest.url(), Some(ACME_KEY), body).await;
+    assert_eq!(status, 202);
+    assert_eq!(usage_messages(&env).len(), good.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_down_answers_503_and_acknowledges_nothing() {
+    let env = TestEnv::new("ingest_kafka_down");
+    // Nothing listens on port 1: the shared Kafka is untouched.
+    let ingest = Ingest::start(&env, &[("LEDGER__KAFKA__BROKERS", "127.0.0.1:1"), ("LEDGER__INGEST__ACK_TIMEOUT_MS", "1500")]);
+    let client = reqwest::Client::new();
+    let mut generator = generator(9, 1);
+    let events: Vec<UsageEvent> = (0..50).map(|_| generator.valid_event()).collect();
+    let resp = client.post(ingest.url()).bearer_auth(ACME_KEY).body(json!(events).to_string()).send().await.expect("request");
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().get("retry-after").is_some(), "503 says when to retry");
+    let answer: Value = resp.json().await.expect("JSON");
+    assert_eq!(answer["error"], "kafka_unavailable");
+    assert!(answer.get("accepted").is_none(), "nothing acknowledged: {answer}");
+    // Invalid input is still answered 400 without Kafka: validation comes first.
+    let (status, _) = post(&client, &ingest.url(), Some(ACME_KEY), "[]").await;
+    assert_eq!(status, 400);
+}
+
+/// Random JSON values (any shape, nested).
+fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|i| json!(i)),
+        any::<u64>().prop_map(|i| json!(i)),
+        (-1e30f64..1e30).prop_map(|f| json!(f)),
+        ".{0,20}".prop_map(Value::String),
+        Just(json!("2026-11-28T17:00:00Z")),
+        Just(json!("-0.5")),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+const FIELDS: &[&str] = &[
+    "event_id", "event_time", "tenant_id", "team", "tags", "provider", "operation", "request_model", "response_model",
+    "routed_from_model", "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+    "cache_creation_1h_input_tokens", "output_tokens", "reasoning_output_tokens", "service_tier", "provided_cost_usd",
+    "latency_ms", "status",
+];
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Set(usize, Value),
+    Remove(usize),
+    Add(String, Value),
+}
+
+#[test]
+fn fuzzed_requests_never_get_a_500() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let env = TestEnv::new("ingest_fuzz");
+    let ingest = Ingest::start(&env, &[]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = reqwest::Client::new();
+    let mut generator = generator(13, 1);
+    let base = serde_json::to_value(generator.valid_event()).unwrap();
+
+    let mutation = prop_oneof![
+        (0..FIELDS.len(), arbitrary_json()).prop_map(|(i, v)| Mutation::Set(i, v)),
+        (0..FIELDS.len()).prop_map(Mutation::Remove),
+        ("[a-z_]{1,12}", arbitrary_json()).prop_map(|(k, v)| Mutation::Add(k, v)),
+    ];
+    let body = prop_oneof![
+        // Mutated valid events, alone or in a batch.
+        (proptest::collection::vec(mutation, 0..4), any::<bool>()).prop_map(move |(mutations, batched)| {
+            let mut e = base.clone();
+            for m in mutations {
+                match m {
+                    Mutation::Set(i, v) => e[FIELDS[i]] = v,
+                    Mutation::Remove(i) => {
+                        e.as_object_mut().unwrap().remove(FIELDS[i]);
+                    }
+                    Mutation::Add(k, v) => e[k.as_str()] = v,
+                }
+            }
+            e["event_id"] = if e["event_id"].is_string() { json!(format!("fuzz-{}", random_suffix())) } else { e["event_id"].clone() };
+            let body = if batched { json!([e, e]) } else { e };
+            body.to_string().into_bytes()
+        }),
+        // Any JSON at all.
+        arbitrary_json().prop_map(|v| v.to_string().into_bytes()),
+        // Not JSON.
+        proptest::collection::vec(any::<u8>(), 0..200),
+    ];
+
+    let mut runner = TestRunner::new(Config { cases: 300, failure_persistence: None, ..Config::default() });
+    let statuses = std::cell::RefCell::new(std::collections::BTreeMap::new());
+    runner
+        .run(&body, |bytes| {
+            let (status, answer) = runtime.block_on(async {
+                let resp = client
+                    .post(ingest.url())
+                    .bearer_auth(ACME_KEY)
+                    .body(bytes.clone())
+                    .send()
+                    .await
+                    .expect("the server answers");
+                let status = resp.status().as_u16();
+                (status, resp.text().await.unwrap_or_default())
+            });
+            *statuses.borrow_mut().entry(status).or_insert(0u32) += 1;
+            prop_assert!([202u16, 400, 403, 413].contains(&status), "status {} for {}: {}", status, String::from_utf8_lossy(&bytes), answer);
+            let parsed: Value = serde_json::from_str(&answer).map_err(|e| TestCaseError::fail(format!("not JSON: {e}")))?;
+            if status != 202 {
+                prop_assert!(parsed["message"].as_str().is_some_and(|m| !m.is_empty()), "every error explains itself: {}", answer);
+            }
+            Ok(())
+        })
+        .unwrap();
+    let statuses = statuses.into_inner();
+    eprintln!("fuzz statuses: {statuses:?}");
+    assert!(statuses.get(&400).copied().unwrap_or(0) > 50, "the fuzz exercises rejections: {statuses:?}");
+    assert!(statuses.contains_key(&202), "the fuzz also produces acceptable events: {statuses:?}");
+    ingest.wait_healthy();
+}
+
+#[test]
+fn openapi_document_is_served_and_parses() {
+    let env = TestEnv::new("ingest_openapi");
+    let ingest = Ingest::start(&env, &[]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let text = runtime.block_on(async {
+        reqwest::get(format!("{}/openapi.yaml", ingest.base)).await.expect("GET").text().await.expect("text")
+    });
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
+    assert!(doc["paths"]["/v1/usage"]["post"]["responses"]["503"].is_mapping());
+    // The documented event fields are exactly the schema's.
+    let documented: std::collections::BTreeSet<String> = doc["components"]["schemas"]["UsageEvent"]["properties"]
+        .as_mapping()
+        .expect("properties")
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    let avsc: Value = serde_json::from_str(
+        &std::fs::read_to_string(ledger_tests::workspace_root().join("schemas/avro/usage_event.avsc")).expect("avsc"),
+    )
+    .expect("avsc JSON");
+    let schema_fields: std::collections::BTreeSet<String> =
+        avsc["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(documented, schema_fields);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_genai_spans_are_in_the_ledger_once() {
+    let env = TestEnv::new("ingest_otlp");
+    env.run_ledger(&["migrate"]);
+    let ingest = Ingest::start(&env, &[]);
+    let client = reqwest::Client::new();
+    let end = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let end_nanos = end.timestamp_nanos_opt().expect("nanos");
+    let trace = random_suffix();
+    let attr_s = |k: &str, v: &str| json!({"key": k, "value": {"stringValue": v}});
+    let attr_i = |k: &str, v: i64| json!({"key": k, "value": {"intValue": v.to_string()}});
+    // (span id, provider, model, input, cache read, output, reasoning)
+    let genai = [
+        ("0000000000000001", "openai", "gpt-4o-mini", 1_200, 1_000, 300, 0),
+        ("0000000000000002", "openai", "o4-mini", 5_000, 0, 2_000, 1_500),
+        ("0000000000000003", "anthropic", "claude-haiku-4-5", 9_000, 8_000, 100, 0),
+    ];
+    let mut spans: Vec<Value> = genai
+        .iter()
+        .map(|(id, provider, model, input, cache, output, reasoning)| {
+            json!({"traceId": format!("{trace}{trace}"), "spanId": id, "name": "chat",
+                   "startTimeUnixNano": (end_nanos - 800_000_000).to_string(), "endTimeUnixNano": end_nanos.to_string(),
+                   "attributes": [attr_s("gen_ai.provider.name", provider), attr_s("gen_ai.request.model", model),
+                                  attr_s("gen_ai.operation.name", "chat"),
+                                  attr_i("gen_ai.usage.input_tokens", *input), attr_i("gen_ai.usage.cache_read.input_tokens", *cache),
+                                  attr_i("gen_ai.usage.output_tokens", *output), attr_i("gen_ai.usage.reasoning.output_tokens", *reasoning),
+                                  attr_s("ledger.team", "search")]})
+        })
+        .collect();
+    // Not a GenAI span: ignored. An inconsistent GenAI span: reported as rejected.
+    spans.push(json!({"traceId": format!("{trace}{trace}"), "spanId": "0000000000000004", "endTimeUnixNano": end_nanos.to_string(),
+                      "attributes": [attr_s("http.route", "/search")]}));
+    spans.push(json!({"traceId": format!("{trace}{trace}"), "spanId": "0000000000000005", "endTimeUnixNano": end_nanos.to_string(),
+                      "attributes": [attr_s("gen_ai.provider.name", "openai"), attr_s("gen_ai.request.model", "gpt-4o"),
+                                     attr_i("gen_ai.usage.input_tokens", 10), attr_i("gen_ai.usage.cache_read.input_tokens", 11)]}));
+    let request = json!({"resourceSpans": [{"resource": {"attributes": [attr_s("service.name", "search-api")]},
+                                             "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}]}]});
+    let url = format!("{}/v1/traces", ingest.base);
+    for _ in 0..2 {
+        // The second export repeats the first (an exporter retry): counted once.
+        let (status, answer) = post(&client, &url, Some(ACME_KEY), request.to_string()).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["partialSuccess"]["rejectedSpans"], 1, "{answer}");
+    }
+    let protobuf = client.post(&url).bearer_auth(ACME_KEY).header("content-type", "application/x-protobuf").body(vec![0u8; 4]).send().await.unwrap();
+    assert_eq!(protobuf.status().as_u16(), 415);
+
+    env.run_ledger(&["process", "--until-drained"]);
+    let mut sent = Sent { messages: 6, distinct_valid: 3, duplicates: 3, invalid: 0, valid_jsonl: String::new() };
+    for (id, provider, model, input, cache, output, reasoning) in genai {
+        let expected = json!({"event_id": format!("otlp-{trace}{trace}-{id}"), "event_time": end.to_rfc3339(), "tenant_id": "acme",
+                              "provider": provider, "request_model": model, "input_tokens": input,
+                              "cache_read_input_tokens": cache, "output_tokens": output, "reasoning_output_tokens": reasoning});
+        sent.valid_jsonl.push_str(&expected.to_string());
+        sent.valid_jsonl.push('\n');
+    }
+    assert_ledger_matches(&env, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_ingest_gracefully() {
+    let env = TestEnv::new("ingest_sigterm");
+    let mut ingest = Ingest::start(&env, &[]);
+    let client = reqwest::Client::new();
+    let event = generator(17, 1).valid_event();
+    let (status, _) = post(&client, &ingest.url(), Some(ACME_KEY), serde_json::to_vec(&event).unwrap()).await;
+    assert_eq!(status, 202);
+    let pid = ingest.child.id().to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+    assert!(killed.success());
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = ingest.child.wait().expect("wait");
+        (status, ingest)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert!(exit.success(), "ledger ingest exits cleanly on SIGTERM: {exit}");
+    assert_eq!(usage_messages(&env).len(), 1);
+}
