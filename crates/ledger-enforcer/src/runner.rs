@@ -164,6 +164,15 @@ impl Enforcer {
                         Ok(m) => {
                             let now = Utc::now();
                             self.apply(&mut engine, m.payload(), now, m.partition(), m.offset());
+                            drop(m);
+                            // Take every update already fetched before evaluating: under load one
+                            // evaluation and one round of acknowledgements serve many updates.
+                            for _ in 0..MAX_UPDATES_PER_EVALUATION {
+                                match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                                    Ok(Ok(m)) => self.apply(&mut engine, m.payload(), now, m.partition(), m.offset()),
+                                    _ => break,
+                                }
+                            }
                             let pending = engine.evaluate(now);
                             self.publish(&mut engine, producer, pending).await;
                         }
@@ -265,6 +274,9 @@ impl Enforcer {
     /// Publishes each signal and waits for Kafka's acknowledgement before recording it; a failed
     /// one is retried at the next evaluation.
     async fn publish(&self, engine: &mut BudgetEngine, producer: &FutureProducer, signals: Vec<BudgetSignal>) {
+        // Enqueue every signal first, then wait for the acknowledgements: one round trip for the
+        // batch instead of one per signal. The engine records each only once Kafka has it.
+        let mut in_flight = Vec::with_capacity(signals.len());
         for signal in signals {
             let payload = match self.signal_codec.encode(&signal) {
                 Ok(p) => p,
@@ -274,13 +286,17 @@ impl Enforcer {
                 }
             };
             let record = FutureRecord::to(&self.config.topics.signals).key(signal.key()).payload(&payload);
-            let delivered = match ledger_kafka::producer::enqueue(producer, record).await {
+            let delivery = ledger_kafka::producer::enqueue(producer, record).await.map_err(|e| e.to_string());
+            in_flight.push((signal, delivery));
+        }
+        for (signal, delivery) in in_flight {
+            let delivered = match delivery {
                 Ok(delivery) => match delivery.await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err((e, _))) => Err(e.to_string()),
                     Err(_) => Err("the producer dropped the message".to_owned()),
                 },
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             };
             match delivered {
                 Ok(()) => {
@@ -300,6 +316,9 @@ impl Enforcer {
         }
     }
 }
+
+/// Spend updates taken from the consumer's queue per evaluation at most.
+const MAX_UPDATES_PER_EVALUATION: usize = 5_000;
 
 /// Runs `attempt` until it succeeds, retrying retryable errors every second (a topic that was
 /// just created may not have a leader yet) for up to a minute; `None` on shutdown.
