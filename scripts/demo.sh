@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end: install and start Kafka + ClickHouse (if needed), build `ledger`,
-# migrate, produce synthetic usage, price it into the ledger until drained, print the report.
+# migrate, produce synthetic usage, price it into the ledger until drained, print the report,
+# enforce the demo budgets (config/budgets.demo.toml) and show their state, run the month's
+# chargeback and reconcile the ledger with its rollups and Kafka offsets.
 # Safe to run again: it reuses the running stack and adds another batch of events.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,3 +30,24 @@ step "pricing them into the ledger (until drained)"
 
 step "spend by tenant and model"
 "$LEDGER" report spend
+
+step "enforcing the demo budgets (config/budgets.demo.toml)"
+ENFORCE_LOG=$(mktemp)
+"$LEDGER" enforce --budgets config/budgets.demo.toml 2>"$ENFORCE_LOG" &
+ENFORCER=$!
+for _ in $(seq 300); do
+  grep -q "following it" "$ENFORCE_LOG" && break
+  kill -0 "$ENFORCER" 2>/dev/null || { cat "$ENFORCE_LOG"; exit 1; }
+  sleep 0.1
+done
+sleep 1
+kill -TERM "$ENFORCER"; wait "$ENFORCER" || true
+grep -c "published a budget signal" "$ENFORCE_LOG" | xargs -I{} echo "the enforcer published {} signal(s) this run"
+rm -f "$ENFORCE_LOG"
+"$LEDGER" budgets status --budgets config/budgets.demo.toml
+
+step "chargeback for $(date -u +%Y-%m) by team"
+"$LEDGER" report chargeback --month "$(date -u +%Y-%m)" --by team
+
+step "reconciling the ledger with its rollups and Kafka offsets"
+"$LEDGER" reconcile

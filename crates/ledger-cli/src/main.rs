@@ -15,19 +15,29 @@ mod config;
 
 const AFTER_HELP: &str = "\
 Examples:
-  ledger stack up                         # install (if missing) and start Kafka + ClickHouse on loopback
-  ledger migrate                          # create or upgrade the ClickHouse schema
-  ledger produce --synthetic 10000        # send 10,000 realistic usage events to llm.usage.v1
-  ledger process --until-drained          # price them into the ClickHouse ledger, exit when caught up
-  ledger report spend                     # spend by tenant and model, as a table
+  ledger stack up                        # install (if missing) and start Kafka + ClickHouse
+  ledger migrate                         # create or upgrade the ClickHouse schema
+  ledger produce --synthetic 10000       # send 10,000 realistic usage events
+  ledger process --until-drained         # price them into the ledger, exit when caught up
+  ledger report spend                    # spend by tenant and model, as a table
+  ledger enforce --budgets config/budgets.example.toml   # publish budget signals
+  ledger budgets status                  # spend, limit, state and forecast per budget
+  ledger report chargeback --month 2026-11 --by team
+  ledger reconcile                       # ledger = rollups, no offset gaps; exit 1 if not
+  ledger ingest                          # HTTP POST /v1/usage for any language
   ledger price --catalog catalog/litellm-prices.json < events.jsonl
-  ledger stack down
 
 Every setting can also come from a config file (--config) or LEDGER__* environment variables.";
 
 /// A real-time usage ledger for LLM token spend.
 #[derive(Debug, Parser)]
-#[command(name = "ledger", version, about, long_about = None, after_help = AFTER_HELP)]
+#[command(
+    name = "ledger",
+    version,
+    about = "A real-time usage ledger for LLM token spend: exact pricing, budgets, chargeback.",
+    long_about = None,
+    after_help = AFTER_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -8,7 +8,7 @@ use ledger_core::budget::PolicyError;
 #[derive(Debug, thiserror::Error)]
 pub enum EnforcerError {
     /// The budgets file cannot be read.
-    #[error("cannot read the budgets file {path}: {source} (pass an existing file with --budgets or set enforcer.budgets_file)")]
+    #[error("cannot read the budgets file {path} (pass an existing file with --budgets or set enforcer.budgets_file)")]
     BudgetsFile {
         /// The file.
         path: PathBuf,
