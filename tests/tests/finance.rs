@@ -326,6 +326,30 @@ async fn chargeback_reconcile_chart_and_sql_agree_with_the_ledger() {
         .map(|l| l.split('\t').nth(4).expect("spend_usd").parse::<Money>().expect("exact").picos())
         .sum();
     assert_eq!(spend_sum, all_cost, "feature spend adds up to the ledger");
+
+    // The views of migration 0003 answer the same questions, exactly.
+    let query = |sql: &str| -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "-w", "\n%{http_code}", "--data-binary", sql])
+            .arg(format!("{}/?database={}", env.clickhouse.url.trim_end_matches('/'), env.clickhouse.database))
+            .output()
+            .expect("curl");
+        let body = stdout(&out);
+        let (rows, status) = body.trim_end().rsplit_once('\n').unwrap_or(("", body.trim()));
+        assert_eq!(status, "200", "{sql} failed on ClickHouse:\n{rows}");
+        rows.trim().to_owned()
+    };
+    let picos = |text: &str| text.parse::<Money>().unwrap_or_else(|e| panic!("{text:?}: {e}")).picos();
+    assert_eq!(picos(&query("SELECT sum(spend_usd) FROM spend_by_day")), all_cost, "spend_by_day");
+    assert_eq!(picos(&query("SELECT sum(spend_usd) FROM cost_by_feature_by_day")), all_cost, "cost_by_feature_by_day");
+    let reroutes = query("SELECT sum(rerouted_requests), sum(saved_usd) FROM reroute_savings_by_day");
+    let (count, saved) = reroutes.split_once('\t').expect("two columns");
+    let ledger_saved = query("SELECT sum(savings_usd) FROM usage_ledger");
+    assert_eq!((count, picos(saved)), ("4", picos(&ledger_saved)), "reroute_savings_by_day");
+    let cache_view = picos(&query("SELECT sum(saved_usd) FROM cache_savings_by_day"));
+    let cache_doc: i128 = cache.lines().map(|l| picos(l.split('\t').nth(6).expect("saved_usd"))).sum();
+    assert_eq!(cache_view, cache_doc, "cache_savings_by_day agrees with docs/sql/cache_savings.sql");
+    assert!(cache_view > 0, "the synthetic load reads from caches");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

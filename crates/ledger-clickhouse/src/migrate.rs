@@ -47,6 +47,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../schemas/clickhouse/0001_usage_ledger.sql"),
     },
     Migration { version: 2, name: "rollups", sql: include_str!("../../../schemas/clickhouse/0002_rollups.sql") },
+    Migration { version: 3, name: "views", sql: include_str!("../../../schemas/clickhouse/0003_views.sql") },
 ];
 
 /// What happened to one migration during [`Migrator::migrate`].
