@@ -23,7 +23,7 @@ Examples:
   ledger enforce --budgets config/budgets.example.toml   # publish budget signals
   ledger budgets status                  # spend, limit, state and forecast per budget
   ledger report chargeback --month 2026-11 --by team
-  ledger reconcile                       # ledger = rollups, no offset gaps; exit 1 if not
+  ledger reconcile                       # ledger = rollups, no offset gaps; fails if not
   ledger ingest                          # HTTP POST /v1/usage for any language
   ledger price --catalog catalog/litellm-prices.json < events.jsonl
 
