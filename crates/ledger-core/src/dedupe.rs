@@ -5,46 +5,85 @@
 //! evicted first. A resend that arrives after its id was evicted is counted again, which is
 //! why the horizon is a documented contract (default one hour).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 /// A set of recently accepted event ids with time- and size-based eviction.
-#[derive(Debug, Clone)]
+///
+/// Each id is stored once, in arrival order; the index holds only its sequence number, so an
+/// entry costs the id's bytes plus about 40 bytes (the processor holds millions).
+#[derive(Clone)]
 pub struct DedupeWindow {
     horizon_ms: i64,
     capacity: usize,
-    ids: HashSet<Box<str>>,
+    /// Sequence numbers of the ids in `order`, hashed by id.
+    index: HashTable<u64>,
+    /// Ids in arrival order with when they were first seen; `order[i]` has sequence
+    /// `first_seq + i`.
     order: VecDeque<(i64, Box<str>)>,
+    first_seq: u64,
+    state: DefaultHashBuilder,
+}
+
+impl std::fmt::Debug for DedupeWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DedupeWindow")
+            .field("horizon_ms", &self.horizon_ms)
+            .field("capacity", &self.capacity)
+            .field("ids", &self.order.len())
+            .finish()
+    }
 }
 
 impl DedupeWindow {
     /// An empty window keeping ids for `horizon_ms`, at most `capacity` of them.
     pub fn new(horizon_ms: i64, capacity: usize) -> Self {
-        DedupeWindow { horizon_ms, capacity: capacity.max(1), ids: HashSet::new(), order: VecDeque::new() }
+        DedupeWindow {
+            horizon_ms,
+            capacity: capacity.max(1),
+            index: HashTable::new(),
+            order: VecDeque::new(),
+            first_seq: 0,
+            state: DefaultHashBuilder::default(),
+        }
+    }
+
+    fn id_at(order: &VecDeque<(i64, Box<str>)>, first_seq: u64, seq: u64) -> &str {
+        &order[(seq - first_seq) as usize].1
     }
 
     /// True when `id` was accepted within the horizon.
     pub fn contains(&self, id: &str) -> bool {
-        self.ids.contains(id)
+        let hash = self.state.hash_one(id);
+        self.index.find(hash, |&seq| Self::id_at(&self.order, self.first_seq, seq) == id).is_some()
     }
 
     /// Records `id` as accepted at `now_ms`; returns false when it was already present.
     pub fn insert(&mut self, id: &str, now_ms: i64) -> bool {
-        if self.ids.contains(id) {
+        if self.contains(id) {
             return false;
         }
         self.expire(now_ms);
-        while self.ids.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some((_, old)) => {
-                    self.ids.remove(&old);
-                }
-                None => break,
-            }
+        while self.order.len() >= self.capacity {
+            self.pop_oldest();
         }
-        let boxed: Box<str> = id.into();
-        self.ids.insert(boxed.clone());
-        self.order.push_back((now_ms, boxed));
+        let seq = self.first_seq + self.order.len() as u64;
+        self.order.push_back((now_ms, id.into()));
+        let DedupeWindow { index, order, first_seq, state, .. } = self;
+        let first = *first_seq;
+        index.insert_unique(state.hash_one(id), seq, |&s| state.hash_one(Self::id_at(order, first, s)));
         true
+    }
+
+    fn pop_oldest(&mut self) {
+        let Some((_, old)) = self.order.pop_front() else { return };
+        let seq = self.first_seq;
+        if let Ok(entry) = self.index.find_entry(self.state.hash_one(&*old), |&s| s == seq) {
+            entry.remove();
+        }
+        self.first_seq += 1;
     }
 
     /// Drops ids first seen more than the horizon before `now_ms`.
@@ -53,20 +92,18 @@ impl DedupeWindow {
             if now_ms - *seen <= self.horizon_ms {
                 break;
             }
-            if let Some((_, old)) = self.order.pop_front() {
-                self.ids.remove(&old);
-            }
+            self.pop_oldest();
         }
     }
 
     /// Number of ids held.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.order.len()
     }
 
     /// True when no id is held.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.order.is_empty()
     }
 }
 
@@ -125,5 +162,43 @@ mod tests {
         assert_eq!(check_event_time(89, 100, 10, 5), TimeCheck::TooOld);
         assert_eq!(check_event_time(105, 100, 10, 5), TimeCheck::Accepted);
         assert_eq!(check_event_time(106, 100, 10, 5), TimeCheck::InFuture);
+    }
+
+    proptest::proptest! {
+        /// The window agrees with a plain list of (first seen, id) under any mix of inserts,
+        /// clock steps, expiry and the size cap.
+        #[test]
+        fn agrees_with_a_reference_list(
+            ops in proptest::collection::vec((0u8..40, 0i64..300, proptest::bool::ANY), 0..400),
+            horizon in 1i64..2_000,
+            capacity in 1usize..30,
+        ) {
+            let mut w = DedupeWindow::new(horizon, capacity);
+            let mut reference: std::collections::VecDeque<(i64, String)> = Default::default();
+            let mut now = 0i64;
+            for (id, step, expire_only) in ops {
+                now += step;
+                let id = format!("id-{id}");
+                if expire_only {
+                    w.expire(now);
+                    reference.retain(|(seen, _)| now - seen <= horizon);
+                } else {
+                    let fresh = !reference.iter().any(|(_, x)| *x == id);
+                    proptest::prop_assert_eq!(w.insert(&id, now), fresh);
+                    if fresh {
+                        reference.retain(|(seen, _)| now - seen <= horizon);
+                        while reference.len() >= capacity {
+                            reference.pop_front();
+                        }
+                        reference.push_back((now, id));
+                    }
+                }
+                proptest::prop_assert_eq!(w.len(), reference.len());
+                for n in 0..40u8 {
+                    let x = format!("id-{n}");
+                    proptest::prop_assert_eq!(w.contains(&x), reference.iter().any(|(_, r)| *r == x), "{}", x);
+                }
+            }
+        }
     }
 }
