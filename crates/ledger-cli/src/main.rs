@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod catalog_files;
 mod commands;
 mod config;
+mod metrics_server;
 
 const AFTER_HELP: &str = "\
 Examples:

@@ -5,7 +5,6 @@
 
 pub mod config;
 pub mod error;
-pub mod metrics_server;
 pub mod runner;
 pub mod stats;
 pub mod topic_reader;

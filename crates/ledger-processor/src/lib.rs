@@ -6,7 +6,6 @@
 
 pub mod config;
 pub mod dead_letter;
-pub mod metrics_server;
 pub mod runner;
 pub mod stats;
 

@@ -54,12 +54,8 @@ pub(crate) async fn run(args: EnforceArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     if let Some(addr) = config.enforcer.metrics_addr.clone() {
-        let (stats, token) = (stats.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            if let Err(e) = ledger_enforcer::metrics_server::serve(&addr, stats, token).await {
-                tracing::error!(error = %e, addr, "metrics endpoint failed");
-            }
-        });
+        let stats = stats.clone();
+        crate::metrics_server::spawn(addr, move || stats.render_prometheus(), shutdown.clone());
     }
     let enforcer = Enforcer::new(
         EnforcerConfig { kafka: config.kafka.clone(), topics: config.topics.clone(), settings: config.enforcer.clone() },

@@ -51,12 +51,8 @@ pub(crate) async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     if let Some(addr) = config.settings.metrics_addr.clone() {
-        let (stats, token) = (stats.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            if let Err(e) = ledger_processor::metrics_server::serve(&addr, stats, token).await {
-                tracing::error!(error = %e, addr, "metrics endpoint failed");
-            }
-        });
+        let stats = stats.clone();
+        crate::metrics_server::spawn(addr, move || stats.render_prometheus(), shutdown.clone());
     }
     let processor = Processor::new(config, catalog, stats.clone())
         .await

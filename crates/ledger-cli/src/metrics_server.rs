@@ -1,4 +1,5 @@
-//! A minimal HTTP endpoint: `GET /metrics` (Prometheus text) and `GET /healthz`.
+//! The minimal HTTP endpoint of the services (`ledger process`, `ledger enforce`): `GET /metrics`
+//! (Prometheus text, rendered by the service's own stats) and `GET /healthz`.
 
 use std::sync::Arc;
 
@@ -6,10 +7,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::stats::Stats;
+/// Serves the endpoint in the background until `shutdown`; a failure to bind is logged.
+pub(crate) fn spawn(addr: String, render: impl Fn() -> String + Send + Sync + 'static, shutdown: CancellationToken) {
+    let render: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(render);
+    tokio::spawn(async move {
+        if let Err(e) = serve(&addr, render, shutdown).await {
+            tracing::error!(error = %e, addr, "metrics endpoint failed");
+        }
+    });
+}
 
-/// Serves the endpoint on `addr` until `shutdown`.
-pub async fn serve(addr: &str, stats: Arc<Stats>, shutdown: CancellationToken) -> std::io::Result<()> {
+async fn serve(addr: &str, render: Arc<dyn Fn() -> String + Send + Sync>, shutdown: CancellationToken) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(addr, "metrics endpoint listening");
     loop {
@@ -17,14 +25,14 @@ pub async fn serve(addr: &str, stats: Arc<Stats>, shutdown: CancellationToken) -
             _ = shutdown.cancelled() => return Ok(()),
             r = listener.accept() => r?,
         };
-        let stats = stats.clone();
+        let render = render.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
             let n = socket.read(&mut buf).await.unwrap_or(0);
             let request = String::from_utf8_lossy(&buf[..n]);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
             let (status, body) = match path {
-                "/metrics" => ("200 OK", stats.render_prometheus()),
+                "/metrics" => ("200 OK", render()),
                 "/healthz" => ("200 OK", "ok\n".to_owned()),
                 _ => ("404 Not Found", "not found; try /metrics or /healthz\n".to_owned()),
             };
