@@ -28,6 +28,13 @@ L=target/release/ledger
 CH="clickhouse-client --port ${LEDGER_CLICKHOUSE_TCP_PORT:-9000}"
 
 secs() { date +%s.%N; }
+STATE=${LEDGER_STATE_DIR:-.state}
+# CPU seconds (user + system) a server has used so far, from /proc/PID/stat.
+cpu_of() {
+    local pid
+    pid=$(cat "$STATE/$1/$1.pid" 2>/dev/null) || { echo 0; return; }
+    awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$pid/stat" 2>/dev/null || echo 0
+}
 rate() { python3 -c "import sys; n,t=float(sys.argv[1]),float(sys.argv[2]); print(f'{n/t:,.0f} events/s ({t:.2f} s)')" "$1" "$2"; }
 
 "$L" migrate >/dev/null
@@ -42,26 +49,32 @@ t0=$(secs)
 t1=$(secs)
 consume_s=$(python3 -c "print($t1-$t0)")
 
+kafka0=$(cpu_of kafka); ch0=$(cpu_of clickhouse)
 t0=$(secs)
-/usr/bin/time -f "%M" -o /tmp/"$RUN".rss "$L" process --until-drained 2>/dev/null
+/usr/bin/time -f "%M %U %S" -o /tmp/"$RUN".rss "$L" process --until-drained 2>/dev/null
 t1=$(secs)
+kafka1=$(cpu_of kafka); ch1=$(cpu_of clickhouse)
 process_s=$(python3 -c "print($t1-$t0)")
-rss_kib=$(tail -1 /tmp/"$RUN".rss)
+read -r rss_kib proc_user proc_sys < <(tail -1 /tmp/"$RUN".rss)
 
 rows=$($CH -q "SELECT count() FROM $DB.usage_ledger")
 $CH -q "SELECT * FROM $DB.usage_ledger FORMAT RowBinary" > /tmp/"$RUN".rowbinary
 # B1: the rows into a bare copy of the table (no rollups).
 $CH -q "CREATE TABLE $DB.insert_baseline AS $DB.usage_ledger"
+b1ch0=$(cpu_of clickhouse)
 t0=$(secs)
 $CH -q "INSERT INTO $DB.insert_baseline FORMAT RowBinary" < /tmp/"$RUN".rowbinary
 t1=$(secs)
+b1ch1=$(cpu_of clickhouse)
 insert_s=$(python3 -c "print($t1-$t0)")
 # B2: the rows into a freshly migrated ledger, whose materialized views maintain the three
 # rollups on every insert, as they do for the pipeline.
 LEDGER__CLICKHOUSE__DATABASE="${DB}_b2" "$L" migrate >/dev/null
+b2ch0=$(cpu_of clickhouse)
 t0=$(secs)
 $CH -q "INSERT INTO ${DB}_b2.usage_ledger FORMAT RowBinary" < /tmp/"$RUN".rowbinary
 t1=$(secs)
+b2ch1=$(cpu_of clickhouse)
 insert_mv_s=$(python3 -c "print($t1-$t0)")
 rm -f /tmp/"$RUN".rowbinary /tmp/"$RUN".rss
 
@@ -78,6 +91,21 @@ n, c, rows, i, imv, p = map(float, sys.argv[1:7])
 pipeline = n / p
 print(f"pipeline / slower of A and B1:         {pipeline / min(n / c, rows / i):.2f}")
 print(f"pipeline / slower of A and B2:         {pipeline / min(n / c, rows / imv):.2f}")
+PY
+python3 - "$process_s" "$proc_user" "$proc_sys" "$kafka0" "$kafka1" "$ch0" "$ch1" "$N" <<'PY'
+import sys
+wall, pu, ps, k0, k1, c0, c1, n = map(float, sys.argv[1:9])
+cores = 2
+print(f"CPU during the pipeline ({wall:.2f} s wall, {wall * cores:.1f} core-s on {cores} cores):")
+for name, cpu in (("processor", pu + ps), ("kafka broker", k1 - k0), ("clickhouse", c1 - c0)):
+    print(f"  {name:<13} {cpu:7.2f} s  ({cpu / wall * 100:5.1f}% of a core, {cpu / n * 1e6:5.2f} us/event)")
+PY
+python3 - "$b1ch0" "$b1ch1" "$b2ch0" "$b2ch1" "$rows" <<'PY'
+import sys
+b10, b11, b20, b21, rows = map(float, sys.argv[1:6])
+print("ClickHouse CPU in the insert baselines (one insert of all rows; merges may continue after it):")
+print(f"  B1 {b11 - b10:7.2f} s  ({(b11 - b10) / rows * 1e6:5.2f} us/row)")
+print(f"  B2 {b21 - b20:7.2f} s  ({(b21 - b20) / rows * 1e6:5.2f} us/row)")
 PY
 $CH -q "DROP DATABASE $DB"
 $CH -q "DROP DATABASE ${DB}_b2"

@@ -21,9 +21,10 @@ pub struct ClickHouseConfig {
     pub user: Option<String>,
     /// Password.
     pub password: Option<String>,
-    /// Compress inserts with LZ4 (`true`, the default: less network) or send them plain
-    /// (`false`: less CPU, the better choice when ClickHouse is on the same host).
-    pub compress: bool,
+    /// Compress inserts with LZ4 (`true`: less network) or send them plain (`false`: less CPU).
+    /// Unset (the default): plain when the URL's host is this machine (`localhost`, `127.x.x.x`,
+    /// `[::1]`), where LZ4 only costs CPU on both ends, else LZ4.
+    pub compress: Option<bool>,
 }
 
 impl std::fmt::Debug for ClickHouseConfig {
@@ -46,7 +47,7 @@ impl Default for ClickHouseConfig {
             database: DEFAULT_DATABASE.to_owned(),
             user: None,
             password: None,
-            compress: true,
+            compress: None,
         }
     }
 }
@@ -80,7 +81,7 @@ impl ClickHouseConfig {
     pub fn client(&self) -> Result<clickhouse::Client> {
         self.validate()?;
         let compression =
-            if self.compress { clickhouse::Compression::Lz4 } else { clickhouse::Compression::None };
+            if self.compresses() { clickhouse::Compression::Lz4 } else { clickhouse::Compression::None };
         let mut client = clickhouse::Client::default()
             .with_url(self.url.clone())
             .with_validation(false)
@@ -93,6 +94,26 @@ impl ClickHouseConfig {
         }
         Ok(client)
     }
+}
+
+impl ClickHouseConfig {
+    /// Whether inserts are LZ4-compressed: `compress`, or when unset, unless the server is local.
+    pub fn compresses(&self) -> bool {
+        self.compress.unwrap_or_else(|| !is_loopback_url(&self.url))
+    }
+}
+
+/// True when the host of an `http(s)://` URL is this machine.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Checks that a database name is a plain identifier (`[A-Za-z_][A-Za-z0-9_]*`, at most 128 bytes).
@@ -113,6 +134,20 @@ pub fn validate_database_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inserts_to_this_machine_are_sent_plain_unless_configured() {
+        for local in ["http://127.0.0.1:8123", "http://localhost:8123/", "https://user:pw@127.0.0.2", "http://[::1]:8123"] {
+            assert!(!ClickHouseConfig::new(local, "ledger").compresses(), "{local}");
+        }
+        for remote in ["http://clickhouse:8123", "https://10.0.0.7:8443", "http://[2001:db8::1]:8123", "http://localhost.example.com"] {
+            assert!(ClickHouseConfig::new(remote, "ledger").compresses(), "{remote}");
+        }
+        let forced = ClickHouseConfig { compress: Some(true), ..ClickHouseConfig::new("http://127.0.0.1:8123", "l") };
+        assert!(forced.compresses());
+        let plain = ClickHouseConfig { compress: Some(false), ..ClickHouseConfig::new("http://clickhouse:8123", "l") };
+        assert!(!plain.compresses());
+    }
 
     #[test]
     fn database_names_are_checked() {

@@ -31,6 +31,7 @@ use ledger_core::aggregate::{SpendKey, SpendScope, SpendTotals};
 use ledger_core::Money;
 
 use crate::config::validate_database_name;
+use crate::encoded::SealedBatch;
 use crate::error::{Error, Result};
 use crate::row::{datetime_secs, LedgerRow};
 
@@ -44,6 +45,8 @@ pub struct LedgerWriter {
     client: clickhouse::Client,
     database: String,
     table: String,
+    /// The column list of an encoded insert, built once.
+    columns: std::sync::Arc<str>,
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -58,7 +61,7 @@ impl LedgerWriter {
         let database = database.into();
         validate_database_name(&database)?;
         let table = format!("{database}.usage_ledger");
-        Ok(LedgerWriter { client, database, table })
+        Ok(LedgerWriter { client, database, table, columns: crate::encoded::column_list().into() })
     }
 
     /// The database written to.
@@ -154,6 +157,39 @@ impl LedgerWriter {
             .map_err(|e| Error::clickhouse(context(), e))?;
         for row in rows {
             insert.write(row).await.map_err(|e| Error::clickhouse(context(), e))?;
+        }
+        insert.end().await.map_err(|e| Error::clickhouse(context(), e))
+    }
+
+    /// Inserts an encoded batch ([`crate::LedgerBatch`]) as one `INSERT` (one block, one part,
+    /// atomic, as [`LedgerWriter::insert_batch`]; the batch keeps its preconditions by
+    /// construction). An empty batch is a no-op. On a retryable error, re-read
+    /// [`LedgerWriter::high_watermarks`]: the batch landed when its last offset is there.
+    pub async fn insert_encoded(&self, batch: &SealedBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let context = || {
+            format!(
+                "insert of {} rows ({}/{} offsets {}..={}) into {}",
+                batch.len(),
+                batch.topic(),
+                batch.partition(),
+                batch.first_offset(),
+                batch.last_offset(),
+                self.table
+            )
+        };
+        let sql = format!("INSERT INTO {}({}) FORMAT RowBinary", self.table, self.columns);
+        let mut insert = self.client.insert_formatted_with(sql);
+        // Chunks bound the size of each compressed block; `slice` shares the buffer.
+        const CHUNK: usize = 1 << 20;
+        let bytes = &batch.bytes;
+        let mut start = 0;
+        while start < bytes.len() {
+            let end = (start + CHUNK).min(bytes.len());
+            insert.send(bytes.slice(start..end)).await.map_err(|e| Error::clickhouse(context(), e))?;
+            start = end;
         }
         insert.end().await.map_err(|e| Error::clickhouse(context(), e))
     }

@@ -390,3 +390,87 @@ async fn unreachable_server_is_a_retryable_connection_error() {
     let err = LedgerReader::new(client, &database).unwrap().ledger_totals().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Fatal, "{err}"); // unknown database
 }
+
+/// The processor's encoder ([`LedgerBatch`]) and the serde row ([`LedgerRow`]) must write the
+/// same rows: every optional column empty and filled, tags, routing savings, extreme values.
+#[tokio::test]
+async fn encoded_batch_reads_back_as_ledger_rows() {
+    with_database(true, |client, db| async move {
+        let full: UsageEvent = serde_json::from_value(serde_json::json!({
+            "event_id": "ev-full",
+            "event_time": "2026-03-01T10:00:01.123456Z",
+            "tenant_id": "acme",
+            "team": "search", "project": "ranker", "user_id": "u-7", "api_key_id": "key-1",
+            "feature": "summaries", "environment": "prod",
+            "tags": {"zone": "eu", "app": "it", "ünïcode": "✓"},
+            "provider": "anthropic", "operation": "chat",
+            "request_model": "claude-haiku-4-5", "response_model": "claude-haiku-4-5-20251001",
+            "routed_from_model": "claude-opus-4-1",
+            "input_tokens": 9_007_199_254_740_993_i64, "cache_read_input_tokens": 3,
+            "cache_creation_input_tokens": 4, "cache_creation_1h_input_tokens": 5,
+            "output_tokens": 6, "reasoning_output_tokens": 2,
+            "service_tier": "priority", "provided_cost_usd": "-0.000000000001",
+            "latency_ms": -1, "status": "error", "response_id": "resp-1", "trace_id": "trace-1",
+        }))
+        .unwrap();
+        let bare: UsageEvent = serde_json::from_value(serde_json::json!({
+            "event_id": "ev-bare",
+            "event_time": "2106-02-07T06:28:15Z",
+            "tenant_id": "",
+            "provider": "openai",
+            "request_model": "gpt-4o-mini",
+        }))
+        .unwrap();
+        let terms = CostTerms {
+            input: money("99999999999999999999999999.999999999999"),
+            cache_read: money("0.000000000001"),
+            cache_write: money("1"),
+            cache_write_1h: money("2.5"),
+            output: money("0"),
+            reasoning: money("0.333333333333"),
+        };
+        let rerouted = PricedUsage {
+            model: Arc::from("claude-haiku-4-5"),
+            price_version: Arc::from("litellm@2026-01-01T00:00:00Z"),
+            terms,
+            cost: terms.total().unwrap(),
+            routed_from: Some(ledger_core::pricing::RoutedFromCost {
+                model: Arc::from("claude-opus-4-1"),
+                cost: money("123.456"),
+                savings: money("-7.000000000001"),
+            }),
+        };
+        let plain = PricedUsage { routed_from: None, ..rerouted.clone() };
+        let ingest = utc("2026-03-31T23:59:59Z");
+
+        let mut batch = ledger_clickhouse::LedgerBatch::new(TOPIC, 3, ingest).unwrap();
+        let cases = [(&full, &rerouted, 41), (&bare, &plain, 42), (&full, &plain, 1_000_000_007)];
+        for (event, priced, offset) in cases {
+            batch.push(&event.as_view(), priced, offset).unwrap();
+        }
+        // Nothing is appended on an error: an offset going back, an event time out of range.
+        assert!(batch.push(&full.as_view(), &plain, 5).is_err());
+        let mut too_late = bare.clone();
+        too_late.event_time = utc("2106-02-07T06:28:16Z");
+        assert!(batch.push(&too_late.as_view(), &plain, 1_000_000_008).is_err());
+        assert_eq!((batch.len(), batch.first_offset(), batch.last_offset()), (3, 41, 1_000_000_007));
+
+        let writer = LedgerWriter::new(client.clone(), &db).unwrap();
+        writer.insert_encoded(&batch.seal()).await.unwrap();
+
+        let got = client
+            .query(&format!("SELECT ?fields FROM {db}.usage_ledger ORDER BY kafka_offset"))
+            .fetch_all::<LedgerRow>()
+            .await
+            .unwrap();
+        let want: Vec<LedgerRow> = cases
+            .iter()
+            .map(|(event, priced, offset)| {
+                let lineage = Lineage { topic: TOPIC.to_owned(), partition: 3, offset: *offset };
+                LedgerRow::new(event, priced, lineage, ingest).unwrap()
+            })
+            .collect();
+        assert_eq!(got, want);
+    })
+    .await;
+}

@@ -510,6 +510,30 @@ impl SpendAggregator {
         }
     }
 
+    /// Adds the totals of every key of `other` whose bucket start `keep` accepts, and marks
+    /// those keys touched: the processor aggregates a batch on its own and merges it into the
+    /// durable totals once the batch is in the ledger.
+    pub fn merge_from(&mut self, other: &SpendAggregator, keep: impl Fn(i64) -> bool) -> Result<(), MoneyOverflow> {
+        for from in other.slots.iter().filter(|s| keep(s.key.bucket_start)) {
+            let mut ids = from.key.ids;
+            for id in ids.iter_mut().filter(|id| **id != NO_ID) {
+                *id = self.names.intern(&self.state, &other.names.names[*id as usize]);
+            }
+            let key = IdKey { ids, bucket_start: from.key.bucket_start };
+            let hash = key.hash();
+            match self.slots.find_mut(hash, |s| s.hash == hash && s.key == key) {
+                Some(slot) => {
+                    slot.totals.merge(&from.totals)?;
+                    slot.touched = true;
+                }
+                None => {
+                    self.slots.insert_unique(hash, Slot { hash, key, totals: from.totals, touched: true }, |s| s.hash);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Number of keys held.
     pub fn len(&self) -> usize {
         self.slots.len()
@@ -589,6 +613,40 @@ mod tests {
             let key = SpendKey::for_scope(scope, &full, 0).unwrap();
             assert_eq!(agg.get(&key).unwrap().cost.picos(), 105, "{scope:?}");
         }
+    }
+
+    #[test]
+    fn merging_a_batch_equals_adding_its_calls() {
+        let t = TokenCounts { input: 3, output: 4, ..TokenCounts::default() };
+        let a = Attribution { tenant_id: "a", team: Some("t"), project: None, user_id: Some("u"), api_key_id: None, model: "m" };
+        let b = Attribution { tenant_id: "b", team: None, project: Some("p"), user_id: None, api_key_id: Some("k"), model: "n" };
+        let calls = [(&a, 0, 5, 1), (&b, 3600, 7, 2), (&a, 3600, 11, 3), (&b, 3600, 13, 4), (&a, 0, 17, 5)];
+        let mut all = SpendAggregator::new();
+        let mut durable = SpendAggregator::new();
+        let mut batch = SpendAggregator::new();
+        // The durable side knows other names first, so the two interners disagree on ids.
+        durable.add_call(&b, 7200, Money::from_picos(1), &t, 0, 0).unwrap();
+        all.add_call(&b, 7200, Money::from_picos(1), &t, 0, 0).unwrap();
+        for (i, (attr, bucket, cost, offset)) in calls.into_iter().enumerate() {
+            all.add_call(attr, bucket, Money::from_picos(cost), &t, offset, offset * 10).unwrap();
+            let side = if i < 2 { &mut durable } else { &mut batch };
+            side.add_call(attr, bucket, Money::from_picos(cost), &t, offset, offset * 10).unwrap();
+        }
+        durable.take_touched();
+        durable.merge_from(&batch, |_| true).unwrap();
+        all.take_touched();
+        // Every key of the batch is touched, with its cumulative totals.
+        let touched = durable.take_touched();
+        assert_eq!(touched.len(), batch.len());
+        for (key, totals) in &touched {
+            assert_eq!(all.get(key), Some(totals), "{key:?}");
+        }
+        assert_eq!(durable.len(), all.len());
+
+        // A bucket the caller restores from the ledger instead is left out.
+        let mut durable = SpendAggregator::new();
+        durable.merge_from(&batch, |bucket| bucket != 3600).unwrap();
+        assert_eq!(durable.total_cost(SpendScope::Tenant).unwrap().picos(), 17);
     }
 
     #[test]

@@ -17,18 +17,17 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use ledger_clickhouse::{LedgerRow, LedgerWriter, Lineage};
+use ledger_clickhouse::{LedgerBatch, LedgerWriter, SealedBatch};
 use ledger_core::aggregate::{hour_bucket, Attribution, SpendAggregator, SpendKey, SpendTotals, BUCKET_SECS};
 use ledger_core::catalog::Catalog;
 use ledger_core::event::TokenCounts;
 use ledger_core::spend::SpendUpdate;
-use ledger_core::Money;
 use ledger_core::dedupe::{check_event_time, DedupeWindow, TimeCheck};
 use ledger_core::event::{RejectReason, Rejection};
 use ledger_core::{UsageEvent, UsageEventRef};
 use ledger_kafka::consumer::{manual_offset_consumer, RebalanceEvent, RecordingContext};
 
-use crate::config::ProcessorConfig;
+use crate::config::{AcceptanceConfig, ProcessorConfig};
 use crate::dead_letter::{dead_letter_fence, DeadLetter};
 use crate::stats::Stats;
 use crate::ProcessorError;
@@ -43,7 +42,18 @@ pub struct RunOptions {
 /// What one message turned into.
 #[derive(Debug)]
 enum Decision {
-    Accept(Box<(UsageEvent, ledger_core::pricing::PricedUsage)>),
+    /// Its row is in the partition's batch.
+    Accepted,
+    Duplicate,
+    Reject(Rejection, Option<String>),
+    /// The batch's spend aggregate overflowed (about 10^14 USD in one hour bucket).
+    SpendOverflow,
+}
+
+/// The verdict on a decoded event, before it is batched.
+#[derive(Debug)]
+enum Verdict {
+    Accept(ledger_core::pricing::PricedUsage, TokenCounts),
     Duplicate,
     Reject(Rejection, Option<String>),
 }
@@ -52,7 +62,12 @@ struct PartitionState {
     fence_ledger: i64,
     fence_dead_letter: i64,
     dedupe: DedupeWindow,
-    rows: Vec<LedgerRow>,
+    /// The rows not yet sent, encoded (opened by the first message after a flush).
+    batch: Option<LedgerBatch>,
+    /// The spend of `batch`, merged into `spend` once the batch is durable.
+    batch_spend: SpendAggregator,
+    /// The hour buckets `batch` touches.
+    batch_buckets: Vec<i64>,
     dead_letters: Vec<DeadLetter>,
     first_pending_at: Option<Instant>,
     /// Offset of the last message handled (skipped, deduplicated, accepted or rejected).
@@ -69,13 +84,20 @@ struct PartitionState {
 
 impl PartitionState {
     fn pending(&self) -> bool {
-        !self.rows.is_empty() || !self.dead_letters.is_empty() || self.inflight.is_some()
+        self.batch_rows() > 0 || !self.dead_letters.is_empty() || self.inflight.is_some()
+    }
+
+    fn batch_rows(&self) -> usize {
+        self.batch.as_ref().map_or(0, LedgerBatch::len)
     }
 }
 
 /// An insert running beside consumption.
 struct Inflight {
-    handle: tokio::task::JoinHandle<Result<(Vec<LedgerRow>, Duration), ledger_clickhouse::Error>>,
+    handle: tokio::task::JoinHandle<Result<(usize, Duration), ledger_clickhouse::Error>>,
+    /// The batch's spend and hour buckets, published once the insert is done.
+    spend: SpendAggregator,
+    buckets: Vec<i64>,
     /// Offset of the last message the batch covers (committed once the insert is done).
     last_seen: i64,
     /// Offset of the batch's last row.
@@ -141,21 +163,19 @@ impl Drop for InflightGuard {
 /// attempt landed after all (its last offset is then in the ledger).
 async fn insert_with_retry(
     writer: LedgerWriter,
-    topic: String,
-    partition: i32,
-    rows: Vec<LedgerRow>,
-) -> Result<(Vec<LedgerRow>, Duration), ledger_clickhouse::Error> {
+    batch: SealedBatch,
+) -> Result<(usize, Duration), ledger_clickhouse::Error> {
     let started = Instant::now();
-    let last_offset = rows.last().map(|r| r.kafka_offset).unwrap_or(-1);
+    let (topic, partition, last_offset) = (batch.topic(), batch.partition(), batch.last_offset());
     let mut attempt = 0u32;
     loop {
-        match writer.insert_batch(&rows).await {
+        match writer.insert_encoded(&batch).await {
             Ok(()) => break,
             Err(e) if e.is_retryable() => {
                 attempt += 1;
                 tracing::warn!(partition, attempt, error = %e, "ledger insert failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(25)))).await;
-                if let Ok(w) = writer.high_watermarks(&topic).await {
+                if let Ok(w) = writer.high_watermarks(topic).await {
                     if w.get(&partition).copied().unwrap_or(-1) >= last_offset {
                         break;
                     }
@@ -164,7 +184,7 @@ async fn insert_with_retry(
             Err(e) => return Err(e),
         }
     }
-    Ok((rows, started.elapsed()))
+    Ok((batch.len(), started.elapsed()))
 }
 
 /// The processor: owns the clients and the per-partition state.
@@ -346,7 +366,7 @@ impl Core {
                         // there, so pending rows here are dropped rather than written twice.
                         if let Some(state) = self.partitions.remove(&p) {
                             if state.pending() {
-                                tracing::info!(partition = p, rows = state.rows.len(), "dropping unwritten rows of revoked partition");
+                                tracing::info!(partition = p, rows = state.batch_rows(), "dropping unwritten rows of revoked partition");
                             }
                         }
                     }
@@ -404,7 +424,9 @@ impl Core {
                 fence_ledger,
                 fence_dead_letter,
                 dedupe,
-                rows: Vec::new(),
+                batch: None,
+                batch_spend: SpendAggregator::new(),
+                batch_buckets: Vec::new(),
                 dead_letters: Vec::new(),
                 first_pending_at: None,
                 last_seen: None,
@@ -419,61 +441,6 @@ impl Core {
         self.publish_touched(partition).await
     }
 
-    fn decide(&self, payload: &[u8], dedupe: &DedupeWindow, now_ms: i64) -> Decision {
-        // The borrowed view is validated and priced without allocating; the strings are copied
-        // once, into the ledger row, when the event is accepted.
-        match self.codec.decode_with(payload, |event| self.decide_event(event, dedupe, now_ms)) {
-            Ok(decision) => decision,
-            Err(e) => Decision::Reject(Rejection::new(RejectReason::DecodeError, e.to_string()), None),
-        }
-    }
-
-    fn decide_event(&self, event: &UsageEventRef<'_>, dedupe: &DedupeWindow, now_ms: i64) -> Decision {
-        // The event id is copied only for a rejection (it goes into the dead-letter headers).
-        let tokens = match event.validate() {
-            Ok(t) => t,
-            Err(r) => return Decision::Reject(r, Some(event.event_id.to_owned())),
-        };
-        let acc = &self.config.settings.acceptance;
-        match check_event_time(
-            event.event_time.timestamp_millis(),
-            now_ms,
-            i64::from(acc.max_age_days) * 86_400_000,
-            i64::from(acc.max_future_secs) * 1000,
-        ) {
-            TimeCheck::Accepted => {}
-            TimeCheck::TooOld => {
-                return Decision::Reject(
-                    Rejection::new(
-                        RejectReason::TooOld,
-                        format!("event_time {} is older than {} days", event.event_time.to_rfc3339(), acc.max_age_days),
-                    ),
-                    Some(event.event_id.to_owned()),
-                )
-            }
-            TimeCheck::InFuture => {
-                return Decision::Reject(
-                    Rejection::new(
-                        RejectReason::InFuture,
-                        format!(
-                            "event_time {} is more than {} s in the future",
-                            event.event_time.to_rfc3339(),
-                            acc.max_future_secs
-                        ),
-                    ),
-                    Some(event.event_id.to_owned()),
-                )
-            }
-        }
-        if dedupe.contains(event.event_id) {
-            return Decision::Duplicate;
-        }
-        match self.catalog.price_view(event, &tokens) {
-            Ok(priced) => Decision::Accept(Box::new((event.to_owned_event(), priced))),
-            Err(r) => Decision::Reject(r, Some(event.event_id.to_owned())),
-        }
-    }
-
     async fn handle_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), ProcessorError> {
         let partition = msg.partition();
         let offset = msg.offset();
@@ -482,44 +449,61 @@ impl Core {
         }
         self.stats.consumed.inc();
         let payload = msg.payload().unwrap_or(&[]);
-        let state = self.partitions.get(&partition).expect("initialised above");
+        let state = self.partitions.get_mut(&partition).expect("initialised above");
+        state.last_seen = Some(offset);
         if offset <= state.fence_ledger {
             self.stats.fenced.inc();
-            self.partitions.get_mut(&partition).expect("present").last_seen = Some(offset);
             return Ok(());
         }
         let now = Utc::now();
-        let decision = self.decide(payload, &state.dedupe, now.timestamp_millis());
-        let topic = self.config.topics.usage.clone();
-        let state = self.partitions.get_mut(&partition).expect("present");
-        state.last_seen = Some(offset);
+        let now_ms = now.timestamp_millis();
+        if state.batch.is_none() {
+            // One ingest time per insert, stamped when the batch opens: the rows land in one
+            // ClickHouse partition (by ingest month), so the insert is atomic.
+            let batch = LedgerBatch::new(&self.config.topics.usage, partition, now)
+                .map_err(|e| ProcessorError::Internal(format!("opening a batch: {e}")))?;
+            state.batch = Some(batch);
+        }
+        let (catalog, acceptance) = (&self.catalog, &self.config.settings.acceptance);
+        // The borrowed view is validated, priced, encoded into the batch and aggregated without
+        // allocating; nothing of an accepted event is copied but its bytes into the batch.
+        let decoded = self.codec.decode_with(payload, |event| match judge(catalog, acceptance, event, &state.dedupe, now_ms) {
+            Verdict::Duplicate => Decision::Duplicate,
+            Verdict::Reject(r, id) => Decision::Reject(r, id),
+            Verdict::Accept(priced, tokens) => {
+                let batch = state.batch.as_mut().expect("opened above");
+                if let Err(e) = batch.push(event, &priced, offset) {
+                    // Unreachable inside the acceptance window; a dead letter, not a panic.
+                    return Decision::Reject(
+                        Rejection::new(RejectReason::DecodeError, e.to_string()),
+                        Some(event.event_id.to_owned()),
+                    );
+                }
+                state.dedupe.insert(event.event_id, now_ms);
+                let bucket = hour_bucket(event.event_time.timestamp());
+                if !state.batch_buckets.contains(&bucket) {
+                    state.batch_buckets.push(bucket);
+                }
+                let attribution = Attribution::of_view(event, &priced.model);
+                let micros = event.event_time.timestamp_micros();
+                match state.batch_spend.add_call(&attribution, bucket, priced.cost, &tokens, offset, micros) {
+                    Ok(()) => Decision::Accepted,
+                    Err(_) => Decision::SpendOverflow,
+                }
+            }
+        });
+        let decision = decoded
+            .unwrap_or_else(|e| Decision::Reject(Rejection::new(RejectReason::DecodeError, e.to_string()), None));
         match decision {
             Decision::Duplicate => self.stats.duplicates.inc(),
-            Decision::Accept(boxed) => {
-                let (event, priced) = *boxed;
-                state.dedupe.insert(&event.event_id, now.timestamp_millis());
-                let lineage = Lineage { topic, partition, offset };
-                // The ingest time is stamped per batch at flush; `now` only fills the field.
-                match LedgerRow::from_event(event, &priced, lineage, now) {
-                    Ok(row) => state.rows.push(row),
-                    Err(e) => {
-                        // Unreachable inside the acceptance window; kept as a dead letter, not a panic.
-                        let rejection = Rejection::new(RejectReason::DecodeError, e.to_string());
-                        self.stats.rejected(rejection.reason);
-                        state.dead_letters.push(DeadLetter {
-                            partition,
-                            offset,
-                            key: msg.key().map(<[u8]>::to_vec),
-                            payload: payload.to_vec(),
-                            rejection,
-                            event_id: None,
-                        });
-                        state.first_pending_at.get_or_insert_with(Instant::now);
-                        return Ok(());
-                    }
-                }
+            Decision::Accepted => {
                 state.first_pending_at.get_or_insert_with(Instant::now);
                 self.stats.priced.inc();
+            }
+            Decision::SpendOverflow => {
+                return Err(ProcessorError::Internal(format!(
+                    "spend aggregate of partition {partition} overflowed at offset {offset}"
+                )))
             }
             Decision::Reject(rejection, event_id) => {
                 self.stats.rejected(rejection.reason);
@@ -543,13 +527,13 @@ impl Core {
 
     async fn flush_full(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
         let max_rows = self.config.settings.batch.max_rows;
-        if !self.partitions.values().any(|s| s.rows.len() + s.dead_letters.len() >= max_rows) {
+        if !self.partitions.values().any(|s| s.batch_rows() + s.dead_letters.len() >= max_rows) {
             return Ok(());
         }
         let full: Vec<i32> = self
             .partitions
             .iter()
-            .filter(|(_, s)| s.rows.len() + s.dead_letters.len() >= max_rows)
+            .filter(|(_, s)| s.batch_rows() + s.dead_letters.len() >= max_rows)
             .map(|(p, _)| *p)
             .collect();
         for p in full {
@@ -600,7 +584,9 @@ impl Core {
     /// moves the fence, publishes the spend it adds and commits the offsets it covers.
     async fn complete_inflight(&mut self, consumer: &StreamConsumer<RecordingContext>, partition: i32) -> Result<(), ProcessorError> {
         let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
-        let Some(Inflight { mut handle, last_seen, last_offset }) = state.inflight.take() else { return Ok(()) };
+        let Some(Inflight { mut handle, last_seen, last_offset, spend, buckets }) = state.inflight.take() else {
+            return Ok(());
+        };
         let mut paused = false;
         let result = loop {
             tokio::select! {
@@ -619,14 +605,14 @@ impl Core {
             Ok(Err(e)) => return Err(e.into()),
             Err(e) => return Err(ProcessorError::Internal(format!("insert task failed: {e}"))),
         };
-        self.stats.observe_insert(rows.len(), took);
+        self.stats.observe_insert(rows, took);
         self.stats.set_dedupe_ids(self.partitions.values().map(|s| s.dedupe.len()).sum());
         let Some(state) = self.partitions.get_mut(&partition) else {
             // Revoked meanwhile: the new owner republishes the spend of recent buckets.
             return Ok(());
         };
         state.fence_ledger = state.fence_ledger.max(last_offset);
-        self.publish_spend(partition, &rows).await?;
+        self.publish_spend(partition, &spend, &buckets).await?;
         self.commit(consumer, partition, last_seen);
         Ok(())
     }
@@ -650,11 +636,13 @@ impl Core {
         self.complete_inflight(consumer, partition).await?;
         let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
         let Some(last_seen) = state.last_seen else { return Ok(()) };
-        if state.rows.is_empty() && state.dead_letters.is_empty() {
+        if state.batch_rows() == 0 && state.dead_letters.is_empty() {
             return Ok(());
         }
         let dead_letters = std::mem::take(&mut state.dead_letters);
-        let mut rows = std::mem::take(&mut state.rows);
+        let batch = state.batch.take().filter(|b| !b.is_empty());
+        let spend = std::mem::take(&mut state.batch_spend);
+        let buckets = std::mem::take(&mut state.batch_buckets);
         state.first_pending_at = None;
         let source_topic = self.config.topics.usage.clone();
 
@@ -682,40 +670,34 @@ impl Core {
             self.stats.dead_lettered.add(dead_letters.len() as u64);
         }
 
-        if rows.is_empty() {
+        let Some(batch) = batch else {
             self.commit(consumer, partition, last_seen);
             return Ok(());
-        }
-        // One ingest time per insert: the rows land in one ClickHouse partition (by ingest
-        // month), so the insert is atomic.
-        let ingest_time = u32::try_from(Utc::now().timestamp()).unwrap_or(u32::MAX);
-        for r in &mut rows {
-            r.ingest_time = ingest_time;
-        }
-        let last_offset = rows.last().map(|r| r.kafka_offset).unwrap_or(-1);
+        };
+        let batch = batch.seal();
+        let last_offset = batch.last_offset();
         let guard = self.inflight.start();
         let writer = self.writer.clone();
         let done = self.insert_done.clone();
         let handle = tokio::spawn(async move {
             let _guard = guard;
-            let result = insert_with_retry(writer, source_topic, partition, rows).await;
+            let result = insert_with_retry(writer, batch).await;
             done.notify_one();
             result
         });
         if let Some(state) = self.partitions.get_mut(&partition) {
-            state.inflight = Some(Inflight { handle, last_seen, last_offset });
+            state.inflight = Some(Inflight { handle, last_seen, last_offset, spend, buckets });
         }
         Ok(())
     }
 
-    /// Adds durable rows to the partition's spend aggregates and publishes the cumulative
-    /// totals of every key they touched to the spend topic.
-    async fn publish_spend(&mut self, partition: i32, rows: &[LedgerRow]) -> Result<(), ProcessorError> {
+    /// Merges a durable batch's spend into the partition's aggregates and publishes the
+    /// cumulative totals of every key it touched to the spend topic.
+    async fn publish_spend(&mut self, partition: i32, batch: &SpendAggregator, buckets: &[i64]) -> Result<(), ProcessorError> {
         let topic = self.config.topics.usage.clone();
         let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
-        let buckets: HashSet<i64> = rows.iter().map(|r| hour_bucket(i64::from(r.event_time))).collect();
         let mut restored = HashSet::new();
-        for bucket in buckets {
+        for &bucket in buckets {
             if state.loaded_buckets.contains(&bucket) {
                 continue;
             }
@@ -723,34 +705,15 @@ impl Core {
                 state.loaded_buckets.insert(bucket);
                 continue;
             }
-            // The ledger already holds these rows too: restoring the bucket counts them.
+            // The ledger already holds the batch's rows too: restoring the bucket counts them.
             restore_bucket(&self.writer, &topic, partition, bucket, &mut state.spend).await?;
             state.loaded_buckets.insert(bucket);
             restored.insert(bucket);
         }
-        for r in rows {
-            let bucket = hour_bucket(i64::from(r.event_time));
-            if restored.contains(&bucket) {
-                continue;
-            }
-            fn opt(s: &str) -> Option<&str> {
-                if s.is_empty() { None } else { Some(s) }
-            }
-            let attribution = Attribution {
-                tenant_id: &r.tenant_id,
-                team: opt(&r.team),
-                project: opt(&r.project),
-                user_id: opt(&r.user_id),
-                api_key_id: opt(&r.api_key_id),
-                model: &r.model,
-            };
-            let tokens = TokenCounts { input: r.input_tokens, output: r.output_tokens, ..TokenCounts::default() };
-            let micros = i64::from(r.event_time) * 1_000_000 + i64::from(r.event_time_micros);
-            state
-                .spend
-                .add_call(&attribution, bucket, Money::from_picos(r.cost_usd), &tokens, r.kafka_offset, micros)
-                .map_err(|_| ProcessorError::Internal("spend aggregate overflowed".into()))?;
-        }
+        state
+            .spend
+            .merge_from(batch, |bucket| !restored.contains(&bucket))
+            .map_err(|_| ProcessorError::Internal(format!("spend aggregate of partition {partition} overflowed")))?;
         self.publish_touched(partition).await
     }
 
@@ -847,6 +810,52 @@ impl Core {
             }
         }
         Ok(true)
+    }
+}
+
+/// Validates, time-checks, deduplicates and prices a decoded event.
+fn judge(catalog: &Catalog, acc: &AcceptanceConfig, event: &UsageEventRef<'_>, dedupe: &DedupeWindow, now_ms: i64) -> Verdict {
+    // The event id is copied only for a rejection (it goes into the dead-letter headers).
+    let tokens = match event.validate() {
+        Ok(t) => t,
+        Err(r) => return Verdict::Reject(r, Some(event.event_id.to_owned())),
+    };
+    match check_event_time(
+        event.event_time.timestamp_millis(),
+        now_ms,
+        i64::from(acc.max_age_days) * 86_400_000,
+        i64::from(acc.max_future_secs) * 1000,
+    ) {
+        TimeCheck::Accepted => {}
+        TimeCheck::TooOld => {
+            return Verdict::Reject(
+                Rejection::new(
+                    RejectReason::TooOld,
+                    format!("event_time {} is older than {} days", event.event_time.to_rfc3339(), acc.max_age_days),
+                ),
+                Some(event.event_id.to_owned()),
+            )
+        }
+        TimeCheck::InFuture => {
+            return Verdict::Reject(
+                Rejection::new(
+                    RejectReason::InFuture,
+                    format!(
+                        "event_time {} is more than {} s in the future",
+                        event.event_time.to_rfc3339(),
+                        acc.max_future_secs
+                    ),
+                ),
+                Some(event.event_id.to_owned()),
+            )
+        }
+    }
+    if dedupe.contains(event.event_id) {
+        return Verdict::Duplicate;
+    }
+    match catalog.price_view(event, &tokens) {
+        Ok(priced) => Verdict::Accept(priced, tokens),
+        Err(r) => Verdict::Reject(r, Some(event.event_id.to_owned())),
     }
 }
 
