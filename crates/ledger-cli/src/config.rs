@@ -1,7 +1,7 @@
 //! The `ledger` configuration: built-in defaults < config file (TOML) < `LEDGER__*` env vars.
 //!
 //! Nested keys use `__` in environment variables: `LEDGER__KAFKA__BROKERS=host:9092`,
-//! `LEDGER__CLICKHOUSE__URL=http://host:8123`, `LEDGER__PROCESSOR__BATCH__MAX_ROWS=20000`.
+//! `LEDGER__CLICKHOUSE__URL=http://host:8123`, `LEDGER__PROCESSOR__BATCH__MAX_ROWS=50000`.
 
 use std::path::Path;
 

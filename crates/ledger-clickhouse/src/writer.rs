@@ -161,35 +161,39 @@ impl LedgerWriter {
         insert.end().await.map_err(|e| Error::clickhouse(context(), e))
     }
 
-    /// Inserts an encoded batch ([`crate::LedgerBatch`]) as one `INSERT` (one block, one part,
-    /// atomic, as [`LedgerWriter::insert_batch`]; the batch keeps its preconditions by
-    /// construction). An empty batch is a no-op. On a retryable error, re-read
-    /// [`LedgerWriter::high_watermarks`]: the batch landed when its last offset is there.
-    pub async fn insert_encoded(&self, batch: &SealedBatch) -> Result<()> {
-        if batch.is_empty() {
+    /// Inserts encoded batches ([`crate::LedgerBatch`], any number of Kafka partitions, at most
+    /// [`MAX_BATCH_ROWS`] rows in all) as one `INSERT`: fewer, larger parts, which is most of
+    /// ClickHouse's cost per row. The rows form one block; each batch has one `ingest_time`, so
+    /// its rows land in one part, all or none, whatever happens to the others (a block that
+    /// spans two ingest months is written as two parts). On a retryable error, re-read
+    /// [`LedgerWriter::high_watermarks`]: a batch landed when its last offset is there.
+    pub async fn insert_encoded(&self, batches: &[SealedBatch]) -> Result<()> {
+        let rows: usize = batches.iter().map(SealedBatch::len).sum();
+        if rows == 0 {
             return Ok(());
         }
         let context = || {
-            format!(
-                "insert of {} rows ({}/{} offsets {}..={}) into {}",
-                batch.len(),
-                batch.topic(),
-                batch.partition(),
-                batch.first_offset(),
-                batch.last_offset(),
-                self.table
-            )
+            let ranges: Vec<String> = batches
+                .iter()
+                .map(|b| format!("{}/{} offsets {}..={}", b.topic(), b.partition(), b.first_offset(), b.last_offset()))
+                .collect();
+            format!("insert of {rows} rows ({}) into {}", ranges.join(", "), self.table)
         };
+        if rows > MAX_BATCH_ROWS {
+            return Err(Error::InvalidBatch(format!("{} exceeds the limit of {MAX_BATCH_ROWS} rows per insert", context())));
+        }
         let sql = format!("INSERT INTO {}({}) FORMAT RowBinary", self.table, self.columns);
         let mut insert = self.client.insert_formatted_with(sql);
         // Chunks bound the size of each compressed block; `slice` shares the buffer.
         const CHUNK: usize = 1 << 20;
-        let bytes = &batch.bytes;
-        let mut start = 0;
-        while start < bytes.len() {
-            let end = (start + CHUNK).min(bytes.len());
-            insert.send(bytes.slice(start..end)).await.map_err(|e| Error::clickhouse(context(), e))?;
-            start = end;
+        for batch in batches {
+            let bytes = &batch.bytes;
+            let mut start = 0;
+            while start < bytes.len() {
+                let end = (start + CHUNK).min(bytes.len());
+                insert.send(bytes.slice(start..end)).await.map_err(|e| Error::clickhouse(context(), e))?;
+                start = end;
+            }
         }
         insert.end().await.map_err(|e| Error::clickhouse(context(), e))
     }

@@ -456,7 +456,7 @@ async fn encoded_batch_reads_back_as_ledger_rows() {
         assert_eq!((batch.len(), batch.first_offset(), batch.last_offset()), (3, 41, 1_000_000_007));
 
         let writer = LedgerWriter::new(client.clone(), &db).unwrap();
-        writer.insert_encoded(&batch.seal()).await.unwrap();
+        writer.insert_encoded(&[batch.seal()]).await.unwrap();
 
         let got = client
             .query(&format!("SELECT ?fields FROM {db}.usage_ledger ORDER BY kafka_offset"))
@@ -471,6 +471,51 @@ async fn encoded_batch_reads_back_as_ledger_rows() {
             })
             .collect();
         assert_eq!(got, want);
+    })
+    .await;
+}
+
+/// One insert carries the batches of several Kafka partitions, even across an ingest month
+/// (two parts): every row lands once, and each partition's fence is its last offset.
+#[tokio::test]
+async fn encoded_batches_of_several_partitions_go_in_one_insert() {
+    with_database(true, |client, db| async move {
+        let event = |id: &str| -> UsageEvent {
+            serde_json::from_value(serde_json::json!({
+                "event_id": id, "event_time": "2026-03-31T23:59:00Z", "tenant_id": "acme",
+                "provider": "openai", "request_model": "gpt-4o", "input_tokens": 10,
+            }))
+            .unwrap()
+        };
+        let terms = CostTerms { input: money("0.000000000007"), ..CostTerms::default() };
+        let priced = PricedUsage {
+            model: Arc::from("gpt-4o"),
+            price_version: Arc::from("v@2026-01-01T00:00:00Z"),
+            terms,
+            cost: terms.total().unwrap(),
+            routed_from: None,
+        };
+        let mut march = ledger_clickhouse::LedgerBatch::new(TOPIC, 0, utc("2026-03-31T23:59:59Z")).unwrap();
+        let mut april = ledger_clickhouse::LedgerBatch::new(TOPIC, 1, utc("2026-04-01T00:00:00Z")).unwrap();
+        for offset in 0..5 {
+            march.push(&event(&format!("m{offset}")).as_view(), &priced, offset).unwrap();
+        }
+        for offset in 100..103 {
+            april.push(&event(&format!("a{offset}")).as_view(), &priced, offset).unwrap();
+        }
+        let writer = LedgerWriter::new(client.clone(), &db).unwrap();
+        writer.insert_encoded(&[march.seal(), april.seal()]).await.unwrap();
+
+        let fences = writer.high_watermarks(TOPIC).await.unwrap();
+        assert_eq!(fences, HashMap::from([(0, 4), (1, 102)]));
+        let months = count(&client, &format!("SELECT uniqExact(toYYYYMM(ingest_time)) FROM {db}.usage_ledger")).await;
+        assert_eq!(months, 2);
+        let totals = LedgerReader::new(client.clone(), &db).unwrap().ledger_totals().await.unwrap();
+        let expected = TableTotals { requests: 8, cost: money("0.000000000056") };
+        assert_eq!(totals.ledger, expected);
+        for (rollup, t) in &totals.rollups {
+            assert_eq!(*t, expected, "{rollup:?}");
+        }
     })
     .await;
 }

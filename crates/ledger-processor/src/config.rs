@@ -80,19 +80,20 @@ pub struct CatalogSourceConfig {
     pub name: Option<String>,
 }
 
-/// When a partition's pending rows are written.
+/// When the pending rows are written: every partition's rows go in one insert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
-    /// Write once this many rows are pending for a partition.
+    /// Write once this many rows (and dead letters) are pending, over all partitions.
     pub max_rows: usize,
-    /// Write at the latest this long after the first pending row arrived.
+    /// Write this long after the first pending row arrived, or, when an insert is still in
+    /// flight then, as soon as it completes.
     pub max_delay_ms: u64,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_rows: 20_000, max_delay_ms: 200 }
+        BatchConfig { max_rows: 50_000, max_delay_ms: 200 }
     }
 }
 

@@ -1,7 +1,10 @@
-//! The processing loop: consume, decide per message, write per partition, fence, commit.
+//! The processing loop: consume, decide per message, batch, write, fence, commit.
 //!
 //! Exactly-once in money rests on one rule: a partition's rows reach ClickHouse in offset
-//! order, one atomic insert per batch, and every row carries its Kafka offset. On (re)assignment
+//! order, each partition's batch atomically, and every row carries its Kafka offset. One
+//! `INSERT` carries the batches of every partition (ClickHouse's cost is mostly per part, so
+//! fewer, larger inserts are much cheaper); each batch has one `ingest_time` and so lands in
+//! one part, all or none, whatever happens to the other batches of the insert. On (re)assignment
 //! the processor reads the highest offset already in the ledger (and in the dead-letter topic)
 //! for the partition and skips everything at or below it. Kafka commits only shorten the
 //! re-read; they never decide what is counted.
@@ -78,13 +81,14 @@ struct PartitionState {
     loaded_buckets: HashSet<i64>,
     /// Buckets starting at or after this instant (unix seconds) hold only rows we write.
     owned_from_bucket: i64,
-    /// The partition's insert in flight (at most one, so inserts stay in offset order).
-    inflight: Option<Inflight>,
+    /// Tells this assignment of the partition from an earlier one (revoked, then assigned
+    /// again) when an insert that began before completes.
+    generation: u64,
 }
 
 impl PartitionState {
     fn pending(&self) -> bool {
-        self.batch_rows() > 0 || !self.dead_letters.is_empty() || self.inflight.is_some()
+        self.batch_rows() > 0 || !self.dead_letters.is_empty()
     }
 
     fn batch_rows(&self) -> usize {
@@ -92,16 +96,24 @@ impl PartitionState {
     }
 }
 
-/// An insert running beside consumption.
-struct Inflight {
+/// The insert running beside consumption: the batches of every partition that had rows, in
+/// one `INSERT` (at most one in flight, so each partition's rows land in offset order).
+struct GroupInsert {
     handle: tokio::task::JoinHandle<Result<(usize, Duration), ledger_clickhouse::Error>>,
-    /// The batch's spend and hour buckets, published once the insert is done.
-    spend: SpendAggregator,
-    buckets: Vec<i64>,
+    parts: Vec<PartInsert>,
+}
+
+/// A partition's share of a [`GroupInsert`].
+struct PartInsert {
+    partition: i32,
+    generation: u64,
     /// Offset of the last message the batch covers (committed once the insert is done).
     last_seen: i64,
     /// Offset of the batch's last row.
     last_offset: i64,
+    /// The batch's spend and hour buckets, published once the insert is done.
+    spend: SpendAggregator,
+    buckets: Vec<i64>,
 }
 
 /// Counts inserts in flight; the rebalance barrier waits until none is left, so a revoked
@@ -159,24 +171,27 @@ impl Drop for InflightGuard {
     }
 }
 
-/// Inserts a batch, retrying what can be retried; a retry first checks whether the failed
-/// attempt landed after all (its last offset is then in the ledger).
+/// Inserts the batches of several partitions as one `INSERT`, retrying what can be retried.
+/// A retry first drops the batches whose last offset is in the ledger: a failed attempt may
+/// have landed, and each partition's rows land all or none (one `ingest_time`, one part).
 async fn insert_with_retry(
     writer: LedgerWriter,
-    batch: SealedBatch,
+    mut batches: Vec<SealedBatch>,
 ) -> Result<(usize, Duration), ledger_clickhouse::Error> {
     let started = Instant::now();
-    let (topic, partition, last_offset) = (batch.topic(), batch.partition(), batch.last_offset());
+    let rows = batches.iter().map(SealedBatch::len).sum();
     let mut attempt = 0u32;
     loop {
-        match writer.insert_encoded(&batch).await {
+        match writer.insert_encoded(&batches).await {
             Ok(()) => break,
             Err(e) if e.is_retryable() => {
                 attempt += 1;
-                tracing::warn!(partition, attempt, error = %e, "ledger insert failed; retrying");
+                tracing::warn!(attempt, error = %e, "ledger insert failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(25)))).await;
-                if let Ok(w) = writer.high_watermarks(topic).await {
-                    if w.get(&partition).copied().unwrap_or(-1) >= last_offset {
+                let Some(topic) = batches.first().map(|b| b.topic().to_owned()) else { break };
+                if let Ok(w) = writer.high_watermarks(&topic).await {
+                    batches.retain(|b| w.get(&b.partition()).copied().unwrap_or(-1) < b.last_offset());
+                    if batches.is_empty() {
                         break;
                     }
                 }
@@ -184,7 +199,7 @@ async fn insert_with_retry(
             Err(e) => return Err(e),
         }
     }
-    Ok((batch.len(), started.elapsed()))
+    Ok((rows, started.elapsed()))
 }
 
 /// The processor: owns the clients and the per-partition state.
@@ -204,6 +219,10 @@ struct Core {
     partitions: HashMap<i32, PartitionState>,
     stats: Arc<Stats>,
     inflight: Arc<InflightCounter>,
+    /// The insert in flight, if any.
+    insert: Option<GroupInsert>,
+    /// Source of [`PartitionState::generation`].
+    generations: u64,
     /// Signalled by every finished insert, so its spend is published at once, not at the next tick.
     insert_done: Arc<tokio::sync::Notify>,
 }
@@ -257,6 +276,8 @@ impl Processor {
             partitions: HashMap::new(),
             stats,
             inflight,
+            insert: None,
+            generations: 0,
             insert_done: Arc::default(),
         };
         Ok(Processor { consumer, core })
@@ -316,6 +337,8 @@ impl Processor {
                     tokio::task::yield_now().await;
                     core.handle_rebalances().await?;
                     core.complete_finished(consumer).await?;
+                    // Rows that came due while it ran go now (group commit).
+                    core.flush_due(consumer, max_delay).await?;
                 }
                 _ = tick.tick() => {
                     core.handle_rebalances().await?;
@@ -332,10 +355,8 @@ impl Processor {
             }
             if rejoin {
                 // Our own inserts must land before we read the fences again.
-                for state in core.partitions.values_mut() {
-                    if let Some(inflight) = state.inflight.take() {
-                        let _ = inflight.handle.await;
-                    }
+                if let Some(insert) = core.insert.take() {
+                    let _ = insert.handle.await;
                 }
                 core.partitions.clear();
                 let (consumer, context) = manual_offset_consumer(
@@ -432,7 +453,10 @@ impl Core {
                 last_seen: None,
                 spend,
                 loaded_buckets,
-                inflight: None,
+                generation: {
+                    self.generations += 1;
+                    self.generations
+                },
                 owned_from_bucket: hour_bucket(
                     Utc::now().timestamp() + i64::from(self.config.settings.acceptance.max_future_secs),
                 ) + BUCKET_SECS,
@@ -525,68 +549,47 @@ impl Core {
         Ok(())
     }
 
+    /// Flushes when the rows waiting reach `max_rows` (waiting for the insert in flight).
     async fn flush_full(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
         let max_rows = self.config.settings.batch.max_rows;
-        if !self.partitions.values().any(|s| s.batch_rows() + s.dead_letters.len() >= max_rows) {
-            return Ok(());
-        }
-        let full: Vec<i32> = self
-            .partitions
-            .iter()
-            .filter(|(_, s)| s.batch_rows() + s.dead_letters.len() >= max_rows)
-            .map(|(p, _)| *p)
-            .collect();
-        for p in full {
-            self.flush_partition(consumer, p).await?;
+        let waiting: usize = self.partitions.values().map(|s| s.batch_rows() + s.dead_letters.len()).sum();
+        if waiting >= max_rows {
+            self.flush(consumer).await?;
         }
         Ok(())
     }
 
+    /// Flushes when the oldest waiting row has waited `max_delay`, unless an insert is still in
+    /// flight: then the rows keep gathering and go as soon as it completes (group commit).
     async fn flush_due(&mut self, consumer: &StreamConsumer<RecordingContext>, max_delay: Duration) -> Result<(), ProcessorError> {
-        let due: Vec<i32> = self
-            .partitions
-            .iter()
-            .filter(|(_, s)| s.first_pending_at.is_some_and(|t| t.elapsed() >= max_delay))
-            .map(|(p, _)| *p)
-            .collect();
-        for p in due {
-            self.flush_partition(consumer, p).await?;
+        if self.insert.as_ref().is_some_and(|i| !i.handle.is_finished()) {
+            return Ok(());
+        }
+        let due = self.partitions.values().any(|s| s.first_pending_at.is_some_and(|t| t.elapsed() >= max_delay));
+        if due {
+            self.flush(consumer).await?;
         }
         Ok(())
     }
 
     async fn flush_all(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
-        let parts: Vec<i32> = self.partitions.keys().copied().collect();
-        for &p in &parts {
-            self.flush_partition(consumer, p).await?;
-        }
-        for p in parts {
-            self.complete_inflight(consumer, p).await?;
-        }
-        Ok(())
+        self.flush(consumer).await?;
+        self.complete_insert(consumer).await
     }
 
-    /// Finishes the inserts that are done, without waiting for the others.
+    /// Completes the insert in flight if it is done, without waiting for it.
     async fn complete_finished(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
-        let done: Vec<i32> = self
-            .partitions
-            .iter()
-            .filter(|(_, s)| s.inflight.as_ref().is_some_and(|i| i.handle.is_finished()))
-            .map(|(p, _)| *p)
-            .collect();
-        for p in done {
-            self.complete_inflight(consumer, p).await?;
+        if self.insert.as_ref().is_some_and(|i| i.handle.is_finished()) {
+            self.complete_insert(consumer).await?;
         }
         Ok(())
     }
 
-    /// Waits for the partition's insert in flight (keeping the group membership alive), then
-    /// moves the fence, publishes the spend it adds and commits the offsets it covers.
-    async fn complete_inflight(&mut self, consumer: &StreamConsumer<RecordingContext>, partition: i32) -> Result<(), ProcessorError> {
-        let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
-        let Some(Inflight { mut handle, last_seen, last_offset, spend, buckets }) = state.inflight.take() else {
-            return Ok(());
-        };
+    /// Waits for the insert in flight (keeping the group membership alive), then, for each
+    /// partition still assigned, moves the fence, publishes the spend it adds and commits the
+    /// offsets it covers.
+    async fn complete_insert(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
+        let Some(GroupInsert { mut handle, parts }) = self.insert.take() else { return Ok(()) };
         let mut paused = false;
         let result = loop {
             tokio::select! {
@@ -607,13 +610,15 @@ impl Core {
         };
         self.stats.observe_insert(rows, took);
         self.stats.set_dedupe_ids(self.partitions.values().map(|s| s.dedupe.len()).sum());
-        let Some(state) = self.partitions.get_mut(&partition) else {
-            // Revoked meanwhile: the new owner republishes the spend of recent buckets.
-            return Ok(());
-        };
-        state.fence_ledger = state.fence_ledger.max(last_offset);
-        self.publish_spend(partition, &spend, &buckets).await?;
-        self.commit(consumer, partition, last_seen);
+        for part in parts {
+            let Some(state) = self.partitions.get_mut(&part.partition).filter(|s| s.generation == part.generation) else {
+                // Revoked meanwhile: the new owner republishes the spend of recent buckets.
+                continue;
+            };
+            state.fence_ledger = state.fence_ledger.max(part.last_offset);
+            self.publish_spend(part.partition, &part.spend, &part.buckets).await?;
+            self.commit(consumer, part.partition, part.last_seen);
+        }
         Ok(())
     }
 
@@ -626,35 +631,48 @@ impl Core {
         }
     }
 
-    /// Writes a partition's pending dead letters, then starts the insert of its rows beside
-    /// consumption (after the previous insert of the partition is complete).
-    async fn flush_partition(
-        &mut self,
-        consumer: &StreamConsumer<RecordingContext>,
-        partition: i32,
-    ) -> Result<(), ProcessorError> {
-        self.complete_inflight(consumer, partition).await?;
-        let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
-        let Some(last_seen) = state.last_seen else { return Ok(()) };
-        if state.batch_rows() == 0 && state.dead_letters.is_empty() {
-            return Ok(());
+    /// After the insert in flight is complete: writes every partition's pending dead letters,
+    /// then starts one insert of every partition's rows beside consumption.
+    async fn flush(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
+        self.complete_insert(consumer).await?;
+        let mut batches = Vec::new();
+        let mut parts = Vec::new();
+        let mut dead_letters = Vec::new();
+        let mut commit_only = Vec::new();
+        for (&partition, state) in &mut self.partitions {
+            let Some(last_seen) = state.last_seen else { continue };
+            if state.batch_rows() == 0 && state.dead_letters.is_empty() {
+                continue;
+            }
+            dead_letters.append(&mut state.dead_letters);
+            state.first_pending_at = None;
+            match state.batch.take().filter(|b| !b.is_empty()) {
+                Some(batch) => {
+                    let batch = batch.seal();
+                    parts.push(PartInsert {
+                        partition,
+                        generation: state.generation,
+                        last_seen,
+                        last_offset: batch.last_offset(),
+                        spend: std::mem::take(&mut state.batch_spend),
+                        buckets: std::mem::take(&mut state.batch_buckets),
+                    });
+                    batches.push(batch);
+                }
+                None => commit_only.push((partition, last_seen)),
+            }
         }
-        let dead_letters = std::mem::take(&mut state.dead_letters);
-        let batch = state.batch.take().filter(|b| !b.is_empty());
-        let spend = std::mem::take(&mut state.batch_spend);
-        let buckets = std::mem::take(&mut state.batch_buckets);
-        state.first_pending_at = None;
-        let source_topic = self.config.topics.usage.clone();
 
         // Dead letters first: the dead-letter fence then never runs ahead of rows that are
         // not yet in the ledger (rows above the ledger fence are always re-processed).
         if !dead_letters.is_empty() {
+            let source_topic = &self.config.topics.usage;
             let mut deliveries = Vec::with_capacity(dead_letters.len());
             for dl in &dead_letters {
                 let mut record = FutureRecord::to(&self.config.topics.dead_letter)
                     .partition(dl.partition)
                     .payload(&dl.payload)
-                    .headers(dl.headers(&source_topic));
+                    .headers(dl.headers(source_topic));
                 if let Some(k) = &dl.key {
                     record = record.key(k);
                 }
@@ -669,25 +687,22 @@ impl Core {
             }
             self.stats.dead_lettered.add(dead_letters.len() as u64);
         }
-
-        let Some(batch) = batch else {
+        for (partition, last_seen) in commit_only {
             self.commit(consumer, partition, last_seen);
+        }
+        if batches.is_empty() {
             return Ok(());
-        };
-        let batch = batch.seal();
-        let last_offset = batch.last_offset();
+        }
         let guard = self.inflight.start();
         let writer = self.writer.clone();
         let done = self.insert_done.clone();
         let handle = tokio::spawn(async move {
             let _guard = guard;
-            let result = insert_with_retry(writer, batch).await;
+            let result = insert_with_retry(writer, batches).await;
             done.notify_one();
             result
         });
-        if let Some(state) = self.partitions.get_mut(&partition) {
-            state.inflight = Some(Inflight { handle, last_seen, last_offset, spend, buckets });
-        }
+        self.insert = Some(GroupInsert { handle, parts });
         Ok(())
     }
 
@@ -785,7 +800,7 @@ impl Core {
             Ok(a) if a.count() > 0 => a,
             _ => return Ok(false),
         };
-        if self.partitions.values().any(PartitionState::pending) {
+        if self.insert.is_some() || self.partitions.values().any(PartitionState::pending) {
             return Ok(false);
         }
         let committed = consumer.committed(Duration::from_secs(5)).ok();

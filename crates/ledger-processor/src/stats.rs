@@ -185,10 +185,10 @@ impl Stats {
             &mut out,
             &INSERT_SECONDS,
             "ledger_insert_duration_seconds",
-            "Duration of one ledger insert (one partition batch), including retries.",
+            "Duration of one ledger insert (the rows of every partition), including retries.",
             1_000_000,
         );
-        self.batch_rows.render(&mut out, &BATCH_ROWS, "ledger_batch_rows", "Rows per ledger insert (one partition batch).", 1);
+        self.batch_rows.render(&mut out, &BATCH_ROWS, "ledger_batch_rows", "Rows per ledger insert (the rows of every partition).", 1);
         let lag = self.lag_source.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|c| c.lag()).unwrap_or_default();
         let _ = writeln!(
             out,

@@ -17,7 +17,7 @@ use crate::config::ConfigArgs;
 Examples:
   ledger process                          # run as a service until SIGTERM / Ctrl-C
   ledger process --until-drained          # exit once every partition is caught up (batch jobs, tests)
-  LEDGER__PROCESSOR__BATCH__MAX_ROWS=20000 ledger process --metrics 127.0.0.1:9464
+  LEDGER__PROCESSOR__BATCH__MAX_ROWS=50000 ledger process --metrics 127.0.0.1:9464
 
 Exactly once: each ledger row carries its Kafka partition and offset; on (re)start the
 processor resumes after the highest offset already in ClickHouse, so a crash or kill -9 never
