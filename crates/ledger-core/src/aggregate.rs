@@ -188,10 +188,12 @@ fn mix(h: u64, v: u64) -> u64 {
 impl IdKey {
     #[inline]
     fn hash(&self) -> u64 {
-        let mut h = 0x51_7CC1_B727_220A;
-        for id in self.ids {
-            h = mix(h, u64::from(id));
-        }
+        // Two ids per round: four dependent multiplies instead of seven, eight times a call.
+        let pair = |a: u32, b: u32| u64::from(a) | u64::from(b) << 32;
+        let [t, team, project, user, key, model] = self.ids;
+        let h = mix(0x51_7CC1_B727_220A, pair(t, team));
+        let h = mix(h, pair(project, user));
+        let h = mix(h, pair(key, model));
         mix(h, self.bucket_start as u64)
     }
 

@@ -276,7 +276,7 @@ impl<'a> UsageEventRef<'a> {
             ("provider", self.provider),
             ("request_model", self.request_model),
         ] {
-            if value.trim().is_empty() {
+            if is_blank(value) {
                 return Err(Rejection::new(RejectReason::MissingField, format!("field `{name}` is empty")));
             }
         }
@@ -316,6 +316,16 @@ impl<'a> UsageEventRef<'a> {
     /// The model that prices the event first: `response_model` when set, else `request_model`.
     pub fn served_model(&self) -> &'a str {
         self.response_model.filter(|m| !m.is_empty()).unwrap_or(self.request_model)
+    }
+}
+
+/// True when `s` is empty or only whitespace (as [`str::trim`] sees it).
+#[inline]
+fn is_blank(s: &str) -> bool {
+    // Ids and names start with a printable ASCII byte: decided without the Unicode trim.
+    match s.as_bytes().first() {
+        Some(&b) if b.is_ascii() && !char::from(b).is_whitespace() => false,
+        _ => s.trim().is_empty(),
     }
 }
 
@@ -493,6 +503,17 @@ pub(crate) mod tests {
         let mut e = sample();
         e.tenant_id = " ".into();
         assert_eq!(e.validate().unwrap_err().reason, RejectReason::MissingField);
+    }
+
+    #[test]
+    fn blank_means_what_trim_says() {
+        for s in ["", " ", "\t\n\u{0B}\u{0C}\r ", "\u{85}", "\u{A0}", "\u{2003}\u{3000}", " a", "a", "\u{0B}x", "é", "\u{2003}é", "\u{0}"] {
+            assert_eq!(is_blank(s), s.trim().is_empty(), "{s:?}");
+        }
+        for b in 0u8..128 {
+            let s = char::from(b).to_string();
+            assert_eq!(is_blank(&s), s.trim().is_empty(), "{b:#x}");
+        }
     }
 
     #[test]

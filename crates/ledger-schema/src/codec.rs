@@ -161,7 +161,7 @@ impl Codec<UsageEvent> {
     /// an older writer schema is resolved first, as in [`Codec::decode`].
     pub fn decode_with<R>(&self, message: &[u8], read: impl FnOnce(&UsageEventRef<'_>) -> R) -> Result<R, SchemaError> {
         let (fingerprint, datum) = split_single_object(UsageEvent::NAME, message)?;
-        let mut tags = Vec::new();
+        let mut tags = crate::usage_fast::TagBuf::new();
         if fingerprint == self.schema.fingerprint() {
             let event = crate::usage_fast::decode_ref(datum, &mut tags)?;
             return Ok(read(&event));
