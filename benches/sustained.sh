@@ -89,7 +89,7 @@ t0=$(secs)
 t1=$(secs)
 # The insert baseline uses at most 2,000,000 of the rows (about 0.8 GB of RowBinary on disk),
 # inserted into a freshly migrated ledger (with its rollup views), as the processor does.
-NB=$(( N < 2000000 ? N : 2000000 ))
+NB=$(( N < 1000000 ? N : 1000000 ))
 LEDGER__CLICKHOUSE__DATABASE="${DB}_b" "$L" migrate >/dev/null
 $CH -q "SELECT * FROM $DB.usage_ledger LIMIT $NB FORMAT RowBinary" > /tmp/"$RUN".rowbinary
 t2=$(secs)
