@@ -256,90 +256,6 @@ struct Slot {
 }
 
 
-/// The spend of one batch per full attribution (tenant, team, project, user, api key, model)
-/// and hour bucket: one upsert per call, where [`SpendAggregator::add_call`] makes one per
-/// scope. [`SpendAggregator::merge_calls`] spreads each entry over the scopes once the batch
-/// is durable, so a batch costs one scope upsert per distinct attribution, not per call.
-#[derive(Default, Clone)]
-pub struct CallAggregator {
-    entries: HashTable<CallEntry>,
-    state: DefaultHashBuilder,
-}
-
-#[derive(Debug, Clone)]
-struct CallEntry {
-    hash: u64,
-    bucket_start: i64,
-    /// Tenant, team, project, user, api key, model; `""` when absent (as in
-    /// [`SpendAggregator::add_call`], an empty field is an absent one).
-    names: [Box<str>; 6],
-    totals: SpendTotals,
-}
-
-impl std::fmt::Debug for CallAggregator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallAggregator").field("entries", &self.entries.len()).finish_non_exhaustive()
-    }
-}
-
-impl CallAggregator {
-    /// An empty aggregator.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds one priced call.
-    #[inline]
-    pub fn add_call(
-        &mut self,
-        attribution: &Attribution<'_>,
-        bucket_start: i64,
-        cost: Money,
-        tokens: &TokenCounts,
-        offset: i64,
-        event_micros: i64,
-    ) -> Result<(), MoneyOverflow> {
-        let a = attribution;
-        let names = [
-            a.tenant_id,
-            a.team.unwrap_or_default(),
-            a.project.unwrap_or_default(),
-            a.user_id.unwrap_or_default(),
-            a.api_key_id.unwrap_or_default(),
-            a.model,
-        ];
-        let hash = self.state.hash_one((bucket_start, names));
-        let found = self.entries.find_mut(hash, |e| {
-            e.hash == hash && e.bucket_start == bucket_start && e.names.iter().zip(names).all(|(have, s)| **have == *s)
-        });
-        match found {
-            Some(entry) => entry.totals.add(cost, tokens, offset, event_micros),
-            None => {
-                let mut totals = SpendTotals::default();
-                totals.add(cost, tokens, offset, event_micros)?;
-                let entry = CallEntry { hash, bucket_start, names: names.map(Box::from), totals };
-                self.entries.insert_unique(hash, entry, |e| e.hash);
-                Ok(())
-            }
-        }
-    }
-
-    /// Number of distinct (attribution, bucket) entries.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True when no call was added.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Forgets every call, keeping the allocated table.
-    pub fn clear(&mut self) {
-        self.entries.clear();
-    }
-}
-
 impl<'a> Attribution<'a> {
     /// The attribution of an event priced as `model`.
     pub fn of(event: &'a UsageEvent, model: &'a str) -> Attribution<'a> {
@@ -596,34 +512,24 @@ impl SpendAggregator {
         }
     }
 
-    /// Adds a batch's calls ([`CallAggregator`]) whose bucket start `keep` accepts to the key of
-    /// every scope each has the fields for, and marks those keys touched: the same totals as
-    /// [`SpendAggregator::add_call`] for each call, at one upsert per scope and distinct
-    /// attribution instead of per call.
-    pub fn merge_calls(&mut self, calls: &CallAggregator, keep: impl Fn(i64) -> bool) -> Result<(), MoneyOverflow> {
-        for entry in calls.entries.iter().filter(|e| keep(e.bucket_start)) {
-            let [tenant, team, project, user, key, model] = &entry.names;
-            let full = [
-                self.names.intern(&self.state, tenant),
-                self.intern_opt(Some(team)),
-                self.intern_opt(Some(project)),
-                self.intern_opt(Some(user)),
-                self.intern_opt(Some(key)),
-                self.intern_opt(Some(model)),
-            ];
-            for scope in SpendScope::ALL {
-                if let Some(key) = IdKey::for_scope(scope, &full, entry.bucket_start) {
-                    let hash = key.hash();
-                    match self.slots.find_mut(hash, |s| s.hash == hash && s.key == key) {
-                        Some(slot) => {
-                            slot.totals.merge(&entry.totals)?;
-                            slot.touched = true;
-                        }
-                        None => {
-                            let slot = Slot { hash, key, totals: entry.totals, touched: true };
-                            self.slots.insert_unique(hash, slot, |s| s.hash);
-                        }
-                    }
+    /// Adds the totals of every key of `other` whose bucket start `keep` accepts, and marks
+    /// those keys touched: the processor aggregates a batch on its own and merges it into the
+    /// durable totals once the batch is in the ledger.
+    pub fn merge_from(&mut self, other: &SpendAggregator, keep: impl Fn(i64) -> bool) -> Result<(), MoneyOverflow> {
+        for from in other.slots.iter().filter(|s| keep(s.key.bucket_start)) {
+            let mut ids = from.key.ids;
+            for id in ids.iter_mut().filter(|id| **id != NO_ID) {
+                *id = self.names.intern(&self.state, &other.names.names[*id as usize]);
+            }
+            let key = IdKey { ids, bucket_start: from.key.bucket_start };
+            let hash = key.hash();
+            match self.slots.find_mut(hash, |s| s.hash == hash && s.key == key) {
+                Some(slot) => {
+                    slot.totals.merge(&from.totals)?;
+                    slot.touched = true;
+                }
+                None => {
+                    self.slots.insert_unique(hash, Slot { hash, key, totals: from.totals, touched: true }, |s| s.hash);
                 }
             }
         }
@@ -715,33 +621,25 @@ mod tests {
     fn merging_a_batch_equals_adding_its_calls() {
         let t = TokenCounts { input: 3, output: 4, ..TokenCounts::default() };
         let a = Attribution { tenant_id: "a", team: Some("t"), project: None, user_id: Some("u"), api_key_id: None, model: "m" };
-        let b = Attribution { tenant_id: "b", team: None, project: Some("p"), user_id: Some(""), api_key_id: Some("k"), model: "n" };
+        let b = Attribution { tenant_id: "b", team: None, project: Some("p"), user_id: None, api_key_id: Some("k"), model: "n" };
         let calls = [(&a, 0, 5, 1), (&b, 3600, 7, 2), (&a, 3600, 11, 3), (&b, 3600, 13, 4), (&a, 0, 17, 5)];
         let mut all = SpendAggregator::new();
         let mut durable = SpendAggregator::new();
-        let mut batch = CallAggregator::new();
-        // The durable side knows other names first, so its ids differ from a fresh interner's.
+        let mut batch = SpendAggregator::new();
+        // The durable side knows other names first, so the two interners disagree on ids.
         durable.add_call(&b, 7200, Money::from_picos(1), &t, 0, 0).unwrap();
         all.add_call(&b, 7200, Money::from_picos(1), &t, 0, 0).unwrap();
         for (i, (attr, bucket, cost, offset)) in calls.into_iter().enumerate() {
             all.add_call(attr, bucket, Money::from_picos(cost), &t, offset, offset * 10).unwrap();
-            if i < 2 {
-                durable.add_call(attr, bucket, Money::from_picos(cost), &t, offset, offset * 10).unwrap();
-            } else {
-                batch.add_call(attr, bucket, Money::from_picos(cost), &t, offset, offset * 10).unwrap();
-            }
+            let side = if i < 2 { &mut durable } else { &mut batch };
+            side.add_call(attr, bucket, Money::from_picos(cost), &t, offset, offset * 10).unwrap();
         }
-        assert_eq!(batch.len(), 3);
         durable.take_touched();
-        durable.merge_calls(&batch, |_| true).unwrap();
+        durable.merge_from(&batch, |_| true).unwrap();
         all.take_touched();
-        // Every key of the batch's calls is touched, with its cumulative totals.
+        // Every key of the batch is touched, with its cumulative totals.
         let touched = durable.take_touched();
-        let expected: std::collections::BTreeSet<SpendKey> = calls[2..]
-            .iter()
-            .flat_map(|(attr, bucket, _, _)| SpendScope::ALL.into_iter().filter_map(|s| SpendKey::for_scope(s, attr, *bucket)))
-            .collect();
-        assert_eq!(touched.iter().map(|(k, _)| k.clone()).collect::<std::collections::BTreeSet<_>>(), expected);
+        assert_eq!(touched.len(), batch.len());
         for (key, totals) in &touched {
             assert_eq!(all.get(key), Some(totals), "{key:?}");
         }
@@ -749,7 +647,7 @@ mod tests {
 
         // A bucket the caller restores from the ledger instead is left out.
         let mut durable = SpendAggregator::new();
-        durable.merge_calls(&batch, |bucket| bucket != 3600).unwrap();
+        durable.merge_from(&batch, |bucket| bucket != 3600).unwrap();
         assert_eq!(durable.total_cost(SpendScope::Tenant).unwrap().picos(), 17);
     }
 
@@ -834,18 +732,12 @@ mod tests {
             use std::collections::BTreeMap;
             let name = |prefix: &str, v: u8| if v == 0 { String::new() } else { format!("{prefix}{v}") };
             let mut agg = SpendAggregator::new();
-            // The same calls through per-batch call aggregates, merged at each eviction.
-            let mut batched = SpendAggregator::new();
-            let mut calls = CallAggregator::new();
             let mut reference: BTreeMap<SpendKey, (i128, u64)> = BTreeMap::new();
             let t = TokenCounts::default();
             for (i, ((tenant, team, project, user, key, model), bucket, picos, evict)) in ops.into_iter().enumerate() {
                 if evict == 0 {
                     let from = bucket * 3600;
                     agg.evict_before(from);
-                    batched.merge_calls(&calls, |_| true).unwrap();
-                    calls.clear();
-                    batched.evict_before(from);
                     reference.retain(|k, _| k.bucket_start >= from);
                     continue;
                 }
@@ -861,7 +753,6 @@ mod tests {
                     model: &model,
                 };
                 agg.add_call(&a, bucket * 3600, Money::from_picos(i128::from(picos)), &t, i as i64, 0).unwrap();
-                calls.add_call(&a, bucket * 3600, Money::from_picos(i128::from(picos)), &t, i as i64, 0).unwrap();
                 for scope in SpendScope::ALL {
                     if let Some(k) = SpendKey::for_scope(scope, &a, bucket * 3600) {
                         let e = reference.entry(k).or_default();
@@ -870,16 +761,13 @@ mod tests {
                     }
                 }
             }
-            batched.merge_calls(&calls, |_| true).unwrap();
             prop_assert_eq!(agg.len(), reference.len());
-            prop_assert_eq!(batched.len(), reference.len());
             for (k, (cost, requests)) in &reference {
-                for got in [agg.get(k), batched.get(k)] {
-                    prop_assert!(got.is_some(), "missing {:?}", k);
-                    let got = got.unwrap();
-                    prop_assert_eq!(got.cost.picos(), *cost);
-                    prop_assert_eq!(got.requests, *requests);
-                }
+                let got = agg.get(k);
+                prop_assert!(got.is_some(), "missing {:?}", k);
+                let got = got.unwrap();
+                prop_assert_eq!(got.cost.picos(), *cost);
+                prop_assert_eq!(got.requests, *requests);
             }
             let touched: BTreeMap<SpendKey, i128> = agg.take_touched().into_iter().map(|(k, t)| (k, t.cost.picos())).collect();
             for k in touched.keys() {

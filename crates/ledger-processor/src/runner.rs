@@ -21,7 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use ledger_clickhouse::{LedgerBatch, LedgerWriter, SealedBatch};
-use ledger_core::aggregate::{hour_bucket, Attribution, CallAggregator, SpendAggregator, SpendKey, SpendTotals, BUCKET_SECS};
+use ledger_core::aggregate::{hour_bucket, Attribution, SpendAggregator, SpendKey, SpendTotals, BUCKET_SECS};
 use ledger_core::catalog::Catalog;
 use ledger_core::event::TokenCounts;
 use ledger_core::spend::SpendUpdate;
@@ -68,7 +68,7 @@ struct PartitionState {
     /// The rows not yet sent, encoded (opened by the first message after a flush).
     batch: Option<LedgerBatch>,
     /// The spend of `batch`, merged into `spend` once the batch is durable.
-    batch_spend: CallAggregator,
+    batch_spend: SpendAggregator,
     /// The hour buckets `batch` touches.
     batch_buckets: Vec<i64>,
     dead_letters: Vec<DeadLetter>,
@@ -112,7 +112,7 @@ struct PartInsert {
     /// Offset of the batch's last row.
     last_offset: i64,
     /// The batch's spend and hour buckets, published once the insert is done.
-    spend: CallAggregator,
+    spend: SpendAggregator,
     buckets: Vec<i64>,
 }
 
@@ -446,7 +446,7 @@ impl Core {
                 fence_dead_letter,
                 dedupe,
                 batch: None,
-                batch_spend: CallAggregator::new(),
+                batch_spend: SpendAggregator::new(),
                 batch_buckets: Vec::new(),
                 dead_letters: Vec::new(),
                 first_pending_at: None,
@@ -708,7 +708,7 @@ impl Core {
 
     /// Merges a durable batch's spend into the partition's aggregates and publishes the
     /// cumulative totals of every key it touched to the spend topic.
-    async fn publish_spend(&mut self, partition: i32, batch: &CallAggregator, buckets: &[i64]) -> Result<(), ProcessorError> {
+    async fn publish_spend(&mut self, partition: i32, batch: &SpendAggregator, buckets: &[i64]) -> Result<(), ProcessorError> {
         let topic = self.config.topics.usage.clone();
         let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
         let mut restored = HashSet::new();
@@ -727,7 +727,7 @@ impl Core {
         }
         state
             .spend
-            .merge_calls(batch, |bucket| !restored.contains(&bucket))
+            .merge_from(batch, |bucket| !restored.contains(&bucket))
             .map_err(|_| ProcessorError::Internal(format!("spend aggregate of partition {partition} overflowed")))?;
         self.publish_touched(partition).await
     }
