@@ -306,6 +306,7 @@ impl Processor {
                         Ok(r) => r?,
                         Err(_) => tracing::warn!(?grace, "grace period over; unwritten rows will be re-read on restart"),
                     }
+                    core.flush_producer(Duration::from_secs(5)).await;
                     return Ok(());
                 }
                 msg = consumer.recv() => {
@@ -348,6 +349,7 @@ impl Processor {
                 _ = drain_check.tick(), if opts.until_drained => {
                     if last_message_at.elapsed() > Duration::from_millis(300) && core.drained(consumer).await? {
                         core.flush_all(consumer).await?;
+                        core.flush_producer(Duration::from_secs(10)).await;
                         tracing::info!("drained: every partition is caught up");
                         return Ok(());
                     }
@@ -753,17 +755,29 @@ impl Core {
             let delivery = ledger_kafka::producer::enqueue(&self.producer, record).await?;
             deliveries.push(delivery);
         }
-        let n = deliveries.len();
-        for d in deliveries {
-            match d.await {
-                Ok(Ok(_)) => {}
-                // Cumulative updates heal with the next one; the ledger stays exact either way.
-                Ok(Err((e, _))) => tracing::warn!(error = %e, "a spend update was not delivered"),
-                Err(_) => tracing::warn!("a spend update was cancelled"),
+        // The acknowledgements are awaited beside consumption: waiting here held the loop for
+        // a broker round trip per batch, and a lost update heals with the next one (cumulative;
+        // the ledger stays exact either way). Shutdown flushes the producer.
+        let stats = self.stats.clone();
+        tokio::spawn(async move {
+            for d in deliveries {
+                match d.await {
+                    Ok(Ok(_)) => stats.spend_updates.inc(),
+                    Ok(Err((e, _))) => tracing::warn!(error = %e, "a spend update was not delivered"),
+                    Err(_) => tracing::warn!("a spend update was cancelled"),
+                }
             }
-        }
-        self.stats.spend_updates.add(n as u64);
+        });
         Ok(())
+    }
+
+    /// Waits until the spend updates handed to the producer are delivered (at most `wait`).
+    async fn flush_producer(&self, wait: Duration) {
+        let producer = self.producer.clone();
+        let flushed = tokio::task::spawn_blocking(move || rdkafka::producer::Producer::flush(&producer, wait)).await;
+        if !matches!(flushed, Ok(Ok(()))) {
+            tracing::warn!("spend updates still undelivered at shutdown; the next owner republishes recent buckets");
+        }
     }
 
     /// Keeps the group membership alive during a retry: poll with every partition paused, so
