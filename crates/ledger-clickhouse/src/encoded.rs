@@ -48,6 +48,15 @@ impl LedgerBatch {
         })
     }
 
+    /// Stamps `ingest_time` anew while the batch holds no row (a batch opened by messages that
+    /// were all skipped would otherwise carry the time it was opened); no-op once it has rows.
+    pub fn restamp_if_empty(&mut self, ingest_time: DateTime<Utc>) -> Result<()> {
+        if self.rows == 0 {
+            self.ingest_time = datetime_secs(ingest_time, "ingest_time")?;
+        }
+        Ok(())
+    }
+
     /// Appends the ledger row of an accepted event read at `offset`.
     ///
     /// On an error nothing is appended: a time outside the `DateTime` range, a negative token
@@ -304,6 +313,30 @@ fn put_tags(b: &mut Vec<u8>, tags: TagsRef<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_batch_takes_the_time_of_its_first_row() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let mut batch = LedgerBatch::new("t", 0, at("2026-03-31T23:00:00Z")).unwrap();
+        batch.restamp_if_empty(at("2026-04-01T01:00:00Z")).unwrap();
+        assert_eq!(i64::from(batch.ingest_time()), at("2026-04-01T01:00:00Z").timestamp());
+
+        let event: ledger_core::UsageEvent = serde_json::from_value(serde_json::json!({
+            "event_id": "e", "event_time": "2026-04-01T00:59:00Z", "tenant_id": "a",
+            "provider": "openai", "request_model": "gpt-4o",
+        }))
+        .unwrap();
+        let priced = PricedUsage {
+            model: "gpt-4o".into(),
+            price_version: "v".into(),
+            terms: ledger_core::pricing::CostTerms::default(),
+            cost: ledger_core::Money::ZERO,
+            routed_from: None,
+        };
+        batch.push(&event.as_view(), &priced, 7).unwrap();
+        batch.restamp_if_empty(at("2026-04-01T02:00:00Z")).unwrap();
+        assert_eq!(i64::from(batch.ingest_time()), at("2026-04-01T01:00:00Z").timestamp(), "one time per batch");
+    }
 
     #[test]
     fn varints_are_leb128() {

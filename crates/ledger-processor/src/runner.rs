@@ -483,13 +483,13 @@ impl Core {
         }
         let now = Utc::now();
         let now_ms = now.timestamp_millis();
-        if state.batch.is_none() {
-            // One ingest time per insert, stamped when the batch opens: the rows land in one
-            // ClickHouse partition (by ingest month), so the insert is atomic.
-            let batch = LedgerBatch::new(&self.config.topics.usage, partition, now)
-                .map_err(|e| ProcessorError::Internal(format!("opening a batch: {e}")))?;
-            state.batch = Some(batch);
+        // One ingest time per batch, stamped when its first row comes: the rows land in one
+        // ClickHouse partition (by ingest month), so the batch is atomic.
+        match &mut state.batch {
+            Some(batch) => batch.restamp_if_empty(now),
+            None => LedgerBatch::new(&self.config.topics.usage, partition, now).map(|b| state.batch = Some(b)),
         }
+        .map_err(|e| ProcessorError::Internal(format!("opening a batch: {e}")))?;
         let (catalog, acceptance) = (&self.catalog, &self.config.settings.acceptance);
         // The borrowed view is validated, priced, encoded into the batch and aggregated without
         // allocating; nothing of an accepted event is copied but its bytes into the batch.
