@@ -2,18 +2,23 @@
 //!
 //! The design (ARCHITECTURE.md, invariant 1): the ledger itself is the record of what was
 //! written. On partition assignment the processor reads [`LedgerWriter::high_watermarks`]
-//! (`max(kafka_offset)` per Kafka partition) and seeks past it; every insert then carries one
-//! Kafka partition's offsets in increasing order, all rows stamped with one `ingest_time`.
+//! (`max(kafka_offset)` per Kafka partition) and seeks past it; every insert then carries, for
+//! each Kafka partition in it, that partition's next offsets in increasing order, all of them
+//! stamped with one `ingest_time` ([`LedgerWriter::insert_batch`] takes one partition,
+//! [`LedgerWriter::insert_encoded`], the processor's, the batches of several).
 //!
-//! Why one insert is all-or-nothing: `usage_ledger` is partitioned by `toYYYYMM(ingest_time)`, so
+//! Why a partition's batch is all-or-nothing: `usage_ledger` is partitioned by `toYYYYMM(ingest_time)`, so
 //! rows sharing one `ingest_time` fall in one ClickHouse partition; an `INSERT` of fewer than
 //! `max_insert_block_size` rows (1,048,576 on 18.16, 1,048,449 on current releases) is parsed into
 //! one block, and one block of one partition is written as one part, which becomes visible
 //! atomically on commit. [`MAX_BATCH_ROWS`] keeps batches well below that limit.
 //!
+//! With several batches in one insert, a block spanning two ingest months becomes two parts
+//! written one after the other: each batch still lands whole or not at all.
+//!
 //! Even where that atomicity does not hold (for instance an HTTP body cut at a row boundary by a
-//! killed client), what can reach the table is a *prefix* of the batch, because rows are sent in
-//! offset order; a prefix is a consistent fence state (the watermark is its last offset and the
+//! killed client), what can reach the table of each partition is a *prefix* of its batch,
+//! because each batch's rows are sent in offset order; a prefix is a consistent fence state (the watermark is its last offset and the
 //! rest is re-consumed), so no event is ever written twice or lost.
 //!
 //! Not covered by the fence (documented limits): a zombie writer that still owns a partition
