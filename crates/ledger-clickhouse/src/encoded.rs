@@ -21,17 +21,55 @@ use crate::writer::MAX_BATCH_ROWS;
 /// The batch of one Kafka partition, encoded as `RowBinary` rows of `usage_ledger`.
 ///
 /// It keeps the preconditions of an atomic insert ([`crate::LedgerWriter::insert_batch`]) by
-/// construction: one topic and partition, offsets strictly increasing, one `ingest_time` (stamped
-/// when the batch is opened), at most [`MAX_BATCH_ROWS`] rows.
+/// construction: one topic and partition, offsets strictly increasing, one `ingest_time` (see
+/// [`LedgerBatch::restamp_if_empty`]), at most [`MAX_BATCH_ROWS`] rows.
 #[derive(Debug, Clone)]
 pub struct LedgerBatch {
     buf: Vec<u8>,
+    ingest_time: u32,
+    span: BatchSpan,
+}
+
+/// Which rows a batch holds: their Kafka topic and partition and their offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSpan {
     rows: usize,
     topic: String,
     partition: i32,
-    ingest_time: u32,
     first_offset: i64,
     last_offset: i64,
+}
+
+impl BatchSpan {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when the batch holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The Kafka topic of the rows.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The Kafka partition of the rows.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// Offset of the first row (-1 when empty).
+    pub fn first_offset(&self) -> i64 {
+        self.first_offset
+    }
+
+    /// Offset of the last row (-1 when empty).
+    pub fn last_offset(&self) -> i64 {
+        self.last_offset
+    }
 }
 
 impl LedgerBatch {
@@ -39,19 +77,15 @@ impl LedgerBatch {
     pub fn new(topic: &str, partition: i32, ingest_time: DateTime<Utc>) -> Result<Self> {
         Ok(LedgerBatch {
             buf: Vec::new(),
-            rows: 0,
-            topic: topic.to_owned(),
-            partition,
             ingest_time: datetime_secs(ingest_time, "ingest_time")?,
-            first_offset: -1,
-            last_offset: -1,
+            span: BatchSpan { rows: 0, topic: topic.to_owned(), partition, first_offset: -1, last_offset: -1 },
         })
     }
 
     /// Stamps `ingest_time` anew while the batch holds no row (a batch opened by messages that
     /// were all skipped would otherwise carry the time it was opened); no-op once it has rows.
     pub fn restamp_if_empty(&mut self, ingest_time: DateTime<Utc>) -> Result<()> {
-        if self.rows == 0 {
+        if self.span.is_empty() {
             self.ingest_time = datetime_secs(ingest_time, "ingest_time")?;
         }
         Ok(())
@@ -62,13 +96,14 @@ impl LedgerBatch {
     /// On an error nothing is appended: a time outside the `DateTime` range, a negative token
     /// count (which validation already rejects), an offset not above the last one, or a full batch.
     pub fn push(&mut self, event: &UsageEventRef<'_>, priced: &PricedUsage, offset: i64) -> Result<()> {
-        if self.rows > 0 && offset <= self.last_offset {
+        let span = &mut self.span;
+        if span.rows > 0 && offset <= span.last_offset {
             return Err(Error::InvalidBatch(format!(
                 "offsets must strictly increase: offset {offset} after {}",
-                self.last_offset
+                span.last_offset
             )));
         }
-        if self.rows >= MAX_BATCH_ROWS {
+        if span.rows >= MAX_BATCH_ROWS {
             return Err(Error::InvalidBatch(format!("the batch is full ({MAX_BATCH_ROWS} rows)")));
         }
         let event_time = datetime_secs(event.event_time, "event_time")?;
@@ -132,51 +167,21 @@ impl LedgerBatch {
         }
         put_str(b, event.response_id.unwrap_or_default());
         put_str(b, event.trace_id.unwrap_or_default());
-        put_str(b, &self.topic);
-        b.extend_from_slice(&self.partition.to_le_bytes());
+        put_str(b, &span.topic);
+        b.extend_from_slice(&span.partition.to_le_bytes());
         b.extend_from_slice(&offset.to_le_bytes());
 
-        if self.rows == 0 {
-            self.first_offset = offset;
+        if span.rows == 0 {
+            span.first_offset = offset;
         }
-        self.rows += 1;
-        self.last_offset = offset;
+        span.rows += 1;
+        span.last_offset = offset;
         Ok(())
     }
 
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    /// True when the batch holds no row.
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// Size of the encoded rows in bytes.
-    pub fn encoded_len(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// The Kafka topic of the rows.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    /// The Kafka partition of the rows.
-    pub fn partition(&self) -> i32 {
-        self.partition
-    }
-
-    /// Offset of the first row (-1 when empty).
-    pub fn first_offset(&self) -> i64 {
-        self.first_offset
-    }
-
-    /// Offset of the last row (-1 when empty).
-    pub fn last_offset(&self) -> i64 {
-        self.last_offset
+    /// The rows held: topic, partition, count and offsets.
+    pub fn span(&self) -> &BatchSpan {
+        &self.span
     }
 
     /// The `ingest_time` of every row (unix seconds).
@@ -186,14 +191,7 @@ impl LedgerBatch {
 
     /// The encoded rows, ready to send (cheap to clone for a retry).
     pub fn seal(self) -> SealedBatch {
-        SealedBatch {
-            bytes: bytes::Bytes::from(self.buf),
-            rows: self.rows,
-            topic: self.topic,
-            partition: self.partition,
-            first_offset: self.first_offset,
-            last_offset: self.last_offset,
-        }
+        SealedBatch { bytes: bytes::Bytes::from(self.buf), span: self.span }
     }
 }
 
@@ -201,42 +199,13 @@ impl LedgerBatch {
 #[derive(Debug, Clone)]
 pub struct SealedBatch {
     pub(crate) bytes: bytes::Bytes,
-    rows: usize,
-    topic: String,
-    partition: i32,
-    first_offset: i64,
-    last_offset: i64,
+    span: BatchSpan,
 }
 
 impl SealedBatch {
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    /// True when the batch holds no row.
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// The Kafka topic of the rows.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    /// The Kafka partition of the rows.
-    pub fn partition(&self) -> i32 {
-        self.partition
-    }
-
-    /// Offset of the first row (-1 when empty).
-    pub fn first_offset(&self) -> i64 {
-        self.first_offset
-    }
-
-    /// Offset of the last row (-1 when empty).
-    pub fn last_offset(&self) -> i64 {
-        self.last_offset
+    /// The rows held: topic, partition, count and offsets.
+    pub fn span(&self) -> &BatchSpan {
+        &self.span
     }
 }
 

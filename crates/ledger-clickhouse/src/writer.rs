@@ -173,14 +173,15 @@ impl LedgerWriter {
     /// spans two ingest months is written as two parts). On a retryable error, re-read
     /// [`LedgerWriter::high_watermarks`]: a batch landed when its last offset is there.
     pub async fn insert_encoded(&self, batches: &[SealedBatch]) -> Result<()> {
-        let rows: usize = batches.iter().map(SealedBatch::len).sum();
+        let rows: usize = batches.iter().map(|b| b.span().len()).sum();
         if rows == 0 {
             return Ok(());
         }
         let context = || {
             let ranges: Vec<String> = batches
                 .iter()
-                .map(|b| format!("{}/{} offsets {}..={}", b.topic(), b.partition(), b.first_offset(), b.last_offset()))
+                .map(|b| b.span())
+                .map(|s| format!("{}/{} offsets {}..={}", s.topic(), s.partition(), s.first_offset(), s.last_offset()))
                 .collect();
             format!("insert of {rows} rows ({}) into {}", ranges.join(", "), self.table)
         };

@@ -453,7 +453,8 @@ async fn encoded_batch_reads_back_as_ledger_rows() {
         let mut too_late = bare.clone();
         too_late.event_time = utc("2106-02-07T06:28:16Z");
         assert!(batch.push(&too_late.as_view(), &plain, 1_000_000_008).is_err());
-        assert_eq!((batch.len(), batch.first_offset(), batch.last_offset()), (3, 41, 1_000_000_007));
+        let span = batch.span();
+        assert_eq!((span.len(), span.first_offset(), span.last_offset()), (3, 41, 1_000_000_007));
 
         let writer = LedgerWriter::new(client.clone(), &db).unwrap();
         writer.insert_encoded(&[batch.seal()]).await.unwrap();

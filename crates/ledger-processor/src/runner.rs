@@ -92,7 +92,7 @@ impl PartitionState {
     }
 
     fn batch_rows(&self) -> usize {
-        self.batch.as_ref().map_or(0, LedgerBatch::len)
+        self.batch.as_ref().map_or(0, |b| b.span().len())
     }
 }
 
@@ -179,7 +179,7 @@ async fn insert_with_retry(
     mut batches: Vec<SealedBatch>,
 ) -> Result<(usize, Duration), ledger_clickhouse::Error> {
     let started = Instant::now();
-    let rows = batches.iter().map(SealedBatch::len).sum();
+    let rows = batches.iter().map(|b| b.span().len()).sum();
     let mut attempt = 0u32;
     loop {
         match writer.insert_encoded(&batches).await {
@@ -188,9 +188,9 @@ async fn insert_with_retry(
                 attempt += 1;
                 tracing::warn!(attempt, error = %e, "ledger insert failed; retrying");
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(25)))).await;
-                let Some(topic) = batches.first().map(|b| b.topic().to_owned()) else { break };
+                let Some(topic) = batches.first().map(|b| b.span().topic().to_owned()) else { break };
                 if let Ok(w) = writer.high_watermarks(&topic).await {
-                    batches.retain(|b| w.get(&b.partition()).copied().unwrap_or(-1) < b.last_offset());
+                    batches.retain(|b| w.get(&b.span().partition()).copied().unwrap_or(-1) < b.span().last_offset());
                     if batches.is_empty() {
                         break;
                     }
@@ -648,14 +648,14 @@ impl Core {
             }
             dead_letters.append(&mut state.dead_letters);
             state.first_pending_at = None;
-            match state.batch.take().filter(|b| !b.is_empty()) {
+            match state.batch.take().filter(|b| !b.span().is_empty()) {
                 Some(batch) => {
                     let batch = batch.seal();
                     parts.push(PartInsert {
                         partition,
                         generation: state.generation,
                         last_seen,
-                        last_offset: batch.last_offset(),
+                        last_offset: batch.span().last_offset(),
                         spend: std::mem::take(&mut state.batch_spend),
                         buckets: std::mem::take(&mut state.batch_buckets),
                     });
