@@ -536,6 +536,14 @@ impl SpendAggregator {
         Ok(())
     }
 
+    /// The distinct bucket starts of the keys held, ascending.
+    pub fn bucket_starts(&self) -> Vec<i64> {
+        let mut starts: Vec<i64> = self.slots.iter().map(|s| s.key.bucket_start).collect();
+        starts.sort_unstable();
+        starts.dedup();
+        starts
+    }
+
     /// Number of keys held.
     pub fn len(&self) -> usize {
         self.slots.len()
@@ -644,6 +652,8 @@ mod tests {
             assert_eq!(all.get(key), Some(totals), "{key:?}");
         }
         assert_eq!(durable.len(), all.len());
+
+        assert_eq!(batch.bucket_starts(), vec![0, 3600]);
 
         // A bucket the caller restores from the ledger instead is left out.
         let mut durable = SpendAggregator::new();

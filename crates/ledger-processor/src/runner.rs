@@ -69,8 +69,6 @@ struct PartitionState {
     batch: Option<LedgerBatch>,
     /// The spend of `batch`, merged into `spend` once the batch is durable.
     batch_spend: SpendAggregator,
-    /// The hour buckets `batch` touches.
-    batch_buckets: Vec<i64>,
     dead_letters: Vec<DeadLetter>,
     first_pending_at: Option<Instant>,
     /// Offset of the last message handled (skipped, deduplicated, accepted or rejected).
@@ -111,9 +109,8 @@ struct PartInsert {
     last_seen: i64,
     /// Offset of the batch's last row.
     last_offset: i64,
-    /// The batch's spend and hour buckets, published once the insert is done.
+    /// The batch's spend, published once the insert is done.
     spend: SpendAggregator,
-    buckets: Vec<i64>,
 }
 
 /// Counts inserts in flight; the rebalance barrier waits until none is left, so a revoked
@@ -449,7 +446,6 @@ impl Core {
                 dedupe,
                 batch: None,
                 batch_spend: SpendAggregator::new(),
-                batch_buckets: Vec::new(),
                 dead_letters: Vec::new(),
                 first_pending_at: None,
                 last_seen: None,
@@ -507,9 +503,6 @@ impl Core {
                 }
                 state.dedupe.insert(event.event_id, now_ms);
                 let bucket = hour_bucket(event.event_time.timestamp());
-                if !state.batch_buckets.contains(&bucket) {
-                    state.batch_buckets.push(bucket);
-                }
                 let attribution = Attribution::of_view(event, &priced.model);
                 let micros = event.event_time.timestamp_micros();
                 match state.batch_spend.add_call(&attribution, bucket, priced.cost, &tokens, offset, micros) {
@@ -618,7 +611,7 @@ impl Core {
                 continue;
             };
             state.fence_ledger = state.fence_ledger.max(part.last_offset);
-            self.publish_spend(part.partition, &part.spend, &part.buckets).await?;
+            self.publish_spend(part.partition, &part.spend).await?;
             self.commit(consumer, part.partition, part.last_seen);
         }
         Ok(())
@@ -657,7 +650,6 @@ impl Core {
                         last_seen,
                         last_offset: batch.span().last_offset(),
                         spend: std::mem::take(&mut state.batch_spend),
-                        buckets: std::mem::take(&mut state.batch_buckets),
                     });
                     batches.push(batch);
                 }
@@ -710,11 +702,11 @@ impl Core {
 
     /// Merges a durable batch's spend into the partition's aggregates and publishes the
     /// cumulative totals of every key it touched to the spend topic.
-    async fn publish_spend(&mut self, partition: i32, batch: &SpendAggregator, buckets: &[i64]) -> Result<(), ProcessorError> {
+    async fn publish_spend(&mut self, partition: i32, batch: &SpendAggregator) -> Result<(), ProcessorError> {
         let topic = self.config.topics.usage.clone();
         let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
         let mut restored = HashSet::new();
-        for &bucket in buckets {
+        for bucket in batch.bucket_starts() {
             if state.loaded_buckets.contains(&bucket) {
                 continue;
             }
