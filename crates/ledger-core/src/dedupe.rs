@@ -60,11 +60,13 @@ impl DedupeWindow {
         }
     }
 
-    fn fingerprint(&self, id: &str) -> [u64; 2] {
+    /// The fingerprint `id` is held as in this window: computed once, it serves both
+    /// [`DedupeWindow::contains_fingerprint`] and [`DedupeWindow::insert_fingerprint`].
+    pub fn fingerprint(&self, id: &str) -> IdFingerprint {
         let mut h = SipHasher13::new_with_keys(self.key.0, self.key.1);
         h.write(id.as_bytes());
         let h = h.finish128();
-        [h.h1, h.h2]
+        IdFingerprint([h.h1, h.h2])
     }
 
     fn fingerprint_at(order: &VecDeque<(i64, [u64; 2])>, first_seq: u64, seq: u64) -> [u64; 2] {
@@ -77,12 +79,22 @@ impl DedupeWindow {
 
     /// True when `id` was accepted within the horizon.
     pub fn contains(&self, id: &str) -> bool {
-        self.find(self.fingerprint(id)).is_some()
+        self.contains_fingerprint(self.fingerprint(id))
+    }
+
+    /// True when the id of `fp` (from [`DedupeWindow::fingerprint`]) was accepted within the horizon.
+    pub fn contains_fingerprint(&self, fp: IdFingerprint) -> bool {
+        self.find(fp.0).is_some()
     }
 
     /// Records `id` as accepted at `now_ms`; returns false when it was already present.
     pub fn insert(&mut self, id: &str, now_ms: i64) -> bool {
-        let fp = self.fingerprint(id);
+        self.insert_fingerprint(self.fingerprint(id), now_ms)
+    }
+
+    /// [`DedupeWindow::insert`] of the id of `fp` (from [`DedupeWindow::fingerprint`]).
+    pub fn insert_fingerprint(&mut self, fp: IdFingerprint, now_ms: i64) -> bool {
+        let IdFingerprint(fp) = fp;
         if self.find(fp).is_some() {
             return false;
         }
@@ -127,6 +139,10 @@ impl DedupeWindow {
         self.order.is_empty()
     }
 }
+
+/// An event id as a [`DedupeWindow`] holds it (valid for that window only: the key is per window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdFingerprint([u64; 2]);
 
 /// Where an event's time stands against the acceptance window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

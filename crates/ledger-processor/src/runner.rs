@@ -25,7 +25,7 @@ use ledger_core::aggregate::{hour_bucket, Attribution, SpendAggregator, SpendKey
 use ledger_core::catalog::Catalog;
 use ledger_core::event::TokenCounts;
 use ledger_core::spend::SpendUpdate;
-use ledger_core::dedupe::{check_event_time, DedupeWindow, TimeCheck};
+use ledger_core::dedupe::{check_event_time, DedupeWindow, IdFingerprint, TimeCheck};
 use ledger_core::event::{RejectReason, Rejection};
 use ledger_core::{UsageEvent, UsageEventRef};
 use ledger_kafka::consumer::{manual_offset_consumer, RebalanceEvent, RecordingContext};
@@ -56,7 +56,7 @@ enum Decision {
 /// The verdict on a decoded event, before it is batched.
 #[derive(Debug)]
 enum Verdict {
-    Accept(ledger_core::pricing::PricedUsage, TokenCounts),
+    Accept(ledger_core::pricing::PricedUsage, TokenCounts, IdFingerprint),
     Duplicate,
     Reject(Rejection, Option<String>),
 }
@@ -492,7 +492,7 @@ impl Core {
         let decoded = self.codec.decode_with(payload, |event| match judge(catalog, acceptance, event, &state.dedupe, now_ms) {
             Verdict::Duplicate => Decision::Duplicate,
             Verdict::Reject(r, id) => Decision::Reject(r, id),
-            Verdict::Accept(priced, tokens) => {
+            Verdict::Accept(priced, tokens, id) => {
                 let batch = state.batch.as_mut().expect("opened above");
                 if let Err(e) = batch.push(event, &priced, offset) {
                     // Unreachable inside the acceptance window; a dead letter, not a panic.
@@ -501,7 +501,7 @@ impl Core {
                         Some(event.event_id.to_owned()),
                     );
                 }
-                state.dedupe.insert(event.event_id, now_ms);
+                state.dedupe.insert_fingerprint(id, now_ms);
                 let bucket = hour_bucket(event.event_time.timestamp());
                 let attribution = Attribution::of_view(event, &priced.model);
                 let micros = event.event_time.timestamp_micros();
@@ -871,11 +871,12 @@ fn judge(catalog: &Catalog, acc: &AcceptanceConfig, event: &UsageEventRef<'_>, d
             )
         }
     }
-    if dedupe.contains(event.event_id) {
+    let id = dedupe.fingerprint(event.event_id);
+    if dedupe.contains_fingerprint(id) {
         return Verdict::Duplicate;
     }
     match catalog.price_view(event, &tokens) {
-        Ok(priced) => Verdict::Accept(priced, tokens),
+        Ok(priced) => Verdict::Accept(priced, tokens, id),
         Err(r) => Verdict::Reject(r, Some(event.event_id.to_owned())),
     }
 }
