@@ -109,8 +109,8 @@ impl LedgerRow {
         LedgerRow::from_event(event.clone(), priced, lineage, ingest_time)
     }
 
-    /// [`LedgerRow::new`] taking the event by value: its strings move into the row (the
-    /// processor's hot path; no second copy of each string).
+    /// [`LedgerRow::new`] taking the event by value: its strings move into the row. (The
+    /// processor writes rows with [`crate::LedgerBatch`] instead, without this row type.)
     pub fn from_event(
         event: UsageEvent,
         priced: &PricedUsage,
