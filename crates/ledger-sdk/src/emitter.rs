@@ -161,6 +161,15 @@ struct Shared {
     capacity: usize,
     overflow: OverflowPolicy,
     on_failure: Option<FailureHandler>,
+    /// Keeps the worker from taking events until cleared, so a test sees the queue alone.
+    #[cfg(test)]
+    worker_held: AtomicBool,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Emitters built on this thread while set start with their worker held (tests only).
+    static HOLD_NEW_WORKERS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl Shared {
@@ -267,6 +276,8 @@ impl Emitter {
             capacity: config.queue_capacity,
             overflow: config.overflow,
             on_failure,
+            #[cfg(test)]
+            worker_held: AtomicBool::new(HOLD_NEW_WORKERS.with(|h| h.get())),
         });
         let mut client = config.kafka.client_config();
         client
@@ -445,6 +456,10 @@ fn drain_queue(shared: &Shared, producer: &ThreadedProducer<DeliveryContext>, to
     let mut batch: Vec<UsageEvent> = Vec::with_capacity(BATCH);
     let mut payload = Vec::with_capacity(512);
     loop {
+        #[cfg(test)]
+        while shared.worker_held.load(Ordering::Acquire) && !shared.abort.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         {
             let mut q = shared.lock();
             while q.events.is_empty() {
@@ -532,6 +547,19 @@ mod tests {
         Emitter::with_failure_handler(config, move |f| failures.lock().unwrap().push(f.clone())).unwrap()
     }
 
+    /// Like [`stalled`], but the worker takes nothing until [`release`]: what the queue holds
+    /// depends only on the emits, not on when the worker thread runs.
+    fn held(capacity: usize, overflow: OverflowPolicy, failures: Arc<Mutex<Vec<DeliveryFailure>>>) -> Emitter {
+        HOLD_NEW_WORKERS.with(|h| h.set(true));
+        let emitter = stalled(capacity, overflow, failures);
+        HOLD_NEW_WORKERS.with(|h| h.set(false));
+        emitter
+    }
+
+    fn release(emitter: &Emitter) {
+        emitter.shared.worker_held.store(false, Ordering::Release);
+    }
+
     fn event(i: usize) -> UsageEvent {
         EventBuilder::openai("gpt-4o-mini", OpenAiUsage { prompt_tokens: 10, completion_tokens: 5, ..Default::default() })
             .tenant("acme")
@@ -557,20 +585,24 @@ mod tests {
     #[test]
     fn drop_oldest_evicts_and_reports() {
         let failures = Arc::new(Mutex::new(Vec::new()));
-        let emitter = stalled(10, OverflowPolicy::DropOldest, Arc::clone(&failures));
+        // Held, so the worker takes nothing: which events are evicted is exact. (A running
+        // worker would take some into its hands at a moment that depends on the scheduler.)
+        let emitter = held(10, OverflowPolicy::DropOldest, Arc::clone(&failures));
         for i in 0..100 {
             emitter.emit(event(i)).unwrap();
         }
         let m = emitter.metrics();
         assert_eq!(m.accepted, 100);
-        assert!(m.dropped_oldest >= 79, "{m:?}");
+        assert_eq!(m.dropped_oldest, 90, "{m:?}");
         assert_eq!(m.queued, 10);
-        assert_eq!(m.outstanding, 100 - m.dropped_oldest);
+        assert_eq!(m.outstanding, 10);
         let evicted = failures.lock().unwrap().clone();
-        assert_eq!(evicted.len() as u64, m.dropped_oldest);
         assert!(evicted.iter().all(|f| f.reason == FailureReason::DroppedOldest));
-        // The newest events are the ones kept.
-        assert!(!evicted.iter().any(|f| f.event_id == "e99"));
+        // The oldest go, in order; the newest ten are kept.
+        let evicted_ids: Vec<String> = evicted.iter().map(|f| f.event_id.clone()).collect();
+        let expected: Vec<String> = (0..90).map(|i| format!("e{i}")).collect();
+        assert_eq!(evicted_ids, expected);
+        release(&emitter);
     }
 
     #[test]
