@@ -161,16 +161,13 @@ impl Codec<UsageEvent> {
     /// an older writer schema is resolved first, as in [`Codec::decode`].
     pub fn decode_with<R>(&self, message: &[u8], read: impl FnOnce(&UsageEventRef<'_>) -> R) -> Result<R, SchemaError> {
         let (fingerprint, datum) = split_single_object(UsageEvent::NAME, message)?;
-        let mut tags = crate::usage_fast::TagBuf::new();
         if fingerprint == self.schema.fingerprint() {
-            let event = crate::usage_fast::decode_ref(datum, &mut tags)?;
-            return Ok(read(&event));
+            return crate::usage_fast::decode_then(datum, read);
         }
         match self.schema.older_writer(fingerprint) {
             Some(writer) => {
                 let datum = self.transcode(fingerprint, &writer.schema, datum)?;
-                let event = crate::usage_fast::decode_ref(&datum, &mut tags)?;
-                Ok(read(&event))
+                crate::usage_fast::decode_then(&datum, read)
             }
             None => Err(SchemaError::UnknownFingerprint {
                 record: UsageEvent::NAME,

@@ -112,6 +112,7 @@ impl<'d> TagBuf<'d> {
         }
     }
 
+    #[cfg(test)]
     fn clear(&mut self) {
         self.len = 0;
         self.spilled.clear();
@@ -239,7 +240,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn present(&mut self, field: &'static str) -> Result<bool, Fail> {
         match self.long(field)? {
             0 => Ok(false),
@@ -248,7 +249,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn opt_str(&mut self, field: &'static str) -> Result<Option<&'a str>, Fail> {
         if self.present(field)? {
             self.str(field).map(Some)
@@ -285,21 +286,21 @@ impl<'a> Reader<'a> {
 
 /// Decodes a `UsageEvent` datum of the current schema.
 pub(crate) fn decode(datum: &[u8]) -> Result<UsageEvent, SchemaError> {
-    let mut tags = TagBuf::new();
-    decode_ref(datum, &mut tags).map(|e| e.to_owned_event())
+    decode_then(datum, |e| e.to_owned_event())
 }
 
-/// Reads a `UsageEvent` datum of the current schema without copying its strings; the tags go
-/// into `tags` (which allocates only for an event with more than [`INLINE_TAGS`] tags).
+/// Reads a `UsageEvent` datum of the current schema without copying its strings and calls
+/// `f` with the view. The view lives on this function's stack and is passed by reference, so
+/// the ~400-byte event is never moved; the tags are held inline (a vector only for an event
+/// with more than [`INLINE_TAGS`] tags).
 #[inline]
-pub(crate) fn decode_ref<'d, 't>(datum: &'d [u8], tags: &'t mut TagBuf<'d>) -> Result<UsageEventRef<'t>, SchemaError> {
+pub(crate) fn decode_then<R>(datum: &[u8], f: impl FnOnce(&UsageEventRef<'_>) -> R) -> Result<R, SchemaError> {
     let mut r = Reader { buf: datum, pos: 0, text: "", text_start: 0, error: None };
-    tags.clear();
-    match read(&mut r, tags) {
+    let mut tags = TagBuf::new();
+    match read(&mut r, &mut tags) {
         Ok(mut event) => {
-            let tags: &'t TagBuf<'d> = tags;
             event.tags = TagsRef::Pairs(tags.as_slice());
-            Ok(event)
+            Ok(f(&event))
         }
         Err(Fail) => Err(r.error.take().unwrap_or_else(|| SchemaError::InvalidValue {
             record: RECORD,
@@ -311,7 +312,7 @@ pub(crate) fn decode_ref<'d, 't>(datum: &'d [u8], tags: &'t mut TagBuf<'d>) -> R
 
 /// The fields of the datum in schema order; the tags go into `tags` and the returned view has
 /// none yet (the caller points it at `tags`).
-#[inline]
+#[inline(always)]
 fn read<'d>(r: &mut Reader<'d>, tags: &mut TagBuf<'d>) -> Result<UsageEventRef<'d>, Fail> {
     let event_id = r.str("event_id")?;
     let micros = r.long("event_time")?;
@@ -416,8 +417,7 @@ mod tests {
     }
 
     fn decoded(datum: &[u8]) -> Result<UsageEvent, SchemaError> {
-        let mut tags = TagBuf::new();
-        decode_ref(datum, &mut tags).map(|v| v.to_owned_event())
+        decode(datum)
     }
 
     #[test]
