@@ -64,7 +64,7 @@ fn event_path(c: &mut Criterion) {
                     .decode_with(m, |event| {
                         let tokens = event.validate().expect("valid");
                         let priced = catalog.price_view(event, &tokens).expect("priced");
-                        let attribution = Attribution::of_view(event, &priced.model);
+                        let attribution = Attribution::of_view(event, priced.model);
                         let bucket = hour_bucket(event.event_time.timestamp());
                         let micros = event.event_time.timestamp_micros();
                         agg.add_call(&attribution, bucket, priced.cost, &tokens, 0, micros).expect("no overflow");

@@ -95,7 +95,7 @@ impl LedgerBatch {
     ///
     /// On an error nothing is appended: a time outside the `DateTime` range, a negative token
     /// count (which validation already rejects), an offset not above the last one, or a full batch.
-    pub fn push(&mut self, event: &UsageEventRef<'_>, priced: &PricedUsage, offset: i64) -> Result<()> {
+    pub fn push<S: AsRef<str>>(&mut self, event: &UsageEventRef<'_>, priced: &PricedUsage<S>, offset: i64) -> Result<()> {
         let span = &mut self.span;
         if span.rows > 0 && offset <= span.last_offset {
             return Err(Error::InvalidBatch(format!(
@@ -133,7 +133,7 @@ impl LedgerBatch {
         put_tags(b, event.tags);
         put_str(b, event.provider);
         put_str(b, event.operation);
-        put_str(b, &priced.model);
+        put_str(b, priced.model.as_ref());
         put_str(b, event.request_model);
         for s in [event.response_model, event.routed_from_model, event.service_tier] {
             put_str(b, s.unwrap_or_default());
@@ -157,7 +157,7 @@ impl LedgerBatch {
                 put_i128(b, 0);
             }
         }
-        put_str(b, &priced.price_version);
+        put_str(b, priced.price_version.as_ref());
         match event.latency_ms {
             Some(v) => {
                 b.push(0);
@@ -295,7 +295,7 @@ mod tests {
             "provider": "openai", "request_model": "gpt-4o",
         }))
         .unwrap();
-        let priced = PricedUsage {
+        let priced: PricedUsage = PricedUsage {
             model: "gpt-4o".into(),
             price_version: "v".into(),
             terms: ledger_core::pricing::CostTerms::default(),

@@ -218,7 +218,7 @@ mod tests {
         )
         .unwrap();
         let terms = CostTerms { input: Money::from_picos(7), output: Money::from_picos(5), ..CostTerms::default() };
-        let priced = PricedUsage {
+        let priced: PricedUsage = PricedUsage {
             model: Arc::from("gpt-4o-mini"),
             price_version: Arc::from("litellm@2026-01-01T00:00:00Z"),
             terms,

@@ -90,7 +90,7 @@ fn row(s: &Spec<'_>) -> LedgerRow {
     .unwrap();
     event.tags = BTreeMap::from([("env".to_owned(), "test".to_owned()), ("app".to_owned(), "it".to_owned())]);
     let terms = CostTerms { input: money(s.terms.0), output: money(s.terms.1), ..CostTerms::default() };
-    let priced = PricedUsage {
+    let priced: PricedUsage = PricedUsage {
         model: Arc::from(s.model),
         price_version: Arc::from("litellm-1.110.2@2026-01-01T00:00:00Z"),
         terms,
@@ -429,7 +429,7 @@ async fn encoded_batch_reads_back_as_ledger_rows() {
             output: money("0"),
             reasoning: money("0.333333333333"),
         };
-        let rerouted = PricedUsage {
+        let rerouted: PricedUsage = PricedUsage {
             model: Arc::from("claude-haiku-4-5"),
             price_version: Arc::from("litellm@2026-01-01T00:00:00Z"),
             terms,
@@ -489,7 +489,7 @@ async fn encoded_batches_of_several_partitions_go_in_one_insert() {
             .unwrap()
         };
         let terms = CostTerms { input: money("0.000000000007"), ..CostTerms::default() };
-        let priced = PricedUsage {
+        let priced: PricedUsage = PricedUsage {
             model: Arc::from("gpt-4o"),
             price_version: Arc::from("v@2026-01-01T00:00:00Z"),
             terms,

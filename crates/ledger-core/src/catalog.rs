@@ -34,7 +34,7 @@ use crate::decimal::Decimal;
 use crate::event::{RejectReason, Rejection, TokenCounts, UsageEvent, UsageEventRef};
 use crate::money::{Money, SCALE};
 use crate::pricing::{
-    in_cost_range, service_tier_suffix, PriceField, PriceVariants, PricedUsage, ResolvedPrices, RoutedFromCost,
+    in_cost_range, service_tier_suffix, PriceField, PriceVariants, PricedRef, PricedUsage, ResolvedPrices, RoutedFromCost,
 };
 
 /// The key of LiteLLM's documentation entry, which is not a model.
@@ -557,11 +557,12 @@ impl Catalog {
     /// an unknown one, or one whose cost or savings would leave `Decimal(38, 12)`, leaves it
     /// `None`. Any term or total outside `Decimal(38, 12)` rejects the event as `overflow`.
     pub fn price(&self, event: &UsageEvent, tokens: &TokenCounts) -> Result<PricedUsage, Rejection> {
-        self.price_view(&event.as_view(), tokens)
+        self.price_view(&event.as_view(), tokens).map(|p| p.to_owned_priced())
     }
 
-    /// [`Catalog::price`] of a borrowed event: the processor's allocation-free path.
-    pub fn price_view(&self, event: &UsageEventRef<'_>, tokens: &TokenCounts) -> Result<PricedUsage, Rejection> {
+    /// [`Catalog::price`] of a borrowed event, with the names borrowed from the catalog: the
+    /// processor's path, which neither allocates nor touches a reference count.
+    pub fn price_view(&self, event: &UsageEventRef<'_>, tokens: &TokenCounts) -> Result<PricedRef<'_>, Rejection> {
         let at = event.event_time;
         let provider = event.provider;
         let response = event.response_model.filter(|m| !m.is_empty());
@@ -588,9 +589,9 @@ impl Catalog {
             .and_then(|(_, orig)| {
                 let (_, orig_cost) = price_entry(orig, tier, tokens).ok()?;
                 let savings = orig_cost.checked_sub(cost).ok().filter(|s| in_cost_range(*s))?;
-                Some(RoutedFromCost { model: orig.key.clone(), cost: orig_cost, savings })
+                Some(RoutedFromCost { model: &orig.key, cost: orig_cost, savings })
             });
-        Ok(PricedUsage { model: entry.key.clone(), price_version: source.version.clone(), terms, cost, routed_from })
+        Ok(PricedUsage { model: &entry.key, price_version: &source.version, terms, cost, routed_from })
     }
 
     #[cold]

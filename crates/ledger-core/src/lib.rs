@@ -19,5 +19,5 @@ pub mod spend;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogError, CatalogSource, LoadReport};
 pub use event::{TagsRef, TokenCounts, UsageEvent, UsageEventRef};
-pub use pricing::{CostTerms, PriceField, PricedUsage, ResolvedPrices, RoutedFromCost};
+pub use pricing::{CostTerms, PriceField, PricedRef, PricedUsage, ResolvedPrices, RoutedFromCost};
 pub use money::Money;

@@ -55,8 +55,8 @@ enum Decision {
 
 /// The verdict on a decoded event, before it is batched.
 #[derive(Debug)]
-enum Verdict {
-    Accept(ledger_core::pricing::PricedUsage, TokenCounts, IdFingerprint),
+enum Verdict<'c> {
+    Accept(ledger_core::pricing::PricedRef<'c>, TokenCounts, IdFingerprint),
     Duplicate,
     Reject(Rejection, Option<String>),
 }
@@ -503,7 +503,7 @@ impl Core {
                 }
                 state.dedupe.insert_fingerprint(id, now_ms);
                 let bucket = hour_bucket(event.event_time.timestamp());
-                let attribution = Attribution::of_view(event, &priced.model);
+                let attribution = Attribution::of_view(event, priced.model);
                 let micros = event.event_time.timestamp_micros();
                 match state.batch_spend.add_call(&attribution, bucket, priced.cost, &tokens, offset, micros) {
                     Ok(()) => Decision::Accepted,
@@ -835,7 +835,13 @@ impl Core {
 }
 
 /// Validates, time-checks, deduplicates and prices a decoded event.
-fn judge(catalog: &Catalog, acc: &AcceptanceConfig, event: &UsageEventRef<'_>, dedupe: &DedupeWindow, now_ms: i64) -> Verdict {
+fn judge<'c>(
+    catalog: &'c Catalog,
+    acc: &AcceptanceConfig,
+    event: &UsageEventRef<'_>,
+    dedupe: &DedupeWindow,
+    now_ms: i64,
+) -> Verdict<'c> {
     // The event id is copied only for a rejection (it goes into the dead-letter headers).
     let tokens = match event.validate() {
         Ok(t) => t,
