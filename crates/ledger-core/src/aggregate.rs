@@ -204,11 +204,70 @@ struct Interner {
     table: HashTable<u32>,
     names: Vec<Box<str>>,
     hashes: Vec<u64>,
+    /// Recently interned short names by their bytes, direct-mapped ([`NAME_CACHE_SLOTS`]
+    /// entries, allocated on first use). Every call interns six names, nearly all seen before:
+    /// a hit costs a few word compares instead of hashing the string, probing the table and
+    /// comparing the name.
+    cache: Vec<CachedName>,
+}
+
+/// Entries of [`Interner::cache`].
+const NAME_CACHE_SLOTS: usize = 1024;
+
+/// A name of at most 24 bytes as three words ([`short_name_words`]), and its id.
+#[derive(Debug, Clone, Copy)]
+struct CachedName {
+    words: [u64; 3],
+    len: u32,
+    id: u32,
+}
+
+/// Three words that, with the length, determine a name of at most 24 bytes: windows of 8
+/// bytes at the start, middle and end (4 bytes at the start and end below 8, single bytes
+/// below 4) that together cover every byte. Read in place, without copying the name.
+#[inline(always)]
+fn short_name_words(s: &str) -> Option<[u64; 3]> {
+    let b = s.as_bytes();
+    let n = b.len();
+    let w8 = |at: usize| b.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()).map_or(0, u64::from_le_bytes);
+    let w4 = |at: usize| b.get(at..at + 4).and_then(|w| <[u8; 4]>::try_from(w).ok()).map_or(0, |w| u64::from(u32::from_le_bytes(w)));
+    match n {
+        25.. => None,
+        8.. => Some([w8(0), w8((n - 8) / 2), w8(n - 8)]),
+        4.. => Some([w4(0), w4(n - 4), 0]),
+        1.. => Some([u64::from(b[0]), u64::from(b[n / 2]), u64::from(b[n - 1])]),
+        0 => Some([0; 3]),
+    }
+}
+
+#[inline(always)]
+fn name_cache_slot(words: &[u64; 3], len: usize) -> usize {
+    let h = (words[0] ^ words[1].rotate_left(21) ^ words[2].rotate_left(42) ^ len as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> (64 - NAME_CACHE_SLOTS.trailing_zeros())) as usize
 }
 
 impl Interner {
     #[inline]
     fn intern(&mut self, state: &DefaultHashBuilder, s: &str) -> u32 {
+        let words = short_name_words(s);
+        if let Some(words) = &words {
+            if let Some(e) = self.cache.get(name_cache_slot(words, s.len())) {
+                if e.id != NO_ID && e.len as usize == s.len() && e.words == *words {
+                    return e.id;
+                }
+            }
+        }
+        let id = self.intern_uncached(state, s);
+        if let Some(words) = words {
+            if self.cache.is_empty() {
+                self.cache = vec![CachedName { words: [0; 3], len: 0, id: NO_ID }; NAME_CACHE_SLOTS];
+            }
+            self.cache[name_cache_slot(&words, s.len())] = CachedName { words, len: s.len() as u32, id };
+        }
+        id
+    }
+
+    fn intern_uncached(&mut self, state: &DefaultHashBuilder, s: &str) -> u32 {
         let hash = state.hash_one(s);
         let names = &self.names;
         if let Some(&id) = self.table.find(hash, |&id| &*names[id as usize] == s) {
@@ -592,6 +651,46 @@ mod tests {
             api_key_id: None,
             model: None,
             bucket_start: bucket,
+        }
+    }
+
+    #[test]
+    fn short_name_words_see_every_byte() {
+        // With the length fixed, changing any one byte changes the words: the windows cover
+        // every position at every length the cache takes.
+        for n in 0..=24usize {
+            let base: String = (0..n).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+            let words = short_name_words(&base).expect("short");
+            for at in 0..n {
+                let mut changed = base.clone().into_bytes();
+                changed[at] = b'Z';
+                let changed = String::from_utf8(changed).unwrap();
+                assert_ne!(short_name_words(&changed), Some(words), "length {n}, byte {at}");
+            }
+        }
+        let long = "x".repeat(25);
+        assert_eq!(short_name_words(&long), None);
+    }
+
+    proptest! {
+        /// The name cache never gives two names one id, nor one name two ids: names from a
+        /// two-letter alphabet collide in the cache's slots and share most of their bytes.
+        #[test]
+        fn interned_ids_are_equal_exactly_when_names_are(names in prop::collection::vec("[ab]{0,30}", 1..300)) {
+            let state = DefaultHashBuilder::default();
+            let mut interner = Interner::default();
+            let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+            for _round in 0..2 {
+                for name in &names {
+                    let id = interner.intern(&state, name);
+                    let first = *seen.entry(name.clone()).or_insert(id);
+                    prop_assert_eq!(id, first, "{:?} got two ids", name);
+                    let stored = interner.name(id);
+                    prop_assert_eq!(stored.as_deref(), Some(name.as_str()));
+                }
+            }
+            let distinct: std::collections::HashSet<u32> = seen.values().copied().collect();
+            prop_assert_eq!(distinct.len(), seen.len());
         }
     }
 
