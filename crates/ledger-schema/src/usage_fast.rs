@@ -174,6 +174,21 @@ impl<'a> Reader<'a> {
 
     #[inline(never)]
     fn long_slow(&mut self, field: &'static str) -> Result<i64, Fail> {
+        // With ten bytes left (the longest varint), one bounds check covers the whole read.
+        if let Some(bytes) = self.buf.get(self.pos..).and_then(|rest| rest.first_chunk::<10>()) {
+            let mut value: u64 = 0;
+            for (i, &b) in bytes.iter().enumerate() {
+                value |= u64::from(b & 0x7f) << (7 * i);
+                if b & 0x80 == 0 {
+                    if i == 9 && b > 1 {
+                        break;
+                    }
+                    self.pos += i + 1;
+                    return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+                }
+            }
+            // Too long or overflowing: the checked loop below says which.
+        }
         let mut value: u64 = 0;
         let mut shift = 0u32;
         loop {
@@ -199,17 +214,25 @@ impl<'a> Reader<'a> {
     #[inline(always)]
     fn str(&mut self, field: &'static str) -> Result<&'a str, Fail> {
         let len = self.long(field)?;
+        // A string inside the checked run needs no other test: the run lies inside the datum
+        // and is valid UTF-8 (a negative length fails `try_from`, a long one `get`).
+        let from = self.pos - self.text_start;
+        if let Some(s) = usize::try_from(len).ok().and_then(|len| self.text.get(from..from + len)) {
+            self.pos += s.len();
+            return Ok(s);
+        }
+        self.str_slow(field, len)
+    }
+
+    #[inline(never)]
+    fn str_slow(&mut self, field: &'static str, len: i64) -> Result<&'a str, Fail> {
         let Ok(len) = usize::try_from(len) else {
             return Err(self.negative_length(field, len));
         };
         let Some(end) = self.pos.checked_add(len).filter(|e| *e <= self.buf.len()) else {
             return Err(self.truncated_string(field));
         };
-        let from = self.pos - self.text_start;
-        let s = match self.text.get(from..from + len) {
-            Some(s) => s,
-            None => self.str_outside_text(field, end)?,
-        };
+        let s = self.str_outside_text(field, end)?;
         self.pos = end;
         Ok(s)
     }
