@@ -494,6 +494,38 @@ mod tests {
     }
 
     #[test]
+    fn varints_at_the_limits_and_past_them() {
+        let read = |bytes: &[u8]| {
+            let mut r = Reader { buf: bytes, pos: 0, text: "", text_start: 0, error: None };
+            r.long("f").map(|v| (v, r.pos)).map_err(|Fail| r.error.take().expect("error").to_string())
+        };
+        let zigzag = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
+        let encode = |mut u: u64| {
+            let mut out = Vec::new();
+            while u >= 0x80 {
+                out.push((u as u8) | 0x80);
+                u >>= 7;
+            }
+            out.push(u as u8);
+            out
+        };
+        for v in [0, -1, 1, 63, -64, 64, 1 << 20, -(1 << 40), i64::MAX, i64::MIN] {
+            let bytes = encode(zigzag(v));
+            // Alone (the checked loop) and followed by padding (the ten-byte fast path).
+            assert_eq!(read(&bytes), Ok((v, bytes.len())), "{v}");
+            let mut padded = bytes.clone();
+            padded.extend_from_slice(&[0; 10]);
+            assert_eq!(read(&padded), Ok((v, bytes.len())), "{v} padded");
+        }
+        let overflow = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0];
+        assert!(read(&overflow).unwrap_err().contains("overflows 64 bits"));
+        assert!(read(&overflow[..10]).unwrap_err().contains("overflows 64 bits"));
+        let too_long = [0x80; 12];
+        assert!(read(&too_long).is_err());
+        assert!(read(&[0x80, 0x80]).unwrap_err().contains("ends inside a varint"));
+    }
+
+    #[test]
     fn ascii_prefix_len_finds_the_first_high_byte() {
         for len in 0..40 {
             for at in 0..=len {
