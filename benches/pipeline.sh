@@ -109,3 +109,4 @@ print(f"  B2 {b21 - b20:7.2f} s  ({(b21 - b20) / rows * 1e6:5.2f} us/row)")
 PY
 $CH -q "DROP DATABASE $DB"
 $CH -q "DROP DATABASE ${DB}_b2"
+"$L" bench-delete-topics --prefix "${RUN}." >/dev/null

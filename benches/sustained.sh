@@ -106,3 +106,4 @@ print(f"baseline B, ClickHouse insert: {b:,.0f} events/s ({int(nb):,} rows into 
 print(f"sustained / slower baseline:   {(at_end / window) / min(a, b):.2f}")
 PY
 $CH -q "DROP DATABASE $DB"
+"$L" bench-delete-topics --prefix "${RUN}." >/dev/null

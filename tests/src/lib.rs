@@ -161,6 +161,23 @@ impl Drop for TestEnv {
         }
         let sql = format!("DROP DATABASE IF EXISTS {}", self.clickhouse.database);
         let _ = Command::new("curl").args(["-s", "--data-binary", &sql, &self.clickhouse.url]).output();
+        // The test's topics too (everything under its prefix, such as a second signals topic),
+        // so repeated runs do not fill the broker's disk. Best effort: a test that passed is
+        // not failed by its cleanup.
+        let prefix = self.topics.usage.trim_end_matches("llm.usage.v1");
+        let (kafka, prefix) = (self.kafka.clone(), prefix.to_owned());
+        // Its own thread and runtime: Drop may run inside the test's runtime, which cannot be
+        // blocked on from within.
+        let cleanup = std::thread::spawn(move || -> Result<(), String> {
+            let names = ledger_kafka::admin::topics_with_prefix(&kafka, &prefix, Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+            runtime.block_on(ledger_kafka::admin::delete_topics(&kafka, &names)).map_err(|e| format!("{prefix}*: {e}"))
+        });
+        if let Ok(Err(e)) = cleanup.join() {
+            eprintln!("could not delete this test's topics: {e}");
+        }
     }
 }
 

@@ -73,6 +73,9 @@ enum Command {
     /// Consume-only baseline for benches/pipeline.sh (reads a topic, prints the rate).
     #[command(hide = true)]
     BenchConsume(commands::bench::BenchConsumeArgs),
+    /// Delete a benchmark run's topics (by name prefix) for the benches/ scripts.
+    #[command(hide = true)]
+    BenchDeleteTopics(commands::bench::BenchDeleteTopicsArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
             Command::Budgets(args) => commands::budgets::run(args).await,
             Command::Ingest(args) => commands::ingest::run(args).await,
             Command::BenchConsume(args) => commands::bench::run(args).await,
+            Command::BenchDeleteTopics(args) => commands::bench::delete_topics(args).await,
         }
     });
     match result {

@@ -1,4 +1,5 @@
-//! Topic administration: create the ledger's topics when missing.
+//! Topic administration: create the ledger's topics when missing; list and delete topics by
+//! name prefix (tests and benchmarks clean up after themselves).
 
 use std::time::Duration;
 
@@ -57,6 +58,38 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
         }
     }
     Ok(())
+}
+
+/// Deletes the named topics; a topic that does not exist is not an error. Returns once the
+/// broker accepted the deletions (it removes the data in the background).
+pub async fn delete_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), KafkaError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        config.client_config().create().map_err(|e| KafkaError::client("creating admin client", e))?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.delete_topics(names, &opts).await.map_err(|e| KafkaError::client("deleting topics", e))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::Topic { topic, problem: format!("cannot delete: {code}") });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Names of the topics whose name starts with `prefix`, sorted.
+pub fn topics_with_prefix(config: &KafkaConfig, prefix: &str, timeout: Duration) -> Result<Vec<String>, KafkaError> {
+    let consumer: BaseConsumer =
+        config.client_config().create().map_err(|e| KafkaError::client("creating metadata client", e))?;
+    let md = consumer.fetch_metadata(None, timeout).map_err(|e| KafkaError::client("fetching metadata", e))?;
+    let mut names: Vec<String> =
+        md.topics().iter().map(|t| t.name().to_owned()).filter(|n| n.starts_with(prefix)).collect();
+    names.sort();
+    Ok(names)
 }
 
 /// Partition count of a topic (fetched from the broker's metadata).

@@ -1,4 +1,5 @@
-//! `ledger bench-consume`: the consume-only baseline of benches/pipeline.sh.
+//! `ledger bench-consume`, the consume-only baseline of benches/pipeline.sh, and
+//! `ledger bench-delete-topics`, which removes a benchmark run's topics afterwards.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -49,5 +50,40 @@ pub(crate) async fn run(args: BenchConsumeArgs) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed();
     let per_sec = u128::from(n) * 1_000_000 / elapsed.as_micros().max(1);
     println!("consumed {n} messages ({bytes} payload bytes) in {elapsed:.2?}: {per_sec} messages/s");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `ledger bench-delete-topics`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Deletes every topic whose name starts with the prefix: the benchmark scripts remove their
+run's topics with it, so repeated runs do not fill the broker's disk. Refuses a prefix that
+would match the default ledger topics (llm.*).
+
+Example:
+  ledger bench-delete-topics --prefix bench1795901717.")]
+pub(crate) struct BenchDeleteTopicsArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Delete the topics whose name starts with this.
+    #[arg(long)]
+    prefix: String,
+}
+
+pub(crate) async fn delete_topics(args: BenchDeleteTopicsArgs) -> anyhow::Result<ExitCode> {
+    let prefix = args.prefix.trim();
+    let defaults = ledger_kafka::TopicNames::default();
+    let guarded = [&defaults.usage, &defaults.dead_letter, &defaults.spend, &defaults.signals];
+    if prefix.len() < 3 || guarded.iter().any(|t| t.starts_with(prefix)) {
+        anyhow::bail!(
+            "refusing prefix {prefix:?}: it is shorter than 3 characters or matches the ledger's own topics; \
+             pass a benchmark run's prefix, such as bench1795901717."
+        );
+    }
+    let config = args.config.load()?;
+    let names = ledger_kafka::admin::topics_with_prefix(&config.kafka, prefix, Duration::from_secs(10))?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    ledger_kafka::admin::delete_topics(&config.kafka, &refs).await?;
+    println!("deleted {} topic(s) starting with {prefix}", names.len());
     Ok(ExitCode::SUCCESS)
 }
