@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication, TopicResult};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -34,8 +34,7 @@ pub fn ledger_topics(names: &TopicNames, partitions: i32) -> Vec<TopicSpec> {
 
 /// Creates each topic that does not exist yet; existing topics are left alone.
 pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> =
-        config.client_config().create().map_err(|e| KafkaError::client("creating admin client", e))?;
+    let admin = admin_client(config)?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
@@ -46,18 +45,11 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
             nt
         })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results =
-        admin.create_topics(new_topics.iter(), &opts).await.map_err(|e| KafkaError::client("creating topics", e))?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(KafkaError::Topic { topic, problem: format!("cannot create: {code}") });
-            }
-        }
-    }
-    Ok(())
+    let results = admin
+        .create_topics(new_topics.iter(), &admin_options())
+        .await
+        .map_err(|e| KafkaError::client("creating topics", e))?;
+    check_topic_results(results, RDKafkaErrorCode::TopicAlreadyExists, "create")
 }
 
 /// Deletes the named topics; a topic that does not exist is not an error. Returns once the
@@ -66,16 +58,29 @@ pub async fn delete_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), K
     if names.is_empty() {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> =
-        config.client_config().create().map_err(|e| KafkaError::client("creating admin client", e))?;
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin.delete_topics(names, &opts).await.map_err(|e| KafkaError::client("deleting topics", e))?;
+    let results = admin_client(config)?
+        .delete_topics(names, &admin_options())
+        .await
+        .map_err(|e| KafkaError::client("deleting topics", e))?;
+    check_topic_results(results, RDKafkaErrorCode::UnknownTopicOrPartition, "delete")
+}
+
+fn admin_client(config: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    config.client_config().create().map_err(|e| KafkaError::client("creating admin client", e))
+}
+
+fn admin_options() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))
+}
+
+/// The first topic whose result is an error other than `expected` (the one that means the
+/// work was already done: the topic exists, or is already gone).
+fn check_topic_results(results: Vec<TopicResult>, expected: RDKafkaErrorCode, verb: &str) -> Result<(), KafkaError> {
     for result in results {
         match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-            Err((topic, code)) => {
-                return Err(KafkaError::Topic { topic, problem: format!("cannot delete: {code}") });
-            }
+            Ok(_) => {}
+            Err((_, code)) if code == expected => {}
+            Err((topic, code)) => return Err(KafkaError::Topic { topic, problem: format!("cannot {verb}: {code}") }),
         }
     }
     Ok(())
