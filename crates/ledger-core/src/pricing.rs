@@ -90,19 +90,6 @@ impl PricedRef<'_> {
     }
 }
 
-impl PricedUsage {
-    /// A view borrowing this result's names, for code written against [`PricedRef`].
-    pub fn as_priced_ref(&self) -> PricedRef<'_> {
-        PricedUsage {
-            model: &self.model,
-            price_version: &self.price_version,
-            terms: self.terms,
-            cost: self.cost,
-            routed_from: self.routed_from.as_ref().map(|r| RoutedFromCost { model: &r.model, cost: r.cost, savings: r.savings }),
-        }
-    }
-}
-
 /// The six per-token prices of PRICING.md "The formula", step 2.
 ///
 /// Field names follow LiteLLM; the variants are suffixes of these names.
