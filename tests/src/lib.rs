@@ -164,7 +164,10 @@ impl Drop for TestEnv {
         // The test's topics too (everything under its prefix, such as a second signals topic),
         // so repeated runs do not fill the broker's disk. Best effort: a test that passed is
         // not failed by its cleanup.
-        let prefix = self.topics.usage.trim_end_matches("llm.usage.v1");
+        // Never an empty prefix: that would name every topic on the broker.
+        let Some(prefix) = self.topics.usage.strip_suffix(&TopicNames::default().usage).filter(|p| !p.is_empty()) else {
+            return;
+        };
         let (kafka, prefix) = (self.kafka.clone(), prefix.to_owned());
         // Its own thread and runtime: Drop may run inside the test's runtime, which cannot be
         // blocked on from within.
