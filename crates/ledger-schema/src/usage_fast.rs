@@ -63,6 +63,16 @@ struct Reader<'a> {
 #[derive(Debug)]
 struct Fail;
 
+/// The value of a varint of at most eight bytes, given as a little-endian word (bytes past
+/// its end zero): the seven low bits of each byte, packed.
+#[inline(always)]
+fn compact_varint_groups(word: u64) -> u64 {
+    let x = word & 0x7f7f_7f7f_7f7f_7f7f;
+    let x = (x & 0x007f_007f_007f_007f) | (x & 0x7f00_7f00_7f00_7f00) >> 1;
+    let x = (x & 0x0000_3fff_0000_3fff) | (x & 0x3fff_0000_3fff_0000) >> 2;
+    (x & 0x0000_0000_0fff_ffff) | (x & 0x0fff_ffff_0000_0000) >> 4
+}
+
 /// Length of the leading run of ASCII bytes of `bytes`.
 #[inline]
 fn ascii_prefix_len(bytes: &[u8]) -> usize {
@@ -174,6 +184,19 @@ impl<'a> Reader<'a> {
 
     #[inline(never)]
     fn long_slow(&mut self, field: &'static str) -> Result<i64, Fail> {
+        // With eight bytes left, a varint of at most eight bytes (every value below 2^55:
+        // token counts, timestamps in microseconds) is read without a branch per byte, whose
+        // exit mispredicted as lengths vary from event to event.
+        if let Some(bytes) = self.buf.get(self.pos..).and_then(|rest| rest.first_chunk::<8>()) {
+            let word = u64::from_le_bytes(*bytes);
+            let ends = !word & 0x8080_8080_8080_8080;
+            if ends != 0 {
+                let len = (ends.trailing_zeros() / 8 + 1) as usize;
+                let value = compact_varint_groups(word & (u64::MAX >> (64 - 8 * len)));
+                self.pos += len;
+                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+            }
+        }
         // With ten bytes left (the longest varint), one bounds check covers the whole read.
         if let Some(bytes) = self.buf.get(self.pos..).and_then(|rest| rest.first_chunk::<10>()) {
             let mut value: u64 = 0;
@@ -509,13 +532,22 @@ mod tests {
             out.push(u as u8);
             out
         };
-        for v in [0, -1, 1, 63, -64, 64, 1 << 20, -(1 << 40), i64::MAX, i64::MIN] {
+        // Every varint length, at both ends of each: 2^(7k) - 1 and 2^(7k) in zigzag.
+        let mut values = vec![0, -1, 1, 63, -64, 64, 1 << 20, -(1 << 40), i64::MAX, i64::MIN];
+        for k in 1..9 {
+            let edge = 1i64 << (7 * k - 1);
+            values.extend([edge - 1, edge, -edge, -edge - 1]);
+        }
+        for v in values {
             let bytes = encode(zigzag(v));
-            // Alone (the checked loop) and followed by padding (the ten-byte fast path).
+            // Alone (the checked loop), and followed by bytes of either kind so that every fast
+            // path reads it: eight bytes at hand (the word read) and ten (the byte loop).
             assert_eq!(read(&bytes), Ok((v, bytes.len())), "{v}");
-            let mut padded = bytes.clone();
-            padded.extend_from_slice(&[0; 10]);
-            assert_eq!(read(&padded), Ok((v, bytes.len())), "{v} padded");
+            for (pad, fill) in [(0, 0x00), (2, 0x00), (2, 0xff), (10, 0x00), (10, 0xff)] {
+                let mut padded = bytes.clone();
+                padded.extend(std::iter::repeat_n(fill, pad.max(8usize.saturating_sub(bytes.len()))));
+                assert_eq!(read(&padded), Ok((v, bytes.len())), "{v} followed by {pad} x {fill:#x}");
+            }
         }
         let overflow = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0];
         assert!(read(&overflow).unwrap_err().contains("overflows 64 bits"));
