@@ -173,7 +173,7 @@ const NO_ID: u32 = u32::MAX;
 
 /// A [`SpendKey`] with every string replaced by its id in the aggregator's [`Interner`], so a
 /// lookup compares six integers instead of up to six strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Eq)]
 struct IdKey {
     /// (tenant, team), (project, user), (API key, model), low id first; [`NO_ID`] when absent.
     /// Packed in pairs so the key is written and read as whole words: built from six 4-byte
@@ -187,11 +187,30 @@ fn mix(h: u64, v: u64) -> u64 {
     (h ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
 }
 
+impl PartialEq for IdKey {
+    /// Word by word: a derived compare loaded the probe key as 16-byte vectors, which stall
+    /// on store forwarding from the 8-byte stores that built it (a tenth of `add_call`, perf).
+    #[inline(always)]
+    fn eq(&self, other: &IdKey) -> bool {
+        let [a0, a1, a2] = self.pairs;
+        let [b0, b1, b2] = other.pairs;
+        (a0 ^ b0) | (a1 ^ b1) | (a2 ^ b2) | (self.bucket_start ^ other.bucket_start) as u64 == 0
+    }
+}
+
 impl IdKey {
     #[inline(always)]
     fn new(ids: [u32; 6], bucket_start: i64) -> IdKey {
         let pair = |a: u32, b: u32| u64::from(a) | u64::from(b) << 32;
         IdKey { pairs: [pair(ids[0], ids[1]), pair(ids[2], ids[3]), pair(ids[4], ids[5])], bucket_start }
+    }
+
+    /// Which of team, project, user, API key and model the key has, as in
+    /// [`SpendScope::fields`].
+    fn shape(&self) -> (bool, bool, bool, bool, bool) {
+        let ids = self.ids();
+        let p = |i: usize| ids[i] != NO_ID;
+        (p(1), p(2), p(3), p(4), p(5))
     }
 
     /// tenant, team, project, user, API key, model; [`NO_ID`] when absent.
@@ -398,10 +417,18 @@ impl SpendTotals {
 }
 
 /// Cumulative totals per key, with the set of keys touched since the last publication.
+///
+/// A call adds to the keys of the scopes with a user or an API key directly, and to one
+/// pending *cell* keyed by (tenant, team, project, model, bucket); the cells are expanded into
+/// the other scopes' keys ([`SpendAggregator::settle`]) once per batch or every
+/// [`CELL_LIMIT`] cells. A batch holds far fewer cells than calls, so a call costs three
+/// lookups instead of eight. Every read sees the pending cells too.
 #[derive(Default, Clone)]
 pub struct SpendAggregator {
     /// Totals per key (hashed by [`IdKey::hash`]), and whether touched since the last publication.
     slots: HashTable<Slot>,
+    /// Pending totals per cell (an [`IdKey`] without user and API key), not yet in `slots`.
+    cells: HashTable<Slot>,
     /// The attribution strings of the keys held.
     names: Interner,
     state: DefaultHashBuilder,
@@ -411,6 +438,41 @@ impl std::fmt::Debug for SpendAggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpendAggregator").field("keys", &self.slots.len()).finish_non_exhaustive()
     }
+}
+
+/// Pending cells at which [`SpendAggregator::add_call`] settles them, so memory stays bounded
+/// without a caller's [`SpendAggregator::settle`].
+pub const CELL_LIMIT: usize = 16_384;
+
+/// Whether a scope's keys are derived from cells: it keys on neither user nor API key.
+#[inline(always)]
+const fn from_cells(scope: SpendScope) -> bool {
+    let (_, _, user, key, _) = scope.fields();
+    !user && !key
+}
+
+/// Adds `totals` to `key`'s slot in `table` (a new slot when absent) and marks it touched.
+#[inline(always)]
+fn merge_into(table: &mut HashTable<Slot>, key: IdKey, totals: &SpendTotals) -> Result<(), MoneyOverflow> {
+    let hash = key.hash();
+    match table.find_mut(hash, |s| s.hash == hash && s.key == key) {
+        Some(slot) => {
+            slot.totals.merge(totals)?;
+            slot.touched = true;
+        }
+        None => {
+            table.insert_unique(hash, Slot { hash, key, totals: *totals, touched: true }, |s| s.hash);
+        }
+    }
+    Ok(())
+}
+
+/// Adds one call to `key`'s slot in `table` (a new slot when absent) and marks it touched.
+#[inline(always)]
+fn add_into(table: &mut HashTable<Slot>, key: IdKey, cost: Money, tokens: &TokenCounts, offset: i64, event_micros: i64) -> Result<(), MoneyOverflow> {
+    let mut call = SpendTotals::default();
+    call.add(cost, tokens, offset, event_micros)?;
+    merge_into(table, key, &call)
 }
 
 impl SpendAggregator {
@@ -465,23 +527,6 @@ impl SpendAggregator {
         }
     }
 
-    #[inline(always)]
-    fn upsert(&mut self, key: IdKey, cost: Money, tokens: &TokenCounts, offset: i64, event_micros: i64) -> Result<(), MoneyOverflow> {
-        let hash = key.hash();
-        match self.slots.find_mut(hash, |s| s.hash == hash && s.key == key) {
-            Some(slot) => {
-                slot.totals.add(cost, tokens, offset, event_micros)?;
-                slot.touched = true;
-            }
-            None => {
-                let mut totals = SpendTotals::default();
-                totals.add(cost, tokens, offset, event_micros)?;
-                self.slots.insert_unique(hash, Slot { hash, key, totals, touched: true }, |s| s.hash);
-            }
-        }
-        Ok(())
-    }
-
     /// Adds one priced call to one key.
     pub fn add(
         &mut self,
@@ -492,7 +537,7 @@ impl SpendAggregator {
         event_micros: i64,
     ) -> Result<(), MoneyOverflow> {
         let key = self.intern_key(&key);
-        self.upsert(key, cost, tokens, offset, event_micros)
+        add_into(&mut self.slots, key, cost, tokens, offset, event_micros)
     }
 
     /// Adds one priced call to the key of every scope it has the fields for.
@@ -513,16 +558,49 @@ impl SpendAggregator {
             self.intern_opt(attribution.api_key_id),
             self.intern_opt(Some(attribution.model)),
         ];
-        for scope in SpendScope::ALL {
+        for scope in SpendScope::ALL.into_iter().filter(|s| !from_cells(*s)) {
             if let Some(key) = IdKey::for_scope(scope, &full, bucket_start) {
-                self.upsert(key, cost, tokens, offset, event_micros)?;
+                add_into(&mut self.slots, key, cost, tokens, offset, event_micros)?;
+            }
+        }
+        let cell = IdKey::new([full[0], full[1], full[2], NO_ID, NO_ID, full[5]], bucket_start);
+        add_into(&mut self.cells, cell, cost, tokens, offset, event_micros)?;
+        if self.cells.len() >= CELL_LIMIT {
+            self.settle()?;
+        }
+        Ok(())
+    }
+
+    /// Adds the pending cells to the keys of the scopes derived from them. Reads see the cells
+    /// either way; settling once per batch keeps them few.
+    pub fn settle(&mut self) -> Result<(), MoneyOverflow> {
+        let mut cells = std::mem::take(&mut self.cells);
+        let mut result = Ok(());
+        for cell in cells.drain() {
+            if result.is_ok() {
+                result = self.add_cell(&cell.key.ids(), cell.key.bucket_start, &cell.totals);
+            }
+        }
+        // The emptied table keeps its capacity for the next batch.
+        self.cells = cells;
+        result
+    }
+
+    /// Adds a cell's totals (its ids from this aggregator's interner) to its scopes' keys.
+    #[inline]
+    fn add_cell(&mut self, ids: &[u32; 6], bucket_start: i64, totals: &SpendTotals) -> Result<(), MoneyOverflow> {
+        for scope in SpendScope::ALL.into_iter().filter(|s| from_cells(*s)) {
+            if let Some(key) = IdKey::for_scope(scope, ids, bucket_start) {
+                merge_into(&mut self.slots, key, totals)?;
             }
         }
         Ok(())
     }
 
-    /// Sets a key's totals (restored from the durable ledger) and marks it touched.
-    pub fn restore(&mut self, key: SpendKey, totals: SpendTotals) {
+    /// Sets a key's totals (restored from the durable ledger) and marks it touched. Pending
+    /// cells are settled first: the restored totals replace what they held.
+    pub fn restore(&mut self, key: SpendKey, totals: SpendTotals) -> Result<(), MoneyOverflow> {
+        self.settle()?;
         let key = self.intern_key(&key);
         let hash = key.hash();
         match self.slots.find_mut(hash, |s| s.hash == hash && s.key == key) {
@@ -534,17 +612,30 @@ impl SpendAggregator {
                 self.slots.insert_unique(hash, Slot { hash, key, totals, touched: true }, |s| s.hash);
             }
         }
+        Ok(())
     }
 
-    /// The cumulative totals of a key.
-    pub fn get(&self, key: &SpendKey) -> Option<&SpendTotals> {
-        let key = self.id_key(key)?;
+    /// The cumulative totals of a key (with its share of the pending cells).
+    pub fn get(&self, key: &SpendKey) -> Result<Option<SpendTotals>, MoneyOverflow> {
+        let Some(key) = self.id_key(key) else { return Ok(None) };
         let hash = key.hash();
-        self.slots.find(hash, |s| s.hash == hash && s.key == key).map(|s| &s.totals)
+        let mut totals = self.slots.find(hash, |s| s.hash == hash && s.key == key).map(|s| s.totals);
+        if let Some(scope) = SpendScope::ALL.into_iter().find(|s| s.fields() == key.shape()) {
+            if from_cells(scope) {
+                for cell in self.cells.iter() {
+                    if IdKey::for_scope(scope, &cell.key.ids(), cell.key.bucket_start) == Some(key) {
+                        totals.get_or_insert_with(SpendTotals::default).merge(&cell.totals)?;
+                    }
+                }
+            }
+        }
+        Ok(totals)
     }
 
     /// The keys touched since the last call, with their cumulative totals, in key order.
-    pub fn take_touched(&mut self) -> Vec<(SpendKey, SpendTotals)> {
+    /// Settles the pending cells first.
+    pub fn take_touched(&mut self) -> Result<Vec<(SpendKey, SpendTotals)>, MoneyOverflow> {
+        self.settle()?;
         let mut touched: Vec<(IdKey, SpendTotals)> = Vec::new();
         for s in self.slots.iter_mut().filter(|s| s.touched) {
             s.touched = false;
@@ -552,15 +643,16 @@ impl SpendAggregator {
         }
         let mut out: Vec<(SpendKey, SpendTotals)> = touched.iter().map(|(k, t)| (self.spend_key(k), *t)).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        Ok(out)
     }
 
     /// Forgets buckets that started before `bucket_start` (unix seconds), and the names only
     /// they used.
     pub fn evict_before(&mut self, bucket_start: i64) {
-        let before = self.slots.len();
+        let before = self.slots.len() + self.cells.len();
         self.slots.retain(|s| s.key.bucket_start >= bucket_start);
-        if self.slots.len() < before {
+        self.cells.retain(|s| s.key.bucket_start >= bucket_start);
+        if self.slots.len() + self.cells.len() < before {
             self.compact_names();
         }
     }
@@ -570,22 +662,24 @@ impl SpendAggregator {
     fn compact_names(&mut self) {
         let old = std::mem::take(&mut self.names);
         let mut remap: Vec<u32> = vec![NO_ID; old.names.len()];
-        let mut slots = std::mem::take(&mut self.slots);
-        for slot in slots.iter_mut() {
-            let mut ids = slot.key.ids();
-            for id in ids.iter_mut().filter(|id| **id != NO_ID) {
-                let new = &mut remap[*id as usize];
-                if *new == NO_ID {
-                    *new = self.names.intern(&self.state, &old.names[*id as usize]);
+        for table in [&mut self.slots, &mut self.cells] {
+            let mut slots = std::mem::take(table);
+            for slot in slots.iter_mut() {
+                let mut ids = slot.key.ids();
+                for id in ids.iter_mut().filter(|id| **id != NO_ID) {
+                    let new = &mut remap[*id as usize];
+                    if *new == NO_ID {
+                        *new = self.names.intern(&self.state, &old.names[*id as usize]);
+                    }
+                    *id = *new;
                 }
-                *id = *new;
+                slot.key = IdKey::new(ids, slot.key.bucket_start);
+                slot.hash = slot.key.hash();
             }
-            slot.key = IdKey::new(ids, slot.key.bucket_start);
-            slot.hash = slot.key.hash();
-        }
-        // Hashes changed with the ids: re-insert every slot.
-        for slot in slots.drain() {
-            self.slots.insert_unique(slot.hash, slot, |s| s.hash);
+            // Hashes changed with the ids: re-insert every slot.
+            for slot in slots.drain() {
+                table.insert_unique(slot.hash, slot, |s| s.hash);
+            }
         }
     }
 
@@ -593,53 +687,63 @@ impl SpendAggregator {
     /// those keys touched: the processor aggregates a batch on its own and merges it into the
     /// durable totals once the batch is in the ledger.
     pub fn merge_from(&mut self, other: &SpendAggregator, keep: impl Fn(i64) -> bool) -> Result<(), MoneyOverflow> {
-        for from in other.slots.iter().filter(|s| keep(s.key.bucket_start)) {
-            let mut ids = from.key.ids();
+        let ids_here = |this: &mut SpendAggregator, from: &IdKey| {
+            let mut ids = from.ids();
             for id in ids.iter_mut().filter(|id| **id != NO_ID) {
-                *id = self.names.intern(&self.state, &other.names.names[*id as usize]);
+                *id = this.names.intern(&this.state, &other.names.names[*id as usize]);
             }
-            let key = IdKey::new(ids, from.key.bucket_start);
-            let hash = key.hash();
-            match self.slots.find_mut(hash, |s| s.hash == hash && s.key == key) {
-                Some(slot) => {
-                    slot.totals.merge(&from.totals)?;
-                    slot.touched = true;
-                }
-                None => {
-                    self.slots.insert_unique(hash, Slot { hash, key, totals: from.totals, touched: true }, |s| s.hash);
-                }
-            }
+            ids
+        };
+        for from in other.slots.iter().filter(|s| keep(s.key.bucket_start)) {
+            let ids = ids_here(self, &from.key);
+            merge_into(&mut self.slots, IdKey::new(ids, from.key.bucket_start), &from.totals)?;
+        }
+        for cell in other.cells.iter().filter(|s| keep(s.key.bucket_start)) {
+            let ids = ids_here(self, &cell.key);
+            self.add_cell(&ids, cell.key.bucket_start, &cell.totals)?;
         }
         Ok(())
     }
 
     /// The distinct bucket starts of the keys held, ascending.
     pub fn bucket_starts(&self) -> Vec<i64> {
-        let mut starts: Vec<i64> = self.slots.iter().map(|s| s.key.bucket_start).collect();
+        let mut starts: Vec<i64> = self.slots.iter().chain(self.cells.iter()).map(|s| s.key.bucket_start).collect();
         starts.sort_unstable();
         starts.dedup();
         starts
     }
 
-    /// Number of keys held.
+    /// Number of keys held (with those only the pending cells hold so far).
     pub fn len(&self) -> usize {
-        self.slots.len()
+        let mut only_in_cells: HashTable<IdKey> = HashTable::new();
+        for cell in self.cells.iter() {
+            for scope in SpendScope::ALL.into_iter().filter(|s| from_cells(*s)) {
+                let Some(key) = IdKey::for_scope(scope, &cell.key.ids(), cell.key.bucket_start) else { continue };
+                let hash = key.hash();
+                if self.slots.find(hash, |s| s.hash == hash && s.key == key).is_none() && only_in_cells.find(hash, |k| *k == key).is_none() {
+                    only_in_cells.insert_unique(hash, key, IdKey::hash);
+                }
+            }
+        }
+        self.slots.len() + only_in_cells.len()
     }
 
     /// True when no key is held.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.slots.is_empty() && self.cells.is_empty()
     }
 
     /// Sum of the cost of every key of one scope (every call counts once per scope).
     pub fn total_cost(&self, scope: SpendScope) -> Result<Money, MoneyOverflow> {
         let fields = scope.fields();
-        let shape = |k: &IdKey| {
-            let ids = k.ids();
-            let p = |i: usize| ids[i] != NO_ID;
-            (p(1), p(2), p(3), p(4), p(5))
+        let held = Money::checked_sum(self.slots.iter().filter(|s| s.key.shape() == fields).map(|s| s.totals.cost))?;
+        let pending = if from_cells(scope) {
+            let has_fields = |c: &&Slot| IdKey::for_scope(scope, &c.key.ids(), c.key.bucket_start).is_some();
+            Money::checked_sum(self.cells.iter().filter(has_fields).map(|c| c.totals.cost))?
+        } else {
+            Money::ZERO
         };
-        Money::checked_sum(self.slots.iter().filter(|s| shape(&s.key) == fields).map(|s| s.totals.cost))
+        held.checked_add(pending)
     }
 
     /// Number of distinct attribution strings held (bounded by the keys held).
@@ -721,7 +825,7 @@ mod tests {
                             let mut expected: Vec<SpendKey> =
                                 SpendScope::ALL.iter().filter_map(|s| SpendKey::for_scope(*s, &a, 3600)).collect();
                             expected.sort();
-                            let touched = agg.take_touched();
+                            let touched = agg.take_touched().unwrap();
                             // Each key once, and the call counted once in it.
                             assert!(touched.iter().all(|(_, totals)| totals.requests == 1), "{a:?}: {touched:?}");
                             let got: Vec<SpendKey> = touched.into_iter().map(|(k, _)| k).collect();
@@ -761,13 +865,13 @@ mod tests {
         let mut agg = SpendAggregator::new();
         for scope in SpendScope::ALL {
             let key = SpendKey::for_scope(scope, &full, 0).unwrap();
-            agg.restore(key, SpendTotals { cost: Money::from_picos(100), requests: 1, ..SpendTotals::default() });
+            agg.restore(key, SpendTotals { cost: Money::from_picos(100), requests: 1, ..SpendTotals::default() }).unwrap();
         }
         agg.add_call(&full, 0, Money::from_picos(5), &t, 1, 0).unwrap();
         assert_eq!(agg.len(), 8);
         for scope in SpendScope::ALL {
             let key = SpendKey::for_scope(scope, &full, 0).unwrap();
-            assert_eq!(agg.get(&key).unwrap().cost.picos(), 105, "{scope:?}");
+            assert_eq!(agg.get(&key).unwrap().unwrap().cost.picos(), 105, "{scope:?}");
         }
     }
 
@@ -788,14 +892,14 @@ mod tests {
             let side = if i < 2 { &mut durable } else { &mut batch };
             side.add_call(attr, bucket, Money::from_picos(cost), &t, offset, offset * 10).unwrap();
         }
-        durable.take_touched();
+        durable.take_touched().unwrap();
         durable.merge_from(&batch, |_| true).unwrap();
-        all.take_touched();
+        all.take_touched().unwrap();
         // Every key of the batch is touched, with its cumulative totals.
-        let touched = durable.take_touched();
+        let touched = durable.take_touched().unwrap();
         assert_eq!(touched.len(), batch.len());
         for (key, totals) in &touched {
-            assert_eq!(all.get(key), Some(totals), "{key:?}");
+            assert_eq!(all.get(key).unwrap().as_ref(), Some(totals), "{key:?}");
         }
         assert_eq!(durable.len(), all.len());
 
@@ -805,6 +909,23 @@ mod tests {
         let mut durable = SpendAggregator::new();
         durable.merge_from(&batch, |bucket| bucket != 3600).unwrap();
         assert_eq!(durable.total_cost(SpendScope::Tenant).unwrap().picos(), 17);
+    }
+
+    #[test]
+    fn pending_cells_settle_by_themselves_at_the_limit() {
+        let mut agg = SpendAggregator::new();
+        let t = TokenCounts::default();
+        let models: Vec<String> = (0..CELL_LIMIT + 10).map(|i| format!("m{i}")).collect();
+        for m in &models {
+            let a = Attribution { tenant_id: "a", team: Some("t"), project: None, user_id: None, api_key_id: None, model: m };
+            agg.add_call(&a, 0, Money::from_picos(2), &t, 1, 0).unwrap();
+        }
+        assert_eq!(agg.cells.len(), 10, "settled once, at {CELL_LIMIT} cells");
+        let tenant = key("a", 0);
+        assert_eq!(agg.get(&tenant).unwrap().unwrap().requests, models.len() as u64);
+        assert_eq!(agg.total_cost(SpendScope::TeamModel).unwrap().picos(), 2 * models.len() as i128);
+        // Tenant, team, and per model: Model and TeamModel.
+        assert_eq!(agg.len(), 2 + 2 * models.len());
     }
 
     #[test]
@@ -821,15 +942,15 @@ mod tests {
         let t = TokenCounts { input: 10, output: 5, ..TokenCounts::default() };
         agg.add(key("a", 0), Money::from_picos(7), &t, 1, 10).unwrap();
         agg.add(key("a", 0), Money::from_picos(3), &t, 2, 5).unwrap();
-        let touched = agg.take_touched();
+        let touched = agg.take_touched().unwrap();
         assert_eq!(touched.len(), 1);
         assert_eq!(touched[0].1.cost, Money::from_picos(10));
         assert_eq!(touched[0].1.requests, 2);
         assert_eq!(touched[0].1.last_offset, 2);
         assert_eq!(touched[0].1.max_event_time_micros, 10);
-        assert!(agg.take_touched().is_empty());
+        assert!(agg.take_touched().unwrap().is_empty());
         agg.add(key("a", 0), Money::from_picos(1), &t, 3, 11).unwrap();
-        assert_eq!(agg.take_touched()[0].1.cost, Money::from_picos(11), "cumulative, not a delta");
+        assert_eq!(agg.take_touched().unwrap()[0].1.cost, Money::from_picos(11), "cumulative, not a delta");
     }
 
     proptest! {
@@ -843,7 +964,7 @@ mod tests {
                 expected += i128::from(*picos);
             }
             prop_assert_eq!(agg.total_cost(SpendScope::Tenant).unwrap().picos(), expected);
-            let published: i128 = agg.take_touched().iter().map(|(_, t)| t.cost.picos()).sum();
+            let published: i128 = agg.take_touched().unwrap().iter().map(|(_, t)| t.cost.picos()).sum();
             prop_assert_eq!(published, expected);
         }
     }
@@ -864,15 +985,15 @@ mod tests {
         assert_eq!(agg.names_len(), 13, "was {names_before}");
         let u105 = Attribution { tenant_id: "a", team: Some("t"), project: None, user_id: Some("u105"), api_key_id: None, model: "m" };
         let key = SpendKey::for_scope(SpendScope::User, &u105, 3600).unwrap();
-        assert_eq!(agg.get(&key).unwrap().requests, 1);
+        assert_eq!(agg.get(&key).unwrap().unwrap().requests, 1);
         let tenant = SpendKey::for_scope(SpendScope::Tenant, &u105, 3600).unwrap();
-        assert_eq!(agg.get(&tenant).unwrap().requests, 10);
+        assert_eq!(agg.get(&tenant).unwrap().unwrap().requests, 10);
         let len = agg.len();
         agg.add_call(&u105, 3600, Money::from_picos(1), &t, 200, 0).unwrap();
         assert_eq!(agg.len(), len, "a call after compaction adds to the same keys");
-        assert_eq!(agg.get(&tenant).unwrap().requests, 11);
+        assert_eq!(agg.get(&tenant).unwrap().unwrap().requests, 11);
         let old = SpendKey::for_scope(SpendScope::Tenant, &u105, 0).unwrap();
-        assert!(agg.get(&old).is_none());
+        assert!(agg.get(&old).unwrap().is_none());
     }
 
     fn attribution_strategy() -> impl Strategy<Value = (u8, Option<u8>, Option<u8>, Option<u8>, Option<u8>, u8)> {
@@ -897,6 +1018,10 @@ mod tests {
                     reference.retain(|k, _| k.bucket_start >= from);
                     continue;
                 }
+                if evict == 1 {
+                    agg.settle().unwrap();
+                    continue;
+                }
                 let (team, project, user, key) =
                     (team.map(|v| name("t", v)), project.map(|v| name("p", v)), user.map(|v| name("u", v)), key.map(|v| name("k", v)));
                 let (tenant, model) = (format!("a{tenant}"), name("m", model));
@@ -917,15 +1042,25 @@ mod tests {
                     }
                 }
             }
-            prop_assert_eq!(agg.len(), reference.len());
-            for (k, (cost, requests)) in &reference {
-                let got = agg.get(k);
-                prop_assert!(got.is_some(), "missing {:?}", k);
-                let got = got.unwrap();
-                prop_assert_eq!(got.cost.picos(), *cost);
-                prop_assert_eq!(got.requests, *requests);
+            // With the cells pending, then settled: reads agree either way.
+            for settled in [false, true] {
+                if settled {
+                    agg.settle().unwrap();
+                }
+                prop_assert_eq!(agg.len(), reference.len(), "settled: {}", settled);
+                for (k, (cost, requests)) in &reference {
+                    let got = agg.get(k).unwrap();
+                    prop_assert!(got.is_some(), "missing {:?} (settled: {})", k, settled);
+                    let got = got.unwrap();
+                    prop_assert_eq!(got.cost.picos(), *cost);
+                    prop_assert_eq!(got.requests, *requests);
+                }
+                for scope in SpendScope::ALL {
+                    let expected: i128 = reference.iter().filter(|(k, _)| SpendScope::of_key(k) == Some(scope)).map(|(_, (c, _))| c).sum();
+                    prop_assert_eq!(agg.total_cost(scope).unwrap().picos(), expected, "{:?} settled: {}", scope, settled);
+                }
             }
-            let touched: BTreeMap<SpendKey, i128> = agg.take_touched().into_iter().map(|(k, t)| (k, t.cost.picos())).collect();
+            let touched: BTreeMap<SpendKey, i128> = agg.take_touched().unwrap().into_iter().map(|(k, t)| (k, t.cost.picos())).collect();
             for k in touched.keys() {
                 prop_assert!(reference.contains_key(k), "published a key the reference lacks: {:?}", k);
             }

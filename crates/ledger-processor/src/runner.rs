@@ -730,7 +730,10 @@ impl Core {
     async fn publish_touched(&mut self, partition: i32) -> Result<(), ProcessorError> {
         let topic = self.config.topics.usage.clone();
         let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
-        let touched = state.spend.take_touched();
+        let touched = state
+            .spend
+            .take_touched()
+            .map_err(|_| ProcessorError::Internal(format!("spend aggregate of partition {partition} overflowed")))?;
         let keep_from = hour_bucket(Utc::now().timestamp()) - 48 * BUCKET_SECS;
         state.spend.evict_before(keep_from);
         state.loaded_buckets.retain(|b| *b >= keep_from);
@@ -920,7 +923,9 @@ async fn restore_bucket(
     spend: &mut SpendAggregator,
 ) -> Result<(), ProcessorError> {
     for (key, totals) in retrying("restoring spend", || writer.spend_bucket(topic, partition, bucket)).await? {
-        spend.restore(key, totals);
+        spend
+            .restore(key, totals)
+            .map_err(|_| ProcessorError::Internal(format!("spend aggregate of partition {partition} overflowed")))?;
     }
     Ok(())
 }
