@@ -572,7 +572,9 @@ impl SpendAggregator {
     }
 
     /// Adds the pending cells to the keys of the scopes derived from them. Reads see the cells
-    /// either way; settling once per batch keeps them few.
+    /// either way; settling once per batch keeps them few. After an overflow the cells are
+    /// gone and only partly added: the aggregator is unusable, as after an overflowing
+    /// [`SpendAggregator::add_call`] (the processor stops with an internal error).
     pub fn settle(&mut self) -> Result<(), MoneyOverflow> {
         let mut cells = std::mem::take(&mut self.cells);
         let mut result = Ok(());
@@ -615,7 +617,8 @@ impl SpendAggregator {
         Ok(())
     }
 
-    /// The cumulative totals of a key (with its share of the pending cells).
+    /// The cumulative totals of a key (with its share of the pending cells, which it scans:
+    /// for tests and tools, not a per-event path).
     pub fn get(&self, key: &SpendKey) -> Result<Option<SpendTotals>, MoneyOverflow> {
         let Some(key) = self.id_key(key) else { return Ok(None) };
         let hash = key.hash();
