@@ -63,6 +63,12 @@ struct Reader<'a> {
 #[derive(Debug)]
 struct Fail;
 
+/// The `long` that Avro's zigzag encoding maps to `u`.
+#[inline(always)]
+fn unzigzag(u: u64) -> i64 {
+    (u >> 1) as i64 ^ -((u & 1) as i64)
+}
+
 /// The value of a varint of at most eight bytes, given as a little-endian word (bytes past
 /// its end zero): the seven low bits of each byte, packed.
 #[inline(always)]
@@ -175,8 +181,7 @@ impl<'a> Reader<'a> {
         match self.buf.get(self.pos) {
             Some(&b) if b < 0x80 => {
                 self.pos += 1;
-                let v = u64::from(b);
-                Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+                Ok(unzigzag(u64::from(b)))
             }
             _ => self.long_slow(field),
         }
@@ -194,24 +199,10 @@ impl<'a> Reader<'a> {
                 let len = (ends.trailing_zeros() / 8 + 1) as usize;
                 let value = compact_varint_groups(word & (u64::MAX >> (64 - 8 * len)));
                 self.pos += len;
-                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+                return Ok(unzigzag(value));
             }
         }
-        // With ten bytes left (the longest varint), one bounds check covers the whole read.
-        if let Some(bytes) = self.buf.get(self.pos..).and_then(|rest| rest.first_chunk::<10>()) {
-            let mut value: u64 = 0;
-            for (i, &b) in bytes.iter().enumerate() {
-                value |= u64::from(b & 0x7f) << (7 * i);
-                if b & 0x80 == 0 {
-                    if i == 9 && b > 1 {
-                        break;
-                    }
-                    self.pos += i + 1;
-                    return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
-                }
-            }
-            // Too long or overflowing: the checked loop below says which.
-        }
+        // Longer varints (values of 2^55 and more), the end of a datum and bad input.
         let mut value: u64 = 0;
         let mut shift = 0u32;
         loop {
@@ -231,7 +222,7 @@ impl<'a> Reader<'a> {
                 return Err(self.bad(field, "varint longer than 10 bytes".into()));
             }
         }
-        Ok((value >> 1) as i64 ^ -((value & 1) as i64))
+        Ok(unzigzag(value))
     }
 
     #[inline(always)]
@@ -540,8 +531,8 @@ mod tests {
         }
         for v in values {
             let bytes = encode(zigzag(v));
-            // Alone (the checked loop), and followed by bytes of either kind so that every fast
-            // path reads it: eight bytes at hand (the word read) and ten (the byte loop).
+            // Alone (the checked loop), and followed by bytes of either kind, so that the word
+            // read sees it whenever eight bytes are at hand.
             assert_eq!(read(&bytes), Ok((v, bytes.len())), "{v}");
             for (pad, fill) in [(0, 0x00), (2, 0x00), (2, 0xff), (10, 0x00), (10, 0xff)] {
                 let mut padded = bytes.clone();
