@@ -451,6 +451,12 @@ const fn from_cells(scope: SpendScope) -> bool {
     !user && !key
 }
 
+/// The keys a cell (or a call, by its `ids`) adds to in the scopes derived from cells.
+#[inline(always)]
+fn cell_keys(ids: &[u32; 6], bucket_start: i64) -> impl Iterator<Item = IdKey> + '_ {
+    SpendScope::ALL.into_iter().filter(|s| from_cells(*s)).filter_map(move |scope| IdKey::for_scope(scope, ids, bucket_start))
+}
+
 /// Adds `totals` to `key`'s slot in `table` (a new slot when absent) and marks it touched.
 #[inline(always)]
 fn merge_into(table: &mut HashTable<Slot>, key: IdKey, totals: &SpendTotals) -> Result<(), MoneyOverflow> {
@@ -591,10 +597,8 @@ impl SpendAggregator {
     /// Adds a cell's totals (its ids from this aggregator's interner) to its scopes' keys.
     #[inline]
     fn add_cell(&mut self, ids: &[u32; 6], bucket_start: i64, totals: &SpendTotals) -> Result<(), MoneyOverflow> {
-        for scope in SpendScope::ALL.into_iter().filter(|s| from_cells(*s)) {
-            if let Some(key) = IdKey::for_scope(scope, ids, bucket_start) {
-                merge_into(&mut self.slots, key, totals)?;
-            }
+        for key in cell_keys(ids, bucket_start) {
+            merge_into(&mut self.slots, key, totals)?;
         }
         Ok(())
     }
@@ -619,11 +623,11 @@ impl SpendAggregator {
 
     /// The cumulative totals of a key (with its share of the pending cells, which it scans:
     /// for tests and tools, not a per-event path).
-    pub fn get(&self, key: &SpendKey) -> Result<Option<SpendTotals>, MoneyOverflow> {
-        let Some(key) = self.id_key(key) else { return Ok(None) };
+    pub fn get(&self, spend_key: &SpendKey) -> Result<Option<SpendTotals>, MoneyOverflow> {
+        let Some(key) = self.id_key(spend_key) else { return Ok(None) };
         let hash = key.hash();
         let mut totals = self.slots.find(hash, |s| s.hash == hash && s.key == key).map(|s| s.totals);
-        if let Some(scope) = SpendScope::ALL.into_iter().find(|s| s.fields() == key.shape()) {
+        if let Some(scope) = SpendScope::of_key(spend_key) {
             if from_cells(scope) {
                 for cell in self.cells.iter() {
                     if IdKey::for_scope(scope, &cell.key.ids(), cell.key.bucket_start) == Some(key) {
@@ -720,8 +724,7 @@ impl SpendAggregator {
     pub fn len(&self) -> usize {
         let mut only_in_cells: HashTable<IdKey> = HashTable::new();
         for cell in self.cells.iter() {
-            for scope in SpendScope::ALL.into_iter().filter(|s| from_cells(*s)) {
-                let Some(key) = IdKey::for_scope(scope, &cell.key.ids(), cell.key.bucket_start) else { continue };
+            for key in cell_keys(&cell.key.ids(), cell.key.bucket_start) {
                 let hash = key.hash();
                 if self.slots.find(hash, |s| s.hash == hash && s.key == key).is_none() && only_in_cells.find(hash, |k| *k == key).is_none() {
                     only_in_cells.insert_unique(hash, key, IdKey::hash);
