@@ -49,7 +49,7 @@ enum Decision {
     Accepted,
     Duplicate,
     Reject(Rejection, Option<String>),
-    /// The batch's spend aggregate overflowed (about 10^14 USD in one hour bucket).
+    /// The batch's spend aggregate overflowed (i128 pico-dollars, about 1.7 x 10^26 USD).
     SpendOverflow,
 }
 
@@ -722,7 +722,7 @@ impl Core {
         state
             .spend
             .merge_from(batch, |bucket| !restored.contains(&bucket))
-            .map_err(|_| ProcessorError::Internal(format!("spend aggregate of partition {partition} overflowed")))?;
+            .map_err(|_| spend_overflow(partition))?;
         self.publish_touched(partition).await
     }
 
@@ -733,7 +733,7 @@ impl Core {
         let touched = state
             .spend
             .take_touched()
-            .map_err(|_| ProcessorError::Internal(format!("spend aggregate of partition {partition} overflowed")))?;
+            .map_err(|_| spend_overflow(partition))?;
         let keep_from = hour_bucket(Utc::now().timestamp()) - 48 * BUCKET_SECS;
         state.spend.evict_before(keep_from);
         state.loaded_buckets.retain(|b| *b >= keep_from);
@@ -914,6 +914,11 @@ fn spend_update(key: &SpendKey, totals: &SpendTotals, topic: &str, partition: i3
     }
 }
 
+/// A partition's spend aggregate left the range of `Money` (i128 pico-dollars, about 1.7 x 10^26 USD).
+fn spend_overflow(partition: i32) -> ProcessorError {
+    ProcessorError::Internal(format!("spend aggregate of partition {partition} overflowed"))
+}
+
 /// Sets the aggregates of one hour bucket of a partition to what the durable ledger holds.
 async fn restore_bucket(
     writer: &LedgerWriter,
@@ -925,7 +930,7 @@ async fn restore_bucket(
     for (key, totals) in retrying("restoring spend", || writer.spend_bucket(topic, partition, bucket)).await? {
         spend
             .restore(key, totals)
-            .map_err(|_| ProcessorError::Internal(format!("spend aggregate of partition {partition} overflowed")))?;
+            .map_err(|_| spend_overflow(partition))?;
     }
     Ok(())
 }
