@@ -172,11 +172,11 @@ impl Drop for TestEnv {
         // Its own thread and runtime: Drop may run inside the test's runtime, which cannot be
         // blocked on from within.
         let cleanup = std::thread::spawn(move || -> Result<(), String> {
-            let names = ledger_kafka::admin::topics_with_prefix(&kafka, &prefix, Duration::from_secs(10))
-                .map_err(|e| e.to_string())?;
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-            runtime.block_on(ledger_kafka::admin::delete_topics(&kafka, &names)).map_err(|e| format!("{prefix}*: {e}"))
+            runtime
+                .block_on(ledger_kafka::admin::delete_topics_with_prefix(&kafka, &prefix, Duration::from_secs(10)))
+                .map(drop)
+                .map_err(|e| format!("{prefix}*: {e}"))
         });
         if let Ok(Err(e)) = cleanup.join() {
             eprintln!("could not delete this test's topics: {e}");

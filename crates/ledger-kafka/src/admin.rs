@@ -65,6 +65,10 @@ pub async fn delete_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), K
     check_topic_results(results, RDKafkaErrorCode::UnknownTopicOrPartition, "delete")
 }
 
+fn metadata_client(config: &KafkaConfig) -> Result<BaseConsumer, KafkaError> {
+    config.client_config().create().map_err(|e| KafkaError::client("creating metadata client", e))
+}
+
 fn admin_client(config: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
     config.client_config().create().map_err(|e| KafkaError::client("creating admin client", e))
 }
@@ -88,8 +92,7 @@ fn check_topic_results(results: Vec<TopicResult>, expected: RDKafkaErrorCode, ve
 
 /// Names of the topics whose name starts with `prefix`, sorted.
 pub fn topics_with_prefix(config: &KafkaConfig, prefix: &str, timeout: Duration) -> Result<Vec<String>, KafkaError> {
-    let consumer: BaseConsumer =
-        config.client_config().create().map_err(|e| KafkaError::client("creating metadata client", e))?;
+    let consumer = metadata_client(config)?;
     let md = consumer.fetch_metadata(None, timeout).map_err(|e| KafkaError::client("fetching metadata", e))?;
     let mut names: Vec<String> =
         md.topics().iter().map(|t| t.name().to_owned()).filter(|n| n.starts_with(prefix)).collect();
@@ -97,10 +100,18 @@ pub fn topics_with_prefix(config: &KafkaConfig, prefix: &str, timeout: Duration)
     Ok(names)
 }
 
+/// Deletes every topic whose name starts with `prefix` ([`topics_with_prefix`], then
+/// [`delete_topics`]) and returns their names.
+pub async fn delete_topics_with_prefix(config: &KafkaConfig, prefix: &str, timeout: Duration) -> Result<Vec<String>, KafkaError> {
+    let names = topics_with_prefix(config, prefix, timeout)?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    delete_topics(config, &refs).await?;
+    Ok(names)
+}
+
 /// Partition count of a topic (fetched from the broker's metadata).
 pub fn partition_count(config: &KafkaConfig, topic: &str, timeout: Duration) -> Result<i32, KafkaError> {
-    let consumer: BaseConsumer =
-        config.client_config().create().map_err(|e| KafkaError::client("creating metadata client", e))?;
+    let consumer = metadata_client(config)?;
     let md = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(|e| KafkaError::client(format!("fetching metadata of {topic}"), e))?;
@@ -117,8 +128,7 @@ pub fn partition_count(config: &KafkaConfig, topic: &str, timeout: Duration) -> 
 
 /// Low and high watermarks of every partition of `topic`.
 pub fn watermarks(config: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
-    let consumer: BaseConsumer =
-        config.client_config().create().map_err(|e| KafkaError::client("creating metadata client", e))?;
+    let consumer = metadata_client(config)?;
     let n = partition_count(config, topic, timeout)?;
     (0..n)
         .map(|p| {

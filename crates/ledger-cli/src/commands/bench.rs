@@ -81,9 +81,7 @@ pub(crate) async fn delete_topics(args: BenchDeleteTopicsArgs) -> anyhow::Result
         );
     }
     let config = args.config.load()?;
-    let names = ledger_kafka::admin::topics_with_prefix(&config.kafka, prefix, Duration::from_secs(10))?;
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    ledger_kafka::admin::delete_topics(&config.kafka, &refs).await?;
+    let names = ledger_kafka::admin::delete_topics_with_prefix(&config.kafka, prefix, Duration::from_secs(10)).await?;
     println!("deleted {} topic(s) starting with {prefix}", names.len());
     Ok(ExitCode::SUCCESS)
 }
