@@ -73,6 +73,8 @@ struct PartitionState {
     first_pending_at: Option<Instant>,
     /// Offset of the last message handled (skipped, deduplicated, accepted or rejected).
     last_seen: Option<i64>,
+    /// The last offset committed to the group (advisory: for lag and a shorter re-read).
+    last_committed: Option<i64>,
     /// Cumulative spend per attribution key and hour, of the rows durable in the ledger.
     spend: SpendAggregator,
     /// Hour buckets whose totals reflect the whole ledger (restored or owned from the start).
@@ -169,8 +171,10 @@ impl Drop for InflightGuard {
 }
 
 /// Inserts the batches of several partitions as one `INSERT`, retrying what can be retried.
-/// A retry first drops the batches whose last offset is in the ledger: a failed attempt may
-/// have landed, and each partition's rows land all or none (one `ingest_time`, one part).
+/// A failed attempt may have landed (the server can commit and then lose the connection), so
+/// before each retry the ledger's fence is read — however long ClickHouse takes to come back —
+/// and the batches whose last offset is in the ledger are dropped: each partition's rows land
+/// all or none (one `ingest_time`, one part).
 async fn insert_with_retry(
     writer: LedgerWriter,
     mut batches: Vec<SealedBatch>,
@@ -183,14 +187,35 @@ async fn insert_with_retry(
             Ok(()) => break,
             Err(e) if e.is_retryable() => {
                 attempt += 1;
-                tracing::warn!(attempt, error = %e, "ledger insert failed; retrying");
+                tracing::warn!(attempt, error = %e, "ledger insert failed; retrying after reading the fence");
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(25)))).await;
                 let Some(topic) = batches.first().map(|b| b.span().topic().to_owned()) else { break };
-                if let Ok(w) = writer.high_watermarks(&topic).await {
-                    batches.retain(|b| w.get(&b.span().partition()).copied().unwrap_or(-1) < b.span().last_offset());
-                    if batches.is_empty() {
-                        break;
+                let fence = retrying("reading the ledger fence before retrying an insert", || writer.high_watermarks(&topic)).await?;
+                let mut landed = Vec::new();
+                for b in &batches {
+                    let span = b.span();
+                    let w = fence.get(&span.partition()).copied().unwrap_or(-1);
+                    if w >= span.last_offset() {
+                        landed.push(span.partition());
+                    } else if w >= span.first_offset() {
+                        // Never expected (a batch is one part); writing it again would double
+                        // its first rows. A restart resumes exactly after the fence.
+                        return Err(ledger_clickhouse::Error::InvalidBatch(format!(
+                            "the ledger holds {}/{} up to offset {w}, inside the batch {}..={} that failed to insert; \
+                             restart the processor to resume after the fence",
+                            span.topic(),
+                            span.partition(),
+                            span.first_offset(),
+                            span.last_offset()
+                        )));
                     }
+                }
+                if !landed.is_empty() {
+                    tracing::info!(partitions = ?landed, "the failed insert had landed for these partitions; not writing them again");
+                    batches.retain(|b| !landed.contains(&b.span().partition()));
+                }
+                if batches.is_empty() {
+                    break;
                 }
             }
             Err(e) => return Err(e),
@@ -342,6 +367,7 @@ impl Processor {
                     core.handle_rebalances().await?;
                     core.complete_finished(consumer).await?;
                     core.flush_due(consumer, max_delay).await?;
+                    core.commit_idle(consumer);
                 }
                 _ = drain_check.tick(), if opts.until_drained => {
                     if last_message_at.elapsed() > Duration::from_millis(300) && core.drained(consumer).await? {
@@ -449,6 +475,7 @@ impl Core {
                 dead_letters: Vec::new(),
                 first_pending_at: None,
                 last_seen: None,
+                last_committed: None,
                 spend,
                 loaded_buckets,
                 generation: {
@@ -472,6 +499,11 @@ impl Core {
         self.stats.consumed.inc();
         let payload = msg.payload().unwrap_or(&[]);
         let state = self.partitions.get_mut(&partition).expect("initialised above");
+        if let Some(previous) = state.last_seen.filter(|&p| offset != p + 1) {
+            // Offsets are contiguous for this topic's producers (no transactions, no
+            // compaction): anything else is worth a line in the log when ledger and input differ.
+            tracing::info!(partition, offset, previous, "offset not contiguous with the partition's previous message");
+        }
         state.last_seen = Some(offset);
         if offset <= state.fence_ledger {
             self.stats.fenced.inc();
@@ -617,7 +649,28 @@ impl Core {
         Ok(())
     }
 
-    fn commit(&self, consumer: &StreamConsumer<RecordingContext>, partition: i32, last_seen: i64) {
+    /// Commits the partitions whose only news since their last commit is messages that left
+    /// nothing to write (duplicates, rows already in the ledger), so the lag reaches zero.
+    /// Only with no insert in flight: then everything up to `last_seen` is durable.
+    fn commit_idle(&mut self, consumer: &StreamConsumer<RecordingContext>) {
+        if self.insert.is_some() {
+            return;
+        }
+        let idle: Vec<(i32, i64)> = self
+            .partitions
+            .iter()
+            .filter(|(_, s)| !s.pending())
+            .filter_map(|(&p, s)| s.last_seen.filter(|&seen| s.last_committed.is_none_or(|c| c < seen)).map(|seen| (p, seen)))
+            .collect();
+        for (partition, last_seen) in idle {
+            self.commit(consumer, partition, last_seen);
+        }
+    }
+
+    fn commit(&mut self, consumer: &StreamConsumer<RecordingContext>, partition: i32, last_seen: i64) {
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.last_committed = Some(last_seen);
+        }
         let mut tpl = TopicPartitionList::new();
         if tpl.add_partition_offset(&self.config.topics.usage, partition, Offset::Offset(last_seen + 1)).is_ok() {
             if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
@@ -786,10 +839,15 @@ impl Core {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
                 Err(_) => break,
                 Ok(Ok(m)) => {
-                    // A message fetched before the pause: it is re-read after resume via seek.
+                    // Only a partition assigned during the pause delivers here: rewind it so
+                    // the message is read again after resume. If the rewind fails, going on
+                    // would leave a hole; stopping makes the restart resume from the fence.
                     let (t, p, o) = (m.topic().to_owned(), m.partition(), m.offset());
                     drop(m);
-                    let _ = consumer.seek(&t, p, Offset::Offset(o), Duration::from_secs(5));
+                    tracing::info!(partition = p, offset = o, "message delivered during a pause; rewinding to it");
+                    if let Err(e) = consumer.seek(&t, p, Offset::Offset(o), Duration::from_secs(5)) {
+                        return Err(ProcessorError::kafka(format!("rewinding {t}/{p} to offset {o} after a pause"), e));
+                    }
                 }
                 Ok(Err(_)) => {}
             }
