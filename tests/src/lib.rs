@@ -251,6 +251,24 @@ pub async fn produce_synthetic(env: &TestEnv, n: u64, seed: u64, duplicate_ppm: 
     sent
 }
 
+/// Produces the first `n` distinct valid events of `sent` again (same event ids, same keys):
+/// resends the ledger must count once. Returns how many were sent.
+pub async fn resend_valid(env: &TestEnv, sent: &Sent, n: usize) -> u64 {
+    use rdkafka::producer::FutureRecord;
+    let producer = ledger_kafka::producer::idempotent_producer(&env.kafka).expect("producer");
+    let codec = ledger_schema::Codec::<ledger_core::UsageEvent>::new().expect("codec");
+    let mut resent = 0;
+    for line in sent.valid_jsonl.lines().take(n) {
+        let event: ledger_core::UsageEvent = serde_json::from_str(line).expect("sent event JSON");
+        let payload = codec.encode(&event).expect("encode");
+        let record = FutureRecord::to(&env.topics.usage).key(&event.tenant_id).payload(&payload);
+        let delivery = ledger_kafka::producer::enqueue(&producer, record).await.expect("enqueue");
+        delivery.await.expect("delivery future").expect("kafka ack");
+        resent += 1;
+    }
+    resent
+}
+
 /// The independent oracle's total for JSON-lines events (tests/oracle/price_oracle.py):
 /// `(priced count, total cost in pico-dollars)`. Panics if it rejects any event.
 pub fn oracle_total(jsonl: &str) -> (u64, i128) {
@@ -338,6 +356,118 @@ pub fn spend_topic_totals(env: &TestEnv) -> (i128, i64) {
         .fold((0i128, 0i64), |(c, r), u| (c + u.cost_usd.picos(), r + u.request_count))
 }
 
+/// The logs of the `ledger` processes a test spawns, under `target/test-logs/`: removed when
+/// the test passes (kept with `LEDGER_TEST_KEEP_LOGS` set), their ends printed when it fails,
+/// so a failure in CI can be read from its output.
+#[derive(Debug, Default)]
+pub struct ProcessLogs(Vec<PathBuf>);
+
+impl ProcessLogs {
+    /// A new log file for the process `name` of `env`'s test, to pass as its stderr.
+    pub fn file(&mut self, env: &TestEnv, name: &str) -> std::fs::File {
+        let dir = workspace_root().join("target/test-logs");
+        std::fs::create_dir_all(&dir).expect("creating target/test-logs");
+        let path = dir.join(format!("{}.{name}.{}.log", env.group, self.0.len()));
+        let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        self.0.push(path);
+        file
+    }
+}
+
+impl Drop for ProcessLogs {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            if std::env::var_os("LEDGER_TEST_KEEP_LOGS").is_some() {
+                return;
+            }
+            for path in &self.0 {
+                let _ = std::fs::remove_file(path);
+            }
+            return;
+        }
+        for path in &self.0 {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("---- last lines of {} ----", path.display());
+            for line in &lines[lines.len().saturating_sub(80)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// What differs between the ledger's event ids and the distinct valid events sent: the ids
+/// missing from the ledger, the ids it holds more than once (with their Kafka coordinates), and
+/// the ids it holds that were never sent. For failure messages.
+pub async fn ledger_row_differences(env: &TestEnv, sent: &Sent) -> String {
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct IdRow {
+        event_id: String,
+        kafka_partition: i32,
+        kafka_offset: i64,
+    }
+    let client = env.clickhouse.client().expect("clickhouse client");
+    let sql = format!("SELECT event_id, kafka_partition, kafka_offset FROM {}.usage_ledger", env.clickhouse.database);
+    let rows = match client.query(&sql).fetch_all::<IdRow>().await {
+        Ok(rows) => rows,
+        Err(e) => return format!("(could not read the ledger's event ids: {e})"),
+    };
+    let mut in_ledger: std::collections::HashMap<String, Vec<(i32, i64)>> = std::collections::HashMap::new();
+    for r in rows {
+        in_ledger.entry(r.event_id).or_default().push((r.kafka_partition, r.kafka_offset));
+    }
+    let mut expected = std::collections::HashSet::new();
+    let mut missing = Vec::new();
+    for line in sent.valid_jsonl.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("sent JSON");
+        let id = v["event_id"].as_str().expect("event_id").to_owned();
+        if !in_ledger.contains_key(&id) {
+            missing.push(format!("{id} (tenant {})", v["tenant_id"]));
+        }
+        expected.insert(id);
+    }
+    let doubled: Vec<String> =
+        in_ledger.iter().filter(|(_, at)| at.len() > 1).map(|(id, at)| format!("{id} at (partition, offset) {at:?}")).collect();
+    let unknown: Vec<String> = in_ledger.keys().filter(|id| !expected.contains(*id)).cloned().collect();
+    let show = |v: &[String]| v.iter().take(20).cloned().collect::<Vec<_>>().join("; ");
+    format!(
+        "missing from the ledger: {} [{}]\nin the ledger more than once: {} [{}]\nin the ledger but never sent as valid: {} [{}]\n{}",
+        missing.len(),
+        show(&missing),
+        doubled.len(),
+        show(&doubled),
+        unknown.len(),
+        show(&unknown),
+        dead_letter_summary(env, &expected)
+    )
+}
+
+/// The dead-letter topic by reason, and the dead letters of events that were sent as valid.
+fn dead_letter_summary(env: &TestEnv, valid_ids: &std::collections::HashSet<String>) -> String {
+    use rdkafka::message::{Headers, Message};
+    let header = |m: &rdkafka::message::OwnedMessage, key: &str| -> String {
+        m.headers()
+            .and_then(|h| h.iter().find(|h| h.key == key).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned()))
+            .unwrap_or_default()
+    };
+    let mut by_reason = std::collections::BTreeMap::<String, u64>::new();
+    let mut valid_dead = Vec::new();
+    for m in read_topic(env, &env.topics.dead_letter) {
+        let reason = header(&m, "ledger.reason");
+        *by_reason.entry(reason.clone()).or_default() += 1;
+        let id = header(&m, "ledger.event_id");
+        if valid_ids.contains(&id) {
+            valid_dead.push(format!(
+                "{id} at {}/{} ({reason}: {})",
+                header(&m, "ledger.source.partition"),
+                header(&m, "ledger.source.offset"),
+                header(&m, "ledger.detail")
+            ));
+        }
+    }
+    format!("dead letters by reason: {by_reason:?}\nvalid events in the dead-letter topic: {valid_dead:?}")
+}
+
 /// Invariants 1 and 2 after a drain: the ledger holds every distinct valid event once, to the
 /// pico-dollar of the independent oracle; every rollup equals the ledger; the dead-letter topic
 /// holds exactly the invalid events; the spend topic's tenant totals equal the ledger.
@@ -345,7 +475,13 @@ pub async fn assert_ledger_matches(env: &TestEnv, sent: &Sent) {
     let (expected_rows, expected_picos) = oracle_total(&sent.valid_jsonl);
     assert_eq!(expected_rows, sent.distinct_valid, "the oracle priced every valid event");
     let totals = env.totals().await;
-    assert_eq!(totals.ledger.requests, expected_rows, "ledger rows: every distinct valid event exactly once");
+    if totals.ledger.requests != expected_rows {
+        panic!(
+            "ledger rows: every distinct valid event exactly once: {} rows, expected {expected_rows}\n{}",
+            totals.ledger.requests,
+            ledger_row_differences(env, sent).await
+        );
+    }
     assert_eq!(totals.ledger.cost.picos(), expected_picos, "ledger cost to the pico-dollar");
     for (rollup, t) in &totals.rollups {
         assert_eq!(*t, totals.ledger, "rollup {rollup:?} must equal the ledger");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ledger_tests::{assert_ledger_matches, produce_synthetic, workspace_root, Sent, TestEnv};
+use ledger_tests::{assert_ledger_matches, produce_synthetic, workspace_root, ProcessLogs, Sent, TestEnv};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -50,13 +50,15 @@ impl Drop for StackGuard {
     }
 }
 
-fn spawn_processor(env: &TestEnv, instance: Option<&str>) -> Child {
+fn spawn_processor(env: &TestEnv, instance: Option<&str>, logs: &mut ProcessLogs) -> Child {
     let mut cmd = env.ledger();
+    let log = logs.file(env, instance.unwrap_or("processor"));
     cmd.args(["process"])
         .env("LEDGER__PROCESSOR__BATCH__MAX_ROWS", "5000")
         .env("LEDGER__PROCESSOR__BATCH__MAX_DELAY_MS", "100")
+        .env("RUST_LOG", "warn,ledger=info,ledger_processor=info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(log);
     if let Some(id) = instance {
         cmd.env("LEDGER__PROCESSOR__INSTANCE_ID", id);
     }
@@ -100,10 +102,11 @@ async fn drain_and_assert_exact(env: &TestEnv, sent: &Sent) {
 async fn clickhouse_stopped_for_30_seconds_mid_run() {
     let _serial = SERIAL.lock().await;
     let env = TestEnv::new("chdown");
+    let mut logs = ProcessLogs::default();
     env.run_ledger(&["migrate"]);
     let sent = produce_synthetic(&env, 60_000, 31, 50_000, 10_000).await;
     let _guard = StackGuard;
-    let processor = spawn_processor(&env, Some("chdown-1"));
+    let processor = spawn_processor(&env, Some("chdown-1"), &mut logs);
     let before = wait_for_rows(&env, 1, Duration::from_secs(60)).await;
     assert!(before > 0, "the processor wrote nothing before the outage");
     stop_service("clickhouse");
@@ -119,10 +122,11 @@ async fn clickhouse_stopped_for_30_seconds_mid_run() {
 async fn kafka_broker_restarted_mid_run() {
     let _serial = SERIAL.lock().await;
     let env = TestEnv::new("kafkarestart");
+    let mut logs = ProcessLogs::default();
     env.run_ledger(&["migrate"]);
     let sent = produce_synthetic(&env, 60_000, 37, 50_000, 10_000).await;
     let _guard = StackGuard;
-    let processor = spawn_processor(&env, Some("kafkarestart-1"));
+    let processor = spawn_processor(&env, Some("kafkarestart-1"), &mut logs);
     let before = wait_for_rows(&env, 1, Duration::from_secs(60)).await;
     assert!(before > 0, "the processor wrote nothing before the restart");
     stop_service("kafka");
@@ -137,18 +141,19 @@ async fn kafka_broker_restarted_mid_run() {
 async fn two_processors_with_rebalances_mid_run() {
     let _serial = SERIAL.lock().await;
     let env = TestEnv::new("rebalance");
+    let mut logs = ProcessLogs::default();
     env.run_ledger(&["migrate"]);
     let sent = produce_synthetic(&env, 100_000, 41, 50_000, 10_000).await;
-    let first = spawn_processor(&env, None);
+    let first = spawn_processor(&env, None, &mut logs);
     let r1 = wait_for_rows(&env, 1, Duration::from_secs(60)).await;
     // A second member joins: the partitions are split between the two.
-    let second = spawn_processor(&env, None);
+    let second = spawn_processor(&env, None, &mut logs);
     let r2 = wait_for_rows(&env, r1 + 20_000, Duration::from_secs(60)).await;
     // The first leaves gracefully: the second takes everything over.
     terminate(first);
     let r3 = wait_for_rows(&env, r2 + 10_000, Duration::from_secs(60)).await;
     // A third joins and the second is killed outright.
-    let third = spawn_processor(&env, None);
+    let third = spawn_processor(&env, None, &mut logs);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut second = second;
     second.kill().expect("kill -9");
