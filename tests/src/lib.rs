@@ -199,6 +199,17 @@ pub struct Sent {
     pub valid_jsonl: String,
 }
 
+impl Sent {
+    /// Adds what a later `produce_synthetic` sent (with its own seed and id prefix).
+    pub fn absorb(&mut self, later: Sent) {
+        self.messages += later.messages;
+        self.distinct_valid += later.distinct_valid;
+        self.duplicates += later.duplicates;
+        self.invalid += later.invalid;
+        self.valid_jsonl.push_str(&later.valid_jsonl);
+    }
+}
+
 /// Produces `n` synthetic messages (with the given shares of duplicates and invalid ones, in
 /// parts per million) to the test's usage topic, keyed by tenant, and waits for every ack.
 pub async fn produce_synthetic(env: &TestEnv, n: u64, seed: u64, duplicate_ppm: u32, invalid_ppm: u32) -> Sent {

@@ -93,6 +93,20 @@ async fn wait_for_rows(env: &TestEnv, at_least: u64, timeout: Duration) -> u64 {
     }
 }
 
+async fn wait_for_partitions_in_ledger(env: &TestEnv, partitions: u64, timeout: Duration) {
+    let client = env.clickhouse.client().expect("clickhouse client");
+    let sql = format!("SELECT uniqExact(kafka_partition) FROM {}.usage_ledger", env.clickhouse.database);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = client.query(&sql).fetch_one::<u64>().await.unwrap_or(0);
+        if seen >= partitions {
+            return;
+        }
+        assert!(Instant::now() < deadline, "only {seen} of {partitions} partitions have rows in the ledger after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn drain_and_assert_exact(env: &TestEnv, sent: &Sent) {
     env.run_ledger(&["process", "--until-drained"]);
     assert_ledger_matches(env, sent).await;
@@ -104,13 +118,21 @@ async fn clickhouse_stopped_for_30_seconds_mid_run() {
     let env = TestEnv::new("chdown");
     let mut logs = ProcessLogs::default();
     env.run_ledger(&["migrate"]);
-    let sent = produce_synthetic(&env, 60_000, 31, 50_000, 10_000).await;
+    let mut sent = produce_synthetic(&env, 20_000, 31, 50_000, 10_000).await;
     let _guard = StackGuard;
     let processor = spawn_processor(&env, Some("chdown-1"), &mut logs);
     let before = wait_for_rows(&env, 1, Duration::from_secs(60)).await;
     assert!(before > 0, "the processor wrote nothing before the outage");
+    // Every partition initialised first: otherwise the outage only delays a partition's first
+    // fence read, and no insert is in flight or failing while ClickHouse is down.
+    wait_for_partitions_in_ledger(&env, 4, Duration::from_secs(60)).await;
     stop_service("clickhouse");
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    let stopped_at = Instant::now();
+    // Events keep coming while ClickHouse is down, so the processor batches them and its
+    // inserts fail and are retried (a server that drains slowly could otherwise take every
+    // event before it stops, and the outage would hit nothing).
+    sent.absorb(produce_synthetic(&env, 40_000, 32, 50_000, 10_000).await);
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(stopped_at.elapsed())).await;
     stack_up();
     let after = wait_for_rows(&env, sent.distinct_valid, Duration::from_secs(120)).await;
     eprintln!("rows: {before} before the outage, {after} after");
