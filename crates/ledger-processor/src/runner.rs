@@ -840,13 +840,19 @@ impl Core {
                 Err(_) => break,
                 Ok(Ok(m)) => {
                     // Only a partition assigned during the pause delivers here: rewind it so
-                    // the message is read again after resume. If the rewind fails, going on
-                    // would leave a hole; stopping makes the restart resume from the fence.
+                    // the message is read again after resume. If the rewind fails while the
+                    // partition is still ours, going on would leave a hole; stopping makes the
+                    // restart resume from the fence. A partition being taken away is read by
+                    // its next owner from the committed offset.
                     let (t, p, o) = (m.topic().to_owned(), m.partition(), m.offset());
                     drop(m);
                     tracing::info!(partition = p, offset = o, "message delivered during a pause; rewinding to it");
                     if let Err(e) = consumer.seek(&t, p, Offset::Offset(o), Duration::from_secs(5)) {
-                        return Err(ProcessorError::kafka(format!("rewinding {t}/{p} to offset {o} after a pause"), e));
+                        let still_ours = consumer.assignment().map_or(true, |a| a.find_partition(&t, p).is_some());
+                        if still_ours {
+                            return Err(ProcessorError::kafka(format!("rewinding {t}/{p} to offset {o} after a pause"), e));
+                        }
+                        tracing::info!(partition = p, error = %e, "rewind failed for a partition being revoked; its next owner reads it");
                     }
                 }
                 Ok(Err(_)) => {}
