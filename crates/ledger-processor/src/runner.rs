@@ -649,17 +649,16 @@ impl Core {
         Ok(())
     }
 
-    /// Commits the partitions whose only news since their last commit is messages that left
-    /// nothing to write (duplicates, rows already in the ledger), so the lag reaches zero.
-    /// Only with no insert in flight: then everything up to `last_seen` is durable.
+    /// Commits the partitions whose news since their last commit left nothing waiting: no rows
+    /// or dead letters pending and no rows in the insert in flight, so everything up to
+    /// `last_seen` is durable (dead letters written, rows in the ledger, duplicates skipped).
+    /// Without it a partition ending in duplicates would keep a lag above zero.
     fn commit_idle(&mut self, consumer: &StreamConsumer<RecordingContext>) {
-        if self.insert.is_some() {
-            return;
-        }
+        let in_flight: Vec<i32> = self.insert.iter().flat_map(|i| i.parts.iter().map(|p| p.partition)).collect();
         let idle: Vec<(i32, i64)> = self
             .partitions
             .iter()
-            .filter(|(_, s)| !s.pending())
+            .filter(|(p, s)| !s.pending() && !in_flight.contains(p))
             .filter_map(|(&p, s)| s.last_seen.filter(|&seen| s.last_committed.is_none_or(|c| c < seen)).map(|seen| (p, seen)))
             .collect();
         for (partition, last_seen) in idle {
@@ -686,7 +685,6 @@ impl Core {
         let mut batches = Vec::new();
         let mut parts = Vec::new();
         let mut dead_letters = Vec::new();
-        let mut commit_only = Vec::new();
         for (&partition, state) in &mut self.partitions {
             let Some(last_seen) = state.last_seen else { continue };
             if state.batch_rows() == 0 && state.dead_letters.is_empty() {
@@ -694,19 +692,16 @@ impl Core {
             }
             dead_letters.append(&mut state.dead_letters);
             state.first_pending_at = None;
-            match state.batch.take().filter(|b| !b.span().is_empty()) {
-                Some(batch) => {
-                    let batch = batch.seal();
-                    parts.push(PartInsert {
-                        partition,
-                        generation: state.generation,
-                        last_seen,
-                        last_offset: batch.span().last_offset(),
-                        spend: std::mem::take(&mut state.batch_spend),
-                    });
-                    batches.push(batch);
-                }
-                None => commit_only.push((partition, last_seen)),
+            if let Some(batch) = state.batch.take().filter(|b| !b.span().is_empty()) {
+                let batch = batch.seal();
+                parts.push(PartInsert {
+                    partition,
+                    generation: state.generation,
+                    last_seen,
+                    last_offset: batch.span().last_offset(),
+                    spend: std::mem::take(&mut state.batch_spend),
+                });
+                batches.push(batch);
             }
         }
 
@@ -734,10 +729,9 @@ impl Core {
             }
             self.stats.dead_lettered.add(dead_letters.len() as u64);
         }
-        for (partition, last_seen) in commit_only {
-            self.commit(consumer, partition, last_seen);
-        }
         if batches.is_empty() {
+            // Partitions that had only dead letters: those are written, so commit them.
+            self.commit_idle(consumer);
             return Ok(());
         }
         let guard = self.inflight.start();
@@ -750,6 +744,7 @@ impl Core {
             result
         });
         self.insert = Some(GroupInsert { handle, parts });
+        self.commit_idle(consumer);
         Ok(())
     }
 
