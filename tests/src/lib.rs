@@ -455,6 +455,7 @@ pub async fn ledger_row_differences(env: &TestEnv, sent: &Sent) -> String {
 
 /// The dead-letter topic by reason, and the dead letters of events that were sent as valid.
 fn dead_letter_summary(env: &TestEnv, valid_ids: &std::collections::HashSet<String>) -> String {
+    use ledger_processor::dead_letter::{HEADER_DETAIL, HEADER_EVENT_ID, HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION};
     use rdkafka::message::{Headers, Message};
     let header = |m: &rdkafka::message::OwnedMessage, key: &str| -> String {
         m.headers()
@@ -464,15 +465,15 @@ fn dead_letter_summary(env: &TestEnv, valid_ids: &std::collections::HashSet<Stri
     let mut by_reason = std::collections::BTreeMap::<String, u64>::new();
     let mut valid_dead = Vec::new();
     for m in read_topic(env, &env.topics.dead_letter) {
-        let reason = header(&m, "ledger.reason");
+        let reason = header(&m, HEADER_REASON);
         *by_reason.entry(reason.clone()).or_default() += 1;
-        let id = header(&m, "ledger.event_id");
+        let id = header(&m, HEADER_EVENT_ID);
         if valid_ids.contains(&id) {
             valid_dead.push(format!(
                 "{id} at {}/{} ({reason}: {})",
-                header(&m, "ledger.source.partition"),
-                header(&m, "ledger.source.offset"),
-                header(&m, "ledger.detail")
+                header(&m, HEADER_SOURCE_PARTITION),
+                header(&m, HEADER_SOURCE_OFFSET),
+                header(&m, HEADER_DETAIL)
             ));
         }
     }
