@@ -6,12 +6,9 @@
 
 use std::hint::black_box;
 
-use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ledger_core::aggregate::{hour_bucket, Attribution, SpendAggregator};
-use ledger_core::catalog::{Catalog, CatalogSource};
+use ledger_core::aggregate::SpendAggregator;
 use ledger_core::UsageEvent;
-use ledger_loadgen::{Generator, GeneratorOptions};
 use ledger_schema::Codec;
 
 /// The `ledger` binary's allocator, so the numbers are the processor's.
@@ -20,22 +17,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const EVENTS: usize = 10_000;
 
-fn catalog() -> Catalog {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../catalog/litellm-prices.json");
-    let text = std::fs::read_to_string(path).expect("catalog/litellm-prices.json");
-    let (source, _) = CatalogSource::from_litellm_json("litellm-prices", DateTime::UNIX_EPOCH, &text).expect("catalog");
-    Catalog::new(vec![source]).expect("catalog")
-}
-
-fn encoded_events(codec: &Codec<UsageEvent>) -> Vec<Vec<u8>> {
-    let mut generator = Generator::new(GeneratorOptions { start: Utc::now(), ..GeneratorOptions::default() });
-    (0..EVENTS).map(|_| codec.encode(&generator.valid_event()).expect("encode")).collect()
-}
-
 fn event_path(c: &mut Criterion) {
     let codec = Codec::<UsageEvent>::new().expect("codec");
-    let catalog = catalog();
-    let messages = encoded_events(&codec);
+    let catalog = ledger_benches::repo_catalog();
+    let messages = ledger_benches::encoded_events(&codec, EVENTS);
 
     let mut group = c.benchmark_group("event_path");
     group.throughput(Throughput::Elements(EVENTS as u64));
@@ -58,23 +43,11 @@ fn event_path(c: &mut Criterion) {
     // steady state is measured: the keys of the load exist, every call adds to eight of them
     // (two at once, six through its cell), and each iteration of 10,000 events ends its batch
     // by settling the cells into those keys, as the processor does once per batch.
-    let mut agg = SpendAggregator::new();
+    let mut spend = SpendAggregator::new();
     group.bench_function("decode+validate+price+aggregate", |b| {
         b.iter(|| {
-            for m in &messages {
-                codec
-                    .decode_with(m, |event| {
-                        let tokens = event.validate().expect("valid");
-                        let priced = catalog.price_view(event, &tokens).expect("priced");
-                        let attribution = Attribution::of_view(event, priced.model);
-                        let bucket = hour_bucket(event.event_time.timestamp());
-                        let micros = event.event_time.timestamp_micros();
-                        agg.add_call(&attribution, bucket, priced.cost, &tokens, 0, micros).expect("no overflow");
-                    })
-                    .expect("decode");
-            }
-            agg.settle().expect("no overflow");
-            black_box(agg.len());
+            ledger_benches::event_path(&codec, &catalog, &messages, &mut spend);
+            black_box(spend.len());
         })
     });
     // What the processor adds per accepted event before the insert: the owned copy of the

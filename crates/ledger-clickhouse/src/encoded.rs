@@ -9,13 +9,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use clickhouse::Row;
 use ledger_core::pricing::PricedUsage;
 use ledger_core::{TagsRef, UsageEventRef};
 
 use crate::error::{Error, Result};
-use crate::row::{datetime_secs, LedgerRow};
+use crate::row::{datetime_secs, event_time_secs, LedgerRow};
 use crate::writer::MAX_BATCH_ROWS;
 
 /// The batch of one Kafka partition, encoded as `RowBinary` rows of `usage_ledger`.
@@ -106,7 +106,7 @@ impl LedgerBatch {
         if span.rows >= MAX_BATCH_ROWS {
             return Err(Error::InvalidBatch(format!("the batch is full ({MAX_BATCH_ROWS} rows)")));
         }
-        let event_time = datetime_secs(event.event_time, "event_time")?;
+        let event_time = event_time_secs(event.event_time)?;
         let tokens = [
             (event.input_tokens, "input_tokens"),
             (event.cache_read_input_tokens, "cache_read_input_tokens"),
@@ -124,7 +124,7 @@ impl LedgerBatch {
         let b = &mut self.buf;
         put_str(b, event.event_id);
         put_u32(b, event_time);
-        put_u32(b, event.event_time.nanosecond().min(999_999_999) / 1_000);
+        put_u32(b, event.event_time.subsec_micros());
         put_u32(b, self.ingest_time);
         put_str(b, event.tenant_id);
         for s in [event.team, event.project, event.user_id, event.api_key_id, event.feature, event.environment] {

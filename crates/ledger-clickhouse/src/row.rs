@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Timelike, Utc};
 use ledger_core::pricing::PricedUsage;
-use ledger_core::{Money, UsageEvent};
+use ledger_core::{EventTime, Money, UsageEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -87,6 +87,13 @@ pub struct LedgerRow {
 pub fn datetime_secs(t: DateTime<Utc>, what: &str) -> Result<u32> {
     u32::try_from(t.timestamp()).map_err(|_| {
         Error::OutOfRange(format!("{what} {t} is outside the ClickHouse DateTime range (1970..2106)"))
+    })
+}
+
+/// An event time's whole seconds as a ClickHouse `DateTime` (1970..2106).
+pub(crate) fn event_time_secs(t: EventTime) -> Result<u32> {
+    u32::try_from(t.secs()).map_err(|_| {
+        Error::OutOfRange(format!("event_time {t} is outside the ClickHouse DateTime range (1970..2106)"))
     })
 }
 

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::decimal::Decimal;
-use crate::event::{RejectReason, Rejection, TokenCounts, UsageEvent, UsageEventRef};
+use crate::event::{EventTime, RejectReason, Rejection, TokenCounts, UsageEvent, UsageEventRef};
 use crate::money::{Money, SCALE};
 use crate::pricing::{
     in_cost_range, service_tier_suffix, PriceField, PriceVariants, PricedRef, PricedUsage, ResolvedPrices, RoutedFromCost,
@@ -313,6 +313,9 @@ type NameMap = HashMap<Arc<str>, CatalogEntry, BuildHasherDefault<NameHasher>>;
 pub struct CatalogSource {
     name: Arc<str>,
     effective_from: DateTime<Utc>,
+    /// `effective_from` rounded up to a whole microsecond: for an event time `t` in whole
+    /// microseconds, `effective_from <= t` exactly when `effective_from_micros <= t`.
+    effective_from_micros: i64,
     version: Arc<str>,
     entries: NameMap,
 }
@@ -376,7 +379,10 @@ impl CatalogSource {
         if entries.is_empty() {
             return Err(CatalogError::NoPriceableModel { source_name: name.to_owned(), entries: report.entries });
         }
-        let source = CatalogSource { name: name.into(), effective_from, version: version.into(), entries };
+        let sub_micro = i64::from(effective_from.timestamp_subsec_nanos() % 1_000 != 0);
+        let effective_from_micros = effective_from.timestamp_micros() + sub_micro;
+        let source =
+            CatalogSource { name: name.into(), effective_from, effective_from_micros, version: version.into(), entries };
         Ok((source, report))
     }
 
@@ -388,6 +394,12 @@ impl CatalogSource {
     /// The instant from which the source applies.
     pub fn effective_from(&self) -> DateTime<Utc> {
         self.effective_from
+    }
+
+    /// Whether this source applies to an event at `at` (`effective_from <= at`).
+    #[inline]
+    pub fn in_effect_at(&self, at: EventTime) -> bool {
+        self.effective_from_micros <= at.micros()
     }
 
     /// The price version, `name@effective_from` (shared with every [`PricedUsage`] it prices).
@@ -528,18 +540,18 @@ impl Catalog {
     /// decide whether it contains the model. Allocates only for a `provider/model` name longer
     /// than 192 bytes.
     #[inline]
-    pub fn find(&self, model: &str, provider: &str, at: DateTime<Utc>) -> Option<(&CatalogSource, &CatalogEntry)> {
+    pub fn find(&self, model: &str, provider: &str, at: EventTime) -> Option<(&CatalogSource, &CatalogEntry)> {
         self.sources
             .iter()
             .rev()
-            .filter(|s| s.effective_from <= at)
+            .filter(|s| s.in_effect_at(at))
             .find_map(|s| s.lookup(model, provider).map(|e| (s, e)))
     }
 
     /// The newest source in effect at `at` that has exactly this key.
     #[inline]
-    pub fn find_key(&self, key: &str, at: DateTime<Utc>) -> Option<(&CatalogSource, &CatalogEntry)> {
-        self.sources.iter().rev().filter(|s| s.effective_from <= at).find_map(|s| s.get(key).map(|e| (s, e)))
+    pub fn find_key(&self, key: &str, at: EventTime) -> Option<(&CatalogSource, &CatalogEntry)> {
+        self.sources.iter().rev().filter(|s| s.in_effect_at(at)).find_map(|s| s.get(key).map(|e| (s, e)))
     }
 
     /// Validates the event ([`UsageEvent::validate`]) and prices it ([`Catalog::price`]).
@@ -609,11 +621,11 @@ impl Catalog {
             named.push(format!("request_model {:?}", event.request_model));
             tried_names(event.request_model, provider, &mut tried);
         }
-        let applicable = self.sources.iter().filter(|s| s.effective_from <= event.event_time).count();
+        let applicable = self.sources.iter().filter(|s| s.in_effect_at(event.event_time)).count();
         let sources = if applicable == 0 {
             format!(
                 "no catalog source is in effect at event_time {} (the oldest takes effect at {})",
-                event.event_time.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                event.event_time,
                 self.sources[0].effective_from.to_rfc3339_opts(SecondsFormat::AutoSi, true)
             )
         } else {

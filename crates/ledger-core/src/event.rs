@@ -112,8 +112,8 @@ fn default_status() -> String {
 pub struct UsageEventRef<'a> {
     /// See [`UsageEvent::event_id`].
     pub event_id: &'a str,
-    /// See [`UsageEvent::event_time`].
-    pub event_time: DateTime<Utc>,
+    /// See [`UsageEvent::event_time`]; at the wire's precision, microseconds.
+    pub event_time: EventTime,
     /// See [`UsageEvent::tenant_id`].
     pub tenant_id: &'a str,
     /// See [`UsageEvent::team`].
@@ -166,6 +166,75 @@ pub struct UsageEventRef<'a> {
     pub trace_id: Option<&'a str>,
 }
 
+/// An event's instant in unix microseconds, the precision of the wire (`timestamp-micros`),
+/// within the range of `DateTime<Utc>`. The processor reads seconds, milliseconds and
+/// microseconds of every event from it: plain integer arithmetic, where each conversion of a
+/// `DateTime` went through the calendar.
+/// The default is the unix epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventTime(i64);
+
+const MICROS_PER_SEC: i64 = 1_000_000;
+
+impl EventTime {
+    /// The earliest instant `DateTime<Utc>` holds, in microseconds.
+    const MIN: i64 = DateTime::<Utc>::MIN_UTC.timestamp_micros();
+    /// The latest whole microsecond `DateTime<Utc>` holds.
+    const MAX: i64 = DateTime::<Utc>::MAX_UTC.timestamp_micros();
+
+    /// The instant `micros` after the unix epoch, if `DateTime<Utc>` can hold it.
+    #[inline]
+    pub const fn from_micros(micros: i64) -> Option<EventTime> {
+        if micros >= Self::MIN && micros <= Self::MAX {
+            Some(EventTime(micros))
+        } else {
+            None
+        }
+    }
+
+    /// The instant `t`, floored to a whole microsecond.
+    pub fn from_datetime(t: DateTime<Utc>) -> EventTime {
+        EventTime(t.timestamp_micros())
+    }
+
+    /// Microseconds since the unix epoch.
+    #[inline]
+    pub const fn micros(self) -> i64 {
+        self.0
+    }
+
+    /// Whole milliseconds since the unix epoch (floored).
+    #[inline]
+    pub const fn millis(self) -> i64 {
+        self.0.div_euclid(1_000)
+    }
+
+    /// Whole seconds since the unix epoch (floored), as `DateTime::timestamp`.
+    #[inline]
+    pub const fn secs(self) -> i64 {
+        self.0.div_euclid(MICROS_PER_SEC)
+    }
+
+    /// The microseconds past [`EventTime::secs`], below 1,000,000.
+    #[inline]
+    pub const fn subsec_micros(self) -> u32 {
+        self.0.rem_euclid(MICROS_PER_SEC) as u32
+    }
+
+    /// The instant as a `DateTime<Utc>`.
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        // In range by construction (`from_micros` checks, `from_datetime` starts from one).
+        DateTime::from_timestamp_micros(self.0).unwrap_or(if self.0 < 0 { DateTime::<Utc>::MIN_UTC } else { DateTime::<Utc>::MAX_UTC })
+    }
+}
+
+impl fmt::Display for EventTime {
+    /// RFC 3339 with the fraction it needs, `Z` for UTC.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_datetime().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    }
+}
+
 /// The tags of a [`UsageEventRef`]: an owned event's map, or pairs read from a message.
 /// Two are equal when they hold the same map.
 #[derive(Debug, Clone, Copy)]
@@ -202,7 +271,7 @@ impl UsageEvent {
     pub fn as_view(&self) -> UsageEventRef<'_> {
         UsageEventRef {
             event_id: &self.event_id,
-            event_time: self.event_time,
+            event_time: EventTime::from_datetime(self.event_time),
             tenant_id: &self.tenant_id,
             team: self.team.as_deref(),
             project: self.project.as_deref(),
@@ -238,7 +307,7 @@ impl<'a> UsageEventRef<'a> {
         let own = |s: Option<&str>| s.map(str::to_owned);
         UsageEvent {
             event_id: self.event_id.to_owned(),
-            event_time: self.event_time,
+            event_time: self.event_time.to_datetime(),
             tenant_id: self.tenant_id.to_owned(),
             team: own(self.team),
             project: own(self.project),
@@ -514,6 +583,44 @@ pub(crate) mod tests {
             let s = char::from(b).to_string();
             assert_eq!(is_blank(&s), s.trim().is_empty(), "{b:#x}");
         }
+    }
+
+    #[test]
+    fn event_time_parts_agree_with_chrono() {
+        let instants = [
+            "2026-11-01T12:00:00Z",
+            "2026-11-01T12:00:00.123456Z",
+            "1969-12-31T23:59:59.999999Z",
+            "1900-01-01T00:00:00.000001Z",
+            "2106-02-07T06:28:15Z",
+        ];
+        for text in instants {
+            let t: DateTime<Utc> = text.parse().unwrap();
+            let e = EventTime::from_datetime(t);
+            assert_eq!(e.secs(), t.timestamp(), "{text}");
+            assert_eq!(e.millis(), t.timestamp_millis(), "{text}");
+            assert_eq!(e.micros(), t.timestamp_micros(), "{text}");
+            assert_eq!(e.subsec_micros(), t.timestamp_subsec_micros(), "{text}");
+            assert_eq!(e.to_datetime(), t, "{text}");
+            assert_eq!(EventTime::from_micros(e.micros()), Some(e));
+            assert_eq!(e.to_string(), t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+        }
+        // Sub-microsecond instants floor, before and after the epoch.
+        let t: DateTime<Utc> = "1969-12-31T23:59:59.9999995Z".parse().unwrap();
+        assert_eq!(EventTime::from_datetime(t).micros(), -1);
+        let t: DateTime<Utc> = "2026-11-01T12:00:00.0000009Z".parse().unwrap();
+        assert_eq!(EventTime::from_datetime(t).subsec_micros(), 0);
+        // The range is chrono's, at both ends and one past them.
+        for edge in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+            let e = EventTime::from_datetime(edge);
+            assert_eq!(DateTime::from_timestamp_micros(e.micros()).map(EventTime::from_datetime), Some(e));
+        }
+        assert_eq!(EventTime::from_micros(EventTime::MIN - 1), None);
+        assert_eq!(EventTime::from_micros(EventTime::MAX + 1), None);
+        assert_eq!(DateTime::from_timestamp_micros(EventTime::MIN - 1), None);
+        assert_eq!(DateTime::from_timestamp_micros(EventTime::MAX + 1), None);
+        assert_eq!(EventTime::from_micros(i64::MIN), None);
+        assert_eq!(EventTime::from_micros(i64::MAX), None);
     }
 
     #[test]

@@ -18,6 +18,6 @@ pub mod signal;
 pub mod spend;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogError, CatalogSource, LoadReport};
-pub use event::{TagsRef, TokenCounts, UsageEvent, UsageEventRef};
+pub use event::{EventTime, TagsRef, TokenCounts, UsageEvent, UsageEventRef};
 pub use pricing::{CostTerms, PriceField, PricedRef, PricedUsage, ResolvedPrices, RoutedFromCost};
 pub use money::Money;

@@ -338,6 +338,29 @@ fn price_history_switches_at_effective_from() {
 }
 
 #[test]
+fn event_times_are_microseconds_and_sub_microsecond_versions_apply_from_the_next_one() {
+    // Events carry microseconds (the wire's timestamp-micros); an instant given with finer
+    // precision is floored. A version that takes effect inside a microsecond applies to the
+    // events of the microseconds after that instant.
+    let v1 = source("prices", at("2026-01-01T00:00:00Z"), r#"{"a": {"input_cost_per_token": 1e-06, "output_cost_per_token": 0}}"#).0;
+    let v2 = source(
+        "prices",
+        at("2026-06-01T00:00:00.0000005Z"),
+        r#"{"a": {"input_cost_per_token": 2e-06, "output_cost_per_token": 0}}"#,
+    )
+    .0;
+    let c = Catalog::new(vec![v1, v2]).unwrap();
+    let cost = |when: &str| {
+        let mut e = io("a", 1_000, 0, None);
+        e.event_time = at(when);
+        c.price_event(&e).unwrap().cost.picos()
+    };
+    assert_eq!(cost("2026-06-01T00:00:00Z"), 1_000_000_000);
+    assert_eq!(cost("2026-06-01T00:00:00.000000999Z"), 1_000_000_000);
+    assert_eq!(cost("2026-06-01T00:00:00.000001Z"), 2_000_000_000);
+}
+
+#[test]
 fn newest_source_containing_the_model_wins() {
     // The older source knows `gpt-x`; the newer one only `openai/gpt-x`. The newer source
     // contains the model (by the `provider/model` rule), so it prices the event: PRICING.md's

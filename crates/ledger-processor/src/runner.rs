@@ -534,9 +534,9 @@ impl Core {
                     );
                 }
                 state.dedupe.insert_fingerprint(id, now_ms);
-                let bucket = hour_bucket(event.event_time.timestamp());
+                let bucket = hour_bucket(event.event_time.secs());
                 let attribution = Attribution::of_view(event, priced.model);
-                let micros = event.event_time.timestamp_micros();
+                let micros = event.event_time.micros();
                 match state.batch_spend.add_call(&attribution, bucket, priced.cost, &tokens, offset, micros) {
                     Ok(()) => Decision::Accepted,
                     Err(_) => Decision::SpendOverflow,
@@ -910,7 +910,7 @@ fn judge<'c>(
         Err(r) => return Verdict::Reject(r, Some(event.event_id.to_owned())),
     };
     match check_event_time(
-        event.event_time.timestamp_millis(),
+        event.event_time.millis(),
         now_ms,
         i64::from(acc.max_age_days) * 86_400_000,
         i64::from(acc.max_future_secs) * 1000,
@@ -920,7 +920,7 @@ fn judge<'c>(
             return Verdict::Reject(
                 Rejection::new(
                     RejectReason::TooOld,
-                    format!("event_time {} is older than {} days", event.event_time.to_rfc3339(), acc.max_age_days),
+                    format!("event_time {} is older than {} days", event.event_time.to_datetime().to_rfc3339(), acc.max_age_days),
                 ),
                 Some(event.event_id.to_owned()),
             )
@@ -931,7 +931,7 @@ fn judge<'c>(
                     RejectReason::InFuture,
                     format!(
                         "event_time {} is more than {} s in the future",
-                        event.event_time.to_rfc3339(),
+                        event.event_time.to_datetime().to_rfc3339(),
                         acc.max_future_secs
                     ),
                 ),

@@ -7,8 +7,7 @@
 //! The property tests compare it with apache-avro on arbitrary events, and a test pins the
 //! field list to the schema so a schema change cannot leave it behind silently.
 
-use chrono::DateTime;
-use ledger_core::{Money, TagsRef, UsageEvent, UsageEventRef};
+use ledger_core::{EventTime, Money, TagsRef, UsageEvent, UsageEventRef};
 
 use crate::error::SchemaError;
 
@@ -46,14 +45,14 @@ const FIELDS: [&str; 27] = [
     "trace_id",
 ];
 
-struct Reader<'a> {
+struct Reader<'a, 'm> {
     buf: &'a [u8],
     pos: usize,
-    /// A run of ASCII bytes of `buf` starting at `text_start` (`<= pos`), already checked as
-    /// UTF-8. The strings of an event sit in a few such runs between multi-byte varints, so
-    /// checking a run once replaces a UTF-8 check per field (a quarter of the decode time).
-    text: &'a str,
-    text_start: usize,
+    /// A copy of `buf` in which every multi-byte varint read so far is zeroed. Once the whole
+    /// datum is read, the only bytes above 0x7f left in it are string bytes, so one UTF-8
+    /// check of the copy checks every string of the event at once: a check per string, or
+    /// per run of ASCII between varints, cost a third of the decode in call overhead.
+    masked: &'m mut [u8],
     /// The error behind a [`Fail`]: kept here so the readers return a zero-sized error and
     /// every `?` on the hot path stays a single branch.
     error: Option<SchemaError>,
@@ -63,10 +62,18 @@ struct Reader<'a> {
 #[derive(Debug)]
 struct Fail;
 
-/// The `long` that Avro's zigzag encoding maps to `u`.
-#[inline(always)]
-fn unzigzag(u: u64) -> i64 {
-    (u >> 1) as i64 ^ -((u & 1) as i64)
+/// Where a string lies in the datum, before its UTF-8 is checked (a datum is shorter than
+/// 4 GiB, see [`decode_then`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
 }
 
 /// The value of a varint of at most eight bytes, given as a little-endian word (bytes past
@@ -79,44 +86,31 @@ fn compact_varint_groups(word: u64) -> u64 {
     (x & 0x0000_0000_0fff_ffff) | (x & 0x0fff_ffff_0000_0000) >> 4
 }
 
-/// Length of the leading run of ASCII bytes of `bytes`.
-#[inline]
-fn ascii_prefix_len(bytes: &[u8]) -> usize {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut n = 0;
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let high = u64::from_le_bytes(w) & HIGH;
-        if high != 0 {
-            return n + (high.trailing_zeros() / 8) as usize;
-        }
-        n += 8;
-    }
-    let rest = chunks.remainder();
-    n + rest.iter().position(|b| !b.is_ascii()).unwrap_or(rest.len())
+/// The `long` that Avro's zigzag encoding maps to `u`.
+#[inline(always)]
+fn unzigzag(u: u64) -> i64 {
+    (u >> 1) as i64 ^ -((u & 1) as i64)
 }
 
 /// Number of tag pairs held without allocating; events carry a handful at most.
 const INLINE_TAGS: usize = 4;
 
-/// The tags of one event as read from a datum: inline up to [`INLINE_TAGS`] pairs, so the
-/// usual event allocates nothing, else in a vector.
+/// The tags of one event as read from a datum (as spans, then as strings): inline up to
+/// [`INLINE_TAGS`] pairs, so the usual event allocates nothing, else in a vector.
 #[derive(Debug)]
-pub(crate) struct TagBuf<'d> {
-    inline: [(&'d str, &'d str); INLINE_TAGS],
+pub(crate) struct TagBuf<T> {
+    inline: [T; INLINE_TAGS],
     len: usize,
-    spilled: Vec<(&'d str, &'d str)>,
+    spilled: Vec<T>,
 }
 
-impl<'d> TagBuf<'d> {
+impl<T: Copy + Default> TagBuf<T> {
     pub(crate) fn new() -> Self {
-        TagBuf { inline: [("", ""); INLINE_TAGS], len: 0, spilled: Vec::new() }
+        TagBuf { inline: [T::default(); INLINE_TAGS], len: 0, spilled: Vec::new() }
     }
 
     #[inline]
-    fn push(&mut self, pair: (&'d str, &'d str)) {
+    fn push(&mut self, pair: T) {
         if self.spilled.is_empty() && self.len < INLINE_TAGS {
             self.inline[self.len] = pair;
             self.len += 1;
@@ -134,7 +128,7 @@ impl<'d> TagBuf<'d> {
         self.spilled.clear();
     }
 
-    fn as_slice(&self) -> &[(&'d str, &'d str)] {
+    fn as_slice(&self) -> &[T] {
         if self.spilled.is_empty() {
             &self.inline[..self.len]
         } else {
@@ -143,7 +137,7 @@ impl<'d> TagBuf<'d> {
     }
 }
 
-impl<'a> Reader<'a> {
+impl Reader<'_, '_> {
     #[cold]
     #[inline(never)]
     fn fail(&mut self, error: SchemaError) -> Fail {
@@ -187,22 +181,49 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A varint of more than one byte, zeroed in [`Reader::masked`].
     #[inline(never)]
     fn long_slow(&mut self, field: &'static str) -> Result<i64, Fail> {
+        self.wide(field)
+    }
+
+    /// A long that usually takes several bytes (timestamps, token counts, latencies), read
+    /// here without the one-byte test and the call of [`Reader::long`]; zeroed in
+    /// [`Reader::masked`] (a one-byte varint too, which changes nothing there).
+    #[inline(always)]
+    fn wide(&mut self, field: &'static str) -> Result<i64, Fail> {
         // With eight bytes left, a varint of at most eight bytes (every value below 2^55:
         // token counts, timestamps in microseconds) is read without a branch per byte, whose
         // exit mispredicted as lengths vary from event to event.
-        if let Some(bytes) = self.buf.get(self.pos..).and_then(|rest| rest.first_chunk::<8>()) {
+        let start = self.pos;
+        if let Some(bytes) = self.buf.get(start..).and_then(|rest| rest.first_chunk::<8>()) {
             let word = u64::from_le_bytes(*bytes);
             let ends = !word & 0x8080_8080_8080_8080;
             if ends != 0 {
                 let len = (ends.trailing_zeros() / 8 + 1) as usize;
-                let value = compact_varint_groups(word & (u64::MAX >> (64 - 8 * len)));
+                let varint = u64::MAX >> (64 - 8 * len);
                 self.pos += len;
-                return Ok(unzigzag(value));
+                if let Some(masked) = self.masked.get_mut(start..).and_then(|rest| rest.first_chunk_mut::<8>()) {
+                    *masked = (word & !varint).to_le_bytes();
+                }
+                return Ok(unzigzag(compact_varint_groups(word & varint)));
             }
         }
-        // Longer varints (values of 2^55 and more), the end of a datum and bad input.
+        self.wide_slow(field)
+    }
+
+    #[inline(never)]
+    fn wide_slow(&mut self, field: &'static str) -> Result<i64, Fail> {
+        let start = self.pos;
+        let value = self.long_varint(field)?;
+        self.masked[start..self.pos].fill(0);
+        Ok(unzigzag(value))
+    }
+
+    /// Varints of more than eight bytes (values of 2^55 and more), the end of a datum and bad
+    /// input.
+    #[cold]
+    fn long_varint(&mut self, field: &'static str) -> Result<u64, Fail> {
         let mut value: u64 = 0;
         let mut shift = 0u32;
         loop {
@@ -215,70 +236,56 @@ impl<'a> Reader<'a> {
             }
             value |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
-                break;
+                return Ok(value);
             }
             shift += 7;
             if shift > 63 {
                 return Err(self.bad(field, "varint longer than 10 bytes".into()));
             }
         }
-        Ok(unzigzag(value))
     }
 
+    /// A string's place; its UTF-8 is checked with the rest of the datum's (see `masked`).
     #[inline(always)]
-    fn str(&mut self, field: &'static str) -> Result<&'a str, Fail> {
-        let len = self.long(field)?;
-        // A string inside the checked run needs no other test: the run lies inside the datum
-        // and is valid UTF-8 (a negative length fails `try_from`, a long one `get`).
-        let from = self.pos - self.text_start;
-        if let Some(s) = usize::try_from(len).ok().and_then(|len| self.text.get(from..from + len)) {
-            self.pos += s.len();
-            return Ok(s);
-        }
-        self.str_slow(field, len)
-    }
-
-    #[inline(never)]
-    fn str_slow(&mut self, field: &'static str, len: i64) -> Result<&'a str, Fail> {
-        let Ok(len) = usize::try_from(len) else {
-            return Err(self.negative_length(field, len));
-        };
-        let Some(end) = self.pos.checked_add(len).filter(|e| *e <= self.buf.len()) else {
-            return Err(self.truncated_string(field));
-        };
-        let s = self.str_outside_text(field, end)?;
-        self.pos = end;
-        Ok(s)
-    }
-
-    /// The string `buf[pos..end]` when it is not inside the current ASCII run: starts a new
-    /// run at `pos` when the string is ASCII, else checks the string alone.
-    #[inline(never)]
-    fn str_outside_text(&mut self, field: &'static str, end: usize) -> Result<&'a str, Fail> {
-        let bytes = &self.buf[self.pos..end];
-        // A string that starts inside the run but leaves it holds a non-ASCII byte; scanning
-        // again from here would only find the same end, so each byte is scanned once.
-        if self.pos >= self.text_start + self.text.len() {
-            let rest = &self.buf[self.pos..];
-            let run = ascii_prefix_len(rest);
-            if run >= bytes.len() {
-                if let Ok(text) = std::str::from_utf8(&rest[..run]) {
-                    self.text = text;
-                    self.text_start = self.pos;
-                    if let Some(s) = text.get(..bytes.len()) {
-                        return Ok(s);
-                    }
-                }
+    fn str(&mut self, field: &'static str) -> Result<Span, Fail> {
+        // A length below 64 is one even byte (zigzag): its half, with no sign to undo.
+        let len = match self.buf.get(self.pos) {
+            Some(&b) if b & 0x81 == 0 => {
+                self.pos += 1;
+                i64::from(b >> 1)
             }
-        }
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(s),
-            Err(e) => Err(self.bad(field, format!("not UTF-8: {e}"))),
+            _ => self.long(field)?,
+        };
+        let start = self.pos;
+        match usize::try_from(len).ok().map(|len| start + len).filter(|end| *end <= self.buf.len()) {
+            Some(end) => {
+                self.pos = end;
+                Ok(Span { start: start as u32, end: end as u32 })
+            }
+            None if len < 0 => Err(self.negative_length(field, len)),
+            None => Err(self.truncated_string(field)),
         }
     }
 
     #[inline(always)]
     fn present(&mut self, field: &'static str) -> Result<bool, Fail> {
+        // The branch index of `["null", T]` is a one-byte zigzag 0 or 1: 0x00 or 0x02.
+        match self.buf.get(self.pos) {
+            Some(0) => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(2) => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => self.present_slow(field),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn present_slow(&mut self, field: &'static str) -> Result<bool, Fail> {
         match self.long(field)? {
             0 => Ok(false),
             1 => Ok(true),
@@ -287,7 +294,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn opt_str(&mut self, field: &'static str) -> Result<Option<&'a str>, Fail> {
+    fn opt_str(&mut self, field: &'static str) -> Result<Option<Span>, Fail> {
         if self.present(field)? {
             self.str(field).map(Some)
         } else {
@@ -295,7 +302,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn map_into(&mut self, field: &'static str, out: &mut TagBuf<'a>) -> Result<(), Fail> {
+    #[inline(always)]
+    fn map_into(&mut self, field: &'static str, out: &mut TagBuf<(Span, Span)>) -> Result<(), Fail> {
         loop {
             let mut count = self.long(field)?;
             if count == 0 {
@@ -326,78 +334,235 @@ pub(crate) fn decode(datum: &[u8]) -> Result<UsageEvent, SchemaError> {
     decode_then(datum, |e| e.to_owned_event())
 }
 
-/// Reads a `UsageEvent` datum of the current schema without copying its strings and calls
-/// `f` with the view. The view lives on this function's stack and is passed by reference, so
-/// the ~400-byte event is never moved; the tags are held inline (a vector only for an event
-/// with more than [`INLINE_TAGS`] tags).
+/// Datums up to this size are masked (see [`Reader::masked`]) in a buffer on the stack.
+const STACK_DATUM: usize = 512;
+
+/// The stack buffer, aligned so the UTF-8 check starts on its word-at-a-time path at once.
+#[repr(align(16))]
+struct StackDatum([u8; STACK_DATUM]);
+
+/// Reads a `UsageEvent` datum of the current schema without copying its strings out and
+/// calls `f` with the view. The view lives on this function's stack and is passed by
+/// reference, so the ~400-byte event is never moved; the tags are held inline (a vector only
+/// for an event with more than [`INLINE_TAGS`] tags).
+///
+/// Two steps: the structure is read (varints, string places) while a copy of the datum has
+/// its multi-byte varints zeroed; then the copy's UTF-8 is checked once and the strings are
+/// slices of it.
 #[inline]
 pub(crate) fn decode_then<R>(datum: &[u8], f: impl FnOnce(&UsageEventRef<'_>) -> R) -> Result<R, SchemaError> {
-    let mut r = Reader { buf: datum, pos: 0, text: "", text_start: 0, error: None };
-    let mut tags = TagBuf::new();
-    match read(&mut r, &mut tags) {
-        Ok(mut event) => {
-            event.tags = TagsRef::Pairs(tags.as_slice());
-            Ok(f(&event))
+    let mut stack = StackDatum([0; STACK_DATUM]);
+    let mut heap = Vec::new();
+    let masked: &mut [u8] = match stack.0.get_mut(..datum.len()) {
+        Some(buf) => buf,
+        None => {
+            heap.resize(datum.len(), 0);
+            &mut heap
         }
-        Err(Fail) => Err(r.error.take().unwrap_or_else(|| SchemaError::InvalidValue {
-            record: RECORD,
-            field: "event",
-            detail: "decoding failed without a reason (a bug)".into(),
-        })),
+    };
+    masked.copy_from_slice(datum);
+    if u32::try_from(datum.len()).is_err() {
+        return Err(SchemaError::InvalidValue { record: RECORD, field: "event", detail: "datum of 4 GiB or more".into() });
+    }
+    let mut r = Reader { buf: datum, pos: 0, masked, error: None };
+    let mut tag_spans = TagBuf::new();
+    // Filled in place: returned by value, the ~300-byte struct was copied once more.
+    let mut spans = EventSpans::default();
+    if let Err(Fail) = read(&mut r, &mut tag_spans, &mut spans) {
+        return Err(failure(r.error));
+    }
+    let masked: &[u8] = r.masked;
+    let Ok(text) = std::str::from_utf8(masked) else {
+        return Err(first_string_not_utf8(&spans, tag_spans.as_slice(), masked));
+    };
+    let mut tags = TagBuf::new();
+    for &(k, v) in tag_spans.as_slice() {
+        tags.push((slice(text, "tags", k)?, slice(text, "tags", v)?));
+    }
+    resolve(&spans, TagsRef::Pairs(tags.as_slice()), text, f)
+}
+
+#[cold]
+fn failure(error: Option<SchemaError>) -> SchemaError {
+    error.unwrap_or_else(|| SchemaError::InvalidValue {
+        record: RECORD,
+        field: "event",
+        detail: "decoding failed without a reason (a bug)".into(),
+    })
+}
+
+/// A string of the masked datum `text`, which is UTF-8 as a whole. Every string then lies on
+/// character boundaries (the byte before it ends a varint, below 0x80 or zeroed, and so does
+/// the byte after it), so the error is for a broken invariant, not for input.
+#[inline(always)]
+fn slice<'t>(text: &'t str, field: &'static str, span: Span) -> Result<&'t str, SchemaError> {
+    match text.get(span.range()) {
+        Some(s) => Ok(s),
+        None => Err(off_boundaries(field)),
     }
 }
 
-/// The fields of the datum in schema order; the tags go into `tags` and the returned view has
-/// none yet (the caller points it at `tags`).
+#[cold]
+fn off_boundaries(field: &'static str) -> SchemaError {
+    SchemaError::InvalidValue { record: RECORD, field, detail: "not UTF-8: a string off character boundaries".into() }
+}
+
 #[inline(always)]
-fn read<'d>(r: &mut Reader<'d>, tags: &mut TagBuf<'d>) -> Result<UsageEventRef<'d>, Fail> {
-    let event_id = r.str("event_id")?;
-    let micros = r.long("event_time")?;
-    let Some(event_time) = DateTime::from_timestamp_micros(micros) else {
-        return Err(r.fail(SchemaError::TimestampOutOfRange { record: RECORD, field: "event_time", micros }));
-    };
-    let tenant_id = r.str("tenant_id")?;
-    let team = r.opt_str("team")?;
-    let project = r.opt_str("project")?;
-    let user_id = r.opt_str("user_id")?;
-    let api_key_id = r.opt_str("api_key_id")?;
-    let feature = r.opt_str("feature")?;
-    let environment = r.opt_str("environment")?;
-    r.map_into("tags", tags)?;
-    let provider = r.str("provider")?;
-    let operation = r.str("operation")?;
-    let request_model = r.str("request_model")?;
-    let response_model = r.opt_str("response_model")?;
-    let routed_from_model = r.opt_str("routed_from_model")?;
-    let input_tokens = r.long("input_tokens")?;
-    let cache_read_input_tokens = r.long("cache_read_input_tokens")?;
-    let cache_creation_input_tokens = r.long("cache_creation_input_tokens")?;
-    let cache_creation_1h_input_tokens = r.long("cache_creation_1h_input_tokens")?;
-    let output_tokens = r.long("output_tokens")?;
-    let reasoning_output_tokens = r.long("reasoning_output_tokens")?;
-    let service_tier = r.opt_str("service_tier")?;
-    let provided_cost_usd = if r.present("provided_cost_usd")? {
-        let text = r.str("provided_cost_usd")?;
-        match text.parse::<Money>() {
-            Ok(m) => Some(m),
-            Err(source) => {
-                return Err(r.fail(SchemaError::InvalidMoney { record: RECORD, field: "provided_cost_usd", source }))
+fn opt_slice<'t>(text: &'t str, field: &'static str, span: Option<Span>) -> Result<Option<&'t str>, SchemaError> {
+    match span {
+        Some(span) => slice(text, field, span).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The error for a masked datum that is not UTF-8: the first string, in field order, that is
+/// not UTF-8 on its own.
+#[cold]
+#[inline(never)]
+fn first_string_not_utf8(s: &EventSpans, tags: &[(Span, Span)], masked: &[u8]) -> SchemaError {
+    let before_tags = [
+        ("event_id", Some(s.event_id)),
+        ("tenant_id", Some(s.tenant_id)),
+        ("team", s.team),
+        ("project", s.project),
+        ("user_id", s.user_id),
+        ("api_key_id", s.api_key_id),
+        ("feature", s.feature),
+        ("environment", s.environment),
+    ];
+    let tags = tags.iter().flat_map(|(k, v)| [("tags", Some(*k)), ("tags", Some(*v))]);
+    let after_tags = [
+        ("provider", Some(s.provider)),
+        ("operation", Some(s.operation)),
+        ("request_model", Some(s.request_model)),
+        ("response_model", s.response_model),
+        ("routed_from_model", s.routed_from_model),
+        ("service_tier", s.service_tier),
+        ("provided_cost_usd", s.provided_cost_usd),
+        ("status", Some(s.status)),
+        ("response_id", s.response_id),
+        ("trace_id", s.trace_id),
+    ];
+    for (field, span) in before_tags.into_iter().chain(tags).chain(after_tags) {
+        if let Some(span) = span {
+            if let Err(e) = std::str::from_utf8(&masked[span.range()]) {
+                return SchemaError::InvalidValue { record: RECORD, field, detail: format!("not UTF-8: {e}") };
             }
         }
-    } else {
-        None
+    }
+    // Every string is UTF-8 on its own, so the bytes between them are not (a bug).
+    off_boundaries("event")
+}
+
+/// A `UsageEvent` datum's fields as read by the first step: its strings are places yet.
+#[derive(Default)]
+struct EventSpans {
+    event_id: Span,
+    event_time: EventTime,
+    tenant_id: Span,
+    team: Option<Span>,
+    project: Option<Span>,
+    user_id: Option<Span>,
+    api_key_id: Option<Span>,
+    feature: Option<Span>,
+    environment: Option<Span>,
+    provider: Span,
+    operation: Span,
+    request_model: Span,
+    response_model: Option<Span>,
+    routed_from_model: Option<Span>,
+    input_tokens: i64,
+    cache_read_input_tokens: i64,
+    cache_creation_input_tokens: i64,
+    cache_creation_1h_input_tokens: i64,
+    output_tokens: i64,
+    reasoning_output_tokens: i64,
+    service_tier: Option<Span>,
+    provided_cost_usd: Option<Span>,
+    latency_ms: Option<i64>,
+    status: Span,
+    response_id: Option<Span>,
+    trace_id: Option<Span>,
+}
+
+/// The fields of the datum in schema order, into `out`; the tags go into `tags`.
+#[inline(always)]
+fn read(r: &mut Reader<'_, '_>, tags: &mut TagBuf<(Span, Span)>, out: &mut EventSpans) -> Result<(), Fail> {
+    out.event_id = r.str("event_id")?;
+    let micros = r.wide("event_time")?;
+    let Some(event_time) = EventTime::from_micros(micros) else {
+        return Err(r.fail(SchemaError::TimestampOutOfRange { record: RECORD, field: "event_time", micros }));
     };
-    let latency_ms = if r.present("latency_ms")? { Some(r.long("latency_ms")?) } else { None };
-    let status = r.str("status")?;
-    let response_id = r.opt_str("response_id")?;
-    let trace_id = r.opt_str("trace_id")?;
+    out.event_time = event_time;
+    out.tenant_id = r.str("tenant_id")?;
+    out.team = r.opt_str("team")?;
+    out.project = r.opt_str("project")?;
+    out.user_id = r.opt_str("user_id")?;
+    out.api_key_id = r.opt_str("api_key_id")?;
+    out.feature = r.opt_str("feature")?;
+    out.environment = r.opt_str("environment")?;
+    r.map_into("tags", tags)?;
+    out.provider = r.str("provider")?;
+    out.operation = r.str("operation")?;
+    out.request_model = r.str("request_model")?;
+    out.response_model = r.opt_str("response_model")?;
+    out.routed_from_model = r.opt_str("routed_from_model")?;
+    out.input_tokens = r.wide("input_tokens")?;
+    out.cache_read_input_tokens = r.long("cache_read_input_tokens")?;
+    out.cache_creation_input_tokens = r.long("cache_creation_input_tokens")?;
+    out.cache_creation_1h_input_tokens = r.long("cache_creation_1h_input_tokens")?;
+    out.output_tokens = r.wide("output_tokens")?;
+    out.reasoning_output_tokens = r.long("reasoning_output_tokens")?;
+    out.service_tier = r.opt_str("service_tier")?;
+    out.provided_cost_usd = r.opt_str("provided_cost_usd")?;
+    out.latency_ms = if r.present("latency_ms")? { Some(r.wide("latency_ms")?) } else { None };
+    out.status = r.str("status")?;
+    out.response_id = r.opt_str("response_id")?;
+    out.trace_id = r.opt_str("trace_id")?;
     if r.pos != r.buf.len() {
         let count = r.buf.len() - r.pos;
         return Err(r.fail(SchemaError::TrailingBytes { record: RECORD, count }));
     }
-    Ok(UsageEventRef {
+    Ok(())
+}
+
+/// Calls `f` with the view of the event whose fields `read` found, its strings slices of
+/// `text` (here and not in the caller: a view returned by value was copied once more).
+#[inline(always)]
+fn resolve<'t, R>(
+    s: &EventSpans,
+    tags: TagsRef<'t>,
+    text: &'t str,
+    f: impl FnOnce(&UsageEventRef<'_>) -> R,
+) -> Result<R, SchemaError> {
+    let event_id = slice(text, "event_id", s.event_id)?;
+    let tenant_id = slice(text, "tenant_id", s.tenant_id)?;
+    let team = opt_slice(text, "team", s.team)?;
+    let project = opt_slice(text, "project", s.project)?;
+    let user_id = opt_slice(text, "user_id", s.user_id)?;
+    let api_key_id = opt_slice(text, "api_key_id", s.api_key_id)?;
+    let feature = opt_slice(text, "feature", s.feature)?;
+    let environment = opt_slice(text, "environment", s.environment)?;
+    let provider = slice(text, "provider", s.provider)?;
+    let operation = slice(text, "operation", s.operation)?;
+    let request_model = slice(text, "request_model", s.request_model)?;
+    let response_model = opt_slice(text, "response_model", s.response_model)?;
+    let routed_from_model = opt_slice(text, "routed_from_model", s.routed_from_model)?;
+    let service_tier = opt_slice(text, "service_tier", s.service_tier)?;
+    let provided_cost_usd = match opt_slice(text, "provided_cost_usd", s.provided_cost_usd)? {
+        Some(cost) => Some(cost.parse::<Money>().map_err(|source| SchemaError::InvalidMoney {
+            record: RECORD,
+            field: "provided_cost_usd",
+            source,
+        })?),
+        None => None,
+    };
+    let status = slice(text, "status", s.status)?;
+    let response_id = opt_slice(text, "response_id", s.response_id)?;
+    let trace_id = opt_slice(text, "trace_id", s.trace_id)?;
+    let event = UsageEventRef {
         event_id,
-        event_time,
+        event_time: s.event_time,
         tenant_id,
         team,
         project,
@@ -405,25 +570,26 @@ fn read<'d>(r: &mut Reader<'d>, tags: &mut TagBuf<'d>) -> Result<UsageEventRef<'
         api_key_id,
         feature,
         environment,
-        tags: TagsRef::Pairs(&[]),
+        tags,
         provider,
         operation,
         request_model,
         response_model,
         routed_from_model,
-        input_tokens,
-        cache_read_input_tokens,
-        cache_creation_input_tokens,
-        cache_creation_1h_input_tokens,
-        output_tokens,
-        reasoning_output_tokens,
+        input_tokens: s.input_tokens,
+        cache_read_input_tokens: s.cache_read_input_tokens,
+        cache_creation_input_tokens: s.cache_creation_input_tokens,
+        cache_creation_1h_input_tokens: s.cache_creation_1h_input_tokens,
+        output_tokens: s.output_tokens,
+        reasoning_output_tokens: s.reasoning_output_tokens,
         service_tier,
         provided_cost_usd,
-        latency_ms,
+        latency_ms: s.latency_ms,
         status,
         response_id,
         trace_id,
-    })
+    };
+    Ok(f(&event))
 }
 
 #[cfg(test)]
@@ -475,6 +641,41 @@ mod tests {
     }
 
     #[test]
+    fn long_strings_and_long_datums_decode_exactly() {
+        let mut e = event();
+        // Lengths of two and three varint bytes, non-ASCII in and around them, and a datum
+        // past the stack buffer.
+        e.team = Some("\u{e9}".repeat(40));
+        e.project = Some(format!("p{}", "x".repeat(200)));
+        e.tags = [("k\u{1F600}".to_owned(), "v".repeat(STACK_DATUM))].into();
+        e.status = format!("{}\u{e9}", "s".repeat(70));
+        let bytes = datum(&e);
+        assert!(bytes.len() > STACK_DATUM);
+        assert_eq!(decoded(&bytes).unwrap(), e);
+        e.tags.clear();
+        e.project = None;
+        let bytes = datum(&e);
+        assert!(bytes.len() <= STACK_DATUM);
+        assert_eq!(decoded(&bytes).unwrap(), e);
+    }
+
+    #[test]
+    fn the_first_string_that_is_not_utf8_is_named() {
+        let mut e = event();
+        e.team = Some("team-a".into());
+        e.trace_id = Some("trace-b".into());
+        let mut bytes = datum(&e);
+        for needle in [&b"team-a"[..], b"trace-b"] {
+            let at = bytes.windows(needle.len()).position(|w| w == needle).expect("field bytes");
+            bytes[at] = 0xff;
+        }
+        match decoded(&bytes).unwrap_err() {
+            SchemaError::InvalidValue { field, .. } => assert_eq!(field, "team"),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
     fn invalid_utf8_is_an_error_wherever_it_is() {
         let e = event();
         let bytes = datum(&e);
@@ -510,8 +711,16 @@ mod tests {
     #[test]
     fn varints_at_the_limits_and_past_them() {
         let read = |bytes: &[u8]| {
-            let mut r = Reader { buf: bytes, pos: 0, text: "", text_start: 0, error: None };
-            r.long("f").map(|v| (v, r.pos)).map_err(|Fail| r.error.take().expect("error").to_string())
+            let mut masked = bytes.to_vec();
+            let mut r = Reader { buf: bytes, pos: 0, masked: &mut masked, error: None };
+            let read = r.long("f").map(|v| (v, r.pos)).map_err(|Fail| r.error.take().expect("error").to_string());
+            // A varint of more than one byte is zeroed in the masked copy, and nothing else.
+            if let Ok((_, len)) = read {
+                let zeroed = if len > 1 { 0 } else { bytes[0] };
+                assert!(masked[..len].iter().all(|b| *b == zeroed), "{bytes:?}");
+                assert_eq!(masked[len..], bytes[len..]);
+            }
+            read
         };
         let zigzag = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
         let encode = |mut u: u64| {
@@ -546,18 +755,5 @@ mod tests {
         let too_long = [0x80; 12];
         assert!(read(&too_long).is_err());
         assert!(read(&[0x80, 0x80]).unwrap_err().contains("ends inside a varint"));
-    }
-
-    #[test]
-    fn ascii_prefix_len_finds_the_first_high_byte() {
-        for len in 0..40 {
-            for at in 0..=len {
-                let mut b = vec![b'a'; len];
-                if at < len {
-                    b[at] = 0x80;
-                }
-                assert_eq!(ascii_prefix_len(&b), at, "len {len} at {at}");
-            }
-        }
     }
 }
