@@ -22,6 +22,8 @@ or the reason it was rejected
   {\"line\":2,\"event_id\":\"e2\",\"error\":{\"reason\":\"unknown_model\",\"detail\":\"...\"}}
 A summary goes to stderr. Exit code 0 when every line priced, 1 when any line failed, 2 for usage
 or catalog errors.
+event_time is read to the microsecond (finer digits are dropped), the precision events have on
+Kafka, so a line gets the price version the stream processor would give it.
 
 Examples:
   ledger price --catalog catalog/litellm-prices.json < events.jsonl > priced.jsonl
