@@ -351,19 +351,21 @@ struct StackDatum([u8; STACK_DATUM]);
 /// slices of it.
 #[inline]
 pub(crate) fn decode_then<R>(datum: &[u8], f: impl FnOnce(&UsageEventRef<'_>) -> R) -> Result<R, SchemaError> {
-    let mut stack = StackDatum([0; STACK_DATUM]);
-    let mut heap = Vec::new();
-    let masked: &mut [u8] = match stack.0.get_mut(..datum.len()) {
-        Some(buf) => buf,
-        None => {
-            heap.resize(datum.len(), 0);
-            &mut heap
-        }
-    };
-    masked.copy_from_slice(datum);
     if u32::try_from(datum.len()).is_err() {
         return Err(SchemaError::InvalidValue { record: RECORD, field: "event", detail: "datum of 4 GiB or more".into() });
     }
+    let mut stack = StackDatum([0; STACK_DATUM]);
+    let mut heap;
+    let masked: &mut [u8] = match stack.0.get_mut(..datum.len()) {
+        Some(buf) => {
+            buf.copy_from_slice(datum);
+            buf
+        }
+        None => {
+            heap = datum.to_vec();
+            &mut heap
+        }
+    };
     let mut r = Reader { buf: datum, pos: 0, masked, error: None };
     let mut tag_spans = TagBuf::new();
     // Filled in place: returned by value, the ~300-byte struct was copied once more.
