@@ -85,15 +85,18 @@ pub struct LedgerRow {
 
 /// `DateTime` seconds of `t`, or an error outside 1970-01-01 ..= 2106-02-07.
 pub fn datetime_secs(t: DateTime<Utc>, what: &str) -> Result<u32> {
-    u32::try_from(t.timestamp()).map_err(|_| {
-        Error::OutOfRange(format!("{what} {t} is outside the ClickHouse DateTime range (1970..2106)"))
-    })
+    clickhouse_secs(t.timestamp(), what, t)
 }
 
 /// An event time's whole seconds as a ClickHouse `DateTime` (1970..2106).
 pub(crate) fn event_time_secs(t: EventTime) -> Result<u32> {
-    u32::try_from(t.secs()).map_err(|_| {
-        Error::OutOfRange(format!("event_time {t} is outside the ClickHouse DateTime range (1970..2106)"))
+    clickhouse_secs(t.secs(), "event_time", t)
+}
+
+/// `secs` (of the instant `shown`) as a ClickHouse `DateTime`, or an error naming `what`.
+fn clickhouse_secs(secs: i64, what: &str, shown: impl std::fmt::Display) -> Result<u32> {
+    u32::try_from(secs).map_err(|_| {
+        Error::OutOfRange(format!("{what} {shown} is outside the ClickHouse DateTime range (1970..2106)"))
     })
 }
 
