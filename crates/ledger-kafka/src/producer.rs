@@ -1,12 +1,76 @@
 //! An idempotent producer: acks=all, idempotence on, lz4, bounded in-flight queue.
 
-use rdkafka::producer::FutureProducer;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rdkafka::producer::{DeliveryResult, FutureProducer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
 
 use crate::{KafkaConfig, KafkaError};
 
 /// Builds the ledger's producer: nothing is acknowledged before every in-sync replica has it,
 /// retries cannot duplicate or reorder (idempotence), batches are lz4-compressed.
 pub fn idempotent_producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
+    producer_config(config, &[]).create().map_err(|e| KafkaError::client("creating producer", e))
+}
+
+/// Counts the acknowledgements of a [`counting_producer`]'s messages: for bulk senders (the
+/// load generator), where a future per message cost more CPU than making the message.
+#[derive(Debug, Default)]
+pub struct AckCounter {
+    acknowledged: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl AckCounter {
+    /// Messages Kafka acknowledged so far.
+    pub fn acknowledged(&self) -> u64 {
+        self.acknowledged.load(Ordering::Acquire)
+    }
+
+    /// Messages Kafka finally refused so far (after the producer's own retries).
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Why the first refused message was refused.
+    pub fn first_error(&self) -> Option<String> {
+        self.first_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl ClientContext for AckCounter {}
+
+impl ProducerContext for AckCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.acknowledged.fetch_add(1, Ordering::AcqRel);
+            }
+            Err((e, _)) => {
+                self.first_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
+                self.failed.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+/// The ledger's producer settings (as [`idempotent_producer`]) with `overrides` on top (the
+/// configured options still win), delivering into an [`AckCounter`]; a background thread
+/// serves the delivery reports.
+pub fn counting_producer(
+    config: &KafkaConfig,
+    overrides: &[(&str, &str)],
+) -> Result<ThreadedProducer<AckCounter>, KafkaError> {
+    producer_config(config, overrides)
+        .create_with_context(AckCounter::default())
+        .map_err(|e| KafkaError::client("creating producer", e))
+}
+
+fn producer_config(config: &KafkaConfig, overrides: &[(&str, &str)]) -> rdkafka::ClientConfig {
     let mut cfg = config.client_config();
     cfg.set("acks", "all")
         .set("enable.idempotence", "true")
@@ -15,10 +79,13 @@ pub fn idempotent_producer(config: &KafkaConfig) -> Result<FutureProducer, Kafka
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "500000")
         .set("message.timeout.ms", "120000");
+    for (k, v) in overrides {
+        cfg.set(*k, *v);
+    }
     for (k, v) in &config.options {
         cfg.set(k, v);
     }
-    cfg.create().map_err(|e| KafkaError::client("creating producer", e))
+    cfg
 }
 
 /// Enqueues a record without holding on to it: the returned future resolves when Kafka

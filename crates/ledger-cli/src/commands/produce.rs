@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
+
+use ledger_kafka::producer::AckCounter;
 
 use ledger_core::UsageEvent;
 use ledger_loadgen::{Generator, GeneratorOptions, Synthetic};
@@ -24,7 +26,9 @@ Examples:
   ledger produce --rate 50000 --duration 5m             # paced load: 50,000 events/s for 5 minutes
   ledger produce --rate 2000 --duration 30s --duplicates 2 --invalid 0.5 --tenants 12
 
-Events are Avro (single-object encoding, schemas/avro/usage_event.avsc), keyed by tenant_id.")]
+Events are Avro (single-object encoding, schemas/avro/usage_event.avsc), keyed by tenant_id.
+The producer batches for up to 25 ms (linger.ms; set kafka.options to change it): a load
+generator trades that latency for fewer, larger requests.")]
 pub(crate) struct ProduceArgs {
     #[command(flatten)]
     config: ConfigArgs,
@@ -92,13 +96,69 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 /// The Kafka key and value of a generated message. The key is the tenant id, as for every
 /// producer of the usage topic (the processor's partitioning and dedupe rely on it).
-fn encode_message(codec: &ledger_schema::Codec<UsageEvent>, message: &Synthetic) -> anyhow::Result<(String, Vec<u8>)> {
-    Ok(match message {
-        Synthetic::Valid(e) | Synthetic::Duplicate(e) | Synthetic::Invalid(_, Some(e)) => {
-            (e.tenant_id.clone(), codec.encode(e)?)
+/// Bytes of the garbage message (not an Avro datum) among the invalid synthetic ones.
+const GARBAGE: &[u8] = b"\xC3\x01not an avro datum";
+
+/// Encodes `message` into `buf` (cleared first) and returns its key.
+fn encode_message<'m>(
+    codec: &ledger_schema::Codec<UsageEvent>,
+    message: &'m Synthetic,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<&'m [u8]> {
+    buf.clear();
+    match message.event() {
+        Some(e) => {
+            codec.encode_into(e, buf)?;
+            Ok(e.tenant_id.as_bytes())
         }
-        Synthetic::Invalid(_, None) => ("garbage".to_owned(), b"\xC3\x01not an avro datum".to_vec()),
-    })
+        None => {
+            buf.extend_from_slice(GARBAGE);
+            Ok(b"garbage")
+        }
+    }
+}
+
+type LoadProducer = ThreadedProducer<AckCounter>;
+
+/// Hands one message to librdkafka, waiting while its queue is full.
+async fn send(producer: &LoadProducer, topic: &str, key: &[u8], payload: &[u8]) -> anyhow::Result<()> {
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+    loop {
+        match producer.send(BaseRecord::to(topic).key(key).payload(payload)) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => anyhow::bail!("could not hand a message to the Kafka producer: {e}"),
+        }
+    }
+}
+
+/// An error once Kafka finally refused a message.
+fn check_refused(acks: &AckCounter) -> anyhow::Result<()> {
+    if acks.failed() > 0 {
+        anyhow::bail!(
+            "Kafka did not acknowledge a message after {}: {} (is the broker up? `ledger stack status`)",
+            acks.acknowledged(),
+            acks.first_error().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Waits until Kafka acknowledged `sent` messages, moving `bar` along.
+async fn wait_acknowledged(producer: &LoadProducer, sent: u64, bar: &ProgressBar) -> anyhow::Result<u64> {
+    let acks = producer.context();
+    loop {
+        check_refused(acks)?;
+        let acknowledged = acks.acknowledged();
+        bar.set_position(acknowledged);
+        if acknowledged >= sent {
+            return Ok(acknowledged);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
 }
 
 pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
@@ -108,7 +168,7 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     ledger_kafka::admin::ensure_topics(&config.kafka, &ledger_kafka::admin::ledger_topics(&config.topics, partitions))
         .await
         .context("creating topics (is Kafka running? try `ledger stack up`)")?;
-    let producer = ledger_kafka::producer::idempotent_producer(&config.kafka)?;
+    let producer = ledger_kafka::producer::counting_producer(&config.kafka, &[("linger.ms", "25")])?;
     let codec = ledger_schema::Codec::<UsageEvent>::new()?;
     if let (Some(rate), Some(duration)) = (args.rate, args.duration) {
         return run_paced(&args, &producer, codec, &topic, rate, duration).await;
@@ -159,24 +219,22 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     };
     let started = Instant::now();
     let (mut valid, mut duplicates, mut invalid) = (0u64, 0u64, 0u64);
-    let mut chunk: Vec<(String, Vec<u8>)> = Vec::with_capacity(10_000);
+    let mut payload = Vec::with_capacity(512);
     for message in messages {
         let message = message?;
-        let (key, payload) = encode_message(&codec, &message)?;
+        let key = encode_message(&codec, &message, &mut payload)?;
+        send(&producer, &topic, key, &payload).await?;
         match message {
             Synthetic::Valid(_) => valid += 1,
             Synthetic::Duplicate(_) => duplicates += 1,
             Synthetic::Invalid(..) => invalid += 1,
         }
-        chunk.push((key, payload));
-        if chunk.len() == 10_000 {
-            send_chunk(&producer, &topic, &mut chunk).await?;
-            bar.inc(10_000);
+        if (valid + duplicates + invalid) % 10_000 == 0 {
+            check_refused(producer.context())?;
+            bar.set_position(producer.context().acknowledged());
         }
     }
-    let rest = chunk.len() as u64;
-    send_chunk(&producer, &topic, &mut chunk).await?;
-    bar.inc(rest);
+    wait_acknowledged(&producer, valid + duplicates + invalid, &bar).await?;
     bar.finish_and_clear();
     let total = valid + duplicates + invalid;
     let elapsed = started.elapsed();
@@ -187,32 +245,12 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Sends a chunk and waits until Kafka acknowledged every message of it.
-async fn send_chunk(producer: &FutureProducer, topic: &str, chunk: &mut Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
-    let mut deliveries = Vec::with_capacity(chunk.len());
-    for (key, payload) in chunk.iter() {
-        let record = FutureRecord::to(topic).key(key.as_bytes()).payload(payload.as_slice());
-        deliveries.push(ledger_kafka::producer::enqueue(producer, record).await?);
-    }
-    for d in deliveries {
-        match d.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => anyhow::bail!(
-                "Kafka did not acknowledge a message: {e} (is the broker up? `ledger stack status`)"
-            ),
-            Err(_) => anyhow::bail!("the producer shut down before Kafka acknowledged every message"),
-        }
-    }
-    chunk.clear();
-    Ok(())
-}
-
 /// `--rate R --duration D`: paced synthetic load. Each tick sends what is due by the clock
-/// (`rate * elapsed`), so a slow moment is caught up instead of lowering the average; a
-/// separate task counts Kafka's acknowledgements so that pacing never waits for them.
+/// (`rate * elapsed`), so a slow moment is caught up instead of lowering the average; the
+/// producer's delivery reports are counted beside it, so pacing never waits for them.
 async fn run_paced(
     args: &ProduceArgs,
-    producer: &FutureProducer,
+    producer: &LoadProducer,
     codec: ledger_schema::Codec<UsageEvent>,
     topic: &str,
     rate: u64,
@@ -245,21 +283,7 @@ async fn run_paced(
         b
     };
 
-    let (acks_tx, mut acks_rx) = tokio::sync::mpsc::unbounded_channel::<rdkafka::producer::DeliveryFuture>();
-    let acker = tokio::spawn(async move {
-        let mut acknowledged = 0u64;
-        while let Some(delivery) = acks_rx.recv().await {
-            match delivery.await {
-                Ok(Ok(_)) => acknowledged += 1,
-                Ok(Err((e, _))) => anyhow::bail!(
-                    "Kafka did not acknowledge a message after {acknowledged}: {e} (is the broker up? `ledger stack status`)"
-                ),
-                Err(_) => anyhow::bail!("the producer shut down before Kafka acknowledged every message"),
-            }
-        }
-        Ok(acknowledged)
-    });
-
+    let mut payload = Vec::with_capacity(512);
     let started = Instant::now();
     let (mut sent, mut valid, mut duplicates, mut invalid) = (0u64, 0u64, 0u64, 0u64);
     let mut max_behind = 0u64;
@@ -282,19 +306,15 @@ async fn run_paced(
                 Synthetic::Duplicate(_) => duplicates += 1,
                 Synthetic::Invalid(..) => invalid += 1,
             }
-            let (key, payload) = encode_message(&codec, &message)?;
-            let record = FutureRecord::to(topic).key(key.as_bytes()).payload(payload.as_slice());
-            let delivery = ledger_kafka::producer::enqueue(producer, record).await?;
-            if acks_tx.send(delivery).is_err() {
-                break; // the acknowledgement task failed; its error is reported below
-            }
+            let key = encode_message(&codec, &message, &mut payload)?;
+            send(producer, topic, key, &payload).await?;
         }
         sent += step;
+        check_refused(producer.context())?;
         bar.set_position(sent);
     }
-    drop(acks_tx);
     let sending = started.elapsed();
-    let acknowledged = acker.await.context("acknowledgement task")??;
+    let acknowledged = wait_acknowledged(producer, sent, &ProgressBar::hidden()).await?;
     bar.finish_and_clear();
     let all_acked = started.elapsed();
     let achieved = u128::from(sent) * 1_000_000 / sending.as_micros().max(1);
