@@ -80,20 +80,30 @@ pub struct CatalogSourceConfig {
     pub name: Option<String>,
 }
 
-/// When the pending rows are written: every partition's rows go in one insert.
+/// When the pending rows are written.
+///
+/// The assigned partitions are dealt over `concurrent_inserts` lanes; each lane's partitions
+/// go in one insert, and each lane has at most one insert in flight, so a partition's rows
+/// still land in offset order while the lanes' inserts overlap (ClickHouse runs one insert on
+/// one core). At most `2 x concurrent_inserts x max_rows` rows are held: pending and in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
-    /// Write once this many rows (and dead letters) are pending, over all partitions.
+    /// Write a lane once this many of its rows (and dead letters) are pending.
     pub max_rows: usize,
-    /// Write this long after the first pending row arrived, or, when an insert is still in
-    /// flight then, as soon as it completes.
+    /// Write a lane this long after its first pending row arrived, or, when its insert is
+    /// still in flight then, as soon as that completes.
     pub max_delay_ms: u64,
+    /// Lanes: inserts in flight at once, each of other partitions.
+    pub concurrent_inserts: usize,
 }
+
+/// Most lanes [`BatchConfig::concurrent_inserts`] accepts.
+pub const MAX_CONCURRENT_INSERTS: usize = 8;
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_rows: 50_000, max_delay_ms: 200 }
+        BatchConfig { max_rows: 50_000, max_delay_ms: 200, concurrent_inserts: 2 }
     }
 }
 
@@ -153,6 +163,12 @@ impl ProcessorConfig {
                 s.batch.max_rows
             ));
         }
+        if !(1..=MAX_CONCURRENT_INSERTS).contains(&s.batch.concurrent_inserts) {
+            problems.push(format!(
+                "processor.batch.concurrent_inserts must be within 1..={MAX_CONCURRENT_INSERTS} (got {})",
+                s.batch.concurrent_inserts
+            ));
+        }
         if s.dedupe.horizon_secs == 0 {
             problems.push("processor.dedupe.horizon_secs must be positive".to_owned());
         }
@@ -189,12 +205,14 @@ mod tests {
     fn every_problem_is_reported_at_once() {
         let mut c = ProcessorConfig::default();
         c.settings.batch.max_rows = 0;
+        c.settings.batch.concurrent_inserts = 0;
         c.settings.dedupe.horizon_secs = 0;
         c.settings.group_id = " ".into();
         c.topics.spend = c.topics.usage.clone();
         let problems = c.validate().unwrap_err();
-        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert_eq!(problems.len(), 5, "{problems:#?}");
         assert!(problems.iter().any(|p| p.contains("max_rows")));
+        assert!(problems.iter().any(|p| p.contains("concurrent_inserts must be within 1..=8 (got 0)")));
         assert!(problems.iter().any(|p| p.contains("two roles")));
     }
 }

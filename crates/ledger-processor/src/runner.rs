@@ -1,10 +1,13 @@
 //! The processing loop: consume, decide per message, batch, write, fence, commit.
 //!
 //! Exactly-once in money rests on one rule: a partition's rows reach ClickHouse in offset
-//! order, each partition's batch atomically, and every row carries its Kafka offset. One
-//! `INSERT` carries the batches of every partition (ClickHouse's cost is mostly per part, so
-//! fewer, larger inserts are much cheaper); each batch has one `ingest_time` and so lands in
-//! one part, all or none, whatever happens to the other batches of the insert. On (re)assignment
+//! order, each partition's batch atomically, and every row carries its Kafka offset. The
+//! assigned partitions are dealt over lanes (`batch.concurrent_inserts`); one `INSERT` carries
+//! the batches of every partition of a lane (ClickHouse's cost is mostly per part, so fewer,
+//! larger inserts are much cheaper), and a partition is never in two inserts in flight, so the
+//! lanes' inserts overlap (ClickHouse runs each on one core) without reordering any partition.
+//! Each batch has one `ingest_time` and so lands in one part, all or none, whatever happens to
+//! the other batches of the insert. On (re)assignment
 //! the processor reads the highest offset already in the ledger (and in the dead-letter topic)
 //! for the partition and skips everything at or below it. Kafka commits only shorten the
 //! re-read; they never decide what is counted.
@@ -30,7 +33,7 @@ use ledger_core::event::{RejectReason, Rejection};
 use ledger_core::{UsageEvent, UsageEventRef};
 use ledger_kafka::consumer::{manual_offset_consumer, RebalanceEvent, RecordingContext};
 
-use crate::config::{AcceptanceConfig, ProcessorConfig};
+use crate::config::{AcceptanceConfig, ProcessorConfig, MAX_CONCURRENT_INSERTS};
 use crate::dead_letter::{dead_letter_fence, DeadLetter};
 use crate::stats::Stats;
 use crate::ProcessorError;
@@ -84,6 +87,8 @@ struct PartitionState {
     /// Tells this assignment of the partition from an earlier one (revoked, then assigned
     /// again) when an insert that began before completes.
     generation: u64,
+    /// The lane whose inserts carry this partition's rows (see [`Core::relane`]).
+    lane: usize,
 }
 
 impl PartitionState {
@@ -96,8 +101,8 @@ impl PartitionState {
     }
 }
 
-/// The insert running beside consumption: the batches of every partition that had rows, in
-/// one `INSERT` (at most one in flight, so each partition's rows land in offset order).
+/// An insert running beside consumption: the batches of a lane's partitions that had rows, in
+/// one `INSERT` (a partition is in at most one insert in flight, so its rows land in offset order).
 struct GroupInsert {
     handle: tokio::task::JoinHandle<Result<(usize, Duration), ledger_clickhouse::Error>>,
     parts: Vec<PartInsert>,
@@ -241,8 +246,8 @@ struct Core {
     partitions: HashMap<i32, PartitionState>,
     stats: Arc<Stats>,
     inflight: Arc<InflightCounter>,
-    /// The insert in flight, if any.
-    insert: Option<GroupInsert>,
+    /// The inserts in flight, oldest first: at most one per lane, none sharing a partition.
+    inserts: Vec<GroupInsert>,
     /// Source of [`PartitionState::generation`].
     generations: u64,
     /// Signalled by every finished insert, so its spend is published at once, not at the next tick.
@@ -298,7 +303,7 @@ impl Processor {
             partitions: HashMap::new(),
             stats,
             inflight,
-            insert: None,
+            inserts: Vec::new(),
             generations: 0,
             insert_done: Arc::default(),
         };
@@ -380,10 +385,11 @@ impl Processor {
             }
             if rejoin {
                 // Our own inserts must land before we read the fences again.
-                if let Some(insert) = core.insert.take() {
+                for insert in core.inserts.drain(..) {
                     let _ = insert.handle.await;
                 }
                 core.partitions.clear();
+                core.relane();
                 let (consumer, context) = manual_offset_consumer(
                     &core.config.kafka,
                     &core.config.settings.group_id,
@@ -423,9 +429,37 @@ impl Core {
                     }
                 }
             }
+            self.relane();
         }
         self.stats.set_assigned(self.partitions.len());
         Ok(())
+    }
+
+    /// Number of lanes: `batch.concurrent_inserts`, at most one per partition.
+    fn lane_count(&self) -> usize {
+        let wanted = self.config.settings.batch.concurrent_inserts.clamp(1, MAX_CONCURRENT_INSERTS);
+        wanted.min(self.partitions.len()).max(1)
+    }
+
+    /// Deals the partitions over the lanes in ascending order, so every lane gets a share
+    /// whichever partitions this member holds. A partition that changes lane while its rows are
+    /// in flight stays safe: a lane is flushed only once none of its partitions is in flight.
+    fn relane(&mut self) {
+        let lanes = self.lane_count();
+        let mut ids: Vec<i32> = self.partitions.keys().copied().collect();
+        ids.sort_unstable();
+        for (rank, p) in ids.into_iter().enumerate() {
+            if let Some(state) = self.partitions.get_mut(&p) {
+                state.lane = rank % lanes;
+            }
+        }
+    }
+
+    /// Whether an insert in flight carries rows of a partition now in `lane`.
+    fn lane_in_flight(&self, lane: usize) -> Option<usize> {
+        self.inserts.iter().position(|insert| {
+            insert.parts.iter().any(|part| self.partitions.get(&part.partition).is_some_and(|s| s.lane == lane))
+        })
     }
 
     async fn init_partition(&mut self, partition: i32) -> Result<(), ProcessorError> {
@@ -485,8 +519,10 @@ impl Core {
                 owned_from_bucket: hour_bucket(
                     Utc::now().timestamp() + i64::from(self.config.settings.acceptance.max_future_secs),
                 ) + BUCKET_SECS,
+                lane: 0,
             },
         );
+        self.relane();
         self.publish_touched(partition).await
     }
 
@@ -576,47 +612,67 @@ impl Core {
         Ok(())
     }
 
-    /// Flushes when the rows waiting reach `max_rows` (waiting for the insert in flight).
+    /// Flushes every lane whose waiting rows reach `max_rows` (waiting for its insert in flight).
     async fn flush_full(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
         let max_rows = self.config.settings.batch.max_rows;
-        let waiting: usize = self.partitions.values().map(|s| s.batch_rows() + s.dead_letters.len()).sum();
-        if waiting >= max_rows {
-            self.flush(consumer).await?;
+        let mut waiting = [0usize; MAX_CONCURRENT_INSERTS];
+        for s in self.partitions.values() {
+            waiting[s.lane.min(MAX_CONCURRENT_INSERTS - 1)] += s.batch_rows() + s.dead_letters.len();
+        }
+        for (lane, &rows) in waiting.iter().enumerate() {
+            if rows >= max_rows {
+                self.flush_lane(consumer, lane).await?;
+            }
         }
         Ok(())
     }
 
-    /// Flushes when the oldest waiting row has waited `max_delay`, unless an insert is still in
-    /// flight: then the rows keep gathering and go as soon as it completes (group commit).
+    /// Flushes every lane whose oldest waiting row has waited `max_delay`, unless the lane's
+    /// insert is still in flight: then its rows keep gathering and go as soon as it completes
+    /// (group commit).
     async fn flush_due(&mut self, consumer: &StreamConsumer<RecordingContext>, max_delay: Duration) -> Result<(), ProcessorError> {
-        if self.insert.as_ref().is_some_and(|i| !i.handle.is_finished()) {
-            return Ok(());
-        }
-        let due = self.partitions.values().any(|s| s.first_pending_at.is_some_and(|t| t.elapsed() >= max_delay));
-        if due {
-            self.flush(consumer).await?;
+        for lane in 0..self.lane_count() {
+            if self.lane_in_flight(lane).is_some() {
+                continue;
+            }
+            let due = self
+                .partitions
+                .values()
+                .any(|s| s.lane == lane && s.first_pending_at.is_some_and(|t| t.elapsed() >= max_delay));
+            if due {
+                self.flush_lane(consumer, lane).await?;
+            }
         }
         Ok(())
     }
 
     async fn flush_all(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
-        self.flush(consumer).await?;
-        self.complete_insert(consumer).await
-    }
-
-    /// Completes the insert in flight if it is done, without waiting for it.
-    async fn complete_finished(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
-        if self.insert.as_ref().is_some_and(|i| i.handle.is_finished()) {
-            self.complete_insert(consumer).await?;
+        // Every possible lane: a rebalance served while an insert completes can add lanes.
+        for lane in 0..MAX_CONCURRENT_INSERTS {
+            self.flush_lane(consumer, lane).await?;
+        }
+        while !self.inserts.is_empty() {
+            self.complete_insert(consumer, 0).await?;
         }
         Ok(())
     }
 
-    /// Waits for the insert in flight (keeping the group membership alive), then, for each
-    /// partition still assigned, moves the fence, publishes the spend it adds and commits the
-    /// offsets it covers.
-    async fn complete_insert(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
-        let Some(GroupInsert { mut handle, parts }) = self.insert.take() else { return Ok(()) };
+    /// Completes the inserts in flight that are done, without waiting for the others.
+    async fn complete_finished(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
+        while let Some(i) = self.inserts.iter().position(|insert| insert.handle.is_finished()) {
+            self.complete_insert(consumer, i).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the `index`th insert in flight (keeping the group membership alive), then, for
+    /// each partition still assigned, moves the fence, publishes the spend it adds and commits
+    /// the offsets it covers.
+    async fn complete_insert(&mut self, consumer: &StreamConsumer<RecordingContext>, index: usize) -> Result<(), ProcessorError> {
+        if index >= self.inserts.len() {
+            return Ok(());
+        }
+        let GroupInsert { mut handle, parts } = self.inserts.remove(index);
         let mut paused = false;
         let result = loop {
             tokio::select! {
@@ -650,11 +706,11 @@ impl Core {
     }
 
     /// Commits the partitions whose news since their last commit left nothing waiting: no rows
-    /// or dead letters pending and no rows in the insert in flight, so everything up to
+    /// or dead letters pending and no rows in an insert in flight, so everything up to
     /// `last_seen` is durable (dead letters written, rows in the ledger, duplicates skipped).
     /// Without it a partition ending in duplicates would keep a lag above zero.
     fn commit_idle(&mut self, consumer: &StreamConsumer<RecordingContext>) {
-        let in_flight: Vec<i32> = self.insert.iter().flat_map(|i| i.parts.iter().map(|p| p.partition)).collect();
+        let in_flight: Vec<i32> = self.inserts.iter().flat_map(|i| i.parts.iter().map(|p| p.partition)).collect();
         let idle: Vec<(i32, i64)> = self
             .partitions
             .iter()
@@ -678,14 +734,23 @@ impl Core {
         }
     }
 
-    /// After the insert in flight is complete: writes every partition's pending dead letters,
-    /// then starts one insert of every partition's rows beside consumption.
-    async fn flush(&mut self, consumer: &StreamConsumer<RecordingContext>) -> Result<(), ProcessorError> {
-        self.complete_insert(consumer).await?;
+    /// Once no partition of `lane` is in an insert in flight: writes the lane's pending dead
+    /// letters, then starts one insert of its partitions' rows beside consumption.
+    async fn flush_lane(&mut self, consumer: &StreamConsumer<RecordingContext>, lane: usize) -> Result<(), ProcessorError> {
+        // Completing an insert can serve a rebalance and so deal the lanes anew: ask again each time.
+        while let Some(i) = self.lane_in_flight(lane) {
+            self.complete_insert(consumer, i).await?;
+        }
+        while self.inserts.len() >= self.lane_count() {
+            self.complete_insert(consumer, 0).await?;
+        }
         let mut batches = Vec::new();
         let mut parts = Vec::new();
         let mut dead_letters = Vec::new();
         for (&partition, state) in &mut self.partitions {
+            if state.lane != lane {
+                continue;
+            }
             let Some(last_seen) = state.last_seen else { continue };
             if state.batch_rows() == 0 && state.dead_letters.is_empty() {
                 continue;
@@ -743,7 +808,7 @@ impl Core {
             done.notify_one();
             result
         });
-        self.insert = Some(GroupInsert { handle, parts });
+        self.inserts.push(GroupInsert { handle, parts });
         self.commit_idle(consumer);
         Ok(())
     }
@@ -868,7 +933,7 @@ impl Core {
             Ok(a) if a.count() > 0 => a,
             _ => return Ok(false),
         };
-        if self.insert.is_some() || self.partitions.values().any(PartitionState::pending) {
+        if !self.inserts.is_empty() || self.partitions.values().any(PartitionState::pending) {
             return Ok(false);
         }
         let committed = consumer.committed(Duration::from_secs(5)).ok();
