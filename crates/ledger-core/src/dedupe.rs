@@ -102,6 +102,12 @@ impl DedupeWindow {
         while self.order.len() >= self.capacity {
             self.pop_oldest();
         }
+        if self.order.len() == self.order.capacity() {
+            // Double, but never past `capacity`: a full window holds exactly that many entries
+            // instead of up to twice as many slots (a processor holds millions per partition).
+            let room = self.capacity - self.order.len();
+            self.order.reserve_exact(self.order.len().max(1024).min(room));
+        }
         let seq = self.first_seq + self.order.len() as u64;
         self.order.push_back((now_ms, fp));
         let DedupeWindow { index, order, first_seq, .. } = self;
@@ -179,6 +185,18 @@ mod tests {
         w.expire(1_001);
         assert!(!w.contains("a"));
         assert!(w.insert("a", 1_002));
+    }
+
+    #[test]
+    fn a_full_window_allocates_no_more_slots_than_its_capacity() {
+        let mut w = DedupeWindow::new(3_600_000, 5_000);
+        for i in 0..6_000 {
+            w.insert(&format!("id-{i}"), 1);
+            assert!(w.order.capacity() <= 5_000, "{} slots", w.order.capacity());
+        }
+        assert_eq!(w.len(), 5_000);
+        assert_eq!(w.order.capacity(), 5_000);
+        assert!(!w.contains("id-999") && w.contains("id-1000") && w.contains("id-5999"));
     }
 
     #[test]

@@ -113,13 +113,15 @@ impl Default for BatchConfig {
 pub struct DedupeConfig {
     /// A resend within this many seconds of the original is counted once.
     pub horizon_secs: u64,
-    /// At most this many ids are held per partition (oldest evicted first).
+    /// At most this many ids are held per partition (oldest evicted first). The default,
+    /// 1,800,000, is about 62 MiB per partition: the id index is a power-of-two hash table, and
+    /// up to 1,835,008 ids fit in 2^21 slots (2,000,000 would double it to 2^22).
     pub capacity_per_partition: usize,
 }
 
 impl Default for DedupeConfig {
     fn default() -> Self {
-        DedupeConfig { horizon_secs: 3600, capacity_per_partition: 2_000_000 }
+        DedupeConfig { horizon_secs: 3600, capacity_per_partition: 1_800_000 }
     }
 }
 
