@@ -14,6 +14,8 @@ fn spawn_processor(env: &TestEnv) -> Child {
         .args(["process"])
         .env("LEDGER__PROCESSOR__BATCH__MAX_ROWS", "5000")
         .env("LEDGER__PROCESSOR__BATCH__MAX_DELAY_MS", "100")
+        // Two lanes: kills also land with two inserts in flight (the other tests run one).
+        .env("LEDGER__PROCESSOR__BATCH__CONCURRENT_INSERTS", "2")
         .env("LEDGER__PROCESSOR__INSTANCE_ID", "crash-test-instance")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
