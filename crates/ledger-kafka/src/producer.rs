@@ -88,6 +88,30 @@ fn producer_config(config: &KafkaConfig, overrides: &[(&str, &str)]) -> rdkafka:
     cfg
 }
 
+/// Enqueues a record of a [`counting_producer`]; its acknowledgement is counted in the
+/// producer's [`AckCounter`]. Waits while the local queue is full, as [`enqueue`] does.
+pub async fn enqueue_counted<K, P>(
+    producer: &ThreadedProducer<AckCounter>,
+    mut record: rdkafka::producer::BaseRecord<'_, K, P>,
+) -> Result<(), KafkaError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    use rdkafka::error::KafkaError as E;
+    use rdkafka::types::RDKafkaErrorCode;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((E::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(KafkaError::client("enqueueing a message", e)),
+        }
+    }
+}
+
 /// Enqueues a record without holding on to it: the returned future resolves when Kafka
 /// acknowledged (or finally refused) the message. Waits while the local queue is full.
 pub async fn enqueue<K, P>(

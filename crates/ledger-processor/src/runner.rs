@@ -455,7 +455,7 @@ impl Core {
         }
     }
 
-    /// Whether an insert in flight carries rows of a partition now in `lane`.
+    /// The index of an insert in flight that carries rows of a partition now in `lane`.
     fn lane_in_flight(&self, lane: usize) -> Option<usize> {
         self.inserts.iter().position(|insert| {
             insert.parts.iter().any(|part| self.partitions.get(&part.partition).is_some_and(|s| s.lane == lane))

@@ -94,12 +94,12 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-/// The Kafka key and value of a generated message. The key is the tenant id, as for every
-/// producer of the usage topic (the processor's partitioning and dedupe rely on it).
 /// Bytes of the garbage message (not an Avro datum) among the invalid synthetic ones.
 const GARBAGE: &[u8] = b"\xC3\x01not an avro datum";
 
-/// Encodes `message` into `buf` (cleared first) and returns its key.
+/// Encodes the Kafka value of a generated message into `buf` (cleared first) and returns its
+/// key: the tenant id, as for every producer of the usage topic (the processor's partitioning
+/// and dedupe rely on it).
 fn encode_message<'m>(
     codec: &ledger_schema::Codec<UsageEvent>,
     message: &'m Synthetic,
@@ -122,17 +122,9 @@ type LoadProducer = ThreadedProducer<AckCounter>;
 
 /// Hands one message to librdkafka, waiting while its queue is full.
 async fn send(producer: &LoadProducer, topic: &str, key: &[u8], payload: &[u8]) -> anyhow::Result<()> {
-    use rdkafka::error::KafkaError;
-    use rdkafka::types::RDKafkaErrorCode;
-    loop {
-        match producer.send(BaseRecord::to(topic).key(key).payload(payload)) {
-            Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-            Err((e, _)) => anyhow::bail!("could not hand a message to the Kafka producer: {e}"),
-        }
-    }
+    ledger_kafka::producer::enqueue_counted(producer, BaseRecord::to(topic).key(key).payload(payload))
+        .await
+        .context("could not hand a message to the Kafka producer")
 }
 
 /// An error once Kafka finally refused a message.
