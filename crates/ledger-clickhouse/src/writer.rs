@@ -8,18 +8,21 @@
 //! [`LedgerWriter::insert_encoded`], the processor's, the batches of several).
 //!
 //! Why a partition's batch is all-or-nothing: `usage_ledger` is partitioned by `toYYYYMM(ingest_time)`, so
-//! rows sharing one `ingest_time` fall in one ClickHouse partition; an `INSERT` of fewer than
-//! `max_insert_block_size` rows (1,048,576 on 18.16, 1,048,449 on current releases) is parsed into
-//! one block, and one block of one partition is written as one part, which becomes visible
-//! atomically on commit. [`MAX_BATCH_ROWS`] keeps batches well below that limit.
+//! rows sharing one `ingest_time` fall in one ClickHouse partition; an `INSERT` is one block (the
+//! processor sends one `Native` block; a `RowBinary` insert of fewer than `max_insert_block_size`
+//! rows, 1,048,576 on 18.16 and 1,048,449 on current releases, is parsed into one), and one block
+//! of one partition is written as one part, which becomes visible atomically on commit.
+//! [`MAX_BATCH_ROWS`] keeps batches well below that limit.
 //!
 //! With several batches in one insert, a block spanning two ingest months becomes two parts
 //! written one after the other: each batch still lands whole or not at all.
 //!
-//! Even where that atomicity does not hold (for instance an HTTP body cut at a row boundary by a
-//! killed client), what can reach the table of each partition is a *prefix* of its batch,
-//! because each batch's rows are sent in offset order; a prefix is a consistent fence state (the watermark is its last offset and the
-//! rest is re-consumed), so no event is ever written twice or lost.
+//! A `Native` block is written only once it has been read whole, so a body cut short by a killed
+//! client writes nothing. Even where atomicity did not hold (a `RowBinary` body cut at a row
+//! boundary), what could reach the table of each partition is a *prefix* of its batch, because
+//! each batch's rows are sent in offset order; a prefix is a consistent fence state (the
+//! watermark is its last offset and the rest is re-consumed), so no event is ever written twice
+//! or lost.
 //!
 //! Not covered by the fence (documented limits): a zombie writer that still owns a partition
 //! after a rebalance handed it to another instance (rely on the consumer group's session
@@ -188,18 +191,16 @@ impl LedgerWriter {
         if rows > MAX_BATCH_ROWS {
             return Err(Error::InvalidBatch(format!("{} exceeds the limit of {MAX_BATCH_ROWS} rows per insert", context())));
         }
-        let sql = format!("INSERT INTO {}({}) FORMAT RowBinary", self.table, self.columns);
+        let sql = format!("INSERT INTO {}({}) FORMAT Native", self.table, self.columns);
+        let block = bytes::Bytes::from(crate::encoded::native_block(batches));
         let mut insert = self.client.insert_formatted_with(sql);
         // Chunks bound the size of each compressed block; `slice` shares the buffer.
         const CHUNK: usize = 1 << 20;
-        for batch in batches {
-            let bytes = &batch.bytes;
-            let mut start = 0;
-            while start < bytes.len() {
-                let end = (start + CHUNK).min(bytes.len());
-                insert.send(bytes.slice(start..end)).await.map_err(|e| Error::clickhouse(context(), e))?;
-                start = end;
-            }
+        let mut start = 0;
+        while start < block.len() {
+            let end = (start + CHUNK).min(block.len());
+            insert.send(block.slice(start..end)).await.map_err(|e| Error::clickhouse(context(), e))?;
+            start = end;
         }
         insert.end().await.map_err(|e| Error::clickhouse(context(), e))
     }

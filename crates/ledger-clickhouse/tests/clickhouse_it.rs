@@ -456,22 +456,50 @@ async fn encoded_batch_reads_back_as_ledger_rows() {
         let span = batch.span();
         assert_eq!((span.len(), span.first_offset(), span.last_offset()), (3, 41, 1_000_000_007));
 
+        // A second partition's batch in the same insert: its array offsets and null maps
+        // continue the first batch's in the one block.
+        let mut other = ledger_clickhouse::LedgerBatch::new(TOPIC, 4, ingest).unwrap();
+        let other_cases = [(&bare, &plain, 7), (&full, &rerouted, 8), (&bare, &rerouted, 9)];
+        for (event, priced, offset) in other_cases {
+            other.push(&event.as_view(), priced, offset).unwrap();
+        }
+
         let writer = LedgerWriter::new(client.clone(), &db).unwrap();
-        writer.insert_encoded(&[batch.seal()]).await.unwrap();
+        writer.insert_encoded(&[batch.seal(), other.seal()]).await.unwrap();
 
         let got = client
-            .query(&format!("SELECT ?fields FROM {db}.usage_ledger ORDER BY kafka_offset"))
+            .query(&format!("SELECT ?fields FROM {db}.usage_ledger ORDER BY kafka_partition, kafka_offset"))
             .fetch_all::<LedgerRow>()
             .await
             .unwrap();
-        let want: Vec<LedgerRow> = cases
-            .iter()
-            .map(|(event, priced, offset)| {
-                let lineage = Lineage { topic: TOPIC.to_owned(), partition: 3, offset: *offset };
+        let want: Vec<LedgerRow> = [(3, &cases), (4, &other_cases)]
+            .into_iter()
+            .flat_map(|(partition, cases)| cases.iter().map(move |c| (partition, c)))
+            .map(|(partition, (event, priced, offset))| {
+                let lineage = Lineage { topic: TOPIC.to_owned(), partition, offset: *offset };
                 LedgerRow::new(event, priced, lineage, ingest).unwrap()
             })
             .collect();
         assert_eq!(got, want);
+    })
+    .await;
+}
+
+/// The columns and types the processor's `Native` inserts declare are the migrated table's.
+#[tokio::test]
+async fn native_columns_match_the_migrated_ledger() {
+    with_database(true, |client, db| async move {
+        let mut table: Vec<(String, String)> = client
+            .query("SELECT name, type FROM system.columns WHERE database = ? AND table = 'usage_ledger'")
+            .bind(db.as_str())
+            .fetch_all()
+            .await
+            .unwrap();
+        let mut encoded: Vec<(String, String)> =
+            ledger_clickhouse::native_columns().map(|(n, t)| (n.to_owned(), t.to_owned())).collect();
+        table.sort();
+        encoded.sort();
+        assert_eq!(encoded, table);
     })
     .await;
 }
