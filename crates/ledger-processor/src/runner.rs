@@ -14,7 +14,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use futures_core::Stream;
 
 use chrono::Utc;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -323,66 +326,71 @@ impl Processor {
         let mut last_message_at = Instant::now();
         loop {
             let consumer = &owned_consumer;
-            let mut rejoin = false;
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => {
-                    tracing::info!("shutdown requested: writing pending batches");
-                    let grace = Duration::from_secs(core.config.settings.shutdown_grace_secs);
-                    match tokio::time::timeout(grace, core.flush_all(consumer)).await {
-                        Ok(r) => r?,
-                        Err(_) => tracing::warn!(?grace, "grace period over; unwritten rows will be re-read on restart"),
-                    }
-                    core.flush_producer(Duration::from_secs(5)).await;
-                    return Ok(());
-                }
-                msg = consumer.recv() => {
-                    core.handle_rebalances().await?;
-                    match msg {
-                        Ok(m) => {
-                            last_message_at = Instant::now();
-                            core.handle_message(&m).await?;
+            // One stream for the consumer's life: a stream per receive registers and
+            // unregisters a waker each time.
+            let mut messages = consumer.stream();
+            let rejoin = loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => {
+                        tracing::info!("shutdown requested: writing pending batches");
+                        let grace = Duration::from_secs(core.config.settings.shutdown_grace_secs);
+                        match tokio::time::timeout(grace, core.flush_all(consumer)).await {
+                            Ok(r) => r?,
+                            Err(_) => tracing::warn!(?grace, "grace period over; unwritten rows will be re-read on restart"),
                         }
-                        Err(rdkafka::error::KafkaError::MessageConsumptionFatal(code)) => {
-                            // E.g. a static member fenced after a coordinator restart: this
-                            // consumer is dead for good. Drop unwritten rows (the fence re-reads
-                            // them) and rejoin with a new consumer.
-                            tracing::error!(%code, "fatal consumer error; rejoining the group with a new consumer");
-                            rejoin = true;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "consumer error");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                    }
-                    if !rejoin {
-                        core.flush_full(consumer).await?;
-                    }
-                }
-                _ = insert_done.notified() => {
-                    // The spend of a durable batch goes to the enforcer without waiting for a tick.
-                    // The task notifies just before it returns: let it finish (else the tick will).
-                    tokio::task::yield_now().await;
-                    core.handle_rebalances().await?;
-                    core.complete_finished(consumer).await?;
-                    // Rows that came due while it ran go now (group commit).
-                    core.flush_due(consumer, max_delay).await?;
-                }
-                _ = tick.tick() => {
-                    core.handle_rebalances().await?;
-                    core.complete_finished(consumer).await?;
-                    core.flush_due(consumer, max_delay).await?;
-                    core.commit_idle(consumer);
-                }
-                _ = drain_check.tick(), if opts.until_drained => {
-                    if last_message_at.elapsed() > Duration::from_millis(300) && core.drained(consumer).await? {
-                        core.flush_all(consumer).await?;
-                        core.flush_producer(Duration::from_secs(10)).await;
-                        tracing::info!("drained: every partition is caught up");
+                        core.flush_producer(Duration::from_secs(5)).await;
                         return Ok(());
                     }
+                    msg = std::future::poll_fn(|cx| std::pin::Pin::new(&mut messages).poll_next(cx)) => {
+                        let msg = msg.expect("kafka message streams never end");
+                        if core.on_received(consumer, msg).await? == Received::Fatal {
+                            break true;
+                        }
+                        // Messages already fetched are handled without a round of `select!`
+                        // each (its timers and wakers cost more than a message); a burst is
+                        // short enough that shutdown and ticks are still served promptly.
+                        let mut fatal = false;
+                        for _ in 0..RECEIVE_BURST {
+                            let Poll::Ready(Some(msg)) = std::pin::Pin::new(&mut messages).poll_next(&mut Context::from_waker(Waker::noop())) else {
+                                break;
+                            };
+                            if core.on_received(consumer, msg).await? == Received::Fatal {
+                                fatal = true;
+                                break;
+                            }
+                        }
+                        last_message_at = Instant::now();
+                        if fatal {
+                            break true;
+                        }
+                    }
+                    _ = insert_done.notified() => {
+                        // The spend of a durable batch goes to the enforcer without waiting for a tick.
+                        // The task notifies just before it returns: let it finish (else the tick will).
+                        tokio::task::yield_now().await;
+                        core.handle_rebalances().await?;
+                        core.complete_finished(consumer).await?;
+                        // Rows that came due while it ran go now (group commit).
+                        core.flush_due(consumer, max_delay).await?;
+                    }
+                    _ = tick.tick() => {
+                        core.handle_rebalances().await?;
+                        core.complete_finished(consumer).await?;
+                        core.flush_due(consumer, max_delay).await?;
+                        core.commit_idle(consumer);
+                    }
+                    _ = drain_check.tick(), if opts.until_drained => {
+                        if last_message_at.elapsed() > Duration::from_millis(300) && core.drained(consumer).await? {
+                            core.flush_all(consumer).await?;
+                            core.flush_producer(Duration::from_secs(10)).await;
+                            tracing::info!("drained: every partition is caught up");
+                            return Ok(());
+                        }
+                    }
                 }
-            }
+            };
+            drop(messages);
             if rejoin {
                 // Our own inserts must land before we read the fences again.
                 for insert in core.inserts.drain(..) {
@@ -408,7 +416,43 @@ impl Processor {
 
 }
 
+/// How a received message (or consumer error) was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Received {
+    Handled,
+    /// The consumer is dead for good (e.g. a static member fenced after a coordinator
+    /// restart): rejoin the group with a new one.
+    Fatal,
+}
+
+/// Most messages handled after one `select!` round while more are ready.
+const RECEIVE_BURST: usize = 256;
+
 impl Core {
+    /// Handles what the consumer delivered: serves rebalances first, then the message, then
+    /// writes the lanes that are full.
+    async fn on_received(
+        &mut self,
+        consumer: &StreamConsumer<RecordingContext>,
+        msg: Result<BorrowedMessage<'_>, rdkafka::error::KafkaError>,
+    ) -> Result<Received, ProcessorError> {
+        self.handle_rebalances().await?;
+        match msg {
+            Ok(m) => self.handle_message(&m).await?,
+            Err(rdkafka::error::KafkaError::MessageConsumptionFatal(code)) => {
+                // Drop unwritten rows (the fence re-reads them) and rejoin with a new consumer.
+                tracing::error!(%code, "fatal consumer error; rejoining the group with a new consumer");
+                return Ok(Received::Fatal);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "consumer error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        self.flush_full(consumer).await?;
+        Ok(Received::Handled)
+    }
+
     async fn handle_rebalances(&mut self) -> Result<(), ProcessorError> {
         for event in self.context.take_events() {
             match event {
