@@ -357,34 +357,41 @@ impl SealedBatch {
     }
 }
 
-/// The rows of `batches` as one `Native` block (see the module docs).
-pub(crate) fn native_block(batches: &[SealedBatch]) -> Vec<u8> {
+/// The rows of `batches` as one `Native` block (see the module docs), in pieces to send one
+/// after the other: the batches' column buffers are shared, not copied; only the column headers
+/// and the continued array offsets are new.
+pub(crate) fn native_block(batches: &[SealedBatch]) -> Vec<bytes::Bytes> {
     let rows: usize = batches.iter().map(|b| b.span.rows).sum();
-    let size: usize = batches.iter().flat_map(|b| &b.columns).map(|(lead, values)| lead.len() + values.len()).sum();
-    let mut out = Vec::with_capacity(size + 64 * COLUMNS.len());
-    put_varint(&mut out, COLUMNS.len() as u64);
-    put_varint(&mut out, rows as u64);
+    let mut pieces = Vec::with_capacity(COLUMNS.len() * (2 * batches.len() + 2));
+    let mut head = Vec::new();
+    put_varint(&mut head, COLUMNS.len() as u64);
+    put_varint(&mut head, rows as u64);
     for (i, (name, ty)) in COLUMNS.iter().enumerate() {
-        put_str(&mut out, name);
-        put_str(&mut out, ty);
+        put_str(&mut head, name);
+        put_str(&mut head, ty);
         match layout(ty) {
             Layout::Plain => {}
-            Layout::Nullable => batches.iter().for_each(|b| out.extend_from_slice(&b.columns[i].0)),
+            Layout::Nullable => {
+                pieces.push(bytes::Bytes::from(std::mem::take(&mut head)));
+                pieces.extend(batches.iter().map(|b| b.columns[i].0.clone()));
+            }
             Layout::Array => {
                 // Each batch counts its array offsets from its own first row.
                 let mut before = 0u64;
                 for b in batches {
                     for end in b.columns[i].0.chunks_exact(8) {
                         let end = u64::from_le_bytes(end.try_into().expect("chunks of 8 bytes"));
-                        out.extend_from_slice(&(before + end).to_le_bytes());
+                        head.extend_from_slice(&(before + end).to_le_bytes());
                     }
                     before += b.tags;
                 }
             }
         }
-        batches.iter().for_each(|b| out.extend_from_slice(&b.columns[i].1));
+        pieces.push(bytes::Bytes::from(std::mem::take(&mut head)));
+        pieces.extend(batches.iter().map(|b| b.columns[i].1.clone()));
     }
-    out
+    pieces.retain(|p| !p.is_empty());
+    pieces
 }
 
 /// The column list of an encoded insert, in [`COLUMNS`] order.
@@ -410,6 +417,17 @@ fn put_str(b: &mut Vec<u8>, s: &str) {
 mod tests {
     use super::*;
 
+    /// Pricing of a call that cost nothing.
+    fn free_gpt_4o() -> PricedUsage {
+        PricedUsage {
+            model: "gpt-4o".into(),
+            price_version: "v".into(),
+            terms: ledger_core::pricing::CostTerms::default(),
+            cost: ledger_core::Money::ZERO,
+            routed_from: None,
+        }
+    }
+
     #[test]
     fn an_empty_batch_takes_the_time_of_its_first_row() {
         let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
@@ -422,13 +440,7 @@ mod tests {
             "provider": "openai", "request_model": "gpt-4o",
         }))
         .unwrap();
-        let priced: PricedUsage = PricedUsage {
-            model: "gpt-4o".into(),
-            price_version: "v".into(),
-            terms: ledger_core::pricing::CostTerms::default(),
-            cost: ledger_core::Money::ZERO,
-            routed_from: None,
-        };
+        let priced = free_gpt_4o();
         batch.push(&event.as_view(), &priced, 7).unwrap();
         batch.restamp_if_empty(at("2026-04-01T02:00:00Z")).unwrap();
         assert_eq!(i64::from(batch.ingest_time()), at("2026-04-01T01:00:00Z").timestamp(), "one time per batch");
@@ -502,20 +514,14 @@ mod tests {
             }))
             .unwrap()
         };
-        let priced: PricedUsage = PricedUsage {
-            model: "gpt-4o".into(),
-            price_version: "v".into(),
-            terms: ledger_core::pricing::CostTerms::default(),
-            cost: ledger_core::Money::ZERO,
-            routed_from: None,
-        };
+        let priced = free_gpt_4o();
         let at = "2026-04-01T00:00:01Z".parse::<DateTime<Utc>>().unwrap();
         let mut first = LedgerBatch::new("t", 0, at).unwrap();
         first.push(&event("a", serde_json::json!({"x": "1", "y": "2"}), Some(7)).as_view(), &priced, 10).unwrap();
         first.push(&event("b", serde_json::json!({}), None).as_view(), &priced, 11).unwrap();
         let mut second = LedgerBatch::new("t", 1, at).unwrap();
         second.push(&event("c", serde_json::json!({"z": "3"}), None).as_view(), &priced, 5).unwrap();
-        let block = native_block(&[first.seal(), second.seal()]);
+        let block: Vec<u8> = native_block(&[first.seal(), second.seal()]).concat();
 
         assert_eq!(&block[..2], [44, 3], "44 columns, 3 rows");
         let (ty, keys) = column_of(&block, "tag_keys");

@@ -192,15 +192,30 @@ impl LedgerWriter {
             return Err(Error::InvalidBatch(format!("{} exceeds the limit of {MAX_BATCH_ROWS} rows per insert", context())));
         }
         let sql = format!("INSERT INTO {}({}) FORMAT Native", self.table, self.columns);
-        let block = bytes::Bytes::from(crate::encoded::native_block(batches));
         let mut insert = self.client.insert_formatted_with(sql);
-        // Chunks bound the size of each compressed block; `slice` shares the buffer.
+        // The batches' columns go as they are (shared, not copied), in chunks of at most
+        // CHUNK bytes, which bounds each compressed block; small pieces are gathered first.
         const CHUNK: usize = 1 << 20;
-        let mut start = 0;
-        while start < block.len() {
-            let end = (start + CHUNK).min(block.len());
-            insert.send(block.slice(start..end)).await.map_err(|e| Error::clickhouse(context(), e))?;
-            start = end;
+        let mut gathered = bytes::BytesMut::new();
+        for piece in crate::encoded::native_block(batches) {
+            if piece.len() < CHUNK / 4 {
+                gathered.extend_from_slice(&piece);
+                if gathered.len() < CHUNK {
+                    continue;
+                }
+            } else if !gathered.is_empty() {
+                insert.send(gathered.split().freeze()).await.map_err(|e| Error::clickhouse(context(), e))?;
+            }
+            let piece = if gathered.is_empty() { piece } else { gathered.split().freeze() };
+            let mut start = 0;
+            while start < piece.len() {
+                let end = (start + CHUNK).min(piece.len());
+                insert.send(piece.slice(start..end)).await.map_err(|e| Error::clickhouse(context(), e))?;
+                start = end;
+            }
+        }
+        if !gathered.is_empty() {
+            insert.send(gathered.freeze()).await.map_err(|e| Error::clickhouse(context(), e))?;
         }
         insert.end().await.map_err(|e| Error::clickhouse(context(), e))
     }

@@ -504,6 +504,54 @@ async fn native_columns_match_the_migrated_ledger() {
     .await;
 }
 
+/// An insert larger than its send chunks (columns of over 1 MB, sliced, and small ones gathered),
+/// LZ4-compressed, reads back whole: every row, every tag, each partition's fence.
+#[tokio::test]
+async fn a_large_encoded_insert_reads_back_whole() {
+    with_database(true, |client, db| async move {
+        let priced: PricedUsage = PricedUsage {
+            model: Arc::from("gpt-4o"),
+            price_version: Arc::from("v@2026-01-01T00:00:00Z"),
+            terms: CostTerms { input: money("0.000000000007"), ..CostTerms::default() },
+            cost: money("0.000000000007"),
+            routed_from: None,
+        };
+        let ingest = utc("2026-03-01T00:00:00Z");
+        let mut batches = Vec::new();
+        for partition in 0..2 {
+            let mut batch = ledger_clickhouse::LedgerBatch::new(TOPIC, partition, ingest).unwrap();
+            for offset in 0..40_000i64 {
+                let mut event: UsageEvent = serde_json::from_value(serde_json::json!({
+                    "event_id": format!("large-insert-{partition}-{offset:020}"),
+                    "event_time": "2026-02-28T23:00:00Z", "tenant_id": "acme",
+                    "provider": "openai", "request_model": "gpt-4o", "input_tokens": offset,
+                }))
+                .unwrap();
+                event.tags = (0..offset % 3).map(|t| (format!("k{t}"), format!("v{offset}"))).collect();
+                batch.push(&event.as_view(), &priced, offset).unwrap();
+            }
+            batches.push(batch.seal());
+        }
+        // Compressed, as to a remote server: each chunk becomes one LZ4 block (the other tests
+        // send to this loopback server uncompressed).
+        let writer = LedgerWriter::new(client.clone().with_compression(Compression::Lz4), &db).unwrap();
+        writer.insert_encoded(&batches).await.unwrap();
+
+        let (rows, ids, tokens, tags, tagged_ok): (u64, u64, u64, u64, u64) = client
+            .query(&format!(
+                "SELECT count(), uniqExact(event_id), sum(input_tokens), sum(length(tag_keys)), \
+                 countIf(length(tag_keys) = kafka_offset % 3 AND arrayAll(v -> v = concat('v', toString(kafka_offset)), tag_values)) \
+                 FROM {db}.usage_ledger"
+            ))
+            .fetch_one()
+            .await
+            .unwrap();
+        assert_eq!((rows, ids, tokens, tags, tagged_ok), (80_000, 80_000, 2 * 799_980_000, 2 * 39_999, 80_000));
+        assert_eq!(writer.high_watermarks(TOPIC).await.unwrap(), HashMap::from([(0, 39_999), (1, 39_999)]));
+    })
+    .await;
+}
+
 /// One insert carries the batches of several Kafka partitions, even across an ingest month
 /// (two parts): every row lands once, and each partition's fence is its last offset.
 #[tokio::test]
