@@ -166,21 +166,8 @@ impl BatchSpan {
 impl LedgerBatch {
     /// An empty batch of `topic`/`partition` whose rows carry `ingest_time`.
     pub fn new(topic: &str, partition: i32, ingest_time: DateTime<Utc>) -> Result<Self> {
-        LedgerBatch::with_room(topic, partition, ingest_time, &ColumnSizes::default())
-    }
-
-    /// As [`LedgerBatch::new`], with each column's buffers reserved to `room` (the sizes of
-    /// the partition's previous batch, [`SealedBatch::column_sizes`]): under steady load the
-    /// columns then neither grow by copying nor hold up to twice their bytes.
-    pub fn with_room(topic: &str, partition: i32, ingest_time: DateTime<Utc>, room: &ColumnSizes) -> Result<Self> {
-        let columns = (0..COLUMNS.len())
-            .map(|i| {
-                let (lead, values) = room.0.get(i).copied().unwrap_or_default();
-                ColumnBuf { lead: Vec::with_capacity(lead), values: Vec::with_capacity(values) }
-            })
-            .collect();
         Ok(LedgerBatch {
-            columns,
+            columns: vec![ColumnBuf::default(); COLUMNS.len()],
             tags: 0,
             ingest_time: datetime_secs(ingest_time, "ingest_time")?,
             span: BatchSpan { rows: 0, topic: topic.to_owned(), partition, first_offset: -1, last_offset: -1 },
@@ -368,17 +355,7 @@ impl SealedBatch {
     pub fn span(&self) -> &BatchSpan {
         &self.span
     }
-
-    /// The bytes each column holds: room for the partition's next batch
-    /// ([`LedgerBatch::with_room`]).
-    pub fn column_sizes(&self) -> ColumnSizes {
-        ColumnSizes(self.columns.iter().map(|(lead, values)| (lead.len(), values.len())).collect())
-    }
 }
-
-/// The bytes each column of a sealed batch held (see [`LedgerBatch::with_room`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ColumnSizes(Vec<(usize, usize)>);
 
 /// The rows of `batches` as one `Native` block (see the module docs), in pieces to send one
 /// after the other: the batches' column buffers are shared, not copied; only the column headers
@@ -500,31 +477,6 @@ mod tests {
         assert_eq!(from_map[0].values, [1, b'a', 1, b'b']);
         assert_eq!(from_map[1].values, [1, b'2', 1, b'3']);
         assert_eq!(from_map[0].lead, 7u64.to_le_bytes());
-    }
-
-    #[test]
-    fn a_batch_with_the_room_of_the_previous_one_does_not_grow() {
-        let event: ledger_core::UsageEvent = serde_json::from_value(serde_json::json!({
-            "event_id": "e", "event_time": "2026-04-01T00:59:00Z", "tenant_id": "a",
-            "provider": "openai", "request_model": "gpt-4o", "tags": {"k": "v"}, "latency_ms": 3,
-        }))
-        .unwrap();
-        let at = "2026-04-01T01:00:00Z".parse::<DateTime<Utc>>().unwrap();
-        let fill = |mut batch: LedgerBatch| {
-            for offset in 0..100 {
-                batch.push(&event.as_view(), &free_gpt_4o(), offset).unwrap();
-            }
-            batch
-        };
-        let first = fill(LedgerBatch::new("t", 0, at).unwrap()).seal();
-        let room = first.column_sizes();
-        let reserved = LedgerBatch::with_room("t", 0, at, &room).unwrap();
-        let capacities: Vec<(usize, usize)> = reserved.columns.iter().map(|c| (c.lead.capacity(), c.values.capacity())).collect();
-        let second = fill(reserved);
-        for (c, &(lead, values)) in second.columns.iter().zip(&capacities) {
-            assert_eq!((c.lead.capacity(), c.values.capacity()), (lead, values), "no column grew");
-        }
-        assert_eq!(second.seal().column_sizes(), room);
     }
 
     #[test]

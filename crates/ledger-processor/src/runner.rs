@@ -26,7 +26,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use ledger_clickhouse::{ColumnSizes, LedgerBatch, LedgerWriter, SealedBatch};
+use ledger_clickhouse::{LedgerBatch, LedgerWriter, SealedBatch};
 use ledger_core::aggregate::{hour_bucket, Attribution, SpendAggregator, SpendKey, SpendTotals, BUCKET_SECS};
 use ledger_core::catalog::Catalog;
 use ledger_core::event::TokenCounts;
@@ -73,8 +73,6 @@ struct PartitionState {
     dedupe: DedupeWindow,
     /// The rows not yet sent, encoded (opened by the first message after a flush).
     batch: Option<LedgerBatch>,
-    /// The column sizes of the last batch sent: the room the next one reserves.
-    batch_room: ColumnSizes,
     /// The spend of `batch`, merged into `spend` once the batch is durable.
     batch_spend: SpendAggregator,
     dead_letters: Vec<DeadLetter>,
@@ -551,7 +549,6 @@ impl Core {
                 fence_dead_letter,
                 dedupe,
                 batch: None,
-                batch_room: ColumnSizes::default(),
                 batch_spend: SpendAggregator::new(),
                 dead_letters: Vec::new(),
                 first_pending_at: None,
@@ -598,8 +595,7 @@ impl Core {
         // ClickHouse partition (by ingest month), so the batch is atomic.
         match &mut state.batch {
             Some(batch) => batch.restamp_if_empty(now),
-            None => LedgerBatch::with_room(&self.config.topics.usage, partition, now, &state.batch_room)
-                .map(|b| state.batch = Some(b)),
+            None => LedgerBatch::new(&self.config.topics.usage, partition, now).map(|b| state.batch = Some(b)),
         }
         .map_err(|e| ProcessorError::Internal(format!("opening a batch: {e}")))?;
         let (catalog, acceptance) = (&self.catalog, &self.config.settings.acceptance);
@@ -807,7 +803,6 @@ impl Core {
             state.first_pending_at = None;
             if let Some(batch) = state.batch.take().filter(|b| !b.span().is_empty()) {
                 let batch = batch.seal();
-                state.batch_room = batch.column_sizes();
                 parts.push(PartInsert {
                     partition,
                     generation: state.generation,
