@@ -413,6 +413,7 @@ fn put_str(b: &mut Vec<u8>, s: &str) {
     put_varint(b, s.len() as u64);
     b.extend_from_slice(s.as_bytes());
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -193,29 +193,8 @@ impl LedgerWriter {
         }
         let sql = format!("INSERT INTO {}({}) FORMAT Native", self.table, self.columns);
         let mut insert = self.client.insert_formatted_with(sql);
-        // The batches' columns go as they are (shared, not copied), in chunks of at most
-        // CHUNK bytes, which bounds each compressed block; small pieces are gathered first.
-        const CHUNK: usize = 1 << 20;
-        let mut gathered = bytes::BytesMut::new();
-        for piece in crate::encoded::native_block(batches) {
-            if piece.len() < CHUNK / 4 {
-                gathered.extend_from_slice(&piece);
-                if gathered.len() < CHUNK {
-                    continue;
-                }
-            } else if !gathered.is_empty() {
-                insert.send(gathered.split().freeze()).await.map_err(|e| Error::clickhouse(context(), e))?;
-            }
-            let piece = if gathered.is_empty() { piece } else { gathered.split().freeze() };
-            let mut start = 0;
-            while start < piece.len() {
-                let end = (start + CHUNK).min(piece.len());
-                insert.send(piece.slice(start..end)).await.map_err(|e| Error::clickhouse(context(), e))?;
-                start = end;
-            }
-        }
-        if !gathered.is_empty() {
-            insert.send(gathered.freeze()).await.map_err(|e| Error::clickhouse(context(), e))?;
+        for chunk in send_chunks(crate::encoded::native_block(batches), SEND_CHUNK) {
+            insert.send(chunk).await.map_err(|e| Error::clickhouse(context(), e))?;
         }
         insert.end().await.map_err(|e| Error::clickhouse(context(), e))
     }
@@ -351,4 +330,58 @@ struct SpendBucketRow {
     requests: u64,
     last_offset: i64,
     max_event_time: u32,
+}
+
+/// Most bytes sent at once: bounds each compressed block of an insert.
+const SEND_CHUNK: usize = 1 << 20;
+
+/// `pieces` regrouped for sending, in order: pieces under a quarter of `chunk` bytes are gathered
+/// (copied), the others are shared; no chunk is longer than `chunk`.
+fn send_chunks(pieces: Vec<bytes::Bytes>, chunk: usize) -> Vec<bytes::Bytes> {
+    fn push_sliced(out: &mut Vec<bytes::Bytes>, bytes: bytes::Bytes, chunk: usize) {
+        let mut start = 0;
+        while start < bytes.len() {
+            let end = (start + chunk).min(bytes.len());
+            out.push(bytes.slice(start..end));
+            start = end;
+        }
+    }
+    let mut out = Vec::new();
+    let mut gathered = bytes::BytesMut::new();
+    for piece in pieces {
+        if piece.len() < chunk / 4 {
+            gathered.extend_from_slice(&piece);
+            if gathered.len() >= chunk {
+                push_sliced(&mut out, gathered.split().freeze(), chunk);
+            }
+        } else {
+            if !gathered.is_empty() {
+                out.push(gathered.split().freeze());
+            }
+            push_sliced(&mut out, piece, chunk);
+        }
+    }
+    if !gathered.is_empty() {
+        out.push(gathered.freeze());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_chunks_keep_the_bytes_in_order_and_bound_each_chunk() {
+        let piece = |len: usize, byte: u8| bytes::Bytes::from(vec![byte; len]);
+        let mut pieces = vec![piece(2, 1), piece(2, 2), piece(30, 3), piece(1, 4)];
+        pieces.extend((5..11).map(|b| piece(2, b)));
+        pieces.extend([piece(0, 11), piece(2, 12)]);
+        let chunks = send_chunks(pieces.clone(), 12);
+        assert_eq!(chunks.concat(), pieces.concat());
+        // Small pieces (under 3 bytes) are gathered until 12 bytes, then cut at 12; a large
+        // piece flushes what was gathered and is cut in slices of 12.
+        let lens: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(lens, [4, 12, 12, 6, 12, 1, 2]);
+    }
 }
