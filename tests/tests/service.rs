@@ -68,6 +68,8 @@ async fn metrics_follow_the_work_and_sigterm_exits_cleanly() {
     let text = wait_for_metrics(port, &expected).await;
     assert!(text.contains("ledger_events_rejected_total{reason=\"unknown_model\"}"), "{text}");
     assert!(metric(&text, "ledger_dedupe_ids").is_some_and(|n| n >= sent.distinct_valid), "{text}");
+    // 16 bytes of fingerprint per id at least, and the index beside them.
+    assert!(metric(&text, "ledger_dedupe_bytes").is_some_and(|b| b >= 16 * sent.distinct_valid), "{text}");
     // Every row is written, so no insert is running: a fresh scrape is consistent.
     let text = http_get(port, "/metrics").expect("metrics answer");
     let inserts = metric(&text, "ledger_inserts_total").expect("inserts counter");

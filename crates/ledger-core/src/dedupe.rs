@@ -10,6 +10,11 @@
 //! fingerprint with probability 2^-128, so across a full window of 2 million ids the chance that
 //! any new event is mistaken for a resend is about 10^-26 — far below the rate of undetected
 //! memory errors — and the random key keeps anyone from crafting such a pair.
+//!
+//! Times are kept per slice of arrivals, not per id: an id's slice spans at most
+//! `horizon / 4096` (at least 1 ms), and a slice expires when its newest id does. An id may so
+//! be held up to one slice width past the horizon (under a second for the default hour), never
+//! less than the horizon, and it costs 8 fewer bytes.
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
@@ -17,19 +22,37 @@ use std::hash::{BuildHasher, Hasher};
 use hashbrown::HashTable;
 use siphasher::sip128::{Hasher128, SipHasher13};
 
+/// Slices of the horizon that ids' first-seen times are rounded to (see the module docs).
+const SLICES_PER_HORIZON: i64 = 4096;
+
+/// Ids first seen close together: those with sequence numbers below `end_seq` and not in an
+/// earlier slice.
+#[derive(Debug, Clone, Copy)]
+struct Slice {
+    /// When the slice's first id arrived; later arrivals within the slice width join it.
+    start_ms: i64,
+    /// When its newest id arrived: the slice expires `horizon` after this.
+    newest_ms: i64,
+    /// One past the sequence number of its last id.
+    end_seq: u64,
+}
+
 /// A set of recently accepted event ids with time- and size-based eviction.
 ///
-/// Each id's fingerprint is stored once, in arrival order; the index holds only its sequence
-/// number, so an entry costs about 35 bytes (the processor holds millions).
+/// Each id's fingerprint is stored once, in arrival order; the index holds only the low 32
+/// bits of its sequence number (the window never holds 2^32 ids), so an entry costs about
+/// 22 bytes in a full power-of-two index (the processor holds millions).
 #[derive(Clone)]
 pub struct DedupeWindow {
     horizon_ms: i64,
+    slice_ms: i64,
     capacity: usize,
-    /// Sequence numbers of the ids in `order`, hashed by the fingerprint's low half.
-    index: HashTable<u64>,
-    /// Id fingerprints in arrival order with when they were first seen; `order[i]` has
-    /// sequence `first_seq + i`.
-    order: VecDeque<(i64, [u64; 2])>,
+    /// Sequence numbers (mod 2^32) of the ids in `order`, hashed by the fingerprint's low half.
+    index: HashTable<u32>,
+    /// Id fingerprints in arrival order; `order[i]` has sequence `first_seq + i`.
+    order: VecDeque<[u64; 2]>,
+    /// When the ids in `order` arrived, oldest slice first.
+    slices: VecDeque<Slice>,
     first_seq: u64,
     key: (u64, u64),
 }
@@ -40,18 +63,22 @@ impl std::fmt::Debug for DedupeWindow {
             .field("horizon_ms", &self.horizon_ms)
             .field("capacity", &self.capacity)
             .field("ids", &self.order.len())
+            .field("slices", &self.slices.len())
             .finish()
     }
 }
 
 impl DedupeWindow {
-    /// An empty window keeping ids for `horizon_ms`, at most `capacity` of them.
+    /// An empty window keeping ids for `horizon_ms`, at most `capacity` of them (and never
+    /// more than 2^31).
     pub fn new(horizon_ms: i64, capacity: usize) -> Self {
         DedupeWindow {
             horizon_ms,
-            capacity: capacity.max(1),
+            slice_ms: (horizon_ms / SLICES_PER_HORIZON).max(1),
+            capacity: capacity.clamp(1, 1 << 31),
             index: HashTable::new(),
             order: VecDeque::new(),
+            slices: VecDeque::new(),
             first_seq: 0,
             key: {
                 let random = std::collections::hash_map::RandomState::new();
@@ -69,11 +96,11 @@ impl DedupeWindow {
         IdFingerprint([h.h1, h.h2])
     }
 
-    fn fingerprint_at(order: &VecDeque<(i64, [u64; 2])>, first_seq: u64, seq: u64) -> [u64; 2] {
-        order[(seq - first_seq) as usize].1
+    fn fingerprint_at(order: &VecDeque<[u64; 2]>, first_seq: u64, seq: u32) -> [u64; 2] {
+        order[seq.wrapping_sub(first_seq as u32) as usize]
     }
 
-    fn find(&self, fp: [u64; 2]) -> Option<u64> {
+    fn find(&self, fp: [u64; 2]) -> Option<u32> {
         self.index.find(fp[0], |&seq| Self::fingerprint_at(&self.order, self.first_seq, seq) == fp).copied()
     }
 
@@ -109,29 +136,43 @@ impl DedupeWindow {
             self.order.reserve_exact(self.order.len().max(1024).min(room));
         }
         let seq = self.first_seq + self.order.len() as u64;
-        self.order.push_back((now_ms, fp));
+        self.order.push_back(fp);
+        match self.slices.back_mut() {
+            // A clock that stepped back joins the current slice, which keeps its newest time.
+            Some(last) if now_ms < last.start_ms + self.slice_ms => {
+                last.newest_ms = last.newest_ms.max(now_ms);
+                last.end_seq = seq + 1;
+            }
+            _ => self.slices.push_back(Slice { start_ms: now_ms, newest_ms: now_ms, end_seq: seq + 1 }),
+        }
         let DedupeWindow { index, order, first_seq, .. } = self;
         let first = *first_seq;
-        index.insert_unique(fp[0], seq, |&s| Self::fingerprint_at(order, first, s)[0]);
+        index.insert_unique(fp[0], seq as u32, |&s| Self::fingerprint_at(order, first, s)[0]);
         true
     }
 
     fn pop_oldest(&mut self) {
-        let Some((_, old)) = self.order.pop_front() else { return };
-        let seq = self.first_seq;
+        let Some(old) = self.order.pop_front() else { return };
+        let seq = self.first_seq as u32;
         if let Ok(entry) = self.index.find_entry(old[0], |&s| s == seq) {
             entry.remove();
         }
         self.first_seq += 1;
+        while self.slices.front().is_some_and(|s| s.end_seq <= self.first_seq) {
+            self.slices.pop_front();
+        }
     }
 
-    /// Drops ids first seen more than the horizon before `now_ms`.
+    /// Drops the ids whose slice's newest id was first seen more than the horizon before `now_ms`.
     pub fn expire(&mut self, now_ms: i64) {
-        while let Some((seen, _)) = self.order.front() {
-            if now_ms - *seen <= self.horizon_ms {
+        while let Some(oldest) = self.slices.front() {
+            if now_ms - oldest.newest_ms <= self.horizon_ms {
                 break;
             }
-            self.pop_oldest();
+            let end = oldest.end_seq;
+            while self.first_seq < end {
+                self.pop_oldest();
+            }
         }
     }
 
@@ -143,6 +184,17 @@ impl DedupeWindow {
     /// True when no id is held.
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
+    }
+
+    /// Bytes of memory the window holds: its index, fingerprints and slices at their capacity.
+    pub fn heap_bytes(&self) -> usize {
+        // hashbrown: one control byte per bucket plus a group's worth; buckets are a power of
+        // two holding up to 7/8 of it.
+        let buckets = if self.index.capacity() == 0 { 0 } else { (self.index.capacity() * 8 / 7).next_power_of_two() };
+        let index = if buckets == 0 { 0 } else { buckets * (std::mem::size_of::<u32>() + 1) + 16 };
+        index
+            + self.order.capacity() * std::mem::size_of::<[u64; 2]>()
+            + self.slices.capacity() * std::mem::size_of::<Slice>()
     }
 }
 
@@ -200,6 +252,48 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_held_for_the_horizon_and_at_most_one_slice_longer() {
+        // One hour: slices are 878 ms wide.
+        let mut w = DedupeWindow::new(3_600_000, 10);
+        assert!(w.insert("a", 1_000));
+        assert!(w.insert("b", 1_500));
+        assert!(w.insert("c", 1_878));
+        w.expire(3_601_000);
+        assert!(w.contains("a"), "expired before its horizon");
+        w.expire(3_601_500);
+        assert!(w.contains("a") && w.contains("b"), "a slice expires with its newest id");
+        w.expire(3_601_501);
+        assert!(!w.contains("a") && !w.contains("b"), "held past horizon + one slice");
+        assert!(w.contains("c"), "the next slice starts at 1,878 ms");
+        w.expire(3_601_879);
+        assert!(w.is_empty());
+        assert_eq!(w.slices.len(), 0);
+    }
+
+    #[test]
+    fn a_clock_stepping_back_never_shortens_the_horizon() {
+        let mut w = DedupeWindow::new(1_000, 10);
+        assert!(w.insert("late", 5_000));
+        assert!(w.insert("early", 4_000));
+        w.expire(6_000);
+        assert!(w.contains("early") && w.contains("late"));
+        w.expire(6_001);
+        assert!(!w.contains("early") && !w.contains("late"));
+    }
+
+    #[test]
+    fn a_full_window_of_two_million_ids_stays_under_48_mib() {
+        let mut w = DedupeWindow::new(3_600_000, 1_800_000);
+        for i in 0..1_800_000u64 {
+            w.insert_fingerprint(IdFingerprint([i.wrapping_mul(0x9E37_79B9_7F4A_7C15), i]), (i / 100) as i64);
+        }
+        assert_eq!(w.len(), 1_800_000);
+        let bytes = w.heap_bytes();
+        assert!(bytes < 48 << 20, "{bytes} bytes");
+        assert!(bytes > 1_800_000 * 20, "{bytes} bytes cannot hold the fingerprints and index");
+    }
+
+    #[test]
     fn capacity_evicts_oldest() {
         let mut w = DedupeWindow::new(i64::MAX, 3);
         for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
@@ -220,6 +314,33 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// With slices wider than a millisecond, every id is held at least the horizon and
+        /// dropped once its slice's width past it, under any mix of arrivals.
+        #[test]
+        fn coarse_slices_hold_ids_between_horizon_and_one_slice_more(
+            steps in proptest::collection::vec(0i64..3_000, 1..300),
+            horizon in 4_096i64..100_000,
+        ) {
+            let mut w = DedupeWindow::new(horizon, usize::MAX);
+            let slice = horizon / SLICES_PER_HORIZON;
+            let mut now = 0i64;
+            let mut seen = Vec::new();
+            for (i, step) in steps.into_iter().enumerate() {
+                now += step;
+                let id = format!("id-{i}");
+                w.insert(&id, now);
+                seen.push((now, id));
+                for (at, id) in &seen {
+                    let age = now - at;
+                    if age <= horizon {
+                        proptest::prop_assert!(w.contains(id), "{} dropped at age {}", id, age);
+                    } else if age > horizon + slice {
+                        proptest::prop_assert!(!w.contains(id), "{} held at age {}", id, age);
+                    }
+                }
+            }
+        }
+
         /// The window agrees with a plain list of (first seen, id) under any mix of inserts,
         /// clock steps, expiry and the size cap.
         #[test]

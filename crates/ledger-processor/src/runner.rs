@@ -736,7 +736,8 @@ impl Core {
             Err(e) => return Err(ProcessorError::Internal(format!("insert task failed: {e}"))),
         };
         self.stats.observe_insert(rows, took);
-        self.stats.set_dedupe_ids(self.partitions.values().map(|s| s.dedupe.len()).sum());
+        let (ids, bytes) = self.partitions.values().fold((0, 0), |(n, b), s| (n + s.dedupe.len(), b + s.dedupe.heap_bytes()));
+        self.stats.set_dedupe_size(ids, bytes);
         for part in parts {
             let Some(state) = self.partitions.get_mut(&part.partition).filter(|s| s.generation == part.generation) else {
                 // Revoked meanwhile: the new owner republishes the spend of recent buckets.

@@ -51,6 +51,7 @@ pub struct Stats {
     batch_rows: Histogram,
     assigned: AtomicU64,
     dedupe_ids: AtomicU64,
+    dedupe_bytes: AtomicU64,
     lag_source: Mutex<Option<RecordingContext>>,
 }
 
@@ -162,9 +163,10 @@ impl Stats {
         self.assigned.store(n as u64, Ordering::Relaxed);
     }
 
-    /// Size of the dedupe state (ids held).
-    pub fn set_dedupe_ids(&self, n: usize) {
-        self.dedupe_ids.store(n as u64, Ordering::Relaxed);
+    /// Size of the dedupe state: ids held and the bytes of memory holding them.
+    pub fn set_dedupe_size(&self, ids: usize, bytes: usize) {
+        self.dedupe_ids.store(ids as u64, Ordering::Relaxed);
+        self.dedupe_bytes.store(bytes as u64, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of every counter.
@@ -210,6 +212,11 @@ impl Stats {
             out,
             "# HELP ledger_dedupe_ids Event ids held for deduplication.\n# TYPE ledger_dedupe_ids gauge\nledger_dedupe_ids {}",
             self.dedupe_ids.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ledger_dedupe_bytes Memory of the deduplication state.\n# TYPE ledger_dedupe_bytes gauge\nledger_dedupe_bytes {}",
+            self.dedupe_bytes.load(Ordering::Relaxed)
         );
         out
     }
