@@ -146,9 +146,16 @@ impl Generator {
         }
     }
 
-    fn tenant(&mut self) -> String {
+    fn tenant_into(&mut self, out: &mut String) {
         let i = self.tenant_dist.sample(&mut self.rng) as usize - 1;
-        TENANTS.get(i).map(|t| (*t).to_owned()).unwrap_or_else(|| format!("tenant-{i}"))
+        out.clear();
+        match TENANTS.get(i) {
+            Some(t) => out.push_str(t),
+            None => {
+                out.push_str("tenant-");
+                push_decimal(out, i as u64);
+            }
+        }
     }
 
     fn model(&mut self) -> ModelSpec {
@@ -164,8 +171,16 @@ impl Generator {
 
     /// A new valid event.
     pub fn valid_event(&mut self) -> UsageEvent {
+        let mut e = blank_event();
+        self.fill_valid_event(&mut e);
+        e
+    }
+
+    /// A new valid event written over `e`, reusing the memory of its strings: the same event
+    /// [`Generator::valid_event`] would return. A paced load generator builds 100,000 a second.
+    pub fn fill_valid_event(&mut self, e: &mut UsageEvent) {
         self.seq += 1;
-        let tenant = self.tenant();
+        self.tenant_into(&mut e.tenant_id);
         let spec = self.model();
         let team = TEAMS[self.rng.gen_range(0..TEAMS.len())];
         let input = (self.input_dist.sample(&mut self.rng) as i64).clamp(1, 400_000);
@@ -181,46 +196,50 @@ impl Generator {
         let spread_ms = self.opts.spread.num_milliseconds().max(1);
         let event_time = self.opts.start + Duration::milliseconds(self.rng.gen_range(0..spread_ms));
         let tier = match self.rng.gen_range(0..100) {
-            0..=4 => Some("batch".to_owned()),
-            5..=6 => Some("priority".to_owned()),
+            0..=4 => Some("batch"),
+            5..=6 => Some("priority"),
             _ => None,
         };
         // The strings are built by hand: `format!` was a tenth of a paced load generator's CPU.
-        let project = joined(&[team, "-"], self.rng.gen_range(1..4i32) as u64);
-        let user_id = joined(&["user-"], self.rng.gen_range(1..200i32) as u64);
-        let api_key_id = joined(&["key-", &tenant, "-"], self.rng.gen_range(1..4i32) as u64);
-        let mut event_id = joined(&[&self.opts.id_prefix, "-"], self.opts.seed);
-        event_id.push('-');
-        push_decimal(&mut event_id, self.seq);
-        UsageEvent {
-            event_id,
-            event_time,
-            team: Some(team.to_owned()),
-            project: Some(project),
-            user_id: Some(user_id),
-            api_key_id: Some(api_key_id),
-            feature: Some(FEATURES[self.rng.gen_range(0..FEATURES.len())].to_owned()),
-            environment: Some(if self.rng.gen_bool(0.9) { "prod" } else { "staging" }.to_owned()),
-            tags: [("region".to_owned(), if self.rng.gen_bool(0.5) { "eu" } else { "us" }.to_owned())].into(),
-            tenant_id: tenant,
-            provider: spec.provider.to_owned(),
-            operation: "chat".to_owned(),
-            request_model: spec.model.to_owned(),
-            response_model: None,
-            routed_from_model: None,
-            input_tokens: input,
-            cache_read_input_tokens: cache_read,
-            cache_creation_input_tokens: cache_creation,
-            cache_creation_1h_input_tokens: cache_creation_1h,
-            output_tokens: output,
-            reasoning_output_tokens: reasoning,
-            service_tier: if spec.provider == "openai" { tier } else { None },
-            provided_cost_usd: None,
-            latency_ms: Some(self.rng.gen_range(200..20_000)),
-            status: "ok".to_owned(),
-            response_id: None,
-            trace_id: None,
+        let project = self.rng.gen_range(1..4i32) as u64;
+        set_joined(e.project.get_or_insert_with(String::new), &[team, "-"], project);
+        let user = self.rng.gen_range(1..200i32) as u64;
+        set_joined(e.user_id.get_or_insert_with(String::new), &["user-"], user);
+        let key = self.rng.gen_range(1..4i32) as u64;
+        set_joined(e.api_key_id.get_or_insert_with(String::new), &["key-", &e.tenant_id, "-"], key);
+        set_joined(&mut e.event_id, &[&self.opts.id_prefix, "-"], self.opts.seed);
+        e.event_id.push('-');
+        push_decimal(&mut e.event_id, self.seq);
+        e.event_time = event_time;
+        set(e.team.get_or_insert_with(String::new), team);
+        set(e.feature.get_or_insert_with(String::new), FEATURES[self.rng.gen_range(0..FEATURES.len())]);
+        set(e.environment.get_or_insert_with(String::new), if self.rng.gen_bool(0.9) { "prod" } else { "staging" });
+        let region = if self.rng.gen_bool(0.5) { "eu" } else { "us" };
+        let only_region = e.tags.len() == 1;
+        match e.tags.get_mut("region") {
+            Some(v) if only_region => set(v, region),
+            _ => e.tags = [("region".to_owned(), region.to_owned())].into(),
         }
+        set(&mut e.provider, spec.provider);
+        set(&mut e.operation, "chat");
+        set(&mut e.request_model, spec.model);
+        e.response_model = None;
+        e.routed_from_model = None;
+        e.input_tokens = input;
+        e.cache_read_input_tokens = cache_read;
+        e.cache_creation_input_tokens = cache_creation;
+        e.cache_creation_1h_input_tokens = cache_creation_1h;
+        e.output_tokens = output;
+        e.reasoning_output_tokens = reasoning;
+        match tier.filter(|_| spec.provider == "openai") {
+            Some(t) => set(e.service_tier.get_or_insert_with(String::new), t),
+            None => e.service_tier = None,
+        }
+        e.provided_cost_usd = None;
+        e.latency_ms = Some(self.rng.gen_range(200..20_000));
+        set(&mut e.status, "ok");
+        e.response_id = None;
+        e.trace_id = None;
     }
 
     fn invalid(&mut self) -> Synthetic {
@@ -245,15 +264,29 @@ impl Generator {
 
     /// The next message.
     pub fn next_message(&mut self) -> Synthetic {
+        let mut message = Synthetic::Valid(blank_event());
+        self.next_message_into(&mut message);
+        message
+    }
+
+    /// The next message written over `message`: the same as [`Generator::next_message`], and
+    /// a new valid event after a valid one reuses its memory.
+    pub fn next_message_into(&mut self, message: &mut Synthetic) {
         let roll = self.rng.gen_range(0..1_000_000u32);
         if roll < self.opts.invalid_ppm {
-            return self.invalid();
+            *message = self.invalid();
+            return;
         }
         if roll < self.opts.invalid_ppm + self.opts.duplicate_ppm && !self.recent.is_empty() {
             let i = self.rng.gen_range(0..self.recent.len());
-            return Synthetic::Duplicate(self.recent[i].clone());
+            *message = Synthetic::Duplicate(self.recent[i].clone());
+            return;
         }
-        let e = self.valid_event();
+        if !matches!(message, Synthetic::Valid(_)) {
+            *message = Synthetic::Valid(blank_event());
+        }
+        let Synthetic::Valid(e) = message else { return };
+        self.fill_valid_event(e);
         if self.opts.duplicate_ppm > 0 {
             if self.recent.len() < 1024 {
                 self.recent.push(e.clone());
@@ -262,18 +295,54 @@ impl Generator {
                 self.recent[i] = e.clone();
             }
         }
-        Synthetic::Valid(e)
     }
 }
 
-/// `parts` concatenated, then `n` in decimal.
-fn joined(parts: &[&str], n: u64) -> String {
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 20);
-    for p in parts {
-        s.push_str(p);
+/// An event with every string empty, to be filled by [`Generator::fill_valid_event`].
+fn blank_event() -> UsageEvent {
+    UsageEvent {
+        event_id: String::new(),
+        event_time: DateTime::UNIX_EPOCH,
+        tenant_id: String::new(),
+        team: None,
+        project: None,
+        user_id: None,
+        api_key_id: None,
+        feature: None,
+        environment: None,
+        tags: Default::default(),
+        provider: String::new(),
+        operation: String::new(),
+        request_model: String::new(),
+        response_model: None,
+        routed_from_model: None,
+        input_tokens: 0,
+        cache_read_input_tokens: 0,
+        cache_creation_input_tokens: 0,
+        cache_creation_1h_input_tokens: 0,
+        output_tokens: 0,
+        reasoning_output_tokens: 0,
+        service_tier: None,
+        provided_cost_usd: None,
+        latency_ms: None,
+        status: String::new(),
+        response_id: None,
+        trace_id: None,
     }
-    push_decimal(&mut s, n);
-    s
+}
+
+fn set(s: &mut String, value: &str) {
+    s.clear();
+    s.push_str(value);
+}
+
+/// `out` becomes `parts` concatenated, then `n` in decimal.
+fn set_joined(out: &mut String, parts: &[&str], n: u64) {
+    out.clear();
+    for p in parts {
+        out.push_str(p);
+    }
+    push_decimal(out, n);
 }
 
 fn push_decimal(s: &mut String, mut n: u64) {
@@ -297,7 +366,9 @@ mod tests {
     #[test]
     fn strings_are_built_as_format_would() {
         for n in [0u64, 7, 10, 199, 1234567890, u64::MAX] {
-            assert_eq!(joined(&["key-", "acme", "-"], n), format!("key-acme-{n}"));
+            let mut s = "stale".to_owned();
+            set_joined(&mut s, &["key-", "acme", "-"], n);
+            assert_eq!(s, format!("key-acme-{n}"));
         }
         let mut g = Generator::new(GeneratorOptions { seed: 9, id_prefix: "run".into(), ..GeneratorOptions::default() });
         let e = g.valid_event();
@@ -317,6 +388,38 @@ mod tests {
             assert_eq!(x, y);
             x.validate().unwrap();
         }
+    }
+
+    #[test]
+    fn a_reused_message_is_the_message_a_fresh_one_would_be() {
+        let opts = GeneratorOptions {
+            duplicate_ppm: 50_000,
+            invalid_ppm: 20_000,
+            tenants: 20,
+            start: DateTime::UNIX_EPOCH,
+            ..GeneratorOptions::default()
+        };
+        let mut fresh = Generator::new(opts.clone());
+        let mut reusing = Generator::new(opts);
+        let mut slot = Synthetic::Valid(blank_event());
+        let mut kinds = [0; 3];
+        for _ in 0..20_000 {
+            let expected = fresh.next_message();
+            reusing.next_message_into(&mut slot);
+            kinds[match &expected {
+                Synthetic::Valid(_) => 0,
+                Synthetic::Duplicate(_) => 1,
+                Synthetic::Invalid(..) => 2,
+            }] += 1;
+            match (&expected, &slot) {
+                (Synthetic::Valid(a), Synthetic::Valid(b)) | (Synthetic::Duplicate(a), Synthetic::Duplicate(b)) => {
+                    assert_eq!(a, b)
+                }
+                (Synthetic::Invalid(k, a), Synthetic::Invalid(l, b)) => assert_eq!((k, a), (l, b)),
+                _ => panic!("{expected:?} != {slot:?}"),
+            }
+        }
+        assert!(kinds.iter().all(|&n| n > 100), "{kinds:?}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
 use ledger_kafka::producer::AckCounter;
 
 use ledger_core::UsageEvent;
-use ledger_loadgen::{Generator, GeneratorOptions, Synthetic};
+use ledger_loadgen::{Generator, GeneratorOptions, InvalidKind, Synthetic};
 
 use crate::config::ConfigArgs;
 
@@ -276,6 +276,8 @@ async fn run_paced(
     };
 
     let mut payload = Vec::with_capacity(512);
+    // Each message is written over the previous one: a new valid event reuses its strings.
+    let mut message = Synthetic::Invalid(InvalidKind::Garbage, None);
     let started = Instant::now();
     let (mut sent, mut valid, mut duplicates, mut invalid) = (0u64, 0u64, 0u64, 0u64);
     let mut max_behind = 0u64;
@@ -292,7 +294,7 @@ async fn run_paced(
         // At most 10 ms of load per step, so the progress bar and the clock stay current.
         let step = (due - sent).min((rate / 100).max(1));
         for _ in 0..step {
-            let message = generator.next_message();
+            generator.next_message_into(&mut message);
             match message {
                 Synthetic::Valid(_) => valid += 1,
                 Synthetic::Duplicate(_) => duplicates += 1,
