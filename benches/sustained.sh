@@ -5,7 +5,8 @@
 # processor's /metrics) and the processor's resident memory; at the end the sustained rate
 # (rows committed during the produce window / window), the catch-up time after it, the peak RSS
 # (sampled every second), the CPU each process used in the window, and the raw baselines on the
-# same rows: consume only, and ClickHouse insert only (B1 a bare table, B2 with the rollups).
+# same rows: consume only, and ClickHouse insert only (B1 a bare table, B2 with the rollups), the
+# inserts once the run's own ledger is dropped and the server has finished merging.
 # Usage: benches/sustained.sh [RATE] [DURATION]   (default 100000 5m). Needs `scripts/stack.sh up`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
