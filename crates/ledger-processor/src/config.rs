@@ -117,8 +117,9 @@ pub struct DedupeConfig {
     /// A resend within this many seconds of the original is counted once.
     pub horizon_secs: u64,
     /// At most this many ids are held per partition (oldest evicted first). The default,
-    /// 1,800,000, is about 38 MiB per partition: the id index is a power-of-two hash table, and
-    /// up to 1,835,008 ids fit in 2^21 slots (2,000,000 would double it to 2^22).
+    /// 1,800,000, is about 48 MiB per partition in steady use: the id index is a power-of-two
+    /// hash table, which evictions take to 2^22 slots; up to 1,835,008 ids keep it there
+    /// (2,000,000 would double it to 2^23).
     pub capacity_per_partition: usize,
 }
 
