@@ -176,33 +176,9 @@ impl Drop for Service {
 /// The event every simulated call reports: gpt-4o, 2,000 input and 500 output tokens.
 fn event(run: &str, n: u64, tenant: &str, model: &str) -> UsageEvent {
     UsageEvent {
-        event_id: format!("{run}-{n}"),
-        event_time: Utc::now(),
-        tenant_id: tenant.to_owned(),
-        team: None,
-        project: None,
-        user_id: None,
-        api_key_id: None,
-        feature: None,
-        environment: None,
-        tags: Default::default(),
-        provider: "openai".into(),
-        operation: "chat".into(),
-        request_model: model.to_owned(),
-        response_model: None,
-        routed_from_model: None,
         input_tokens: 2_000,
-        cache_read_input_tokens: 0,
-        cache_creation_input_tokens: 0,
-        cache_creation_1h_input_tokens: 0,
         output_tokens: 500,
-        reasoning_output_tokens: 0,
-        service_tier: None,
-        provided_cost_usd: None,
-        latency_ms: None,
-        status: "ok".into(),
-        response_id: None,
-        trace_id: None,
+        ..UsageEvent::new(format!("{run}-{n}"), Utc::now(), tenant.to_owned(), "openai".into(), model.to_owned())
     }
 }
 

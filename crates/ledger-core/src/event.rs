@@ -267,6 +267,46 @@ impl<'a> TagsRef<'a> {
 }
 
 impl UsageEvent {
+    /// A call of `tenant_id` to `request_model` of `provider`, with every other field as the
+    /// wire format defaults it: operation `chat`, status `ok`, no attribution, tags or tokens.
+    pub fn new(
+        event_id: String,
+        event_time: DateTime<Utc>,
+        tenant_id: String,
+        provider: String,
+        request_model: String,
+    ) -> Self {
+        UsageEvent {
+            event_id,
+            event_time,
+            tenant_id,
+            team: None,
+            project: None,
+            user_id: None,
+            api_key_id: None,
+            feature: None,
+            environment: None,
+            tags: BTreeMap::new(),
+            provider,
+            operation: default_operation(),
+            request_model,
+            response_model: None,
+            routed_from_model: None,
+            input_tokens: 0,
+            cache_read_input_tokens: 0,
+            cache_creation_input_tokens: 0,
+            cache_creation_1h_input_tokens: 0,
+            output_tokens: 0,
+            reasoning_output_tokens: 0,
+            service_tier: None,
+            provided_cost_usd: None,
+            latency_ms: None,
+            status: default_status(),
+            response_id: None,
+            trace_id: None,
+        }
+    }
+
     /// A borrowed view of this event.
     pub fn as_view(&self) -> UsageEventRef<'_> {
         UsageEventRef {

@@ -298,37 +298,9 @@ impl Generator {
     }
 }
 
-/// An event with every string empty, to be filled by [`Generator::fill_valid_event`].
+/// An event with no id, tenant or model, to be filled by [`Generator::fill_valid_event`].
 fn blank_event() -> UsageEvent {
-    UsageEvent {
-        event_id: String::new(),
-        event_time: DateTime::UNIX_EPOCH,
-        tenant_id: String::new(),
-        team: None,
-        project: None,
-        user_id: None,
-        api_key_id: None,
-        feature: None,
-        environment: None,
-        tags: Default::default(),
-        provider: String::new(),
-        operation: String::new(),
-        request_model: String::new(),
-        response_model: None,
-        routed_from_model: None,
-        input_tokens: 0,
-        cache_read_input_tokens: 0,
-        cache_creation_input_tokens: 0,
-        cache_creation_1h_input_tokens: 0,
-        output_tokens: 0,
-        reasoning_output_tokens: 0,
-        service_tier: None,
-        provided_cost_usd: None,
-        latency_ms: None,
-        status: String::new(),
-        response_id: None,
-        trace_id: None,
-    }
+    UsageEvent::new(String::new(), DateTime::UNIX_EPOCH, String::new(), String::new(), String::new())
 }
 
 fn set(s: &mut String, value: &str) {

@@ -12,8 +12,6 @@
 //! | Google Gemini | `promptTokenCount` includes `cachedContentTokenCount`; `candidatesTokenCount` excludes `thoughtsTokenCount`; `toolUsePromptTokenCount` is extra prompt | input = prompt + tool use; output = candidates + thoughts |
 //! | AWS Bedrock Converse | `inputTokens` excludes `cacheReadInputTokens` and `cacheWriteInputTokens` | input = input + cache read + cache write |
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use ledger_core::{Money, UsageEvent};
 
@@ -198,35 +196,7 @@ impl EventBuilder {
 
     fn with_tokens(provider: String, request_model: String, tokens: Result<NormalizedTokens, SdkError>) -> Self {
         EventBuilder {
-            event: UsageEvent {
-                event_id: String::new(),
-                event_time: DateTime::<Utc>::UNIX_EPOCH,
-                tenant_id: String::new(),
-                team: None,
-                project: None,
-                user_id: None,
-                api_key_id: None,
-                feature: None,
-                environment: None,
-                tags: BTreeMap::new(),
-                provider,
-                operation: "chat".to_owned(),
-                request_model,
-                response_model: None,
-                routed_from_model: None,
-                input_tokens: 0,
-                cache_read_input_tokens: 0,
-                cache_creation_input_tokens: 0,
-                cache_creation_1h_input_tokens: 0,
-                output_tokens: 0,
-                reasoning_output_tokens: 0,
-                service_tier: None,
-                provided_cost_usd: None,
-                latency_ms: None,
-                status: "ok".to_owned(),
-                response_id: None,
-                trace_id: None,
-            },
+            event: UsageEvent::new(String::new(), DateTime::<Utc>::UNIX_EPOCH, String::new(), provider, request_model),
             tokens,
         }
     }
