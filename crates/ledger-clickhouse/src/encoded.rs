@@ -121,6 +121,12 @@ pub struct LedgerBatch {
     span: BatchSpan,
 }
 
+/// The bytes each column of a batch held: [`LedgerBatch::with_capacity`] reserves them for the
+/// next batch of the partition, so its columns are not grown by doubling (copying each column
+/// as it grows and leaving up to half of each allocation unused).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchCapacity(Vec<(usize, usize)>);
+
 /// Which rows a batch holds: their Kafka topic and partition and their offsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchSpan {
@@ -166,8 +172,18 @@ impl BatchSpan {
 impl LedgerBatch {
     /// An empty batch of `topic`/`partition` whose rows carry `ingest_time`.
     pub fn new(topic: &str, partition: i32, ingest_time: DateTime<Utc>) -> Result<Self> {
+        Self::with_capacity(topic, partition, ingest_time, &BatchCapacity::default())
+    }
+
+    /// As [`LedgerBatch::new`], with room for what `capacity` (an earlier batch's
+    /// [`LedgerBatch::capacity`]) held.
+    pub fn with_capacity(topic: &str, partition: i32, ingest_time: DateTime<Utc>, capacity: &BatchCapacity) -> Result<Self> {
+        let sized = |i: usize| {
+            let (lead, values) = capacity.0.get(i).copied().unwrap_or_default();
+            ColumnBuf { lead: Vec::with_capacity(lead), values: Vec::with_capacity(values) }
+        };
         Ok(LedgerBatch {
-            columns: vec![ColumnBuf::default(); COLUMNS.len()],
+            columns: (0..COLUMNS.len()).map(sized).collect(),
             tags: 0,
             ingest_time: datetime_secs(ingest_time, "ingest_time")?,
             span: BatchSpan { rows: 0, topic: topic.to_owned(), partition, first_offset: -1, last_offset: -1 },
@@ -275,6 +291,11 @@ impl LedgerBatch {
     /// The `ingest_time` of every row (unix seconds).
     pub fn ingest_time(&self) -> u32 {
         self.ingest_time
+    }
+
+    /// The bytes each column holds now, to size a later batch ([`LedgerBatch::with_capacity`]).
+    pub fn capacity(&self) -> BatchCapacity {
+        BatchCapacity(self.columns.iter().map(|c| (c.lead.len(), c.values.len())).collect())
     }
 
     /// The encoded rows, ready to send (cheap to clone for a retry).
@@ -445,6 +466,34 @@ mod tests {
         batch.push(&event.as_view(), &priced, 7).unwrap();
         batch.restamp_if_empty(at("2026-04-01T02:00:00Z")).unwrap();
         assert_eq!(i64::from(batch.ingest_time()), at("2026-04-01T01:00:00Z").timestamp(), "one time per batch");
+    }
+
+    #[test]
+    fn a_batch_sized_like_an_earlier_one_encodes_the_same_rows_without_growing() {
+        let at: DateTime<Utc> = "2026-04-01T01:00:00Z".parse().unwrap();
+        let priced = free_gpt_4o();
+        let fill = |batch: &mut LedgerBatch| {
+            for i in 0..100i64 {
+                let event = ledger_core::UsageEvent {
+                    tags: [("k".to_owned(), format!("v{i}"))].into(),
+                    team: (i % 3 == 0).then(|| "team".to_owned()),
+                    ..ledger_core::UsageEvent::new(format!("e{i}"), at, "a".into(), "openai".into(), "gpt-4o".into())
+                };
+                batch.push(&event.as_view(), &priced, i).unwrap();
+            }
+        };
+        let mut first = LedgerBatch::new("t", 0, at).unwrap();
+        fill(&mut first);
+        let capacity = first.capacity();
+        assert_eq!(capacity.0.len(), COLUMNS.len());
+
+        let mut sized = LedgerBatch::with_capacity("t", 0, at, &capacity).unwrap();
+        let reserved: Vec<(usize, usize)> = sized.columns.iter().map(|c| (c.lead.capacity(), c.values.capacity())).collect();
+        assert!(reserved.iter().zip(&capacity.0).all(|(r, c)| r.0 >= c.0 && r.1 >= c.1), "room for the earlier rows");
+        fill(&mut sized);
+        let after: Vec<(usize, usize)> = sized.columns.iter().map(|c| (c.lead.capacity(), c.values.capacity())).collect();
+        assert_eq!(after, reserved, "no column grew");
+        assert_eq!(native_block(&[sized.seal()]).concat(), native_block(&[first.seal()]).concat());
     }
 
     #[test]

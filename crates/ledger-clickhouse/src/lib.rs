@@ -21,7 +21,7 @@ pub mod row;
 pub mod writer;
 
 pub use clickhouse;
-pub use encoded::{native_columns, BatchSpan, LedgerBatch, SealedBatch};
+pub use encoded::{native_columns, BatchCapacity, BatchSpan, LedgerBatch, SealedBatch};
 pub use config::{ClickHouseConfig, DEFAULT_DATABASE, DEFAULT_URL};
 pub use error::{Error, ErrorKind, Result};
 pub use migrate::{Migration, MigrationOutcome, MigrationReport, MigrationStatus, Migrator, MIGRATIONS};

@@ -26,7 +26,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use ledger_clickhouse::{LedgerBatch, LedgerWriter, SealedBatch};
+use ledger_clickhouse::{BatchCapacity, LedgerBatch, LedgerWriter, SealedBatch};
 use ledger_core::aggregate::{hour_bucket, Attribution, SpendAggregator, SpendKey, SpendTotals, BUCKET_SECS};
 use ledger_core::catalog::Catalog;
 use ledger_core::event::TokenCounts;
@@ -73,6 +73,8 @@ struct PartitionState {
     dedupe: DedupeWindow,
     /// The rows not yet sent, encoded (opened by the first message after a flush).
     batch: Option<LedgerBatch>,
+    /// What the partition's last batch held: the next one reserves as much.
+    batch_capacity: BatchCapacity,
     /// The spend of `batch`, merged into `spend` once the batch is durable.
     batch_spend: SpendAggregator,
     dead_letters: Vec<DeadLetter>,
@@ -549,6 +551,7 @@ impl Core {
                 fence_dead_letter,
                 dedupe,
                 batch: None,
+                batch_capacity: BatchCapacity::default(),
                 batch_spend: SpendAggregator::new(),
                 dead_letters: Vec::new(),
                 first_pending_at: None,
@@ -595,7 +598,8 @@ impl Core {
         // ClickHouse partition (by ingest month), so the batch is atomic.
         match &mut state.batch {
             Some(batch) => batch.restamp_if_empty(now),
-            None => LedgerBatch::new(&self.config.topics.usage, partition, now).map(|b| state.batch = Some(b)),
+            None => LedgerBatch::with_capacity(&self.config.topics.usage, partition, now, &state.batch_capacity)
+                .map(|b| state.batch = Some(b)),
         }
         .map_err(|e| ProcessorError::Internal(format!("opening a batch: {e}")))?;
         let (catalog, acceptance) = (&self.catalog, &self.config.settings.acceptance);
@@ -803,6 +807,7 @@ impl Core {
             dead_letters.append(&mut state.dead_letters);
             state.first_pending_at = None;
             if let Some(batch) = state.batch.take().filter(|b| !b.span().is_empty()) {
+                state.batch_capacity = batch.capacity();
                 let batch = batch.seal();
                 parts.push(PartInsert {
                     partition,
