@@ -21,6 +21,9 @@ export LEDGER__TOPICS__SPEND="${RUN}.llm.spend.v1"
 export LEDGER__TOPICS__SIGNALS="${RUN}.llm.budget-signals.v1"
 export LEDGER__CLICKHOUSE__DATABASE="$DB"
 export LEDGER__PROCESSOR__GROUP_ID="${RUN}-processor"
+# The throughput setting: about one insert a second, as ClickHouse advises (the default, 200 ms,
+# keeps budget signals within a second at about 20% more ClickHouse CPU per row).
+export LEDGER__PROCESSOR__BATCH__MAX_DELAY_MS="${LEDGER__PROCESSOR__BATCH__MAX_DELAY_MS:-1000}"
 export RUST_LOG=warn
 
 cargo build --release --quiet -p ledger-cli
