@@ -139,6 +139,12 @@ pub fn manual_offset_consumer(
         .set("fetch.min.bytes", "1")
         .set("fetch.wait.max.ms", "100")
         .set("queued.max.messages.kbytes", "65536")
+        // Once a partition's prefetch queue is over its thresholds (queued.min.messages,
+        // queued.max.messages.kbytes), librdkafka postpones that partition's next fetch by this
+        // much; the default, 1000 ms, starves a consumer that drains the queue during a pause
+        // (the processor waiting for an insert): measured at 140,000 events/s offered, 111,000/s
+        // with a growing lag at 1000 ms, 137,600/s keeping pace at 20 ms.
+        .set("fetch.queue.backoff.ms", "20")
         .set("statistics.interval.ms", "2000");
     if let Some(id) = instance_id {
         cfg.set("group.instance.id", id);
