@@ -160,7 +160,7 @@ print(f"sustained / slower of A and B2:          {sustained / min(a, b2):.2f}   
 print(f"sustained / slower of A and B1:          {sustained / min(a, b1):.2f}   (stricter: without the rollups)")
 if sustained >= 0.98 * rate:
     # A run that keeps pace measures the offered rate, not what the pipeline can do.
-    print(f"the pipeline kept pace with the {rate:,.0f}/s offered: these ratios measure the offered rate;")
-    print("offer more than the pipeline can take to measure its capacity (e.g. benches/sustained.sh 150000 5m)")
+    print(f"the pipeline kept pace with the {rate:,.0f}/s offered: these ratios are lower bounds of its capacity;")
+    print(f"offer more to find it (e.g. benches/sustained.sh {int(rate * 1.5)} 5m)")
 PY
 "$L" bench-delete-topics --prefix "${RUN}." >/dev/null
