@@ -93,9 +93,8 @@ pub struct CatalogSourceConfig {
 /// signals within a second (p99 0.3-0.8 s at 1,000-50,000 events/s, `budget_loop`). For
 /// throughput, `max_delay_ms = 1000` makes about one insert a second, as ClickHouse advises: at
 /// 100,000 events/s, 100,000-row inserts each second instead of about 46,000-row ones every 0.4 s
-/// took ClickHouse from 8.3 to 6.8-7.1 us of CPU per row and the machine's limit from about
-/// 100,000 to 111,000-115,000 events/s (`benches/sustained.sh`), while signals then took p99
-/// 1.1-1.4 s.
+/// took ClickHouse from 8.3 to 6.8-7.1 us of CPU per row (`benches/sustained.sh`; at 150,000
+/// events/s, 4.7 against 5.7 us with 200 ms), while signals then took p99 1.1-1.4 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
