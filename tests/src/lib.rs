@@ -320,9 +320,9 @@ pub fn read_topic(env: &TestEnv, topic: &str) -> Vec<rdkafka::message::OwnedMess
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
     let marks = ledger_kafka::admin::watermarks(&env.kafka, topic, Duration::from_secs(10)).expect("watermarks");
-    let mut cfg = env.kafka.client_config();
-    cfg.set("group.id", format!("reader-{}", random_suffix())).set("enable.auto.commit", "false");
-    let consumer: BaseConsumer = cfg.create().expect("consumer");
+    let group = format!("reader-{}", random_suffix());
+    let consumer: BaseConsumer =
+        env.kafka.consumer_config(&[("group.id", &group), ("enable.auto.commit", "false")]).create().expect("consumer");
     let mut tpl = rdkafka::TopicPartitionList::new();
     let mut remaining = 0i64;
     for (p, lo, hi) in &marks {

@@ -237,9 +237,11 @@ impl SpendWatcher {
     fn start(stack: &Stack, thresholds: HashMap<String, Vec<(Money, BudgetState)>>, seen: Seen) -> Result<SpendWatcher, Failure> {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         use rdkafka::Message;
-        let mut cfg = stack.kafka.client_config();
-        cfg.set("group.id", format!("{}-spend-watch", stack.run)).set("enable.auto.commit", "false").set("fetch.wait.max.ms", "10");
-        let consumer: BaseConsumer = cfg.create()?;
+        let group = format!("{}-spend-watch", stack.run);
+        let consumer: BaseConsumer = stack
+            .kafka
+            .consumer_config(&[("group.id", &group), ("enable.auto.commit", "false"), ("fetch.wait.max.ms", "10")])
+            .create()?;
         let mut tpl = rdkafka::TopicPartitionList::new();
         for p in 0..ledger_kafka::admin::partition_count(&stack.kafka, &stack.topics.spend, Duration::from_secs(10))? {
             tpl.add_partition_offset(&stack.topics.spend, p, rdkafka::Offset::Beginning)?;

@@ -89,9 +89,11 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await; // leaders of the fresh topics
 
     // A consumer of the signals topic that reports each BLOCK's arrival.
-    let mut cfg = kafka.client_config();
-    cfg.set("group.id", format!("bench-reader-{suffix}")).set("enable.auto.commit", "false").set("fetch.wait.max.ms", "5");
-    let consumer: StreamConsumer = cfg.create().expect("consumer");
+    let group = format!("bench-reader-{suffix}");
+    let consumer: StreamConsumer = kafka
+        .consumer_config(&[("group.id", &group), ("enable.auto.commit", "false"), ("fetch.wait.max.ms", "5")])
+        .create()
+        .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..4 {
         tpl.add_partition_offset(&topics.signals, p, Offset::Beginning).expect("tpl");

@@ -250,16 +250,14 @@ impl Enforcer {
 
     /// A consumer of every spend partition, starting where the catch-up ended.
     fn follower(&self, end: &EndOffsets) -> Result<StreamConsumer, EnforcerError> {
-        let mut cfg = self.config.kafka.client_config();
-        cfg.set("group.id", &self.config.settings.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "10")
-            .set("fetch.min.bytes", "1");
-        for (k, v) in &self.config.kafka.options {
-            cfg.set(k, v);
-        }
+        let cfg = self.config.kafka.consumer_config(&[
+            ("group.id", &self.config.settings.group_id),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("fetch.wait.max.ms", "10"),
+            ("fetch.min.bytes", "1"),
+        ]);
         let consumer: StreamConsumer =
             cfg.create().map_err(|e| KafkaError::Client { context: "creating the spend consumer".into(), source: e })?;
         let mut tpl = TopicPartitionList::new();

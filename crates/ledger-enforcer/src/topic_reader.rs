@@ -26,8 +26,7 @@ pub fn read_to_end(
 ) -> Result<EndOffsets, KafkaError> {
     let marks = ledger_kafka::admin::watermarks(kafka, topic, Duration::from_secs(30))?;
     let end: EndOffsets = marks.iter().map(|(p, _, hi)| (*p, *hi)).collect();
-    let mut cfg = kafka.client_config();
-    cfg.set("group.id", group).set("enable.auto.commit", "false").set("enable.partition.eof", "false");
+    let cfg = kafka.consumer_config(&[("group.id", group), ("enable.auto.commit", "false"), ("enable.partition.eof", "false")]);
     let consumer: BaseConsumer = cfg.create().map_err(|e| client("creating a reader", e))?;
     let mut tpl = TopicPartitionList::new();
     let mut remaining: BTreeMap<i32, i64> = BTreeMap::new();

@@ -90,7 +90,7 @@ pub struct CatalogSourceConfig {
 /// Latency against ClickHouse CPU: each insert writes a part of the ledger and of each rollup
 /// (about 260 files) that background merges later rewrite, so ClickHouse's CPU goes with the
 /// number of inserts as much as with the rows. The default `max_delay_ms` (200) keeps budget
-/// signals within a second (p99 0.2-0.25 s at 1,000-50,000 events/s with 100 ms, `budget_loop`). For
+/// signals within a second (`budget_loop`, at 100 ms: p99 0.2-0.25 s at 1,000-50,000 events/s). For
 /// throughput, `max_delay_ms = 1000` makes about one insert a second, as ClickHouse advises: at
 /// 100,000 events/s, 100,000-row inserts each second instead of about 46,000-row ones every 0.4 s
 /// took ClickHouse from 8.3 to 6.8-7.1 us of CPU per row (`benches/sustained.sh`; at 150,000

@@ -78,9 +78,8 @@ pub fn dead_letter_fence(
     source_partition: i32,
     timeout: Duration,
 ) -> Result<i64, rdkafka::error::KafkaError> {
-    let mut cfg = config.client_config();
-    cfg.set("group.id", "ledger-dlq-fence").set("enable.auto.commit", "false");
-    let consumer: BaseConsumer = cfg.create()?;
+    let consumer: BaseConsumer =
+        config.consumer_config(&[("group.id", "ledger-dlq-fence"), ("enable.auto.commit", "false")]).create()?;
     let (low, high) = consumer.fetch_watermarks(dead_letter_topic, source_partition, timeout)?;
     if high <= low {
         return Ok(-1);

@@ -261,21 +261,20 @@ fn count(c: &Counters, applied: &Applied) {
 }
 
 fn signal_consumer(config: &RouterConfig) -> Result<BaseConsumer, RouterError> {
-    let mut cfg = config.kafka.client_config();
     // A group id is required by librdkafka, but the router never joins or commits: every
     // router instance reads the whole compacted topic.
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    cfg.set("group.id", format!("ledger-router-{}-{nanos}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
+    let group = format!("ledger-router-{}-{nanos}", std::process::id());
+    let cfg = config.kafka.consumer_config(&[
+        ("group.id", &group),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("enable.partition.eof", "true"),
+        ("auto.offset.reset", "earliest"),
         // Signals are few and latency matters: do not wait to fill fetches.
-        .set("fetch.wait.max.ms", "20")
-        .set("fetch.min.bytes", "1");
-    for (k, v) in &config.kafka.options {
-        cfg.set(k, v);
-    }
+        ("fetch.wait.max.ms", "20"),
+        ("fetch.min.bytes", "1"),
+    ]);
     cfg.create().map_err(|e| RouterError::kafka("creating the signals consumer", e))
 }
 

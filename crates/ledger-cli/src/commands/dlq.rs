@@ -194,12 +194,13 @@ fn scan(
     if pending.is_empty() {
         return Ok(0);
     }
-    let mut cfg = kafka.client_config();
-    cfg.set("group.id", "ledger-dlq-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest");
+    let cfg = kafka.consumer_config(&[
+        ("group.id", "ledger-dlq-reader"),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("enable.partition.eof", "true"),
+        ("auto.offset.reset", "earliest"),
+    ]);
     let consumer: BaseConsumer = cfg.create().context("creating a Kafka consumer")?;
     let mut tpl = TopicPartitionList::new();
     for (p, lo, hi) in marks {

@@ -476,12 +476,13 @@ fn read_ranges(
     if ranges.is_empty() {
         return Ok(());
     }
-    let mut cfg = kafka.client_config();
-    cfg.set("group.id", "ledger-reconcile-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest");
+    let cfg = kafka.consumer_config(&[
+        ("group.id", "ledger-reconcile-reader"),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("enable.partition.eof", "true"),
+        ("auto.offset.reset", "earliest"),
+    ]);
     let consumer: BaseConsumer = cfg.create().context("creating a Kafka consumer")?;
     for &(partition, lo, hi) in ranges {
         let mut tpl = TopicPartitionList::new();
