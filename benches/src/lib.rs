@@ -3,7 +3,7 @@
 //! share, so both measure the same code.
 
 use chrono::{DateTime, Utc};
-use ledger_core::aggregate::{hour_bucket, Attribution, SpendAggregator};
+use ledger_core::aggregate::{hour_bucket, SpendAggregator};
 use ledger_core::catalog::{Catalog, CatalogSource};
 use ledger_core::UsageEvent;
 use ledger_loadgen::{Generator, GeneratorOptions};
@@ -33,7 +33,7 @@ pub fn event_path(codec: &Codec<UsageEvent>, catalog: &Catalog, messages: &[Vec<
             .decode_with(m, |event| {
                 let tokens = event.validate().expect("valid");
                 let priced = catalog.price_view(event, &tokens).expect("priced");
-                let attribution = Attribution::of_view(event, priced.model);
+                let attribution = event.attribution.with_model(Some(priced.model));
                 let bucket = hour_bucket(event.event_time.secs());
                 spend.add_call(&attribution, bucket, priced.cost, &tokens, 0, event.event_time.micros()).expect("no overflow");
             })

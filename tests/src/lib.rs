@@ -234,7 +234,7 @@ pub async fn produce_synthetic(env: &TestEnv, n: u64, seed: u64, duplicate_ppm: 
         let message = generator.next_message();
         let (key, payload) = match &message {
             Synthetic::Valid(e) | Synthetic::Duplicate(e) | Synthetic::Invalid(_, Some(e)) => {
-                (e.tenant_id.clone(), codec.encode(e).expect("encode"))
+                (e.attribution.tenant_id.clone(), codec.encode(e).expect("encode"))
             }
             Synthetic::Invalid(_, None) => ("garbage".to_owned(), b"\xC3\x01garbage".to_vec()),
         };
@@ -272,7 +272,7 @@ pub async fn resend_valid(env: &TestEnv, sent: &Sent, n: usize) -> u64 {
     for line in sent.valid_jsonl.lines().take(n) {
         let event: ledger_core::UsageEvent = serde_json::from_str(line).expect("sent event JSON");
         let payload = codec.encode(&event).expect("encode");
-        let record = FutureRecord::to(&env.topics.usage).key(&event.tenant_id).payload(&payload);
+        let record = FutureRecord::to(&env.topics.usage).key(&event.attribution.tenant_id).payload(&payload);
         let delivery = ledger_kafka::producer::enqueue(&producer, record).await.expect("enqueue");
         delivery.await.expect("delivery future").expect("kafka ack");
         resent += 1;
@@ -363,7 +363,7 @@ pub fn spend_topic_totals(env: &TestEnv) -> (i128, i64) {
     }
     latest
         .values()
-        .filter(|u| u.team.is_none() && u.project.is_none() && u.user_id.is_none() && u.api_key_id.is_none() && u.model.is_none())
+        .filter(|u| u.scope.attribution.team.is_none() && u.scope.attribution.project.is_none() && u.scope.attribution.user_id.is_none() && u.scope.attribution.api_key_id.is_none() && u.scope.model.is_none())
         .fold((0i128, 0i64), |(c, r), u| (c + u.cost_usd.picos(), r + u.request_count))
 }
 

@@ -75,7 +75,7 @@ async fn dead_letters_are_listed_by_reason_and_replayed_exactly_once() {
     let codec = ledger_schema::Codec::<UsageEvent>::new().expect("codec");
     let producer = ledger_kafka::producer::idempotent_producer(&env.kafka).expect("producer");
     let mut messages: Vec<(String, Vec<u8>)> =
-        known.iter().chain(&unknown).map(|e| (e.tenant_id.clone(), codec.encode(e).expect("encode"))).collect();
+        known.iter().chain(&unknown).map(|e| (e.attribution.tenant_id.clone(), codec.encode(e).expect("encode"))).collect();
     messages.push(("garbage".into(), b"\xC3\x01garbage".to_vec()));
     messages.push(("garbage".into(), b"not avro at all".to_vec()));
     for (key, payload) in &messages {

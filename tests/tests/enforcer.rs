@@ -113,12 +113,7 @@ fn this_hour() -> DateTime<Utc> {
 
 fn spend(tenant: &str, bucket: DateTime<Utc>, partition: i32, usd: &str, offset: i64) -> SpendUpdate {
     SpendUpdate {
-        tenant_id: tenant.into(),
-        team: None,
-        project: None,
-        user_id: None,
-        api_key_id: None,
-        model: None,
+        scope: ledger_core::attribution::Attribution::tenant(tenant).with_model(None).to_owned_key(),
         period_start: bucket,
         bucket: BUCKET_HOUR.into(),
         source_topic: "llm.usage.v1".into(),

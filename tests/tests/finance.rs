@@ -47,7 +47,7 @@ async fn send(env: &TestEnv, events: &[UsageEvent]) {
     let producer = ledger_kafka::producer::idempotent_producer(&env.kafka).expect("producer");
     for e in events {
         let payload = codec.encode(e).expect("encode");
-        let record = FutureRecord::to(&env.topics.usage).key(e.tenant_id.as_str()).payload(payload.as_slice());
+        let record = FutureRecord::to(&env.topics.usage).key(e.attribution.tenant_id.as_str()).payload(payload.as_slice());
         producer.send(record, Duration::from_secs(30)).await.expect("kafka ack");
     }
 }

@@ -110,7 +110,7 @@ async fn acknowledged_events_are_in_the_ledger_once_even_when_resent() {
     let client = reqwest::Client::new();
     let mut generator = generator(3, 2);
     let events: Vec<UsageEvent> = (0..2_400).map(|_| generator.valid_event()).collect();
-    let (acme, globex): (Vec<&UsageEvent>, Vec<&UsageEvent>) = events.iter().partition(|e| e.tenant_id == "acme");
+    let (acme, globex): (Vec<&UsageEvent>, Vec<&UsageEvent>) = events.iter().partition(|e| e.attribution.tenant_id == "acme");
     assert!(!acme.is_empty() && !globex.is_empty());
 
     let mut requests = 0u64;
@@ -141,7 +141,7 @@ async fn acknowledged_events_are_in_the_ledger_once_even_when_resent() {
     let codec = ledger_schema::UsageEventCodec::new().unwrap();
     for m in &messages {
         let e = codec.decode(m.payload().expect("payload")).expect("Avro usage event");
-        assert_eq!(m.key(), Some(e.tenant_id.as_bytes()), "message key = tenant_id");
+        assert_eq!(m.key(), Some(e.attribution.tenant_id.as_bytes()), "message key = tenant_id");
     }
 
     env.run_ledger(&["process", "--until-drained"]);

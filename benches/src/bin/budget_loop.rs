@@ -256,18 +256,18 @@ impl SpendWatcher {
             while !stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
                 let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
                 let Some(Ok(u)) = m.payload().map(|p| codec.decode(p)) else { continue };
-                if u.team.is_some() || u.project.is_some() || u.user_id.is_some() || u.api_key_id.is_some() || u.model.is_some() {
+                if u.scope.attribution.team.is_some() || u.scope.attribution.project.is_some() || u.scope.attribution.user_id.is_some() || u.scope.attribution.api_key_id.is_some() || u.scope.model.is_some() {
                     continue;
                 }
-                let Some(levels) = thresholds.get(&u.tenant_id) else { continue };
-                let slot = latest.entry((u.tenant_id.clone(), u.period_start.timestamp(), u.source_partition)).or_insert(Money::ZERO);
+                let Some(levels) = thresholds.get(&u.scope.attribution.tenant_id) else { continue };
+                let slot = latest.entry((u.scope.attribution.tenant_id.clone(), u.period_start.timestamp(), u.source_partition)).or_insert(Money::ZERO);
                 *slot = (*slot).max(u.cost_usd);
-                let total: i128 = latest.iter().filter(|(k, _)| k.0 == u.tenant_id).map(|(_, v)| v.picos()).sum();
+                let total: i128 = latest.iter().filter(|(k, _)| k.0 == u.scope.attribution.tenant_id).map(|(_, v)| v.picos()).sum();
                 let now = Instant::now();
                 if let Ok(mut seen) = seen.lock() {
                     for (amount, state) in levels {
                         if total >= amount.picos() {
-                            seen.entry((format!("day:tenant_id={}", u.tenant_id), *state)).or_insert(now);
+                            seen.entry((format!("day:tenant_id={}", u.scope.attribution.tenant_id), *state)).or_insert(now);
                         }
                     }
                 }

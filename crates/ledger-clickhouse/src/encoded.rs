@@ -235,8 +235,8 @@ impl LedgerBatch {
         row.fixed(&event_time.to_le_bytes());
         row.fixed(&event.event_time.subsec_micros().to_le_bytes());
         row.fixed(&self.ingest_time.to_le_bytes());
-        row.str(event.tenant_id);
-        for s in [event.team, event.project, event.user_id, event.api_key_id, event.feature, event.environment] {
+        row.str(event.attribution.tenant_id);
+        for s in [event.attribution.team, event.attribution.project, event.attribution.user_id, event.attribution.api_key_id, event.feature, event.environment] {
             row.str(s.unwrap_or_default());
         }
         self.tags = row.tags(event.tags, self.tags);
@@ -474,11 +474,11 @@ mod tests {
         let priced = free_gpt_4o();
         let fill = |batch: &mut LedgerBatch| {
             for i in 0..100i64 {
-                let event = ledger_core::UsageEvent {
+                let mut event = ledger_core::UsageEvent {
                     tags: [("k".to_owned(), format!("v{i}"))].into(),
-                    team: (i % 3 == 0).then(|| "team".to_owned()),
                     ..ledger_core::UsageEvent::new(format!("e{i}"), at, "a".into(), "openai".into(), "gpt-4o".into())
                 };
+                event.attribution.team = (i % 3 == 0).then(|| "team".to_owned());
                 batch.push(&event.as_view(), &priced, i).unwrap();
             }
         };

@@ -35,6 +35,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use ledger_core::attribution::{Attribution, AttributionKey};
 use ledger_core::aggregate::{SpendKey, SpendScope, SpendTotals};
 use ledger_core::Money;
 
@@ -268,15 +269,14 @@ impl LedgerWriter {
                 .map_err(|e| Error::clickhouse(format!("reading spend of {topic}/{partition} bucket {bucket_start}"), e))?;
             let opt = |s: String| if s.is_empty() { None } else { Some(s) };
             out.extend(rows.into_iter().map(|r| {
-                let key = SpendKey {
+                let attribution = Attribution {
                     tenant_id: r.tenant_id,
                     team: opt(r.team),
                     project: opt(r.project),
                     user_id: opt(r.user_id),
                     api_key_id: opt(r.api_key_id),
-                    model: opt(r.model),
-                    bucket_start,
                 };
+                let key = SpendKey { key: AttributionKey { attribution, model: opt(r.model) }, bucket_start };
                 let totals = SpendTotals {
                     cost: Money::from_picos(r.cost),
                     input_tokens: r.input_tokens,

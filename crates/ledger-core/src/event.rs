@@ -10,6 +10,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::attribution::Attribution;
 use crate::money::Money;
 
 /// One token-usage event: one LLM call, as a service reports it.
@@ -22,20 +23,10 @@ pub struct UsageEvent {
     pub event_id: String,
     /// When the call happened (UTC).
     pub event_time: DateTime<Utc>,
-    /// Tenant (customer or business unit) the call is billed to; the Kafka key.
-    pub tenant_id: String,
-    /// Team within the tenant.
-    #[serde(default)]
-    pub team: Option<String>,
-    /// Project within the team.
-    #[serde(default)]
-    pub project: Option<String>,
-    /// End user, when known.
-    #[serde(default)]
-    pub user_id: Option<String>,
-    /// API key the call was made with.
-    #[serde(default)]
-    pub api_key_id: Option<String>,
+    /// Who the call is billed to (`tenant_id`, the Kafka key, and the optional team, project,
+    /// user and API key); flat fields on the wire.
+    #[serde(flatten)]
+    pub attribution: Attribution,
     /// Product feature that made the call.
     #[serde(default)]
     pub feature: Option<String>,
@@ -114,16 +105,8 @@ pub struct UsageEventRef<'a> {
     pub event_id: &'a str,
     /// See [`UsageEvent::event_time`]; at the wire's precision, microseconds.
     pub event_time: EventTime,
-    /// See [`UsageEvent::tenant_id`].
-    pub tenant_id: &'a str,
-    /// See [`UsageEvent::team`].
-    pub team: Option<&'a str>,
-    /// See [`UsageEvent::project`].
-    pub project: Option<&'a str>,
-    /// See [`UsageEvent::user_id`].
-    pub user_id: Option<&'a str>,
-    /// See [`UsageEvent::api_key_id`].
-    pub api_key_id: Option<&'a str>,
+    /// See [`UsageEvent::attribution`].
+    pub attribution: Attribution<&'a str>,
     /// See [`UsageEvent::feature`].
     pub feature: Option<&'a str>,
     /// See [`UsageEvent::environment`].
@@ -279,11 +262,7 @@ impl UsageEvent {
         UsageEvent {
             event_id,
             event_time,
-            tenant_id,
-            team: None,
-            project: None,
-            user_id: None,
-            api_key_id: None,
+            attribution: Attribution { tenant_id, team: None, project: None, user_id: None, api_key_id: None },
             feature: None,
             environment: None,
             tags: BTreeMap::new(),
@@ -312,11 +291,7 @@ impl UsageEvent {
         UsageEventRef {
             event_id: &self.event_id,
             event_time: EventTime::from_datetime(self.event_time),
-            tenant_id: &self.tenant_id,
-            team: self.team.as_deref(),
-            project: self.project.as_deref(),
-            user_id: self.user_id.as_deref(),
-            api_key_id: self.api_key_id.as_deref(),
+            attribution: self.attribution.as_ref(),
             feature: self.feature.as_deref(),
             environment: self.environment.as_deref(),
             tags: TagsRef::Map(&self.tags),
@@ -348,11 +323,7 @@ impl<'a> UsageEventRef<'a> {
         UsageEvent {
             event_id: self.event_id.to_owned(),
             event_time: self.event_time.to_datetime(),
-            tenant_id: self.tenant_id.to_owned(),
-            team: own(self.team),
-            project: own(self.project),
-            user_id: own(self.user_id),
-            api_key_id: own(self.api_key_id),
+            attribution: self.attribution.to_owned_attribution(),
             feature: own(self.feature),
             environment: own(self.environment),
             tags: self.tags.to_map(),
@@ -381,7 +352,7 @@ impl<'a> UsageEventRef<'a> {
     pub fn validate(&self) -> Result<TokenCounts, Rejection> {
         for (name, value) in [
             ("event_id", self.event_id),
-            ("tenant_id", self.tenant_id),
+            ("tenant_id", self.attribution.tenant_id),
             ("provider", self.provider),
             ("request_model", self.request_model),
         ] {
@@ -610,7 +581,7 @@ pub(crate) mod tests {
         assert_eq!(r.reason, RejectReason::NegativeTokens);
         assert!(r.detail.contains("output_tokens"));
         let mut e = sample();
-        e.tenant_id = " ".into();
+        e.attribution.tenant_id = " ".into();
         assert_eq!(e.validate().unwrap_err().reason, RejectReason::MissingField);
     }
 

@@ -6,6 +6,7 @@
 //! depend on this one, never the other way round.
 
 pub mod aggregate;
+pub mod attribution;
 pub mod budget;
 pub mod catalog;
 pub mod chargeback;

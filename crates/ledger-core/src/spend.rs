@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::attribution::AttributionKey;
 use crate::money::Money;
 
 /// The only period bucket the processor emits today.
@@ -22,23 +23,10 @@ pub const BUCKET_HOUR: &str = "hour";
 /// at; the enforcer sums every record that matches a budget scope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpendUpdate {
-    /// Tenant the spend is billed to.
-    pub tenant_id: String,
-    /// Team within the tenant.
-    #[serde(default)]
-    pub team: Option<String>,
-    /// Project within the team.
-    #[serde(default)]
-    pub project: Option<String>,
-    /// End user.
-    #[serde(default)]
-    pub user_id: Option<String>,
-    /// API key.
-    #[serde(default)]
-    pub api_key_id: Option<String>,
-    /// The priced model (`response_model`, else `request_model`).
-    #[serde(default)]
-    pub model: Option<String>,
+    /// The attribution key (the priced model included when the key has one); flat fields on
+    /// the wire.
+    #[serde(flatten)]
+    pub scope: AttributionKey,
     /// Start of the UTC period bucket (hour-aligned for [`BUCKET_HOUR`]).
     pub period_start: DateTime<Utc>,
     /// Length of the bucket; currently always [`BUCKET_HOUR`].
@@ -80,8 +68,9 @@ impl SpendUpdate {
     /// injective and stable: changing it orphans every key on the compacted topic.
     pub fn key(&self) -> String {
         let mut k = String::with_capacity(96);
-        push_escaped(&mut k, &self.tenant_id);
-        for part in [&self.team, &self.project, &self.user_id, &self.api_key_id, &self.model] {
+        let [tenant, rest @ ..] = self.scope.values();
+        push_escaped(&mut k, tenant.unwrap_or_default());
+        for part in rest {
             k.push('|');
             match part {
                 Some(s) => push_escaped(&mut k, s),
@@ -117,12 +106,16 @@ mod tests {
     fn sample() -> SpendUpdate {
         let t = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
         SpendUpdate {
-            tenant_id: "acme".into(),
-            team: Some("search".into()),
-            project: None,
-            user_id: None,
-            api_key_id: Some("k|1".into()),
-            model: Some("gpt-4o".into()),
+            scope: AttributionKey {
+                attribution: crate::attribution::Attribution {
+                    tenant_id: "acme".into(),
+                    team: Some("search".into()),
+                    project: None,
+                    user_id: None,
+                    api_key_id: Some("k|1".into()),
+                },
+                model: Some("gpt-4o".into()),
+            },
             period_start: t,
             bucket: BUCKET_HOUR.into(),
             source_topic: "llm.usage.v1".into(),
@@ -169,10 +162,10 @@ mod tests {
         ) {
             let make = |(team, project, model, tenant, part): (Option<String>, Option<String>, Option<String>, String, i32)| {
                 let mut s = sample();
-                s.team = team;
-                s.project = project;
-                s.model = model;
-                s.tenant_id = tenant;
+                s.scope.attribution.team = team;
+                s.scope.attribution.project = project;
+                s.scope.model = model;
+                s.scope.attribution.tenant_id = tenant;
                 s.source_partition = part;
                 s
             };

@@ -29,12 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 fn spend(tenant: &str, hour: chrono::DateTime<Utc>, partition: i32, usd: i64, offset: i64) -> SpendUpdate {
     SpendUpdate {
-        tenant_id: tenant.into(),
-        team: None,
-        project: None,
-        user_id: None,
-        api_key_id: None,
-        model: None,
+        scope: ledger_core::attribution::Attribution::tenant(tenant).with_model(None).to_owned_key(),
         period_start: hour,
         bucket: BUCKET_HOUR.into(),
         source_topic: "bench".into(),

@@ -64,7 +64,7 @@ fn bodies(o: &Options, count: usize) -> Vec<bytes::Bytes> {
             let events: Vec<_> = (0..o.batch)
                 .map(|_| {
                     let mut e = generator.valid_event();
-                    e.tenant_id = o.tenant.clone();
+                    e.attribution.tenant_id = o.tenant.clone();
                     e
                 })
                 .collect();

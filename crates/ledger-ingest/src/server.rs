@@ -162,11 +162,11 @@ async fn post_usage(
     let mut events: Vec<UsageEvent> = Vec::with_capacity(count);
     for (i, raw) in values.into_iter().enumerate() {
         if let Some(event) = parse_event(i, raw, state.window.as_ref(), now, &mut errors) {
-            if event.tenant_id != entry.tenant_id {
+            if event.attribution.tenant_id != entry.tenant_id {
                 foreign.push(FieldError {
                     index: Some(i),
                     field: Some("tenant_id".to_owned()),
-                    message: format!("this API key may write usage of its own tenant only, not of {:?}", event.tenant_id),
+                    message: format!("this API key may write usage of its own tenant only, not of {:?}", event.attribution.tenant_id),
                 });
             }
             events.push(event);
@@ -329,7 +329,7 @@ async fn write_all(state: &IngestState, events: &[UsageEvent]) -> Result<(), Str
         let payload = state.codec.encode(event).map_err(|e| format!("encoding failed: {e}"))?;
         // The key is the tenant id, exactly as every other producer keys the usage topic: the
         // processor's partitioning and dedupe rely on it.
-        let mut record = FutureRecord::to(&state.topic).key(event.tenant_id.as_bytes()).payload(&payload);
+        let mut record = FutureRecord::to(&state.topic).key(event.attribution.tenant_id.as_bytes()).payload(&payload);
         loop {
             match state.producer.send_result(record) {
                 Ok(delivery) => {

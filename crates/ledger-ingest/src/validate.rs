@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use ledger_core::attribution::Attribution;
 use ledger_core::{Money, UsageEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -282,11 +283,7 @@ impl From<StrictEvent> for UsageEvent {
         UsageEvent {
             event_id: e.event_id,
             event_time: e.event_time,
-            tenant_id: e.tenant_id,
-            team: e.team,
-            project: e.project,
-            user_id: e.user_id,
-            api_key_id: e.api_key_id,
+            attribution: Attribution { tenant_id: e.tenant_id, team: e.team, project: e.project, user_id: e.user_id, api_key_id: e.api_key_id },
             feature: e.feature,
             environment: e.environment,
             tags: e.tags,
@@ -313,12 +310,12 @@ impl From<StrictEvent> for UsageEvent {
 
 fn has_overlong_string(e: &UsageEvent) -> bool {
     let long = |s: &str| s.len() > MAX_STRING_CHARS && s.chars().count() > MAX_STRING_CHARS;
-    [&e.event_id, &e.tenant_id, &e.provider, &e.operation, &e.request_model, &e.status].into_iter().any(|s| long(s))
+    [&e.event_id, &e.attribution.tenant_id, &e.provider, &e.operation, &e.request_model, &e.status].into_iter().any(|s| long(s))
         || [
-            &e.team,
-            &e.project,
-            &e.user_id,
-            &e.api_key_id,
+            &e.attribution.team,
+            &e.attribution.project,
+            &e.attribution.user_id,
+            &e.attribution.api_key_id,
             &e.feature,
             &e.environment,
             &e.response_model,

@@ -180,7 +180,7 @@ impl Generator {
     /// [`Generator::valid_event`] would return. A paced load generator builds 100,000 a second.
     pub fn fill_valid_event(&mut self, e: &mut UsageEvent) {
         self.seq += 1;
-        self.tenant_into(&mut e.tenant_id);
+        self.tenant_into(&mut e.attribution.tenant_id);
         let spec = self.model();
         let team = TEAMS[self.rng.gen_range(0..TEAMS.len())];
         let input = (self.input_dist.sample(&mut self.rng) as i64).clamp(1, 400_000);
@@ -202,16 +202,16 @@ impl Generator {
         };
         // The strings are built by hand: `format!` was a tenth of a paced load generator's CPU.
         let project = self.rng.gen_range(1..4i32) as u64;
-        set_joined(e.project.get_or_insert_with(String::new), &[team, "-"], project);
+        set_joined(e.attribution.project.get_or_insert_with(String::new), &[team, "-"], project);
         let user = self.rng.gen_range(1..200i32) as u64;
-        set_joined(e.user_id.get_or_insert_with(String::new), &["user-"], user);
+        set_joined(e.attribution.user_id.get_or_insert_with(String::new), &["user-"], user);
         let key = self.rng.gen_range(1..4i32) as u64;
-        set_joined(e.api_key_id.get_or_insert_with(String::new), &["key-", &e.tenant_id, "-"], key);
+        set_joined(e.attribution.api_key_id.get_or_insert_with(String::new), &["key-", &e.attribution.tenant_id, "-"], key);
         set_joined(&mut e.event_id, &[&self.opts.id_prefix, "-"], self.opts.seed);
         e.event_id.push('-');
         push_decimal(&mut e.event_id, self.seq);
         e.event_time = event_time;
-        set(e.team.get_or_insert_with(String::new), team);
+        set(e.attribution.team.get_or_insert_with(String::new), team);
         set(e.feature.get_or_insert_with(String::new), FEATURES[self.rng.gen_range(0..FEATURES.len())]);
         set(e.environment.get_or_insert_with(String::new), if self.rng.gen_bool(0.9) { "prod" } else { "staging" });
         let region = if self.rng.gen_bool(0.5) { "eu" } else { "us" };
@@ -345,9 +345,9 @@ mod tests {
         let mut g = Generator::new(GeneratorOptions { seed: 9, id_prefix: "run".into(), ..GeneratorOptions::default() });
         let e = g.valid_event();
         assert_eq!(e.event_id, "run-9-1");
-        let team = e.team.as_deref().unwrap();
-        assert!(e.project.as_deref().unwrap().strip_prefix(&format!("{team}-")).is_some_and(|n| ("1"..="3").contains(&n)));
-        assert!(e.api_key_id.as_deref().unwrap().starts_with(&format!("key-{}-", e.tenant_id)));
+        let team = e.attribution.team.as_deref().unwrap();
+        assert!(e.attribution.project.as_deref().unwrap().strip_prefix(&format!("{team}-")).is_some_and(|n| ("1"..="3").contains(&n)));
+        assert!(e.attribution.api_key_id.as_deref().unwrap().starts_with(&format!("key-{}-", e.attribution.tenant_id)));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use ledger_clickhouse::{BatchCapacity, LedgerBatch, LedgerWriter, SealedBatch};
-use ledger_core::aggregate::{hour_bucket, Attribution, SpendAggregator, SpendKey, SpendTotals, BUCKET_SECS};
+use ledger_core::aggregate::{hour_bucket, SpendAggregator, SpendKey, SpendTotals, BUCKET_SECS};
 use ledger_core::catalog::Catalog;
 use ledger_core::event::TokenCounts;
 use ledger_core::spend::SpendUpdate;
@@ -619,7 +619,7 @@ impl Core {
                 }
                 state.dedupe.insert_fingerprint(id, now_ms);
                 let bucket = hour_bucket(event.event_time.secs());
-                let attribution = Attribution::of_view(event, priced.model);
+                let attribution = event.attribution.with_model(Some(priced.model));
                 let micros = event.event_time.micros();
                 match state.batch_spend.add_call(&attribution, bucket, priced.cost, &tokens, offset, micros) {
                     Ok(()) => Decision::Accepted,
@@ -1067,12 +1067,7 @@ fn judge<'c>(
 fn spend_update(key: &SpendKey, totals: &SpendTotals, topic: &str, partition: i32, now: chrono::DateTime<Utc>) -> SpendUpdate {
     let micros = |m: i64| chrono::DateTime::from_timestamp_micros(m).unwrap_or_default();
     SpendUpdate {
-        tenant_id: key.tenant_id.clone(),
-        team: key.team.clone(),
-        project: key.project.clone(),
-        user_id: key.user_id.clone(),
-        api_key_id: key.api_key_id.clone(),
-        model: key.model.clone(),
+        scope: key.key.clone(),
         period_start: micros(key.bucket_start * 1_000_000),
         bucket: ledger_core::spend::BUCKET_HOUR.to_owned(),
         source_topic: topic.to_owned(),

@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use hashbrown::{HashMap, HashSet};
 use ledger_core::signal::{BudgetSignal, BudgetState};
+use ledger_core::attribution::Attribution;
 use ledger_core::UsageEvent;
 use serde::{Deserialize, Serialize};
 
@@ -74,65 +75,11 @@ impl Default for RouterPolicy {
     }
 }
 
-/// The attribution of one LLM call, as the router matches it against budget scopes.
-///
-/// Borrowed, so building one per call costs nothing. The requested model is passed to
-/// [`Snapshot::decide_at`] (and `Router::decide`) separately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CallContext<'a> {
-    /// Tenant the call is billed to.
-    pub tenant_id: &'a str,
-    /// Team within the tenant.
-    pub team: Option<&'a str>,
-    /// Project within the team.
-    pub project: Option<&'a str>,
-    /// End user.
-    pub user_id: Option<&'a str>,
-    /// API key the call is made with.
-    pub api_key_id: Option<&'a str>,
-}
-
-impl<'a> CallContext<'a> {
-    /// A call of `tenant_id` with no further attribution.
-    pub fn tenant(tenant_id: &'a str) -> Self {
-        CallContext { tenant_id, ..CallContext::default() }
-    }
-
-    /// The same call, of `team`.
-    pub fn team(mut self, team: &'a str) -> Self {
-        self.team = Some(team);
-        self
-    }
-
-    /// The same call, of `project`.
-    pub fn project(mut self, project: &'a str) -> Self {
-        self.project = Some(project);
-        self
-    }
-
-    /// The same call, by `user_id`.
-    pub fn user(mut self, user_id: &'a str) -> Self {
-        self.user_id = Some(user_id);
-        self
-    }
-
-    /// The same call, with `api_key_id`.
-    pub fn api_key(mut self, api_key_id: &'a str) -> Self {
-        self.api_key_id = Some(api_key_id);
-        self
-    }
-
-    /// The attribution of a usage event (e.g. one built before the call).
-    pub fn of_event(event: &'a UsageEvent) -> Self {
-        CallContext {
-            tenant_id: &event.tenant_id,
-            team: event.team.as_deref(),
-            project: event.project.as_deref(),
-            user_id: event.user_id.as_deref(),
-            api_key_id: event.api_key_id.as_deref(),
-        }
-    }
-}
+/// The attribution of one LLM call, as the router matches it against budget scopes: the
+/// ledger's one [`Attribution`] type, borrowed, so building one per call costs nothing
+/// (`CallContext::tenant("acme").team("search")`, or `event.attribution.as_ref()`). The requested
+/// model is passed to [`Snapshot::decide_at`] (and `Router::decide`) separately.
+pub type CallContext<'a> = Attribution<&'a str>;
 
 /// The router's answer for one call.
 ///
@@ -997,13 +944,11 @@ mod tests {
                 if state == BudgetState::Throttle { s.throttle_fraction_ppm = Some(if admit_all { 1_000_000 } else { 0 }); }
                 signals.insert(s.scope.clone(), s); // same key: the later (higher sequence) wins
             }
-            let ctx = CallContext {
-                tenant_id: value_of("tenant_id", call[0]),
-                team: Some(value_of("team", call[1])),
-                project: Some(value_of("project", call[2])),
-                user_id: Some(value_of("user_id", call[3])),
-                api_key_id: Some(value_of("api_key_id", call[4])),
-            };
+            let ctx = CallContext::tenant(value_of("tenant_id", call[0]))
+                .team(value_of("team", call[1]))
+                .project(value_of("project", call[2]))
+                .user(value_of("user_id", call[3]))
+                .api_key(value_of("api_key_id", call[4]));
             let model = value_of("model", call[5]);
             let mut table = SignalTable::new(policy);
             for s in signals.values() { table.apply(s.clone()); }

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use ledger_core::signal::{BudgetPeriod, BudgetSignal, BudgetState};
+use ledger_core::attribution::{Attribution, AttributionKey};
 use ledger_core::spend::SpendUpdate;
 use ledger_core::{Money, UsageEvent};
 use serde::{Deserialize, Serialize};
@@ -209,11 +210,11 @@ pub(crate) fn usage_event_datum_by_serde(e: &UsageEvent, schema: &serde_avro_fas
         let wire = UsageEventOut {
             event_id: &e.event_id,
             event_time: micros(&e.event_time),
-            tenant_id: &e.tenant_id,
-            team: e.team.as_deref(),
-            project: e.project.as_deref(),
-            user_id: e.user_id.as_deref(),
-            api_key_id: e.api_key_id.as_deref(),
+            tenant_id: &e.attribution.tenant_id,
+            team: e.attribution.team.as_deref(),
+            project: e.attribution.project.as_deref(),
+            user_id: e.attribution.user_id.as_deref(),
+            api_key_id: e.attribution.api_key_id.as_deref(),
             feature: e.feature.as_deref(),
             environment: e.environment.as_deref(),
             tags: &e.tags,
@@ -299,12 +300,12 @@ impl AvroRecord for SpendUpdate {
     fn write_datum(&self, schema: &serde_avro_fast::Schema, out: &mut Vec<u8>) -> Result<(), SchemaError> {
         let s = self;
         let wire = SpendUpdateOut {
-            tenant_id: &s.tenant_id,
-            team: s.team.as_deref(),
-            project: s.project.as_deref(),
-            user_id: s.user_id.as_deref(),
-            api_key_id: s.api_key_id.as_deref(),
-            model: s.model.as_deref(),
+            tenant_id: &s.scope.attribution.tenant_id,
+            team: s.scope.attribution.team.as_deref(),
+            project: s.scope.attribution.project.as_deref(),
+            user_id: s.scope.attribution.user_id.as_deref(),
+            api_key_id: s.scope.attribution.api_key_id.as_deref(),
+            model: s.scope.model.as_deref(),
             period_start: micros(&s.period_start),
             bucket: &s.bucket,
             source_topic: &s.source_topic,
@@ -324,12 +325,16 @@ impl AvroRecord for SpendUpdate {
     fn read_datum(schema: &serde_avro_fast::Schema, datum: &[u8]) -> Result<Self, SchemaError> {
         let w: SpendUpdateIn<'_> = read(SPEND_UPDATE, schema, datum)?;
         Ok(SpendUpdate {
-            tenant_id: w.tenant_id,
-            team: w.team,
-            project: w.project,
-            user_id: w.user_id,
-            api_key_id: w.api_key_id,
-            model: w.model,
+            scope: AttributionKey {
+                attribution: Attribution {
+                    tenant_id: w.tenant_id,
+                    team: w.team,
+                    project: w.project,
+                    user_id: w.user_id,
+                    api_key_id: w.api_key_id,
+                },
+                model: w.model,
+            },
             period_start: time(SPEND_UPDATE, "period_start", w.period_start)?,
             bucket: w.bucket,
             source_topic: w.source_topic,

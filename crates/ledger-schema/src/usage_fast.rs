@@ -8,6 +8,7 @@
 //! The property tests compare it with apache-avro on arbitrary events, and a test pins the
 //! field list to the schema so a schema change cannot leave it behind silently.
 
+use ledger_core::attribution::Attribution;
 use ledger_core::{EventTime, Money, TagsRef, UsageEvent, UsageEventRef};
 
 use crate::error::SchemaError;
@@ -355,11 +356,12 @@ pub(crate) fn encode_into(e: &UsageEvent, out: &mut Vec<u8>) -> Result<(), Schem
             }
         }
     }
-    out.reserve(160 + e.event_id.len() + e.tenant_id.len() + e.request_model.len());
+    out.reserve(160 + e.event_id.len() + e.attribution.tenant_id.len() + e.request_model.len());
     string(out, &e.event_id);
     long(out, e.event_time.timestamp_micros());
-    string(out, &e.tenant_id);
-    for field in [&e.team, &e.project, &e.user_id, &e.api_key_id, &e.feature, &e.environment] {
+    string(out, &e.attribution.tenant_id);
+    let a = &e.attribution;
+    for field in [&a.team, &a.project, &a.user_id, &a.api_key_id, &e.feature, &e.environment] {
         opt_string(out, field.as_deref());
     }
     if !e.tags.is_empty() {
@@ -649,11 +651,7 @@ fn resolve<'t, R>(
     let event = UsageEventRef {
         event_id,
         event_time: s.event_time,
-        tenant_id,
-        team,
-        project,
-        user_id,
-        api_key_id,
+        attribution: Attribution { tenant_id, team, project, user_id, api_key_id },
         feature,
         environment,
         tags,
@@ -739,10 +737,10 @@ mod tests {
         // Non-ASCII at the start, middle and end of the runs, and a string that starts inside
         // an ASCII run and leaves it.
         e.event_id = "é-1".into();
-        e.tenant_id = "acme".into();
-        e.team = Some("s\u{e9}arch".into());
-        e.project = Some(String::new());
-        e.user_id = Some("user-\u{1F600}".into());
+        e.attribution.tenant_id = "acme".into();
+        e.attribution.team = Some("s\u{e9}arch".into());
+        e.attribution.project = Some(String::new());
+        e.attribution.user_id = Some("user-\u{1F600}".into());
         e.request_model = "gpt-4o\u{2003}".into();
         e.status = "ök".into();
         e.trace_id = Some(String::new());
@@ -754,15 +752,15 @@ mod tests {
         let mut e = event();
         // Lengths of two and three varint bytes, non-ASCII in and around them, and a datum
         // past the stack buffer.
-        e.team = Some("\u{e9}".repeat(40));
-        e.project = Some(format!("p{}", "x".repeat(200)));
+        e.attribution.team = Some("\u{e9}".repeat(40));
+        e.attribution.project = Some(format!("p{}", "x".repeat(200)));
         e.tags = [("k\u{1F600}".to_owned(), "v".repeat(STACK_DATUM))].into();
         e.status = format!("{}\u{e9}", "s".repeat(70));
         let bytes = datum(&e);
         assert!(bytes.len() > STACK_DATUM);
         assert_eq!(decoded(&bytes).unwrap(), e);
         e.tags.clear();
-        e.project = None;
+        e.attribution.project = None;
         let bytes = datum(&e);
         assert!(bytes.len() <= STACK_DATUM);
         assert_eq!(decoded(&bytes).unwrap(), e);
@@ -771,7 +769,7 @@ mod tests {
     #[test]
     fn the_first_string_that_is_not_utf8_is_named() {
         let mut e = event();
-        e.team = Some("team-a".into());
+        e.attribution.team = Some("team-a".into());
         e.trace_id = Some("trace-b".into());
         let mut bytes = datum(&e);
         for needle in [&b"team-a"[..], b"trace-b"] {

@@ -54,7 +54,7 @@ fn fixed_values_round_trip() {
     round_trip(&c, &full_usage_event());
     round_trip(&c, &minimal_usage_event());
     let mut unicode = full_usage_event();
-    unicode.tenant_id = "テナント-ü-🦀".into();
+    unicode.attribution.tenant_id = "テナント-ü-🦀".into();
     unicode.tags.insert("".into(), "".into());
     unicode.tags.insert("emoji 🎉".into(), "\u{0}\u{ffff}".into());
     round_trip(&c, &unicode);
@@ -64,7 +64,7 @@ fn fixed_values_round_trip() {
     let full = full_spend_update();
     round_trip(&c, &full);
     let mut none = full.clone();
-    (none.team, none.project, none.user_id, none.api_key_id, none.model) = (None, None, None, None, None);
+    (none.scope.attribution.team, none.scope.attribution.project, none.scope.attribution.user_id, none.scope.attribution.api_key_id, none.scope.model) = (None, None, None, None, None);
     round_trip(&c, &none);
 
     let c = BudgetSignalCodec::new().unwrap();
@@ -85,7 +85,7 @@ fn minimal_event_has_schema_defaults() {
     let back = c.decode(&c.encode(&e).unwrap()).unwrap();
     assert_eq!(back.operation, "chat");
     assert_eq!(back.status, "ok");
-    assert!(back.tags.is_empty() && back.team.is_none() && back.provided_cost_usd.is_none());
+    assert!(back.tags.is_empty() && back.attribution.team.is_none() && back.provided_cost_usd.is_none());
 }
 
 #[test]

@@ -239,27 +239,27 @@ impl EventBuilder {
     }
     /// The tenant billed (required; the Kafka key).
     pub fn tenant(mut self, tenant_id: impl Into<String>) -> Self {
-        self.event.tenant_id = tenant_id.into();
+        self.event.attribution.tenant_id = tenant_id.into();
         self
     }
     /// Team within the tenant.
     pub fn team(mut self, team: impl Into<String>) -> Self {
-        self.event.team = Some(team.into());
+        self.event.attribution.team = Some(team.into());
         self
     }
     /// Project within the team.
     pub fn project(mut self, project: impl Into<String>) -> Self {
-        self.event.project = Some(project.into());
+        self.event.attribution.project = Some(project.into());
         self
     }
     /// End user.
     pub fn user(mut self, user_id: impl Into<String>) -> Self {
-        self.event.user_id = Some(user_id.into());
+        self.event.attribution.user_id = Some(user_id.into());
         self
     }
     /// API key the call was made with.
     pub fn api_key_id(mut self, api_key_id: impl Into<String>) -> Self {
-        self.event.api_key_id = Some(api_key_id.into());
+        self.event.attribution.api_key_id = Some(api_key_id.into());
         self
     }
     /// Product feature.

@@ -488,7 +488,7 @@ fn drain_queue(shared: &Shared, producer: &ThreadedProducer<DeliveryContext>, to
                 continue;
             }
             let mut record = BaseRecord::with_opaque_to(topic, Box::new(event.event_id.clone()))
-                .key(event.tenant_id.as_bytes())
+                .key(event.attribution.tenant_id.as_bytes())
                 .payload(payload.as_slice());
             loop {
                 match producer.send(record) {

@@ -109,7 +109,7 @@ fn encode_message<'m>(
     match message.event() {
         Some(e) => {
             codec.encode_into(e, buf)?;
-            Ok(e.tenant_id.as_bytes())
+            Ok(e.attribution.tenant_id.as_bytes())
         }
         None => {
             buf.extend_from_slice(GARBAGE);

@@ -188,9 +188,8 @@ impl BudgetEngine {
 
     /// Applies one cumulative spend update; returns true when a budget counts it.
     pub fn apply(&mut self, update: &SpendUpdate, now: DateTime<Utc>) -> bool {
-        let scope = BudgetScope::of_update(update);
         let keep = self.max_window_secs();
-        let Some(spend) = self.scopes.get_mut(&scope) else { return false };
+        let Some(spend) = self.scopes.get_mut(&update.scope) else { return false };
         // Buckets older than every period in force of this scope are of no use.
         let oldest = spend.budgets.iter().map(|&i| self.runtimes[i].window.start).min();
         if oldest.is_some_and(|o| update.period_start < o) {

@@ -44,12 +44,7 @@ fn t(s: &str) -> DateTime<Utc> {
 
 fn update(tenant: &str, bucket: &str, partition: i32, usd: i64, offset: i64) -> SpendUpdate {
     SpendUpdate {
-        tenant_id: tenant.into(),
-        team: None,
-        project: None,
-        user_id: None,
-        api_key_id: None,
-        model: None,
+        scope: crate::attribution::Attribution::tenant(tenant).with_model(None).to_owned_key(),
         period_start: t(bucket),
         bucket: BUCKET_HOUR.into(),
         source_topic: "llm.usage.v1".into(),
@@ -126,7 +121,7 @@ fn partitions_and_buckets_of_the_period_add_up_and_other_shapes_do_not_count() {
     e.apply(&update("acme", "2026-11-18T08:00:00Z", 0, 30, 1), now);
     e.apply(&update("acme", "2026-11-18T09:00:00Z", 1, 30, 1), now);
     let mut team = update("acme", "2026-11-18T09:00:00Z", 1, 1000, 2);
-    team.team = Some("search".into());
+    team.scope.attribution.team = Some("search".into());
     assert!(!e.apply(&team, now), "a team aggregate is not the tenant scope");
     assert!(!e.apply(&update("acme", "2026-11-17T23:00:00Z", 0, 1000, 1), now), "yesterday's bucket");
     let v = &e.views(now)[0];

@@ -10,7 +10,7 @@ use std::fmt;
 
 use chrono_tz::Tz;
 
-use super::scope::{BudgetScope, SCOPE_FIELDS};
+use super::scope::{shape_description, BudgetScope, SCOPE_FIELDS};
 use crate::aggregate::SpendScope;
 use crate::decimal::Decimal;
 use crate::money::Money;
@@ -440,7 +440,7 @@ fn parse_budget(index: usize, v: &toml::Value, defaults: &Defaults, problems: &m
 }
 
 fn allowed_shapes() -> String {
-    SpendScope::ALL.iter().map(|s| BudgetScope::shape_description(*s)).collect::<Vec<_>>().join("; ")
+    SpendScope::ALL.iter().map(|s| shape_description(*s)).collect::<Vec<_>>().join("; ")
 }
 
 fn parse_scope(v: Option<&toml::Value>, loc: &str, problems: &mut Problems) -> Option<BudgetScope> {
@@ -474,24 +474,16 @@ fn parse_scope(v: Option<&toml::Value>, loc: &str, problems: &mut Problems) -> O
             }
         }
     }
-    let Some(tenant_id) = values.get("tenant_id").cloned() else {
+    let Some(scope) = BudgetScope::from_fields(values.iter().map(|(k, v)| (*k, v.as_str()))) else {
         if !t.contains_key("tenant_id") {
             problems.add(loc, "scope.tenant_id", "missing: every scope names its tenant");
         }
         return None;
     };
-    let scope = BudgetScope {
-        tenant_id,
-        team: values.get("team").cloned(),
-        project: values.get("project").cloned(),
-        user_id: values.get("user_id").cloned(),
-        api_key_id: values.get("api_key_id").cloned(),
-        model: values.get("model").cloned(),
-    };
     if !ok {
         return None;
     }
-    if scope.shape().is_none() {
+    if SpendScope::of_key(&scope).is_none() {
         let given: Vec<&str> = scope.fields().map(|(k, _)| k).collect();
         problems.add(
             loc,

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use apache_avro::types::Value;
 use chrono::{DateTime, Utc};
+use ledger_core::attribution::{Attribution, AttributionKey};
 use ledger_core::signal::{BudgetPeriod, BudgetSignal, BudgetState};
 use ledger_core::spend::SpendUpdate;
 use ledger_core::{Money, UsageEvent};
@@ -82,7 +83,7 @@ prop_compose! {
     ) -> UsageEvent {
         let (event_id, event_time, tenant_id, [team, project, user_id, api_key_id, feature, environment], tags, provider, operation, request_model) = head;
         UsageEvent {
-            event_id, event_time, tenant_id, team, project, user_id, api_key_id, feature, environment, tags,
+            event_id, event_time, attribution: Attribution { tenant_id, team, project, user_id, api_key_id }, feature, environment, tags,
             provider, operation, request_model, response_model, routed_from_model,
             input_tokens: tokens[0], cache_read_input_tokens: tokens[1], cache_creation_input_tokens: tokens[2],
             cache_creation_1h_input_tokens: tokens[3], output_tokens: tokens[4], reasoning_output_tokens: tokens[5],
@@ -100,7 +101,8 @@ prop_compose! {
     ) -> SpendUpdate {
         let [team, project, user_id, api_key_id, model] = ids;
         SpendUpdate {
-            tenant_id, team, project, user_id, api_key_id, model, period_start, bucket, source_topic, source_partition,
+            scope: AttributionKey { attribution: Attribution { tenant_id, team, project, user_id, api_key_id }, model },
+            period_start, bucket, source_topic, source_partition,
             cost_usd, input_tokens: tokens[0], output_tokens: tokens[1], total_tokens: tokens[2], request_count: tokens[3],
             last_offset, max_event_time, updated_at,
         }
@@ -166,11 +168,7 @@ pub fn full_usage_event() -> UsageEvent {
     UsageEvent {
         event_id: "01J0-évènement-🦀".into(),
         event_time: t("2026-11-01T12:34:56.123456Z"),
-        tenant_id: "acme".into(),
-        team: Some("search".into()),
-        project: Some("ranker".into()),
-        user_id: Some("u-1".into()),
-        api_key_id: Some("key|1".into()),
+        attribution: Attribution { tenant_id: "acme".into(), team: Some("search".into()), project: Some("ranker".into()), user_id: Some("u-1".into()), api_key_id: Some("key|1".into()) },
         feature: Some("autocomplete".into()),
         environment: Some("prod".into()),
         tags: BTreeMap::from([("region".into(), "eu".into()), ("日本".into(), "語".into())]),
@@ -204,12 +202,16 @@ pub fn minimal_usage_event() -> UsageEvent {
 
 pub fn full_spend_update() -> SpendUpdate {
     SpendUpdate {
-        tenant_id: "acme".into(),
-        team: Some("search".into()),
-        project: Some("ranker".into()),
-        user_id: Some("u-1".into()),
-        api_key_id: Some("key-1".into()),
-        model: Some("gpt-4o".into()),
+        scope: AttributionKey {
+            attribution: Attribution {
+                tenant_id: "acme".into(),
+                team: Some("search".into()),
+                project: Some("ranker".into()),
+                user_id: Some("u-1".into()),
+                api_key_id: Some("key-1".into()),
+            },
+            model: Some("gpt-4o".into()),
+        },
         period_start: t("2026-11-01T12:00:00Z"),
         bucket: "hour".into(),
         source_topic: "llm.usage.v1".into(),
@@ -285,11 +287,11 @@ pub fn usage_to_value(e: &UsageEvent) -> Value {
     record(vec![
         ("event_id", s(&e.event_id)),
         ("event_time", ts(&e.event_time)),
-        ("tenant_id", s(&e.tenant_id)),
-        ("team", opt(e.team.as_deref(), s)),
-        ("project", opt(e.project.as_deref(), s)),
-        ("user_id", opt(e.user_id.as_deref(), s)),
-        ("api_key_id", opt(e.api_key_id.as_deref(), s)),
+        ("tenant_id", s(&e.attribution.tenant_id)),
+        ("team", opt(e.attribution.team.as_deref(), s)),
+        ("project", opt(e.attribution.project.as_deref(), s)),
+        ("user_id", opt(e.attribution.user_id.as_deref(), s)),
+        ("api_key_id", opt(e.attribution.api_key_id.as_deref(), s)),
         ("feature", opt(e.feature.as_deref(), s)),
         ("environment", opt(e.environment.as_deref(), s)),
         ("tags", map(&e.tags)),
@@ -315,12 +317,12 @@ pub fn usage_to_value(e: &UsageEvent) -> Value {
 
 pub fn spend_to_value(u: &SpendUpdate) -> Value {
     record(vec![
-        ("tenant_id", s(&u.tenant_id)),
-        ("team", opt(u.team.as_deref(), s)),
-        ("project", opt(u.project.as_deref(), s)),
-        ("user_id", opt(u.user_id.as_deref(), s)),
-        ("api_key_id", opt(u.api_key_id.as_deref(), s)),
-        ("model", opt(u.model.as_deref(), s)),
+        ("tenant_id", s(&u.scope.attribution.tenant_id)),
+        ("team", opt(u.scope.attribution.team.as_deref(), s)),
+        ("project", opt(u.scope.attribution.project.as_deref(), s)),
+        ("user_id", opt(u.scope.attribution.user_id.as_deref(), s)),
+        ("api_key_id", opt(u.scope.attribution.api_key_id.as_deref(), s)),
+        ("model", opt(u.scope.model.as_deref(), s)),
         ("period_start", ts(&u.period_start)),
         ("bucket", s(&u.bucket)),
         ("source_topic", s(&u.source_topic)),
@@ -470,11 +472,7 @@ pub fn usage_from_value(v: Value) -> UsageEvent {
     let e = UsageEvent {
         event_id: f.s("event_id"),
         event_time: f.ts("event_time"),
-        tenant_id: f.s("tenant_id"),
-        team: f.opt_s("team"),
-        project: f.opt_s("project"),
-        user_id: f.opt_s("user_id"),
-        api_key_id: f.opt_s("api_key_id"),
+        attribution: Attribution { tenant_id: f.s("tenant_id"), team: f.opt_s("team"), project: f.opt_s("project"), user_id: f.opt_s("user_id"), api_key_id: f.opt_s("api_key_id") },
         feature: f.opt_s("feature"),
         environment: f.opt_s("environment"),
         tags: f.map("tags"),
@@ -503,12 +501,16 @@ pub fn usage_from_value(v: Value) -> UsageEvent {
 pub fn spend_from_value(v: Value) -> SpendUpdate {
     let mut f = Fields::new(v);
     let u = SpendUpdate {
-        tenant_id: f.s("tenant_id"),
-        team: f.opt_s("team"),
-        project: f.opt_s("project"),
-        user_id: f.opt_s("user_id"),
-        api_key_id: f.opt_s("api_key_id"),
-        model: f.opt_s("model"),
+        scope: AttributionKey {
+            attribution: Attribution {
+                tenant_id: f.s("tenant_id"),
+                team: f.opt_s("team"),
+                project: f.opt_s("project"),
+                user_id: f.opt_s("user_id"),
+                api_key_id: f.opt_s("api_key_id"),
+            },
+            model: f.opt_s("model"),
+        },
         period_start: f.ts("period_start"),
         bucket: f.s("bucket"),
         source_topic: f.s("source_topic"),
