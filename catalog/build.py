@@ -6,12 +6,13 @@ LiteLLM's file (prices are read from that text by the ledger, never through a fl
 is kept, and a model missing from the source file is an error. Python 3 standard library only.
 
     python3 catalog/build.py \
-        --source ../shared/data/litellm-1.110.2-model_prices_and_context_window.json \
+        --source catalog/sources/litellm-1.110.2-model_prices_and_context_window.json \
         --models catalog/models.txt --out catalog/litellm-prices.json
 
 To take a newer LiteLLM release: `pip download --no-deps litellm==X.Y.Z`, unzip
-`litellm/model_prices_and_context_window_backup.json` from the wheel, run this script with it as
---source, and load the result with a new effective_from (see catalog/README.md).
+`litellm/model_prices_and_context_window_backup.json` from the wheel into catalog/sources/ (see
+catalog/sources/README.md), run this script with it as --source, and load the result with a new
+effective_from (see catalog/README.md).
 """
 
 import argparse

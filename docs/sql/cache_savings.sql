@@ -1,6 +1,6 @@
 -- What prompt caching saved, by tenant and model, last 30 days.
 --
--- PRICING.md: savings = what the cache reads would have cost at the input price minus what they
+-- docs/pricing.md: savings = what the cache reads would have cost at the input price minus what they
 -- cost. The ledger keeps the cost terms, not the prices, but the input price of a row is exact:
 -- input_cost_usd = uncached_tokens * input price, with
 -- uncached_tokens = input_tokens - cache_read - cache_creation - cache_creation_1h,

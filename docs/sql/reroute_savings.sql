@@ -4,7 +4,7 @@
 -- A rerouted row has routed_from_model set (the model the application asked for before a
 -- router sent the request elsewhere); the ledger prices the same tokens at the original model
 -- (routed_from_cost_usd) and keeps the difference in savings_usd = routed_from_cost_usd -
--- cost_usd (PRICING.md, "Routing savings"). savings_usd can be negative when a route was more
+-- cost_usd (docs/pricing.md, "Routing savings"). savings_usd can be negative when a route was more
 -- expensive. Source: usage_ledger (the rollups keep the totals, not the route).
 SELECT
     tenant_id,

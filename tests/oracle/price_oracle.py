@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Independent reference implementation ("oracle") of /work/shared/PRICING.md.
+"""Independent reference implementation ("oracle") of docs/pricing.md (the pricing contract).
 
-Written from PRICING.md alone (not from the Rust pricing code) so that the two can be
+Written from docs/pricing.md alone (not from the Rust pricing code) so that the two can be
 cross-checked: see README.md next to this file and tests/tests/price_oracle.rs.
 
     python3 price_oracle.py --catalog FILE[@RFC3339] [--catalog ...] < events.jsonl > out.jsonl
@@ -204,7 +204,7 @@ class Entry:
         return None
 
     def resolve(self, field: str, suffix: str, input_tokens: int) -> Decimal | None:
-        """PRICING.md 'Resolving a price', steps 1-4."""
+        """docs/pricing.md 'Resolving a price', steps 1, 2, 4 and 5."""
         if suffix:
             p = self._long(field, suffix, input_tokens)
             if p is not None:
@@ -218,7 +218,7 @@ class Entry:
         return self.prices.get(field)
 
     def rates(self, suffix: str, input_tokens: int) -> tuple[Decimal, ...]:
-        """(in, out, cr, cw, cw1h, rs) with the fallbacks of PRICING.md 'Prices with fallbacks'."""
+        """(in, out, cr, cw, cw1h, rs) with the fallbacks of docs/pricing.md 'Prices with fallbacks'."""
         pin = self.resolve(F_IN, suffix, input_tokens)
         pout = self.resolve(F_OUT, suffix, input_tokens)
         assert pin is not None and pout is not None  # priceable entries have both plain prices
@@ -546,7 +546,7 @@ def process_line(cat: Catalog, raw: bytes):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Reference pricer (oracle) for PRICING.md.")
+    ap = argparse.ArgumentParser(description="Reference pricer (oracle) for docs/pricing.md.")
     ap.add_argument("--catalog", action="append", required=True, metavar="FILE[@RFC3339]",
                     help="a catalog source; repeat for a price history (default effective_from 1970-01-01T00:00:00Z)")
     ap.add_argument("--total", action="store_true",
@@ -554,7 +554,7 @@ def main(argv=None) -> int:
     ap.add_argument("--distinct", action="store_true",
                     help="count each event_id once (first occurrence wins); lines that do not decode are never deduplicated")
     ap.add_argument("--lookup", choices=("key-first", "source-first"), default="source-first",
-                    help="how name lookup and price history combine (PRICING.md is ambiguous, see README.md)")
+                    help="how name lookup and price history combine (docs/pricing.md now says source-first; see README.md)")
     args = ap.parse_args(argv)
     try:
         cat = Catalog([Source(*parse_catalog_arg(s)) for s in args.catalog], args.lookup)

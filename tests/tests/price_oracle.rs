@@ -611,42 +611,38 @@ fn ledger_price_agrees_with_the_python_oracle() {
     let dir = temp_dir();
     let mut rng = StdRng::seed_from_u64(SEED);
 
-    // Price history: the LiteLLM release file (when present) from 1970, the repository catalog,
-    // and a modified copy from NEXT_FROM.
+    // Price history: the LiteLLM release file (catalog/sources, kept in the repository, so a
+    // missing file fails the test) from 1970, the repository catalog, and a modified copy from
+    // NEXT_FROM.
     let repo_path = root.join("catalog/litellm-prices.json");
     let repo = load_object(&repo_path);
-    let data_path = root.join("../shared/data/litellm-1.110.2-model_prices_and_context_window.json");
-    let data = data_path.exists().then(|| load_object(&data_path));
+    let data_path = root.join("catalog/sources/litellm-1.110.2-model_prices_and_context_window.json");
+    let data = load_object(&data_path);
     let next_path = dir.join("litellm-prices-next.json");
     write_next_catalog(&repo, &next_path, &mut rng);
-    let mut catalogs: Vec<String> = Vec::new();
-    if data.is_some() {
-        catalogs.push(data_path.display().to_string());
-        catalogs.push(format!("{}@{REPO_FROM}", repo_path.display()));
-    } else {
-        catalogs.push(repo_path.display().to_string());
-    }
-    catalogs.push(format!("{}@{NEXT_FROM}", next_path.display()));
+    let catalogs: Vec<String> = vec![
+        data_path.display().to_string(),
+        format!("{}@{REPO_FROM}", repo_path.display()),
+        format!("{}@{NEXT_FROM}", next_path.display()),
+    ];
 
     // Model pools: the repository catalog, the release file's entries with long-context or
     // service-tier prices (and a sample of the others), the synthetic entries.
     let mut data_models: Vec<String> = Vec::new();
-    if let Some(d) = &data {
-        let mut plain = Vec::new();
-        for (k, v) in d {
-            let Some(fields) = v.as_object() else { continue };
-            let variants = fields.keys().any(|f| {
-                is_priced_field(f) && (f.contains("k_tokens") || f.ends_with("_batches") || f.ends_with("_priority") || f.ends_with("_flex"))
-            });
-            if variants {
-                data_models.push(k.clone());
-            } else {
-                plain.push(k.clone());
-            }
+    let mut plain = Vec::new();
+    for (k, v) in &data {
+        let Some(fields) = v.as_object() else { continue };
+        let variants = fields.keys().any(|f| {
+            is_priced_field(f) && (f.contains("k_tokens") || f.ends_with("_batches") || f.ends_with("_priority") || f.ends_with("_flex"))
+        });
+        if variants {
+            data_models.push(k.clone());
+        } else {
+            plain.push(k.clone());
         }
-        plain.shuffle(&mut rng);
-        data_models.extend(plain.into_iter().take(300));
     }
+    plain.shuffle(&mut rng);
+    data_models.extend(plain.into_iter().take(300));
     let pools = Pools {
         repo: repo.keys().cloned().collect(),
         data: data_models,

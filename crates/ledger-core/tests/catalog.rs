@@ -131,21 +131,17 @@ fn invalid_catalogs_are_errors() {
     assert!(matches!(CatalogSource::from_litellm_json("", epoch(), ok).unwrap_err(), CatalogError::InvalidName(_)));
 }
 
-fn real_file() -> Option<String> {
+/// The real LiteLLM file kept in the repository (catalog/sources/README.md); missing is a failure.
+fn real_file() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/litellm-1.110.2-model_prices_and_context_window.json");
-    match std::fs::read_to_string(&path) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            eprintln!("note: skipping, real LiteLLM file not found at {}: {e}", path.display());
-            None
-        }
-    }
+        .join("../../catalog/sources/litellm-1.110.2-model_prices_and_context_window.json");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the real LiteLLM file {} must be in the repository: {e}", path.display()))
 }
 
 #[test]
 fn real_litellm_1_110_2_file() {
-    let Some(text) = real_file() else { return };
+    let text = real_file();
     let (src, report) = CatalogSource::from_litellm_json("litellm-1.110.2", epoch(), &text).unwrap();
     assert_eq!(report.entries, 4_878);
     assert_eq!(report.priced + report.skipped.len(), 4_878);

@@ -12,7 +12,7 @@ use crate::catalog_files::{load_catalogs, parse_catalog_arg};
 const AFTER_HELP: &str = "\
 Examples:
   ledger prices check catalog/litellm-prices.json
-  ledger prices check --verbose ../shared/data/litellm-1.110.2-model_prices_and_context_window.json
+  ledger prices check --verbose catalog/sources/litellm-1.110.2-model_prices_and_context_window.json
   ledger prices check catalog/litellm-prices-next.json@2027-01-01T00:00:00Z";
 
 /// Arguments of `ledger prices`.
