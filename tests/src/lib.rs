@@ -145,10 +145,11 @@ impl TestEnv {
 
     /// Number of records in the dead-letter topic.
     pub fn dead_letter_count(&self) -> i64 {
-        ledger_kafka::admin::watermarks(&self.kafka, &self.topics.dead_letter, Duration::from_secs(10))
+        ledger_kafka::reader::topic_watermarks(&self.kafka, &self.topics.dead_letter, Duration::from_secs(10))
             .expect("dead-letter watermarks")
+            .unwrap_or_default()
             .iter()
-            .map(|(_, lo, hi)| hi - lo)
+            .map(ledger_kafka::reader::PartitionMarks::records)
             .sum()
     }
 }
@@ -317,36 +318,14 @@ pub fn oracle_total_with(jsonl: &str, catalogs: &[&str]) -> (u64, i128) {
 
 /// Reads a whole topic (every partition, from the beginning up to the current high watermark).
 pub fn read_topic(env: &TestEnv, topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::Message;
-    let marks = ledger_kafka::admin::watermarks(&env.kafka, topic, Duration::from_secs(10)).expect("watermarks");
     let group = format!("reader-{}", random_suffix());
-    let consumer: BaseConsumer =
-        env.kafka.consumer_config(&[("group.id", &group), ("enable.auto.commit", "false")]).create().expect("consumer");
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    let mut remaining = 0i64;
-    for (p, lo, hi) in &marks {
-        if hi > lo {
-            tpl.add_partition_offset(topic, *p, rdkafka::Offset::Offset(*lo)).expect("tpl");
-            remaining += hi - lo;
-        }
-    }
     let mut out = Vec::new();
-    if remaining == 0 {
-        return out;
-    }
-    consumer.assign(&tpl).expect("assign");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while (out.len() as i64) < remaining {
-        assert!(std::time::Instant::now() < deadline, "timed out reading {topic}: {} of {remaining}", out.len());
-        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
-            let m = m.expect("message");
-            let hi = marks.iter().find(|(p, _, _)| *p == m.partition()).map(|(_, _, h)| *h).unwrap_or(0);
-            if m.offset() < hi {
-                out.push(m.detach());
-            }
-        }
-    }
+    ledger_kafka::reader::BoundedRead::new(&env.kafka, topic)
+        .group(&group)
+        .stall_timeout(Duration::from_secs(60))
+        .to_end(|m| out.push(m.detach()))
+        .expect("reading the topic")
+        .expect("the topic exists");
     out
 }
 
@@ -455,7 +434,7 @@ pub async fn ledger_row_differences(env: &TestEnv, sent: &Sent) -> String {
 
 /// The dead-letter topic by reason, and the dead letters of events that were sent as valid.
 fn dead_letter_summary(env: &TestEnv, valid_ids: &std::collections::HashSet<String>) -> String {
-    use ledger_processor::dead_letter::{HEADER_DETAIL, HEADER_EVENT_ID, HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION};
+    use ledger_kafka::dead_letter::{HEADER_DETAIL, HEADER_EVENT_ID, HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION};
     use rdkafka::message::{Headers, Message};
     let header = |m: &rdkafka::message::OwnedMessage, key: &str| -> String {
         m.headers()

@@ -136,8 +136,11 @@ async fn ensure_topics(env: &TestEnv) {
         .expect("creating topics");
     let deadline = Instant::now() + Duration::from_secs(60);
     for topic in [&env.topics.spend, &env.topics.signals] {
-        while let Err(e) = ledger_kafka::admin::watermarks(&env.kafka, topic, Duration::from_secs(5)) {
-            assert!(Instant::now() < deadline, "topic {topic} has no leader after 60 s: {e}");
+        loop {
+            match ledger_kafka::reader::topic_watermarks(&env.kafka, topic, Duration::from_secs(5)) {
+                Ok(Some(_)) => break,
+                other => assert!(Instant::now() < deadline, "topic {topic} has no leader after 60 s: {other:?}"),
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }

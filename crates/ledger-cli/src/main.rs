@@ -12,10 +12,8 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod catalog_files;
 mod commands;
 mod config;
-mod metrics_server;
 
 const AFTER_HELP: &str = "\
 Examples:

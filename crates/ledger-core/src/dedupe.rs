@@ -199,28 +199,6 @@ impl DedupeWindow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdFingerprint([u64; 2]);
 
-/// Where an event's time stands against the acceptance window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeCheck {
-    /// Inside the window.
-    Accepted,
-    /// Older than `now - max_age`.
-    TooOld,
-    /// Later than `now + max_future`.
-    InFuture,
-}
-
-/// Checks `event_ms` against `[now - max_age, now + max_future]` (all in milliseconds).
-pub fn check_event_time(event_ms: i64, now_ms: i64, max_age_ms: i64, max_future_ms: i64) -> TimeCheck {
-    if event_ms < now_ms.saturating_sub(max_age_ms) {
-        TimeCheck::TooOld
-    } else if event_ms > now_ms.saturating_add(max_future_ms) {
-        TimeCheck::InFuture
-    } else {
-        TimeCheck::Accepted
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,15 +293,6 @@ mod tests {
         assert_eq!(w.len(), 3);
         assert!(!w.contains("a"));
         assert!(w.contains("d"));
-    }
-
-    #[test]
-    fn time_window_bounds() {
-        assert_eq!(check_event_time(100, 100, 10, 5), TimeCheck::Accepted);
-        assert_eq!(check_event_time(90, 100, 10, 5), TimeCheck::Accepted);
-        assert_eq!(check_event_time(89, 100, 10, 5), TimeCheck::TooOld);
-        assert_eq!(check_event_time(105, 100, 10, 5), TimeCheck::Accepted);
-        assert_eq!(check_event_time(106, 100, 10, 5), TimeCheck::InFuture);
     }
 
     proptest::proptest! {

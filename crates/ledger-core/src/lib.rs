@@ -5,6 +5,7 @@
 //! windowed [`aggregate`]s. Adapters for Kafka and ClickHouse live in other crates and
 //! depend on this one, never the other way round.
 
+pub mod acceptance;
 pub mod aggregate;
 pub mod attribution;
 pub mod budget;

@@ -28,8 +28,9 @@ pub enum EnforcerError {
     /// Kafka failed (retryable when the broker is unavailable).
     #[error(transparent)]
     Kafka(#[from] ledger_kafka::KafkaError),
-    /// A signal could not be encoded (a bug: the signal violates its schema).
-    #[error("encoding a budget signal: {0}")]
+    /// A record could not be encoded or the schemas not loaded (a bug: the record violates its
+    /// schema).
+    #[error("Avro schema: {0}")]
     Encode(#[from] ledger_schema::SchemaError),
     /// A blocking task failed.
     #[error("background task failed: {0}")]

@@ -6,8 +6,9 @@
 pub mod config;
 pub mod error;
 pub mod runner;
+pub mod signals;
+pub mod status;
 pub mod stats;
-pub mod topic_reader;
 
 pub use error::EnforcerError;
 pub use runner::{load_policy, Enforcer, EnforcerConfig};

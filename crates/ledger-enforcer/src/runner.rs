@@ -33,7 +33,8 @@ use ledger_schema::{BudgetSignalCodec, SpendUpdateCodec};
 use crate::config::EnforcerSettings;
 use crate::error::EnforcerError;
 use crate::stats::Stats;
-use crate::topic_reader::{latest_signals, read_to_end, EndOffsets};
+use crate::signals::latest_signals;
+use ledger_kafka::reader::{BoundedRead, PartitionMarks};
 
 /// Everything `ledger enforce` needs.
 #[derive(Debug, Clone)]
@@ -212,7 +213,7 @@ impl Enforcer {
     }
 
     /// Reads the compacted spend topic from the beginning to its end into the engine.
-    async fn catch_up(&self, engine: BudgetEngine, shutdown: CancellationToken) -> Result<(BudgetEngine, EndOffsets), EnforcerError> {
+    async fn catch_up(&self, engine: BudgetEngine, shutdown: CancellationToken) -> Result<(BudgetEngine, Vec<PartitionMarks>), EnforcerError> {
         let (kafka, group, topic) = (self.config.kafka.clone(), self.config.settings.group_id.clone(), self.config.topics.spend.clone());
         let codec = self.spend_codec;
         let stats = self.stats.clone();
@@ -220,10 +221,11 @@ impl Enforcer {
         let (engine, end, count) = tokio::task::spawn_blocking(move || {
             let mut engine = engine;
             let mut count = 0u64;
-            let stop = || shutdown.is_cancelled();
-            let end = read_to_end(&kafka, &group, &topic, &stop, |partition, offset, _key, payload| {
+            let stop = move || shutdown.is_cancelled();
+            let end = BoundedRead::new(&kafka, &topic).group(&group).stall_timeout(Duration::from_secs(60)).stop_when(&stop).to_end(|m| {
                 count += 1;
-                let Some(payload) = payload else { return };
+                let (partition, offset) = (m.partition(), m.offset());
+                let Some(payload) = m.payload() else { return };
                 match codec.decode(payload) {
                     Ok(u) => {
                         let u: SpendUpdate = u;
@@ -239,7 +241,8 @@ impl Enforcer {
                     }
                 }
             });
-            end.map(|end| (engine, end, count))
+            let end = end?.ok_or_else(|| KafkaError::Topic { topic: topic.clone(), problem: "does not exist".into() })?;
+            Ok::<_, KafkaError>((engine, end, count))
         })
         .await
         .map_err(|e| EnforcerError::Task(e.to_string()))??;
@@ -249,7 +252,7 @@ impl Enforcer {
     }
 
     /// A consumer of every spend partition, starting where the catch-up ended.
-    fn follower(&self, end: &EndOffsets) -> Result<StreamConsumer, EnforcerError> {
+    fn follower(&self, end: &[PartitionMarks]) -> Result<StreamConsumer, EnforcerError> {
         let cfg = self.config.kafka.consumer_config(&[
             ("group.id", &self.config.settings.group_id),
             ("enable.auto.commit", "false"),
@@ -261,8 +264,8 @@ impl Enforcer {
         let consumer: StreamConsumer =
             cfg.create().map_err(|e| KafkaError::Client { context: "creating the spend consumer".into(), source: e })?;
         let mut tpl = TopicPartitionList::new();
-        for (p, hi) in end {
-            tpl.add_partition_offset(&self.config.topics.spend, *p, Offset::Offset(*hi))
+        for m in end {
+            tpl.add_partition_offset(&self.config.topics.spend, m.partition, Offset::Offset(m.high))
                 .map_err(|e| KafkaError::Client { context: "assigning spend partitions".into(), source: e })?;
         }
         consumer.assign(&tpl).map_err(|e| KafkaError::Client { context: "assigning spend partitions".into(), source: e })?;

@@ -18,7 +18,6 @@ pub mod validate;
 
 pub use config::{ApiKeyEntry, ApiKeys, IngestSettings};
 pub use server::{router, serve, IngestState, OPENAPI_YAML};
-pub use validate::AcceptanceWindow;
 
 /// Errors of the ingest server (startup; request problems are HTTP answers).
 #[derive(Debug, thiserror::Error)]

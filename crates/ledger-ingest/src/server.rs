@@ -18,7 +18,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::{ApiKeys, IngestSettings};
-use crate::validate::{parse_event, split_body, AcceptanceWindow, BodyError, FieldError};
+use crate::validate::{parse_event, split_body, BodyError, FieldError};
+use ledger_core::acceptance::AcceptanceRules;
 use crate::IngestError;
 
 /// The OpenAPI document served at `GET /openapi.yaml`.
@@ -34,7 +35,7 @@ pub struct IngestState {
     topic: String,
     producer: FutureProducer,
     codec: UsageEventCodec,
-    window: Option<AcceptanceWindow>,
+    window: Option<AcceptanceRules>,
 }
 
 impl std::fmt::Debug for IngestState {
@@ -52,7 +53,7 @@ impl IngestState {
         topic: String,
         settings: IngestSettings,
         keys: ApiKeys,
-        window: Option<AcceptanceWindow>,
+        window: Option<AcceptanceRules>,
     ) -> Result<IngestState, IngestError> {
         let problems = settings.problems();
         if !problems.is_empty() {
@@ -287,7 +288,7 @@ async fn post_traces(
         let id = event.event_id.clone();
         match crate::validate::check_window(0, event, state.window.as_ref(), now, &mut window_errors) {
             Some(e) => events.push(e),
-            None => problems.extend(window_errors.into_iter().map(|e| format!("{id}: event_time {}", e.message))),
+            None => problems.extend(window_errors.into_iter().map(|e| format!("{id}: {}", e.message))),
         }
     }
     if events.len() > state.settings.max_events {

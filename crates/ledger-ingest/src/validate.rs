@@ -11,7 +11,10 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use ledger_core::acceptance::AcceptanceRules;
 use ledger_core::attribution::Attribution;
+use ledger_core::event::RejectReason;
+use ledger_core::EventTime;
 use ledger_core::{Money, UsageEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -87,15 +90,6 @@ pub fn split_body(body: &[u8], max_events: usize) -> Result<Vec<&RawValue>, Body
         return Err(BodyError::TooManyEvents { count: events.len(), max: max_events });
     }
     Ok(events)
-}
-
-/// The processor's acceptance window, checked at the door so the client hears about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AcceptanceWindow {
-    /// Older events are dead-lettered as `too_old`.
-    pub max_age: chrono::Duration,
-    /// Later events are dead-lettered as `in_future`.
-    pub max_future: chrono::Duration,
 }
 
 #[derive(Clone, Copy)]
@@ -332,7 +326,7 @@ fn has_overlong_string(e: &UsageEvent) -> bool {
 pub fn parse_event(
     index: usize,
     raw: &RawValue,
-    window: Option<&AcceptanceWindow>,
+    rules: Option<&AcceptanceRules>,
     now: DateTime<Utc>,
     errors: &mut Vec<FieldError>,
 ) -> Option<UsageEvent> {
@@ -340,7 +334,7 @@ pub fn parse_event(
         Some(event) => event,
         None => parse_checked(index, raw, errors)?,
     };
-    check_window(index, event, window, now, errors)
+    check_window(index, event, rules, now, errors)
 }
 
 /// The fast path: the event when it is plainly valid, else none.
@@ -401,31 +395,19 @@ fn parse_checked(index: usize, raw: &RawValue, errors: &mut Vec<FieldError>) -> 
     Some(event)
 }
 
+/// The processor's time window, checked at the door so the client hears about it
+/// ([`AcceptanceRules::check_time`], the rule the processor applies).
 pub(crate) fn check_window(
     index: usize,
     event: UsageEvent,
-    window: Option<&AcceptanceWindow>,
+    rules: Option<&AcceptanceRules>,
     now: DateTime<Utc>,
     errors: &mut Vec<FieldError>,
 ) -> Option<UsageEvent> {
-    if let Some(w) = window {
-        if event.event_time < now - w.max_age {
-            errors.push(FieldError::at(
-                index,
-                "event_time",
-                format!("is older than {} days: the ledger would reject it as too_old", w.max_age.num_days()),
-            ));
-            return None;
-        }
-        if event.event_time > now + w.max_future {
-            errors.push(FieldError::at(
-                index,
-                "event_time",
-                format!(
-                    "is more than {} seconds in the future: the ledger would reject it as in_future (check the sender's clock)",
-                    w.max_future.num_seconds()
-                ),
-            ));
+    if let Some(rules) = rules {
+        if let Err(r) = rules.check_time(EventTime::from_datetime(event.event_time), now.timestamp_millis()) {
+            let hint = if r.reason == RejectReason::InFuture { " (check the sender's clock)" } else { "" };
+            errors.push(FieldError::at(index, "event_time", format!("{}: the ledger would reject it as {}{hint}", r.detail, r.reason)));
             return None;
         }
     }
@@ -446,9 +428,9 @@ mod tests {
     fn errors_of(v: Value) -> Vec<FieldError> {
         let mut errors = Vec::new();
         let now = DateTime::parse_from_rfc3339("2026-11-01T12:00:00Z").unwrap().with_timezone(&Utc);
-        let window = AcceptanceWindow { max_age: chrono::Duration::days(35), max_future: chrono::Duration::seconds(300) };
+        let rules = AcceptanceRules::default();
         let raw = RawValue::from_string(v.to_string()).unwrap();
-        let event = parse_event(0, &raw, Some(&window), now, &mut errors);
+        let event = parse_event(0, &raw, Some(&rules), now, &mut errors);
         assert_eq!(event.is_some(), errors.is_empty());
         errors
     }

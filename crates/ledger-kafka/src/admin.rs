@@ -125,17 +125,3 @@ pub fn partition_count(config: &KafkaConfig, topic: &str, timeout: Duration) -> 
     }
     Ok(t.partitions().len() as i32)
 }
-
-/// Low and high watermarks of every partition of `topic`.
-pub fn watermarks(config: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
-    let consumer = metadata_client(config)?;
-    let n = partition_count(config, topic, timeout)?;
-    (0..n)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, timeout)
-                .map(|(lo, hi)| (p, lo, hi))
-                .map_err(|e| KafkaError::client(format!("watermarks of {topic}/{p}"), e))
-        })
-        .collect()
-}

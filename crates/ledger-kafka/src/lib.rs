@@ -4,7 +4,9 @@
 //! - [`admin`]: create the ledger's topics when missing (partitions, compaction).
 //! - [`producer`]: an idempotent, acks=all producer.
 //! - [`consumer`]: a manual-offset consumer whose rebalances are reported to the processor.
-//! - [`TopicNames`]: the four topics of ARCHITECTURE.md, every one configurable.
+//! - [`reader`]: bounded reads of a topic up to a known end, and topic watermarks.
+//! - [`dead_letter`]: the dead-letter record contract (headers, write and read back, fence).
+//! - [`TopicNames`]: the four topics of `docs/architecture.md`, every one configurable.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 pub mod admin;
 pub mod consumer;
+pub mod dead_letter;
 pub mod producer;
+pub mod reader;
 
 /// Connection settings shared by every Kafka client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +68,7 @@ impl KafkaConfig {
     }
 }
 
-/// The ledger's topic names (ARCHITECTURE.md "Contracts").
+/// The ledger's topic names (`docs/architecture.md`, "Contracts").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicNames {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use ledger_clickhouse::ClickHouseConfig;
+use ledger_core::acceptance::AcceptanceRules;
 use ledger_kafka::{KafkaConfig, TopicNames};
 use serde::{Deserialize, Serialize};
 
@@ -39,7 +40,7 @@ pub struct ProcessorSettings {
     /// Idempotency by `event_id`.
     pub dedupe: DedupeConfig,
     /// Which event times are accepted.
-    pub acceptance: AcceptanceConfig,
+    pub acceptance: AcceptanceRules,
     /// Seconds to finish the batch in flight after SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
     /// `host:port` of the Prometheus `/metrics` and `/healthz` endpoint; none to disable.
@@ -59,7 +60,7 @@ impl Default for ProcessorSettings {
             }],
             batch: BatchConfig::default(),
             dedupe: DedupeConfig::default(),
-            acceptance: AcceptanceConfig::default(),
+            acceptance: AcceptanceRules::default(),
             shutdown_grace_secs: 30,
             metrics_addr: None,
         }
@@ -139,22 +140,6 @@ impl Default for DedupeConfig {
     }
 }
 
-/// Acceptance window of event times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AcceptanceConfig {
-    /// Events older than this many days are dead-lettered (`too_old`).
-    pub max_age_days: u32,
-    /// Events more than this many seconds in the future are dead-lettered (`in_future`).
-    pub max_future_secs: u32,
-}
-
-impl Default for AcceptanceConfig {
-    fn default() -> Self {
-        AcceptanceConfig { max_age_days: 35, max_future_secs: 300 }
-    }
-}
-
 impl ProcessorConfig {
     /// Cross-field checks; every problem is reported, not just the first.
     pub fn validate(&self) -> Result<(), Vec<String>> {
@@ -188,9 +173,7 @@ impl ProcessorConfig {
         if s.dedupe.horizon_secs == 0 {
             problems.push("processor.dedupe.horizon_secs must be positive".to_owned());
         }
-        if s.acceptance.max_age_days == 0 {
-            problems.push("processor.acceptance.max_age_days must be positive".to_owned());
-        }
+        problems.extend(s.acceptance.problems("processor.acceptance"));
         let names = [&self.topics.usage, &self.topics.dead_letter, &self.topics.spend, &self.topics.signals];
         for (i, a) in names.iter().enumerate() {
             if a.is_empty() {

@@ -1,12 +1,30 @@
 //! The ledger stream processor.
 //!
 //! `decode → validate → time window → dedupe → price → batch per partition → ClickHouse`,
-//! with rejected events dead-lettered (original bytes plus reason headers). See
-//! [`runner`] for the exactly-once argument.
+//! with rejected events dead-lettered (original bytes plus reason headers). See [`runner`]
+//! for the exactly-once argument. A newcomer's map:
+//!
+//! | module | what it does |
+//! |---|---|
+//! | [`runner`] | the clients, the per-partition state and the `select!` loop |
+//! | `partition` | a partition's state and fences; each message's handling |
+//! | `decision` | the per-event decision (pure): accept, duplicate or reject |
+//! | `lanes` | when pending rows are written, and in which insert; dead letters |
+//! | `insert` | inserts beside consumption, and retries that read the fence first |
+//! | `commit` | completing inserts: fences, spend publication, offset commits |
+//! | `spend` | the cumulative spend updates for the budget enforcer |
+//! | [`catalog`] | loading the price catalog's source files |
+//! | [`config`], [`stats`] | settings, and the `/metrics` counters |
 
+pub mod catalog;
+mod commit;
 pub mod config;
-pub mod dead_letter;
+mod decision;
+mod insert;
+mod lanes;
+mod partition;
 pub mod runner;
+mod spend;
 pub mod stats;
 
 pub use config::ProcessorConfig;

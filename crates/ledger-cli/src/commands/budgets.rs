@@ -9,12 +9,9 @@ use chrono::{DateTime, Utc};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
 use ledger_core::budget::engine::usd_text;
-use ledger_core::budget::{BudgetEngine, BudgetPolicy, BudgetView, Percent};
+use ledger_core::budget::Percent;
 use ledger_core::money::Money;
-use ledger_core::signal::BudgetSignal;
-use ledger_core::spend::SpendUpdate;
-use ledger_enforcer::topic_reader::{latest_signals, read_to_end};
-use ledger_schema::SpendUpdateCodec;
+use ledger_enforcer::status::BudgetStatus;
 
 use crate::commands::enforce::policy_error;
 use crate::config::ConfigArgs;
@@ -95,15 +92,6 @@ fn lookahead(b: &ledger_core::budget::Budget) -> String {
     format!("look-ahead {} s, burn window {} s", b.lookahead_secs, b.burn_window_secs)
 }
 
-/// One row of the status.
-struct Row {
-    view: BudgetView,
-    limit_usd: Option<Money>,
-    limit_tokens: Option<i64>,
-    signal: Option<BudgetSignal>,
-    forecast_usd: Option<Money>,
-}
-
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut config = args.config.load()?;
     if let Some(b) = args.budgets {
@@ -113,75 +101,29 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let now = Utc::now();
     let (kafka, topics, group) = (config.kafka.clone(), config.topics.clone(), format!("{}-status", config.enforcer.group_id));
     let show_progress = args.format == Format::Table;
-    let (engine, signals) = tokio::task::spawn_blocking(move || read_state(policy, now, &kafka, &topics, &group, show_progress))
-        .await
-        .context("reading the topics")??;
-    let rows: Vec<Row> = engine
-        .views(now)
-        .into_iter()
-        .zip(&engine.policy().budgets)
-        .map(|(view, b)| {
-            let signal = signals.get(&view.key).cloned();
-            let forecast_usd = forecast(view.spend_usd, view.window.start, view.window.end, now);
-            Row { view, limit_usd: b.limit_usd, limit_tokens: b.limit_tokens, signal, forecast_usd }
-        })
-        .collect();
+    let report = tokio::task::spawn_blocking(move || {
+        let bar = if show_progress { indicatif::ProgressBar::new_spinner() } else { indicatif::ProgressBar::hidden() };
+        bar.enable_steady_tick(Duration::from_millis(120));
+        let report = ledger_enforcer::status::budget_status(policy, now, &kafka, &topics, &group, &|topic, n| {
+            bar.set_message(format!("reading {topic}: {n} records"));
+        });
+        bar.finish_and_clear();
+        report
+    })
+    .await
+    .context("reading the topics")?
+    .context("reading the spend and signals topics (is Kafka running and has `ledger process` created the topics? try `ledger stack up`)")?;
+    if report.undecodable > 0 {
+        eprintln!("warning: {} spend records did not decode and were skipped", report.undecodable);
+    }
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&json_rows(&rows))?),
-        Format::Table => print_table(&rows, now),
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = report.budgets.iter().map(BudgetStatus::to_json).collect();
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+        Format::Table => print_table(&report.budgets, now),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn read_state(
-    policy: BudgetPolicy,
-    now: DateTime<Utc>,
-    kafka: &ledger_kafka::KafkaConfig,
-    topics: &ledger_kafka::TopicNames,
-    group: &str,
-    show_progress: bool,
-) -> anyhow::Result<(BudgetEngine, std::collections::BTreeMap<String, BudgetSignal>)> {
-    let hint = "is Kafka running and has `ledger process` created the topics? try `ledger stack up`";
-    let mut engine = BudgetEngine::new(policy, now);
-    let codec = SpendUpdateCodec::new()?;
-    let bar = if show_progress { indicatif::ProgressBar::new_spinner() } else { indicatif::ProgressBar::hidden() };
-    bar.set_message(format!("reading {}", topics.spend));
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let mut read = 0u64;
-    let mut undecodable = 0u64;
-    read_to_end(kafka, group, &topics.spend, &|| false, |_, _, _, payload| {
-        read += 1;
-        if read % 10_000 == 0 {
-            bar.set_message(format!("reading {}: {read} records", topics.spend));
-        }
-        match payload.map(|p| codec.decode(p)) {
-            Some(Ok(u)) => {
-                let u: SpendUpdate = u;
-                engine.apply(&u, now);
-            }
-            Some(Err(_)) => undecodable += 1,
-            None => {}
-        }
-    })
-    .with_context(|| format!("reading the spend topic {} ({hint})", topics.spend))?;
-    bar.set_message(format!("reading {}", topics.signals));
-    let signals =
-        latest_signals(kafka, group, &topics.signals).with_context(|| format!("reading the signals topic {} ({hint})", topics.signals))?;
-    bar.finish_and_clear();
-    if undecodable > 0 {
-        eprintln!("warning: {undecodable} spend records did not decode and were skipped");
-    }
-    Ok((engine, signals))
-}
-
-/// Spend at the end of the period if it continues at the period's average rate so far.
-fn forecast(spend: Money, start: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> Option<Money> {
-    let elapsed = (now - start).num_seconds();
-    let total = (end - start).num_seconds();
-    if elapsed <= 0 || total <= 0 {
-        return None;
-    }
-    spend.picos().checked_mul(i128::from(total)).map(|v| Money::from_picos(v / i128::from(elapsed)))
 }
 
 fn pct(p: Option<Percent>) -> String {
@@ -196,7 +138,7 @@ fn cents(m: Money) -> String {
     usd_text(m.round_to(2))
 }
 
-fn print_table(rows: &[Row], now: DateTime<Utc>) {
+fn print_table(rows: &[BudgetStatus], now: DateTime<Utc>) {
     if rows.is_empty() {
         println!("no budgets in the budgets file");
         return;
@@ -243,33 +185,4 @@ fn print_table(rows: &[Row], now: DateTime<Utc>) {
     }
     println!("{table}");
     println!("state, burn rate and exhaustion come from the enforcer's last signal; forecast = spend at the period's average rate so far");
-}
-
-fn json_rows(rows: &[Row]) -> serde_json::Value {
-    serde_json::Value::Array(
-        rows.iter()
-            .map(|r| {
-                let v = &r.view;
-                serde_json::json!({
-                    "budget": v.name,
-                    "key": v.key,
-                    "period_start": v.window.start,
-                    "period_end": v.window.end,
-                    "spend_usd": v.spend_usd,
-                    "spent_tokens": v.spent_tokens,
-                    "limit_usd": r.limit_usd,
-                    "limit_tokens": r.limit_tokens,
-                    "used_percent": v.used_percent.map(|p| p.to_string()),
-                    "used_tokens_percent": v.used_tokens_percent.map(|p| p.to_string()),
-                    "state": r.signal.as_ref().map(|s| s.state.as_str()),
-                    "evaluated_state": v.state.as_str(),
-                    "signal_sequence": r.signal.as_ref().map(|s| s.sequence),
-                    "signal_reason": r.signal.as_ref().map(|s| s.reason.clone()),
-                    "burn_rate_usd_per_hour": r.signal.as_ref().map(|s| s.burn_rate_usd_per_hour),
-                    "projected_exhaustion": r.signal.as_ref().and_then(|s| s.projected_exhaustion),
-                    "forecast_usd": r.forecast_usd,
-                })
-            })
-            .collect(),
-    )
 }

@@ -55,7 +55,7 @@ pub(crate) async fn run(args: EnforceArgs) -> anyhow::Result<ExitCode> {
     spawn_signal_handler(shutdown.clone());
     if let Some(addr) = config.enforcer.metrics_addr.clone() {
         let stats = stats.clone();
-        crate::metrics_server::spawn(addr, move || stats.render_prometheus(), shutdown.clone());
+        ledger_ops::metrics_endpoint::spawn(addr, move || stats.render_prometheus(), shutdown.clone());
     }
     let enforcer = Enforcer::new(
         EnforcerConfig { kafka: config.kafka.clone(), topics: config.topics.clone(), settings: config.enforcer.clone() },

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use ledger_ingest::{AcceptanceWindow, ApiKeys, IngestState};
+use ledger_ingest::{ApiKeys, IngestState};
 
 use crate::config::ConfigArgs;
 
@@ -50,11 +50,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         settings.api_keys_file = path;
     }
     let keys = ApiKeys::load(&settings.api_keys_file)?;
-    let acceptance = &config.processor.acceptance;
-    let window = AcceptanceWindow {
-        max_age: chrono::Duration::days(i64::from(acceptance.max_age_days)),
-        max_future: chrono::Duration::seconds(i64::from(acceptance.max_future_secs)),
-    };
+    let window = config.processor.acceptance;
     let topic = config.topics.usage.clone();
 
     // Creating the topics is a convenience; ingest still starts when Kafka is down (requests

@@ -30,3 +30,44 @@ pub(crate) fn init_tracing(default_level: &str) {
         builder.init();
     }
 }
+
+/// A progress bar on stderr for reads of a topic: drawn once there are more than
+/// [`PROGRESS_THRESHOLD`] records to read (indicatif draws only on a terminal).
+pub(crate) struct ReadProgress {
+    bar: indicatif::ProgressBar,
+    started: std::sync::OnceLock<()>,
+}
+
+/// Records above which a read shows its progress.
+const PROGRESS_THRESHOLD: u64 = 10_000;
+
+/// A hidden bar that appears on the first [`ReadProgress::show`] of a long read.
+pub(crate) fn progress_bar(message: &str) -> ReadProgress {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden());
+    bar.set_message(message.to_owned());
+    ReadProgress { bar, started: std::sync::OnceLock::new() }
+}
+
+impl ReadProgress {
+    /// `n` of `total` records read.
+    pub(crate) fn show(&self, n: u64, total: u64) {
+        if total <= PROGRESS_THRESHOLD {
+            return;
+        }
+        self.started.get_or_init(|| {
+            self.bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            self.bar.set_length(total);
+            self.bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        });
+        self.bar.set_position(n);
+    }
+
+    /// Removes the bar.
+    pub(crate) fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

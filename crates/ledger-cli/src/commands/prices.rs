@@ -7,7 +7,7 @@ use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use ledger_core::catalog::{CatalogSource, LoadReport};
 use ledger_core::PriceField;
 
-use crate::catalog_files::{load_catalogs, parse_catalog_arg};
+use ledger_processor::catalog::{load_catalogs, parse_catalog_arg};
 
 const AFTER_HELP: &str = "\
 Examples:

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use ledger_processor::{Processor, RunOptions, Stats};
 
-use crate::catalog_files::load_catalog;
+use ledger_processor::catalog::load_catalog;
 use crate::config::ConfigArgs;
 
 /// Arguments of `ledger process`.
@@ -43,16 +43,16 @@ pub(crate) async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     }
     if !args.catalogs.is_empty() {
         config.processor.catalogs =
-            args.catalogs.iter().map(|s| crate::catalog_files::parse_catalog_arg(s)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
+            args.catalogs.iter().map(|s| ledger_processor::catalog::parse_catalog_arg(s)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
     }
     let config = config.processor()?;
-    let catalog = Arc::new(load_catalog(&config.settings.catalogs)?);
+    let catalog = Arc::new(load_catalog(&config.settings.catalogs).map_err(anyhow::Error::msg)?);
     let stats = Arc::new(Stats::default());
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     if let Some(addr) = config.settings.metrics_addr.clone() {
         let stats = stats.clone();
-        crate::metrics_server::spawn(addr, move || stats.render_prometheus(), shutdown.clone());
+        ledger_ops::metrics_endpoint::spawn(addr, move || stats.render_prometheus(), shutdown.clone());
     }
     let processor = Processor::new(config, catalog, stats.clone())
         .await

@@ -1,16 +1,17 @@
 //! Reading catalog sources from files (`FILE[@RFC3339]`): the one loader of `ledger price`,
 //! `ledger prices check` and `ledger process`, so every job prices with the same history.
+//! (The catalog itself, in `ledger-core`, parses text and does no I/O.)
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
 use ledger_core::catalog::{Catalog, CatalogSource, LoadReport};
-use ledger_processor::config::CatalogSourceConfig;
+use crate::config::CatalogSourceConfig;
 
 /// Parses `FILE[@RFC3339-instant]` (no instant: in effect since the beginning of time).
 /// A path that itself contains `@` works when no instant follows.
-pub(crate) fn parse_catalog_arg(spec: &str) -> Result<CatalogSourceConfig, String> {
+pub fn parse_catalog_arg(spec: &str) -> Result<CatalogSourceConfig, String> {
     if let Some((path, instant)) = spec.rsplit_once('@') {
         match DateTime::parse_from_rfc3339(instant) {
             Ok(t) => {
@@ -34,7 +35,7 @@ pub(crate) fn parse_catalog_arg(spec: &str) -> Result<CatalogSourceConfig, Strin
 
 /// Reads and loads every source into one price history. Source names default to the file
 /// stem, made unique when the same stem is given twice with the same instant.
-pub(crate) fn load_catalogs(sources: &[CatalogSourceConfig]) -> Result<(Catalog, Vec<LoadReport>), String> {
+pub fn load_catalogs(sources: &[CatalogSourceConfig]) -> Result<(Catalog, Vec<LoadReport>), String> {
     let mut loaded = Vec::with_capacity(sources.len());
     let mut reports = Vec::with_capacity(sources.len());
     let mut used: Vec<(String, DateTime<Utc>)> = Vec::new();
@@ -66,9 +67,9 @@ pub(crate) fn load_catalogs(sources: &[CatalogSourceConfig]) -> Result<(Catalog,
     Ok((catalog, reports))
 }
 
-/// [`load_catalogs`] for the services, with an `anyhow` error.
-pub(crate) fn load_catalog(sources: &[CatalogSourceConfig]) -> anyhow::Result<Catalog> {
-    let (catalog, reports) = load_catalogs(sources).map_err(|e| anyhow::anyhow!("loading the price catalog: {e}"))?;
+/// [`load_catalogs`] for the services: the load reports go to the log.
+pub fn load_catalog(sources: &[CatalogSourceConfig]) -> Result<Catalog, String> {
+    let (catalog, reports) = load_catalogs(sources).map_err(|e| format!("loading the price catalog: {e}"))?;
     for r in &reports {
         tracing::info!(version = %r.version, priced = r.priced, skipped = r.skipped.len(), rounded = r.rounded.len(), "catalog source loaded");
     }

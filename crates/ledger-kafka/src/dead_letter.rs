@@ -1,4 +1,9 @@
-//! Dead letters: the original bytes plus headers naming the reason and the source.
+//! The dead-letter record contract: a rejected usage event is kept as its original key and
+//! bytes, untouched, with headers naming the reason and the source. The processor is the only
+//! writer ([`DeadLetter`]); the tools read records back as [`DeadLetterRecord`]. Source
+//! partition N dead-letters into partition N of the dead-letter topic, in source-offset order,
+//! so the last record of a dead-letter partition fences its source partition
+//! ([`dead_letter_fence`]).
 
 use std::time::Duration;
 
@@ -7,7 +12,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 
 use ledger_core::event::Rejection;
-use ledger_kafka::KafkaConfig;
+use crate::KafkaConfig;
 
 /// Header with the machine-readable reason (`unknown_model`, ...).
 pub const HEADER_REASON: &str = "ledger.reason";

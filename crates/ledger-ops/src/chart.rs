@@ -9,8 +9,10 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use ledger_clickhouse::chargeback::DailyTeamSpend;
 use ledger_core::Money;
 
+use crate::OpsError;
+
 /// At most this many days fit a readable chart.
-pub(super) const MAX_DAYS: u64 = 400;
+pub const MAX_DAYS: u64 = 400;
 
 const WIDTH: i128 = 1000;
 const HEIGHT: i128 = 520;
@@ -25,7 +27,7 @@ const PALETTE: [&str; 12] = [
 ];
 
 /// The name a team is shown under (`""` is spend without a team).
-pub(super) fn team_label(team: &str) -> &str {
+pub fn team_label(team: &str) -> &str {
     if team.is_empty() {
         "(no team)"
     } else {
@@ -76,7 +78,7 @@ fn nice_step(raw: i128) -> i128 {
 }
 
 /// The value axis for a largest bar of `max` pico-dollars: `(step, top)` with about five ticks.
-pub(super) fn axis(max: i128) -> (i128, i128) {
+pub fn axis(max: i128) -> (i128, i128) {
     let max = max.max(1);
     let step = nice_step((max + 4) / 5);
     let ticks = (max + step - 1) / step;
@@ -84,15 +86,18 @@ pub(super) fn axis(max: i128) -> (i128, i128) {
 }
 
 /// Renders the chart of `rows` (any order) for the days `[first, last]`.
-pub(super) fn render(rows: &[DailyTeamSpend], title_range: &str) -> anyhow::Result<String> {
-    anyhow::ensure!(!rows.is_empty(), "no spend to chart");
+pub fn render(rows: &[DailyTeamSpend], title_range: &str) -> Result<String, OpsError> {
+    if rows.is_empty() {
+        return Err(OpsError::Invalid("no spend to chart".into()));
+    }
     let first = rows.iter().map(|r| r.day.date_naive()).min().unwrap_or_default();
     let last = rows.iter().map(|r| r.day.date_naive()).max().unwrap_or_default();
     let n_days = u64::try_from((last - first).num_days() + 1).unwrap_or(0);
-    anyhow::ensure!(
-        n_days <= MAX_DAYS,
-        "the chart would have {n_days} days (at most {MAX_DAYS} are readable): narrow --from/--to"
-    );
+    if n_days > MAX_DAYS {
+        return Err(OpsError::Invalid(format!(
+            "the chart would have {n_days} days (at most {MAX_DAYS} are readable): narrow --from/--to"
+        )));
+    }
     let days: Vec<NaiveDate> = (0..n_days).filter_map(|i| first.checked_add_days(Days::new(i))).collect();
 
     // Teams by total spend, largest first (ties by name), so the big ones sit at the bottom.
@@ -215,12 +220,12 @@ pub(super) fn render(rows: &[DailyTeamSpend], title_range: &str) -> anyhow::Resu
 }
 
 /// Midnight (UTC) at or before `t`.
-pub(super) fn floor_day(t: DateTime<Utc>) -> DateTime<Utc> {
+pub fn floor_day(t: DateTime<Utc>) -> DateTime<Utc> {
     t.date_naive().and_hms_opt(0, 0, 0).map(|d| d.and_utc()).unwrap_or(t)
 }
 
 /// Midnight (UTC) at or after `t`.
-pub(super) fn ceil_day(t: DateTime<Utc>) -> DateTime<Utc> {
+pub fn ceil_day(t: DateTime<Utc>) -> DateTime<Utc> {
     let f = floor_day(t);
     if f == t {
         t

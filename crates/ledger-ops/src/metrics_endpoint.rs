@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Serves the endpoint in the background until `shutdown`; a failure to bind is logged.
-pub(crate) fn spawn(addr: String, render: impl Fn() -> String + Send + Sync + 'static, shutdown: CancellationToken) {
+pub fn spawn(addr: String, render: impl Fn() -> String + Send + Sync + 'static, shutdown: CancellationToken) {
     let render: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(render);
     tokio::spawn(async move {
         if let Err(e) = serve(&addr, render, shutdown).await {

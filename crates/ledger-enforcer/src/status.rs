@@ -1,0 +1,129 @@
+//! Budget status: each budget's spend, limit and state now, as `ledger budgets status` shows
+//! it. Read from the topics the enforcer reads (the spend topic, replayed into a budget engine)
+//! and writes (the signals topic, for the state it published).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rdkafka::Message;
+
+use ledger_core::budget::{BudgetEngine, BudgetPolicy, BudgetView};
+use ledger_core::money::Money;
+use ledger_core::signal::BudgetSignal;
+use ledger_kafka::reader::BoundedRead;
+use ledger_kafka::{KafkaConfig, TopicNames};
+use ledger_schema::SpendUpdateCodec;
+
+use crate::error::EnforcerError;
+use crate::signals::latest_signals;
+
+/// One budget's status.
+#[derive(Debug, Clone)]
+pub struct BudgetStatus {
+    /// The budget as its spend says now.
+    pub view: BudgetView,
+    /// Its USD limit.
+    pub limit_usd: Option<Money>,
+    /// Its token limit.
+    pub limit_tokens: Option<i64>,
+    /// The enforcer's last signal for it.
+    pub signal: Option<BudgetSignal>,
+    /// Spend at the end of the period at the period's average rate so far.
+    pub forecast_usd: Option<Money>,
+}
+
+/// What reading the topics found.
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    /// One entry per budget of the policy, in its order.
+    pub budgets: Vec<BudgetStatus>,
+    /// Spend records that did not decode (skipped).
+    pub undecodable: u64,
+}
+
+/// Reads the spend and signals topics and evaluates `policy` at `now`. Blocking; `progress`
+/// hears which topic is read and how many records so far.
+pub fn budget_status(
+    policy: BudgetPolicy,
+    now: DateTime<Utc>,
+    kafka: &KafkaConfig,
+    topics: &TopicNames,
+    group: &str,
+    progress: &(dyn Fn(&str, u64) + Sync),
+) -> Result<StatusReport, EnforcerError> {
+    let mut engine = BudgetEngine::new(policy, now);
+    let codec = SpendUpdateCodec::new()?;
+    let mut undecodable = 0u64;
+    let on_read = |n: u64| progress(&topics.spend, n);
+    BoundedRead::new(kafka, &topics.spend).group(group).on_progress(&on_read).to_end(|m| match m.payload().map(|p| codec.decode(p)) {
+        Some(Ok(u)) => {
+            engine.apply(&u, now);
+        }
+        Some(Err(_)) => undecodable += 1,
+        None => {}
+    })?;
+    progress(&topics.signals, 0);
+    let signals: BTreeMap<String, BudgetSignal> = latest_signals(kafka, group, &topics.signals)?;
+    let budgets = engine
+        .views(now)
+        .into_iter()
+        .zip(&engine.policy().budgets)
+        .map(|(view, b)| {
+            let signal = signals.get(&view.key).cloned();
+            let forecast_usd = forecast(view.spend_usd, view.window.start, view.window.end, now);
+            BudgetStatus { view, limit_usd: b.limit_usd, limit_tokens: b.limit_tokens, signal, forecast_usd }
+        })
+        .collect();
+    Ok(StatusReport { budgets, undecodable })
+}
+
+/// Spend at the end of the period if it continues at the period's average rate so far.
+pub fn forecast(spend: Money, start: DateTime<Utc>, end: DateTime<Utc>, now: DateTime<Utc>) -> Option<Money> {
+    let elapsed = (now - start).num_seconds();
+    let total = (end - start).num_seconds();
+    if elapsed <= 0 || total <= 0 {
+        return None;
+    }
+    spend.picos().checked_mul(i128::from(total)).map(|v| Money::from_picos(v / i128::from(elapsed)))
+}
+
+impl BudgetStatus {
+    /// The status as JSON, exact amounts as strings.
+    pub fn to_json(&self) -> serde_json::Value {
+        let v = &self.view;
+        let s = self.signal.as_ref();
+        serde_json::json!({
+            "budget": v.name,
+            "key": v.key,
+            "period_start": v.window.start,
+            "period_end": v.window.end,
+            "spend_usd": v.spend_usd,
+            "spent_tokens": v.spent_tokens,
+            "limit_usd": self.limit_usd,
+            "limit_tokens": self.limit_tokens,
+            "used_percent": v.used_percent.map(|p| p.to_string()),
+            "used_tokens_percent": v.used_tokens_percent.map(|p| p.to_string()),
+            "state": s.map(|s| s.state.as_str()),
+            "evaluated_state": v.state.as_str(),
+            "signal_sequence": s.map(|s| s.sequence),
+            "signal_reason": s.map(|s| s.reason.clone()),
+            "burn_rate_usd_per_hour": s.map(|s| s.burn_rate_usd_per_hour),
+            "projected_exhaustion": s.and_then(|s| s.projected_exhaustion),
+            "forecast_usd": self.forecast_usd,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forecast_extends_the_average_rate_to_the_period() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let (start, end) = (t("2026-11-01T00:00:00Z"), t("2026-12-01T00:00:00Z"));
+        let f = forecast(Money::from_usd(10), start, end, t("2026-11-11T00:00:00Z")).unwrap();
+        assert_eq!(f, Money::from_usd(30), "10 days of 30");
+        assert_eq!(forecast(Money::from_usd(10), start, end, start), None);
+    }
+}

@@ -1,0 +1,23 @@
+//! Operations on a running ledger, as libraries that return typed reports: the `ledger` CLI
+//! parses arguments and renders these; tests call them directly.
+//!
+//! - [`reconcile`]: the ledger against its rollups and its Kafka offsets.
+//! - [`dlq`]: the dead-letter topic by reason, and replays that count once.
+//! - [`chargeback`]: a month's spend charged to teams, projects or cost centers.
+//! - [`spend`]: spend grouped by attribution dimensions, and the daily chart.
+//! - [`range`], [`format`]: time ranges of the command line, and exact money as text.
+
+pub mod chargeback;
+pub mod chart;
+pub mod dlq;
+pub mod format;
+pub mod metrics_endpoint;
+pub mod price;
+pub mod produce;
+pub mod range;
+pub mod reconcile;
+pub mod spend;
+
+mod error;
+
+pub use error::OpsError;
