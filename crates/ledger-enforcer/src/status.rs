@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use rdkafka::Message;
 
-use ledger_core::budget::{BudgetEngine, BudgetPolicy, BudgetView};
+use ledger_core::budget::engine::usd_text;
+use ledger_core::budget::{BudgetEngine, BudgetPolicy, BudgetView, Percent};
 use ledger_core::money::Money;
 use ledger_core::signal::BudgetSignal;
 use ledger_kafka::reader::BoundedRead;
@@ -111,6 +112,64 @@ impl BudgetStatus {
             "projected_exhaustion": s.and_then(|s| s.projected_exhaustion),
             "forecast_usd": self.forecast_usd,
         })
+    }
+}
+
+fn pct(p: Option<Percent>) -> String {
+    p.map(|p| format!("{}%", Percent::from_micros(p.micros() / 10_000 * 10_000))).unwrap_or_else(|| "-".into())
+}
+
+fn when(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn cents(m: Money) -> String {
+    usd_text(m.round_to(2))
+}
+
+impl BudgetStatus {
+    /// The columns of [`BudgetStatus::cells`].
+    pub const COLUMNS: [&'static str; 10] =
+        ["budget", "scope", "period", "spend USD", "limit", "used", "state", "burn USD/h", "exhausted at", "forecast USD"];
+    /// Which of [`BudgetStatus::COLUMNS`] are numbers (aligned right).
+    pub const NUMERIC: [bool; 10] = [false, false, false, true, true, true, false, true, false, true];
+
+    /// The status for people: amounts rounded to cents, the state with what the spend says
+    /// when the enforcer's last signal differs (it may act ahead of spend, or lag behind).
+    pub fn cells(&self, now: DateTime<Utc>) -> [String; 10] {
+        let v = &self.view;
+        let limit = match (self.limit_usd, self.limit_tokens) {
+            (Some(u), Some(t)) => format!("{} USD / {t} tok", cents(u)),
+            (Some(u), None) => format!("{} USD", cents(u)),
+            (None, Some(t)) => format!("{t} tok"),
+            (None, None) => "-".into(),
+        };
+        let used = match (v.used_percent, v.used_tokens_percent) {
+            (Some(u), Some(t)) => format!("{} / {} tok", pct(Some(u)), pct(Some(t))),
+            (u, t) => pct(u.or(t)),
+        };
+        let mut state = match &self.signal {
+            Some(s) if s.valid_until <= now => format!("{} (stale)", s.state),
+            Some(s) => s.state.to_string(),
+            None => "- (no signal)".into(),
+        };
+        if self.signal.as_ref().is_none_or(|s| s.state != v.state) {
+            state.push_str(&format!("; spend says {}", v.state));
+        }
+        let burn = self.signal.as_ref().map(|s| cents(s.burn_rate_usd_per_hour)).unwrap_or_else(|| "-".into());
+        let exhausted = self.signal.as_ref().and_then(|s| s.projected_exhaustion);
+        [
+            v.name.clone(),
+            v.key.split_once(':').map_or(v.key.as_str(), |(_, s)| s).to_owned(),
+            format!("{} .. {}", v.window.start.format("%Y-%m-%d %H:%M"), v.window.end.format("%Y-%m-%d %H:%M")),
+            cents(v.spend_usd),
+            limit,
+            used,
+            state,
+            burn,
+            when(exhausted),
+            self.forecast_usd.map(cents).unwrap_or_else(|| "-".into()),
+        ]
     }
 }
 

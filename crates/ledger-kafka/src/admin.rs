@@ -125,3 +125,13 @@ pub fn partition_count(config: &KafkaConfig, topic: &str, timeout: Duration) -> 
     }
     Ok(t.partitions().len() as i32)
 }
+
+/// [`ensure_topics`] for a service that can start without Kafka: a failure or no answer within
+/// `wait` is logged (the service's requests fail until Kafka is reachable), not returned.
+pub async fn ensure_topics_best_effort(config: &KafkaConfig, topics: &[TopicSpec], wait: Duration) {
+    match tokio::time::timeout(wait, ensure_topics(config, topics)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not check or create the topics; requests fail until Kafka is reachable"),
+        Err(_) => tracing::warn!(brokers = %config.brokers, ?wait, "Kafka did not answer; requests fail until it is reachable"),
+    }
+}

@@ -11,7 +11,7 @@ use figment::Figment;
 
 use ledger_clickhouse::chargeback::AttributionSpend;
 use ledger_clickhouse::ClickHouseConfig;
-use ledger_core::chargeback::{AttributedSpend, Chargeback, CostCenterMapping};
+use ledger_core::chargeback::{round_preserving_sum, AttributedSpend, Chargeback, CostCenterMapping};
 use ledger_core::Money;
 
 use crate::format::csv_field;
@@ -167,7 +167,50 @@ pub async fn chargeback(config: &ClickHouseConfig, request: &ChargebackRequest<'
     })
 }
 
+/// One line of a chargeback as people read it: amounts rounded for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayRow {
+    /// The line's key, `(unattributed — reasons)` or `TOTAL`.
+    pub label: String,
+    /// Requests.
+    pub requests: u64,
+    /// Spend attributed to the line.
+    pub direct: Money,
+    /// Its share of the unattributed spend.
+    pub share: Money,
+    /// What it is charged.
+    pub charged: Money,
+}
+
 impl ChargebackReport {
+    /// The lines, the unattributed line (when there is such spend) and the total, rounded to
+    /// `decimals` by largest remainder, so each printed column adds up to its printed total; the
+    /// printed share is charged - direct of the printed values, so each row adds up too.
+    pub fn display_rows(&self, decimals: u32) -> Result<Vec<DisplayRow>, OpsError> {
+        let c = &self.chargeback;
+        let mut direct: Vec<Money> = c.lines.iter().map(|l| l.direct).collect();
+        let mut charged: Vec<Money> = c.lines.iter().map(|l| l.charged).collect();
+        direct.push(c.unattributed);
+        charged.push(c.unallocated);
+        let round = |v: &[Money]| round_preserving_sum(v, decimals).map_err(|e| OpsError::Inconsistent(e.to_string()));
+        let (direct, charged) = (round(&direct)?, round(&charged)?);
+        let row = |i: usize, label: String, requests: u64| DisplayRow {
+            label,
+            requests,
+            direct: direct[i],
+            share: Money::from_picos(charged[i].picos() - direct[i].picos()),
+            charged: charged[i],
+        };
+        let mut rows: Vec<DisplayRow> = c.lines.iter().enumerate().map(|(i, l)| row(i, l.key.clone(), l.requests)).collect();
+        if c.unattributed_requests > 0 || c.unattributed != Money::ZERO {
+            let why: Vec<String> = self.reasons.iter().map(|(reason, (n, _))| format!("{reason}: {n}")).collect();
+            rows.push(row(c.lines.len(), format!("(unattributed — {})", why.join("; ")), c.unattributed_requests));
+        }
+        let total = c.total.round_to(decimals);
+        rows.push(DisplayRow { label: "TOTAL".into(), requests: c.total_requests, direct: total, share: Money::ZERO, charged: total });
+        Ok(rows)
+    }
+
     /// CSV: `line,key,requests,direct_usd,allocated_usd,charged_usd`; `line` is `attributed`,
     /// `unattributed` or `total`. The charged column of the attributed and unattributed lines
     /// adds up to the total line, exactly; so does the direct column.
@@ -284,5 +327,10 @@ mod tests {
         assert_eq!((total, charged), (37, 37));
         assert!(csv.contains("unattributed,,1,0.000000000007,-0.000000000007,0.000000000000"), "{csv}");
         assert_eq!(report.to_json()["total"]["cost_usd"], "0.000000000037");
+        let rows = report.display_rows(12).unwrap();
+        assert_eq!(rows.len(), 4, "two lines, the unattributed line and the total");
+        assert_eq!(rows[2].label, "(unattributed — no team: 1)");
+        let charged: i128 = rows[..3].iter().map(|r| r.charged.picos()).sum();
+        assert_eq!(charged, rows[3].charged.picos());
     }
 }

@@ -29,6 +29,7 @@ use ledger_kafka::dead_letter::{DeadLetterRecord, HEADER_REPLAYED_FROM};
 use ledger_kafka::reader::{topic_watermarks, BoundedRead, PartitionMarks};
 use ledger_kafka::KafkaConfig;
 
+use crate::format::truncate;
 use crate::OpsError;
 
 /// Metadata and watermark requests.
@@ -186,6 +187,32 @@ impl InspectReport {
     pub fn matched(&self) -> u64 {
         self.summary.values().map(|s| s.count).sum()
     }
+
+    /// `(reason, count, first rejected, last rejected, example detail)`, most frequent first.
+    pub fn summary_rows(&self) -> Vec<Vec<String>> {
+        let mut by_count: Vec<_> = self.summary.iter().collect();
+        by_count.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+        let at = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into());
+        by_count
+            .into_iter()
+            .map(|(reason, s)| vec![reason.clone(), s.count.to_string(), at(s.first_at), at(s.last_at), truncate(&s.example_detail, 80)])
+            .collect()
+    }
+
+    /// `(dlq partition/offset, source partition/offset, event id, reason, detail)` per listed record.
+    pub fn listed_rows(&self) -> Vec<Vec<String>> {
+        self.listed
+            .iter()
+            .map(|l| {
+                let source = match (l.source_partition, l.source_offset) {
+                    (Some(p), Some(o)) => format!("{p}/{o}"),
+                    _ => "-".to_owned(),
+                };
+                let id = l.event_id.clone().unwrap_or_else(|| "-".into());
+                vec![format!("{}/{}", l.dlq_partition, l.dlq_offset), source, id, l.reason.clone(), truncate(&l.detail, 80)]
+            })
+            .collect()
+    }
 }
 
 /// Summarises the dead-letter topic by reason and lists the first `limit` records of the
@@ -299,6 +326,20 @@ pub struct ReplayPlan {
 }
 
 impl ReplayPlan {
+    /// `(reason, selected, no event id, repeated, in ledger, to replay)` per reason, and a total
+    /// row when there are several reasons.
+    pub fn rows(&self) -> Vec<Vec<String>> {
+        let row = |name: &str, c: &PlanCounts| {
+            let n = [c.selected, c.no_event_id, c.repeated, c.in_ledger, c.replay];
+            std::iter::once(name.to_owned()).chain(n.iter().map(u64::to_string)).collect::<Vec<String>>()
+        };
+        let mut rows: Vec<Vec<String>> = self.counts.iter().map(|(reason, c)| row(reason, c)).collect();
+        if self.counts.len() > 1 {
+            rows.push(row("total", &self.total()));
+        }
+        rows
+    }
+
     /// The counts of every reason added up.
     pub fn total(&self) -> PlanCounts {
         let mut t = PlanCounts::default();

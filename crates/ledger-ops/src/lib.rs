@@ -7,16 +7,21 @@
 //! - [`spend`]: spend grouped by attribution dimensions, and the daily chart.
 //! - [`range`], [`format`]: time ranges of the command line, and exact money as text.
 
+pub mod bench;
 pub mod chargeback;
 pub mod chart;
+pub mod config;
 pub mod dlq;
 pub mod format;
 pub mod metrics_endpoint;
 pub mod price;
+pub mod prices;
 pub mod produce;
 pub mod range;
 pub mod reconcile;
+pub mod service;
 pub mod spend;
+pub mod stack;
 
 mod error;
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
-use ledger_core::catalog::Catalog;
+use ledger_core::catalog::{Catalog, LoadReport};
 use ledger_core::event::{RejectReason, Rejection};
 use ledger_core::{Money, UsageEvent};
 use serde::{Deserialize, Serialize};
@@ -140,6 +140,36 @@ fn write_error<W: Write>(
     let body = ErrorLine { line, event_id, error: ErrorBody { reason: r.reason.as_str(), detail: &r.detail } };
     serde_json::to_writer(&mut *out, &body)?;
     out.write_all(b"\n")
+}
+
+impl Summary {
+    /// The summary `ledger price` prints: the catalogs, the lines, the failures and the total.
+    pub fn describe(&self, reports: &[LoadReport]) -> String {
+        let s = self;
+    let failed: u64 = s.failed.values().sum();
+    let mut msg = String::new();
+    msg.push_str("ledger price: catalogs loaded:\n");
+    for r in reports {
+        msg.push_str(&format!(
+            "  {} ({} models priced, {} entries skipped, {} prices rounded to 12 digits, {} price fields ignored)\n",
+            r.version,
+            r.priced,
+            r.skipped.len(),
+            r.rounded.len(),
+            r.ignored.len()
+        ));
+    }
+    msg.push_str(&format!("  lines: {}, priced: {}, failed: {failed}\n", s.lines, s.priced));
+    for (reason, n) in &s.failed {
+        msg.push_str(&format!("    {reason}: {n}\n"));
+    }
+    if s.total_overflow {
+        msg.push_str("  total cost: out of the Decimal(38, 12) range\n");
+    } else {
+        msg.push_str(&format!("  total cost: {} USD\n", s.total));
+    }
+        msg
+    }
 }
 
 #[cfg(test)]

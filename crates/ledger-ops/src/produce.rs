@@ -150,6 +150,27 @@ pub fn generator(seed: u64, tenants: usize, duplicates_pct: &str, invalid_pct: &
     }))
 }
 
+/// The events of a JSON-lines file (`-` for stdin), one usage event per line; blank lines
+/// are skipped, a line that is not an event is an error naming it.
+pub fn json_lines(path: &str) -> Result<impl Iterator<Item = Result<Synthetic, OpsError>>, OpsError> {
+    use std::io::BufRead;
+    let reader: Box<dyn BufRead> = if path == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let file = std::fs::File::open(path).map_err(|e| OpsError::Invalid(format!("cannot open {path}: {e}")))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    Ok(reader.lines().enumerate().filter_map(|(i, line)| match line {
+        Ok(l) if l.trim().is_empty() => None,
+        Ok(l) => Some(
+            serde_json::from_str::<UsageEvent>(&l)
+                .map(Synthetic::Valid)
+                .map_err(|e| OpsError::Invalid(format!("line {}: not a usage event: {e}", i + 1))),
+        ),
+        Err(e) => Some(Err(OpsError::Invalid(format!("reading input: {e}")))),
+    }))
+}
+
 /// Sends `messages` as fast as Kafka takes them and waits for every acknowledgement;
 /// `progress` hears the number acknowledged so far.
 pub async fn send_all(

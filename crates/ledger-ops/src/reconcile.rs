@@ -78,6 +78,45 @@ impl ReconcileReport {
     pub fn failed(&self) -> usize {
         self.checks.iter().filter(|c| !c.passed).count()
     }
+
+    /// The duplicate, gap and dead-letter lists, at most `limit` lines each.
+    pub fn listing(&self, limit: usize) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let r = self;
+        let duplicates = r
+            .duplicates
+            .iter()
+            .take(limit)
+            .map(|d| format!("{}/{}/{}: {} rows (event {})", d.topic, d.partition, d.offset, d.copies, d.event_id))
+            .collect();
+        let gaps = r.gaps.iter().take(limit).map(|(t, p, o, what)| format!("{t}/{p}/{o}: {what}")).collect();
+        let dead = r
+            .dead_lettered
+            .iter()
+            .take(limit)
+            .map(|(t, p, o, d)| {
+                let id = d.event_id.as_deref().map(|i| format!(" (event {i})")).unwrap_or_default();
+                format!("{t}/{p}/{o}: {}{id}", d.reason)
+            })
+            .collect();
+        (duplicates, gaps, dead)
+    }
+
+    /// One JSON document (checks, and the lists at most `limit` entries each), for scripts.
+    pub fn to_json(&self, limit: usize) -> serde_json::Value {
+        let r = self;
+        let (duplicates, gaps, dead) = r.listing(limit);
+        serde_json::json!({
+            "database": r.database,
+            "from": r.range.0.to_rfc3339(),
+            "to": r.range.1.to_rfc3339(),
+            "passed": r.passed(),
+            "checks": r.checks.iter().map(|c| serde_json::json!({ "check": c.name, "passed": c.passed, "detail": c.detail })).collect::<Vec<_>>(),
+            "duplicate_offsets": { "count": r.duplicates.len(), "listed": duplicates },
+            "gaps": { "count": r.gaps.len(), "listed": gaps },
+            "dead_lettered": { "count": r.dead_lettered.len(), "listed": dead },
+            "deduplicated_resends": r.deduplicated_resends,
+        })
+    }
 }
 
 /// Dead letters per source (topic, partition): source offset -> dead letter.

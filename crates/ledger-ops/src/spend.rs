@@ -84,6 +84,31 @@ impl SpendReport {
         out
     }
 
+    /// The rows for people: keys (`(none)` for an empty one), counters and the cost rounded to
+    /// `decimals`, then a `TOTAL` row (none without a key column: the single row is the total).
+    pub fn display_rows(&self, decimals: u32) -> Vec<Vec<String>> {
+        let row = |keys: Vec<String>, requests: u64, input: u64, output: u64, cost: Money| {
+            let mut cells = keys;
+            cells.extend([requests.to_string(), input.to_string(), output.to_string(), crate::format::fmt_money(cost, decimals)]);
+            cells
+        };
+        let mut rows: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|r| {
+                let keys = r.keys.iter().map(|k| if k.is_empty() { "(none)".to_owned() } else { k.clone() }).collect();
+                row(keys, r.requests, r.input_tokens, r.output_tokens, r.cost)
+            })
+            .collect();
+        if !self.by.is_empty() {
+            let mut keys = vec![String::new(); self.by.len()];
+            keys[0] = "TOTAL".into();
+            let t = self.total;
+            rows.push(row(keys, t.requests, t.input_tokens, t.output_tokens, t.cost));
+        }
+        rows
+    }
+
     /// One JSON document with exact costs as strings.
     pub fn to_json(&self) -> serde_json::Value {
         let rows: Vec<serde_json::Value> = self
@@ -172,5 +197,7 @@ mod tests {
         };
         assert_eq!(report.to_csv(), "team,requests,input_tokens,output_tokens,cost_usd\n\"a,b\",2,3,4,0.000000000005\n");
         assert_eq!(report.to_json()["rows"][0]["cost_usd"], "0.000000000005");
+        let rows = report.display_rows(2);
+        assert_eq!(rows[1], ["TOTAL", "2", "3", "4", "0.00"]);
     }
 }

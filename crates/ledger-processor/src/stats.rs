@@ -125,6 +125,20 @@ impl Histogram {
 }
 
 impl Stats {
+    /// What a run did, in one line for people.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} consumed, {} priced, {} duplicates, {} dead-lettered, {} skipped (already in ledger), {} rows in {} inserts",
+            self.consumed.get(),
+            self.priced.get(),
+            self.duplicates.get(),
+            self.dead_lettered.get(),
+            self.fenced.get(),
+            self.rows_written.get(),
+            self.inserts.get(),
+        )
+    }
+
     /// Counts a rejection.
     pub fn rejected(&self, reason: RejectReason) {
         let i = RejectReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);

@@ -2,10 +2,6 @@
 //! `ledger bench-delete-topics`, which removes a benchmark run's topics afterwards.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
-
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::Message;
 
 use crate::config::ConfigArgs;
 
@@ -31,25 +27,9 @@ pub(crate) struct BenchConsumeArgs {
 
 pub(crate) async fn run(args: BenchConsumeArgs) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
-    let group = format!("bench-consume-{}", std::process::id());
-    let (consumer, _context): (StreamConsumer<_>, _) =
-        ledger_kafka::consumer::manual_offset_consumer(&config.kafka, &group, None, Default::default())?;
-    consumer.subscribe(&[args.topic.as_str()])?;
-    let started = Instant::now();
-    let (mut n, mut bytes) = (0u64, 0u64);
-    while n < args.expect {
-        match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
-            Ok(Ok(m)) => {
-                bytes += m.payload().map(|p| p.len() as u64).unwrap_or(0);
-                n += 1;
-            }
-            Ok(Err(e)) => anyhow::bail!("consuming {}: {e}", args.topic),
-            Err(_) => anyhow::bail!("no message for 30 s after {n} of {} from {}", args.expect, args.topic),
-        }
-    }
-    let elapsed = started.elapsed();
-    let per_sec = u128::from(n) * 1_000_000 / elapsed.as_micros().max(1);
-    println!("consumed {n} messages ({bytes} payload bytes) in {elapsed:.2?}: {per_sec} messages/s");
+    let c = ledger_ops::bench::consume_baseline(&config.kafka, &args.topic, args.expect).await?;
+    let per_sec = u128::from(c.messages) * 1_000_000 / c.elapsed.as_micros().max(1);
+    println!("consumed {} messages ({} payload bytes) in {:.2?}: {per_sec} messages/s", c.messages, c.bytes, c.elapsed);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -71,17 +51,8 @@ pub(crate) struct BenchDeleteTopicsArgs {
 }
 
 pub(crate) async fn delete_topics(args: BenchDeleteTopicsArgs) -> anyhow::Result<ExitCode> {
-    let prefix = args.prefix.trim();
-    let defaults = ledger_kafka::TopicNames::default();
-    let guarded = [&defaults.usage, &defaults.dead_letter, &defaults.spend, &defaults.signals];
-    if prefix.len() < 3 || guarded.iter().any(|t| t.starts_with(prefix)) {
-        anyhow::bail!(
-            "refusing prefix {prefix:?}: it is shorter than 3 characters or matches the ledger's own topics; \
-             pass a benchmark run's prefix, such as bench1795901717."
-        );
-    }
     let config = args.config.load()?;
-    let names = ledger_kafka::admin::delete_topics_with_prefix(&config.kafka, prefix, Duration::from_secs(10)).await?;
-    println!("deleted {} topic(s) starting with {prefix}", names.len());
+    let names = ledger_ops::bench::delete_run_topics(&config.kafka, &args.prefix).await?;
+    println!("deleted {} topic(s) starting with {}", names.len(), args.prefix.trim());
     Ok(ExitCode::SUCCESS)
 }

@@ -6,11 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
 use ledger_core::budget::engine::usd_text;
-use ledger_core::budget::Percent;
-use ledger_core::money::Money;
 use ledger_enforcer::status::BudgetStatus;
 
 use crate::commands::enforce::policy_error;
@@ -126,63 +123,13 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn pct(p: Option<Percent>) -> String {
-    p.map(|p| format!("{}%", Percent::from_micros(p.micros() / 10_000 * 10_000))).unwrap_or_else(|| "-".into())
-}
-
-fn when(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_else(|| "-".into())
-}
-
-fn cents(m: Money) -> String {
-    usd_text(m.round_to(2))
-}
-
 fn print_table(rows: &[BudgetStatus], now: DateTime<Utc>) {
     if rows.is_empty() {
         println!("no budgets in the budgets file");
         return;
     }
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec![
-        "budget", "scope", "period", "spend USD", "limit", "used", "state", "burn USD/h", "exhausted at", "forecast USD",
-    ]);
-    for r in rows {
-        let v = &r.view;
-        let limit = match (r.limit_usd, r.limit_tokens) {
-            (Some(u), Some(t)) => format!("{} USD / {t} tok", cents(u)),
-            (Some(u), None) => format!("{} USD", cents(u)),
-            (None, Some(t)) => format!("{t} tok"),
-            (None, None) => "-".into(),
-        };
-        let used = match (v.used_percent, v.used_tokens_percent) {
-            (Some(u), Some(t)) => format!("{} / {} tok", pct(Some(u)), pct(Some(t))),
-            (u, t) => pct(u.or(t)),
-        };
-        let mut state = match &r.signal {
-            Some(s) if s.valid_until <= now => format!("{} (stale)", s.state),
-            Some(s) => s.state.to_string(),
-            None => "- (no signal)".into(),
-        };
-        // The enforcer may act ahead of spend (look-ahead) or not have caught up yet.
-        if r.signal.as_ref().is_none_or(|s| s.state != v.state) {
-            state.push_str(&format!("; spend says {}", v.state));
-        }
-        let burn = r.signal.as_ref().map(|s| cents(s.burn_rate_usd_per_hour)).unwrap_or_else(|| "-".into());
-        let exhausted = r.signal.as_ref().and_then(|s| s.projected_exhaustion);
-        table.add_row(vec![
-            Cell::new(&v.name),
-            Cell::new(v.key.split_once(':').map_or(v.key.as_str(), |(_, s)| s)),
-            Cell::new(format!("{} .. {}", v.window.start.format("%Y-%m-%d %H:%M"), v.window.end.format("%Y-%m-%d %H:%M"))),
-            Cell::new(cents(v.spend_usd)).set_alignment(CellAlignment::Right),
-            Cell::new(limit).set_alignment(CellAlignment::Right),
-            Cell::new(used).set_alignment(CellAlignment::Right),
-            Cell::new(state),
-            Cell::new(burn).set_alignment(CellAlignment::Right),
-            Cell::new(when(exhausted)),
-            Cell::new(r.forecast_usd.map(cents).unwrap_or_else(|| "-".into())).set_alignment(CellAlignment::Right),
-        ]);
-    }
-    println!("{table}");
+    let right: Vec<usize> = (0..BudgetStatus::NUMERIC.len()).filter(|&i| BudgetStatus::NUMERIC[i]).collect();
+    let cells = rows.iter().map(|r| r.cells(now).to_vec()).collect();
+    println!("{}", super::table(&BudgetStatus::COLUMNS, cells, &right));
     println!("state, burn rate and exhaustion come from the enforcer's last signal; forecast = spend at the period's average rate so far");
 }

@@ -6,12 +6,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use ledger_kafka::dead_letter::HEADER_REPLAYED_FROM;
-use ledger_ops::dlq::{self, Found, InspectReport, PlanCounts, ReplayPlan, Selection};
-use ledger_ops::format::truncate;
+use ledger_ops::dlq::{self, Found, InspectReport, ReplayPlan, Selection};
 
-use super::progress_bar;
+use super::{progress_bar, table};
 use crate::config::ConfigArgs;
 
 /// Arguments of `ledger dlq`.
@@ -161,42 +159,10 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_inspect(report: &InspectReport) {
-    let mut by_count: Vec<_> = report.summary.iter().collect();
-    by_count.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(vec!["reason", "count", "first rejected", "last rejected", "example detail"]);
-    let at = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into());
-    for (reason, s) in by_count {
-        table.add_row(vec![
-            Cell::new(reason),
-            Cell::new(s.count).set_alignment(CellAlignment::Right),
-            Cell::new(at(s.first_at)),
-            Cell::new(at(s.last_at)),
-            Cell::new(truncate(&s.example_detail, 80)),
-        ]);
+    println!("{}", table(&["reason", "count", "first rejected", "last rejected", "example detail"], report.summary_rows(), &[1]));
+    if !report.listed.is_empty() {
+        println!("{}", table(&["dlq p/offset", "source p/offset", "event_id", "reason", "detail"], report.listed_rows(), &[]));
     }
-    println!("{table}");
-    if report.listed.is_empty() {
-        return;
-    }
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(vec!["dlq p/offset", "source p/offset", "event_id", "reason", "detail"]);
-    for l in &report.listed {
-        let source = match (l.source_partition, l.source_offset) {
-            (Some(p), Some(o)) => format!("{p}/{o}"),
-            _ => "-".to_owned(),
-        };
-        table.add_row(vec![
-            Cell::new(format!("{}/{}", l.dlq_partition, l.dlq_offset)),
-            Cell::new(source),
-            Cell::new(l.event_id.as_deref().unwrap_or("-")),
-            Cell::new(&l.reason),
-            Cell::new(truncate(&l.detail, 80)),
-        ]);
-    }
-    println!("{table}");
     let matched = report.matched();
     if (report.listed.len() as u64) < matched {
         println!("first {} of {matched} listed; --limit N lists more, --format json lists all", report.listed.len());
@@ -274,21 +240,9 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_plan(topic: &str, plan: &ReplayPlan) {
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(vec!["reason", "selected", "no event_id (skip)", "repeated id (skip)", "in ledger (skip)", "to replay"]);
-    let num = |n: u64| Cell::new(n).set_alignment(CellAlignment::Right);
-    let row = |name: &str, c: &PlanCounts| {
-        vec![Cell::new(name), num(c.selected), num(c.no_event_id), num(c.repeated), num(c.in_ledger), num(c.replay)]
-    };
-    for (reason, c) in &plan.counts {
-        table.add_row(row(reason, c));
-    }
-    if plan.counts.len() > 1 {
-        table.add_row(row("total", &plan.total()));
-    }
+    let header = ["reason", "selected", "no event_id (skip)", "repeated id (skip)", "in ledger (skip)", "to replay"];
     println!("{topic}: {} dead letters read", plan.read);
-    println!("{table}");
+    println!("{}", table(&header, plan.rows(), &[1, 2, 3, 4, 5]));
 }
 
 /// Asks on the terminal; refuses when stdin is not one.

@@ -5,11 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio_util::sync::CancellationToken;
 
 use ledger_enforcer::{Enforcer, EnforcerConfig, EnforcerError, Stats};
 
-use crate::commands::process::spawn_signal_handler;
 use crate::config::ConfigArgs;
 
 /// Arguments of `ledger enforce`.
@@ -51,12 +49,8 @@ pub(crate) async fn run(args: EnforceArgs) -> anyhow::Result<ExitCode> {
     // Refuse a bad budgets file before connecting to anything.
     ledger_enforcer::load_policy(&config.enforcer.budgets_file).map_err(policy_error)?;
     let stats = Arc::new(Stats::default());
-    let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone());
-    if let Some(addr) = config.enforcer.metrics_addr.clone() {
-        let stats = stats.clone();
-        ledger_ops::metrics_endpoint::spawn(addr, move || stats.render_prometheus(), shutdown.clone());
-    }
+    let render = stats.clone();
+    let shutdown = ledger_ops::service::start(config.enforcer.metrics_addr.clone(), move || render.render_prometheus());
     let enforcer = Enforcer::new(
         EnforcerConfig { kafka: config.kafka.clone(), topics: config.topics.clone(), settings: config.enforcer.clone() },
         stats.clone(),

@@ -56,11 +56,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     // Creating the topics is a convenience; ingest still starts when Kafka is down (requests
     // then fail with 503 until it is back).
     let topics = ledger_kafka::admin::ledger_topics(&config.topics, config.processor.partitions);
-    match tokio::time::timeout(Duration::from_secs(10), ledger_kafka::admin::ensure_topics(&config.kafka, &topics)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not check or create the topics; requests fail with 503 until Kafka is reachable"),
-        Err(_) => tracing::warn!(brokers = %config.kafka.brokers, "Kafka did not answer within 10 s; requests fail with 503 until it is reachable"),
-    }
+    ledger_kafka::admin::ensure_topics_best_effort(&config.kafka, &topics, Duration::from_secs(10)).await;
 
     let key_count = keys.len();
     let state = Arc::new(IngestState::new(&config.kafka, topic.clone(), settings.clone(), keys, Some(window))?);
@@ -69,29 +65,8 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {} (in use? pass --listen HOST:PORT)", settings.listen))?;
     let local = listener.local_addr().context("listener address")?;
     tracing::info!(addr = %local, topic = %topic, keys = key_count, "ingest listening: POST /v1/usage, GET /healthz, GET /openapi.yaml");
-    ledger_ingest::serve(state, listener, shutdown_signal()).await?;
+    let shutdown = ledger_ops::service::start(None, String::new);
+    ledger_ingest::serve(state, listener, async move { shutdown.cancelled().await }).await?;
     tracing::info!("ingest stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
 }

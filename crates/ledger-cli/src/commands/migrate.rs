@@ -45,18 +45,6 @@ impl ClickHouseArgs {
     }
 }
 
-/// Turns a connection failure into advice; other errors keep their context.
-pub(crate) fn explain(e: ledger_clickhouse::Error, url: &str) -> anyhow::Error {
-    if e.is_connection() {
-        anyhow::anyhow!(
-            "cannot reach ClickHouse at {url}: {e}\nIs it running? Start the local stack with `ledger stack up`, \
-             or pass --clickhouse-url / set LEDGER__CLICKHOUSE__URL."
-        )
-    } else {
-        anyhow::Error::new(e)
-    }
-}
-
 /// Arguments of `ledger migrate`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct MigrateArgs {
@@ -68,7 +56,7 @@ pub(crate) async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let config = args.clickhouse.config()?;
     let client = config.client().context("invalid ClickHouse settings")?;
     let migrator = Migrator::new(&config.database)?;
-    let report = migrator.migrate(&client).await.map_err(|e| explain(e, &config.url))?;
+    let report = migrator.migrate(&client).await.map_err(|e| ledger_ops::OpsError::clickhouse(e, &config.url))?;
     for o in &report.outcomes {
         let status = match o.status {
             MigrationStatus::Applied => "applied",

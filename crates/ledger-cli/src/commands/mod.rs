@@ -14,23 +14,6 @@ pub(crate) mod reconcile;
 pub(crate) mod report;
 pub(crate) mod stack;
 
-/// Logs go to stderr (coloured only on a terminal); `RUST_LOG` filters, `LEDGER_LOG_FORMAT=json`
-/// switches to JSON lines.
-pub(crate) fn init_tracing(default_level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},rdkafka=warn,librdkafka=warn")));
-    // Colours only on a terminal: a log redirected to a file or collected by a supervisor stays
-    // plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    if std::env::var("LEDGER_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 /// A progress bar on stderr for reads of a topic: drawn once there are more than
 /// [`PROGRESS_THRESHOLD`] records to read (indicatif draws only on a terminal).
 pub(crate) struct ReadProgress {
@@ -70,4 +53,18 @@ impl ReadProgress {
     pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
     }
+}
+
+/// A table of `rows` under `header`, the columns `right` aligned right.
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(header.to_vec());
+    for r in rows {
+        table.add_row(r.into_iter().enumerate().map(|(i, c)| {
+            let cell = comfy_table::Cell::new(c);
+            if right.contains(&i) { cell.set_alignment(comfy_table::CellAlignment::Right) } else { cell }
+        }));
+    }
+    table
 }

@@ -63,27 +63,5 @@ pub(crate) async fn run(args: PriceArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_summary(s: &Summary, reports: &[LoadReport]) {
-    let failed: u64 = s.failed.values().sum();
-    let mut msg = String::new();
-    msg.push_str("ledger price: catalogs loaded:\n");
-    for r in reports {
-        msg.push_str(&format!(
-            "  {} ({} models priced, {} entries skipped, {} prices rounded to 12 digits, {} price fields ignored)\n",
-            r.version,
-            r.priced,
-            r.skipped.len(),
-            r.rounded.len(),
-            r.ignored.len()
-        ));
-    }
-    msg.push_str(&format!("  lines: {}, priced: {}, failed: {failed}\n", s.lines, s.priced));
-    for (reason, n) in &s.failed {
-        msg.push_str(&format!("    {reason}: {n}\n"));
-    }
-    if s.total_overflow {
-        msg.push_str("  total cost: out of the Decimal(38, 12) range\n");
-    } else {
-        msg.push_str(&format!("  total cost: {} USD\n", s.total));
-    }
-    eprint!("{msg}");
+    eprint!("{}", s.describe(reports));
 }

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio_util::sync::CancellationToken;
 
 use ledger_processor::{Processor, RunOptions, Stats};
 
@@ -48,52 +47,14 @@ pub(crate) async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let config = config.processor()?;
     let catalog = Arc::new(load_catalog(&config.settings.catalogs).map_err(anyhow::Error::msg)?);
     let stats = Arc::new(Stats::default());
-    let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone());
-    if let Some(addr) = config.settings.metrics_addr.clone() {
-        let stats = stats.clone();
-        ledger_ops::metrics_endpoint::spawn(addr, move || stats.render_prometheus(), shutdown.clone());
-    }
+    let render = stats.clone();
+    let shutdown = ledger_ops::service::start(config.settings.metrics_addr.clone(), move || render.render_prometheus());
     let processor = Processor::new(config, catalog, stats.clone())
         .await
         .context("starting the processor (is the stack running? try `ledger stack up` and `ledger migrate`)")?;
     let started = std::time::Instant::now();
     processor.run(shutdown.clone(), RunOptions { until_drained: args.until_drained }).await?;
     shutdown.cancel();
-    eprintln!(
-        "processed in {:.1?}: {} consumed, {} priced, {} duplicates, {} dead-lettered, {} skipped (already in ledger), {} rows in {} inserts",
-        started.elapsed(),
-        stats.consumed.get(),
-        stats.priced.get(),
-        stats.duplicates.get(),
-        stats.dead_lettered.get(),
-        stats.fenced.get(),
-        stats.rows_written.get(),
-        stats.inserts.get(),
-    );
+    eprintln!("processed in {:.1?}: {}", started.elapsed(), stats.summary());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Cancels `token` on SIGTERM or Ctrl-C; a second Ctrl-C exits at once.
-pub(crate) fn spawn_signal_handler(token: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut term = match signal(SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = tokio::signal::ctrl_c() => {},
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("stop signal received; finishing the batch in flight");
-        token.cancel();
-        let _ = tokio::signal::ctrl_c().await;
-        std::process::exit(130);
-    });
 }

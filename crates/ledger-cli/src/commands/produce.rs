@@ -1,13 +1,11 @@
 //! `ledger produce`: send usage events to Kafka (synthetic load or JSON lines); the sending is
 //! [`ledger_ops::produce`].
 
-use std::io::BufRead;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use ledger_core::UsageEvent;
 use ledger_loadgen::Synthetic;
 use ledger_ops::produce::{self, Sent};
 use ledger_ops::OpsError;
@@ -100,22 +98,7 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
             let mut generator = produce::generator(args.seed, args.tenants, &args.duplicates, &args.invalid)?;
             Box::new((0..*n).map(move |_| Ok(generator.next_message())))
         }
-        (None, Some(path)) => {
-            let reader: Box<dyn BufRead> = if path == "-" {
-                Box::new(std::io::BufReader::new(std::io::stdin()))
-            } else {
-                Box::new(std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("cannot open {path}"))?))
-            };
-            Box::new(reader.lines().enumerate().filter_map(|(i, line)| match line {
-                Ok(l) if l.trim().is_empty() => None,
-                Ok(l) => Some(
-                    serde_json::from_str::<UsageEvent>(&l)
-                        .map(Synthetic::Valid)
-                        .map_err(|e| OpsError::Invalid(format!("line {}: not a usage event: {e}", i + 1))),
-                ),
-                Err(e) => Some(Err(OpsError::Invalid(format!("reading input: {e}")))),
-            }))
-        }
+        (None, Some(path)) => Box::new(produce::json_lines(path)?),
         (None, None) => anyhow::bail!("say what to send: --synthetic N, --rate R --duration D or --json FILE"),
     };
     let quiet = args.quiet || args.synthetic.is_none();

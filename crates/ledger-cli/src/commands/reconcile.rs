@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, Color, Table};
+use comfy_table::{Cell, Color};
 use indicatif::{ProgressBar, ProgressStyle};
 use ledger_ops::reconcile::{ReconcileReport, STEPS};
 
@@ -85,61 +85,23 @@ pub(crate) async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let code = if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CHECK_FAILED) };
     let all_time = args.from.is_none() && args.to.is_none();
     if args.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&report, limit))?);
+        println!("{}", serde_json::to_string_pretty(&report.to_json(limit))?);
     } else {
         print_report(&report, limit, &ledger_ops::range::describe(range.0, range.1, all_time));
     }
     Ok(code)
 }
 
-/// The lists of a report, at most `limit` lines each.
-fn lists(r: &ReconcileReport, limit: usize) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let duplicates = r
-        .duplicates
-        .iter()
-        .take(limit)
-        .map(|d| format!("{}/{}/{}: {} rows (event {})", d.topic, d.partition, d.offset, d.copies, d.event_id))
-        .collect();
-    let gaps = r.gaps.iter().take(limit).map(|(t, p, o, what)| format!("{t}/{p}/{o}: {what}")).collect();
-    let dead = r
-        .dead_lettered
-        .iter()
-        .take(limit)
-        .map(|(t, p, o, d)| {
-            let id = d.event_id.as_deref().map(|i| format!(" (event {i})")).unwrap_or_default();
-            format!("{t}/{p}/{o}: {}{id}", d.reason)
-        })
-        .collect();
-    (duplicates, gaps, dead)
-}
-
-fn to_json(r: &ReconcileReport, limit: usize) -> serde_json::Value {
-    let (duplicates, gaps, dead) = lists(r, limit);
-    serde_json::json!({
-        "database": r.database,
-        "from": r.range.0.to_rfc3339(),
-        "to": r.range.1.to_rfc3339(),
-        "passed": r.passed(),
-        "checks": r.checks.iter().map(|c| serde_json::json!({ "check": c.name, "passed": c.passed, "detail": c.detail })).collect::<Vec<_>>(),
-        "duplicate_offsets": { "count": r.duplicates.len(), "listed": duplicates },
-        "gaps": { "count": r.gaps.len(), "listed": gaps },
-        "dead_lettered": { "count": r.dead_lettered.len(), "listed": dead },
-        "deduplicated_resends": r.deduplicated_resends,
-    })
-}
-
 fn print_report(r: &ReconcileReport, limit: usize, range: &str) {
     let db = &r.database;
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(vec!["check", "result", "detail"]);
+    let mut table = super::table(&["check", "result", "detail"], Vec::new(), &[]);
     for c in &r.checks {
         let result = if c.passed { Cell::new("PASS").fg(Color::Green) } else { Cell::new("FAIL").fg(Color::Red) };
         table.add_row(vec![Cell::new(&c.name), result, Cell::new(&c.detail)]);
     }
     println!("Reconciliation of database {db} ({range}; rows by event time, UTC)");
     println!("{table}");
-    let (duplicates, gaps, dead) = lists(r, limit);
+    let (duplicates, gaps, dead) = r.listing(limit);
     if !r.duplicates.is_empty() {
         println!("\nDuplicate offsets (rows sharing a Kafka topic/partition/offset):");
         print_list(&duplicates, r.duplicates.len(), "... more (raise --limit)");

@@ -4,9 +4,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
-use ledger_core::Money;
-use ledger_ops::format::fmt_money;
 use ledger_ops::spend::SpendReport;
 
 use super::migrate::ClickHouseArgs;
@@ -116,30 +113,12 @@ async fn spend(args: SpendArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_spend(report: &SpendReport, range: &str, decimals: u32) {
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
-    let mut header: Vec<String> = report.by.iter().map(|d| d.name().to_owned()).collect();
-    header.extend(["requests".into(), "input tokens".into(), "output tokens".into(), "cost (USD)".into()]);
-    table.set_header(header);
-    let numeric = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
-    let mut push = |keys: Vec<String>, req: u64, inp: u64, out: u64, cost: Money| {
-        let mut cells: Vec<Cell> = keys.into_iter().map(Cell::new).collect();
-        cells.extend([numeric(req.to_string()), numeric(inp.to_string()), numeric(out.to_string()), numeric(fmt_money(cost, decimals))]);
-        table.add_row(cells);
-    };
-    for r in &report.rows {
-        let keys = r.keys.iter().map(|k| if k.is_empty() { "(none)".to_owned() } else { k.clone() }).collect();
-        push(keys, r.requests, r.input_tokens, r.output_tokens, r.cost);
-    }
-    let t = report.total;
-    // With no key column, the single data row is the total already.
-    if !report.by.is_empty() {
-        let mut total_keys = vec![String::new(); report.by.len()];
-        total_keys[0] = "TOTAL".into();
-        push(total_keys, t.requests, t.input_tokens, t.output_tokens, t.cost);
-    }
+    let mut header: Vec<&str> = report.by.iter().map(|d| d.name()).collect();
+    header.extend(["requests", "input tokens", "output tokens", "cost (USD)"]);
+    let right: Vec<usize> = (report.by.len()..header.len()).collect();
     println!("Spend in database {} for {range}", report.database);
-    println!("{table}");
+    println!("{}", super::table(&header, report.display_rows(decimals), &right));
+    let t = report.total;
     println!(
         "Total (exact): {} USD over {} requests. Costs above are rounded half-to-even to {decimals} decimals; the total is \
          the exact sum of the unrounded costs.",

@@ -4,11 +4,10 @@
 //! and returns its exit code.
 
 use std::path::{Path, PathBuf};
+
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-
-const SCRIPT: &str = "stack.sh";
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -118,7 +117,7 @@ impl StackCommand {
 }
 
 pub(crate) async fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
-    let script = find_script(args.scripts_dir.as_deref())?;
+    let script = ledger_ops::stack::find_script(args.scripts_dir.as_deref(), Path::new(env!("CARGO_MANIFEST_DIR")))?;
     tracing::debug!(script = %script.display(), "running the stack script");
     // stdin/stdout/stderr are inherited: the script's output streams straight through.
     let status = tokio::process::Command::new("bash")
@@ -127,50 +126,7 @@ pub(crate) async fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
         .status()
         .await
         .with_context(|| format!("cannot run bash {}", script.display()))?;
-    Ok(exit_code_of(status))
-}
-
-fn exit_code_of(status: std::process::ExitStatus) -> ExitCode {
-    if let Some(code) = status.code() {
-        return ExitCode::from(u8::try_from(code).unwrap_or(1));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt as _;
-        if let Some(signal) = status.signal() {
-            return ExitCode::from(u8::try_from(128 + signal).unwrap_or(1));
-        }
-    }
-    ExitCode::FAILURE
-}
-
-/// Where stack.sh is: explicit folder, then `scripts/` in the current directory or a parent, then
-/// in a parent of the binary (e.g. `<repo>/target/release/ledger`), then the source tree of the build.
-fn find_script(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = explicit {
-        let script = dir.join(SCRIPT);
-        anyhow::ensure!(
-            script.is_file(),
-            "{} does not exist (from --scripts-dir / LEDGER_SCRIPTS_DIR)",
-            script.display()
-        );
-        return Ok(script);
-    }
-    let mut candidates = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        candidates.extend(cwd.ancestors().map(|d| d.join("scripts").join(SCRIPT)));
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        let exe = exe.canonicalize().unwrap_or(exe);
-        candidates.extend(exe.ancestors().skip(1).map(|d| d.join("scripts").join(SCRIPT)));
-    }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(SCRIPT));
-    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
-        anyhow::anyhow!(
-            "cannot find scripts/{SCRIPT}: run `ledger stack` inside the repository checkout, \
-             or set LEDGER_SCRIPTS_DIR to the folder holding {SCRIPT}"
-        )
-    })
+    Ok(ExitCode::from(ledger_ops::stack::exit_code_of(status)))
 }
 
 #[cfg(test)]
@@ -200,17 +156,4 @@ mod tests {
         assert_eq!(script_args(&["logs", "clickhouse"]), ["logs", "clickhouse", "-n", "40"]);
     }
 
-    #[test]
-    fn finds_the_script_in_the_source_tree() {
-        let script = find_script(None).unwrap();
-        assert!(script.ends_with("scripts/stack.sh"), "{}", script.display());
-    }
-
-    #[test]
-    fn exit_codes_pass_through() {
-        use std::os::unix::process::ExitStatusExt as _;
-        // wait(2) status encoding: exit code in the high byte.
-        let status = std::process::ExitStatus::from_raw(3 << 8);
-        assert_eq!(exit_code_of(status), ExitCode::from(3));
-    }
 }

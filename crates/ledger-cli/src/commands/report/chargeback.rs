@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
-use ledger_core::chargeback::{round_preserving_sum, CostCenterMapping};
+use ledger_core::chargeback::CostCenterMapping;
 use ledger_core::Money;
 use ledger_ops::chargeback::{ChargeBy, ChargebackReport, ChargebackRequest, RULE};
 use ledger_ops::format::fmt_money;
@@ -104,46 +103,13 @@ fn print_report(r: &ChargebackReport, decimals: u32) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    // Rounded by largest remainder, so each printed column adds up to its printed total; the
-    // printed share is charged - direct of the printed values, so each row adds up too.
-    let show_unattributed = c.unattributed_requests > 0 || c.unattributed != Money::ZERO;
-    let mut direct: Vec<Money> = c.lines.iter().map(|l| l.direct).collect();
-    let mut charged: Vec<Money> = c.lines.iter().map(|l| l.charged).collect();
-    direct.push(c.unattributed);
-    charged.push(c.unallocated);
-    let direct = round_preserving_sum(&direct, decimals)?;
-    let charged = round_preserving_sum(&charged, decimals)?;
-    let total = c.total.round_to(decimals);
-    let share = |i: usize| Money::from_picos(charged[i].picos() - direct[i].picos());
-    let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(vec![
-        r.by.name().replace('_', " "),
-        "requests".into(),
-        "direct (USD)".into(),
-        "share of unattributed (USD)".into(),
-        "charged (USD)".into(),
-    ]);
-    let num = |s: String| Cell::new(s).set_alignment(CellAlignment::Right);
-    let money_cells = |i: usize| [num(fmt_money(direct[i], decimals)), num(fmt_money(share(i), decimals)), num(fmt_money(charged[i], decimals))];
-    for (i, l) in c.lines.iter().enumerate() {
-        let mut row = vec![Cell::new(&l.key), num(l.requests.to_string())];
-        row.extend(money_cells(i));
-        table.add_row(row);
-    }
-    if show_unattributed {
-        let why: Vec<String> = r.reasons.iter().map(|(reason, (n, _))| format!("{reason}: {n}")).collect();
-        let mut row = vec![Cell::new(format!("(unattributed — {})", why.join("; "))), num(c.unattributed_requests.to_string())];
-        row.extend(money_cells(c.lines.len()));
-        table.add_row(row);
-    }
-    table.add_row(vec![
-        Cell::new("TOTAL"),
-        num(c.total_requests.to_string()),
-        num(fmt_money(total, decimals)),
-        num(fmt_money(Money::ZERO, decimals)),
-        num(fmt_money(total, decimals)),
-    ]);
+    let rows = r.display_rows(decimals)?;
+    let name = r.by.name().replace('_', " ");
+    let header = [name.as_str(), "requests", "direct (USD)", "share of unattributed (USD)", "charged (USD)"];
+    let money = |m: Money| fmt_money(m, decimals);
+    let cells =
+        rows.into_iter().map(|w| vec![w.label, w.requests.to_string(), money(w.direct), money(w.share), money(w.charged)]).collect();
+    let table = crate::commands::table(&header, cells, &[1, 2, 3, 4]);
     println!("{table}");
     println!(
         "Chargeback of {scope}{} by {} in database {}. Total (exact): {} USD over {} requests = the ledger's total for \

@@ -1,0 +1,73 @@
+//! `ledger stack`: finding `scripts/stack.sh`, which installs, starts, stops and inspects the
+//! local stack, and passing its exit status on.
+
+use std::path::{Path, PathBuf};
+
+use crate::OpsError;
+
+/// The script's file name.
+pub const SCRIPT: &str = "stack.sh";
+
+/// Where stack.sh is: the explicit folder, then `scripts/` in the current directory or a parent,
+/// then in a parent of the binary (e.g. `<repo>/target/release/ledger`), then in the source tree
+/// `source_dir` (a crate of the build) belongs to.
+pub fn find_script(explicit: Option<&Path>, source_dir: &Path) -> Result<PathBuf, OpsError> {
+    if let Some(dir) = explicit {
+        let script = dir.join(SCRIPT);
+        if !script.is_file() {
+            return Err(OpsError::Invalid(format!("{} does not exist (from --scripts-dir / LEDGER_SCRIPTS_DIR)", script.display())));
+        }
+        return Ok(script);
+    }
+    let mut candidates = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        candidates.extend(cwd.ancestors().map(|d| d.join("scripts").join(SCRIPT)));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let exe = exe.canonicalize().unwrap_or(exe);
+        candidates.extend(exe.ancestors().skip(1).map(|d| d.join("scripts").join(SCRIPT)));
+    }
+    candidates.extend(source_dir.ancestors().map(|d| d.join("scripts").join(SCRIPT)));
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        OpsError::Invalid(format!(
+            "cannot find scripts/{SCRIPT}: run `ledger stack` inside the repository checkout, \
+             or set LEDGER_SCRIPTS_DIR to the folder holding {SCRIPT}"
+        ))
+    })
+}
+
+/// The exit code to pass on for a child's status: its code, else 128 + the signal that ended it.
+pub fn exit_code_of(status: std::process::ExitStatus) -> u8 {
+    if let Some(code) = status.code() {
+        return u8::try_from(code).unwrap_or(1);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        if let Some(signal) = status.signal() {
+            return u8::try_from(128 + signal).unwrap_or(1);
+        }
+    }
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_script_in_the_source_tree() {
+        let script = find_script(None, Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert!(script.ends_with("scripts/stack.sh"), "{}", script.display());
+        let missing = find_script(Some(Path::new("/nonexistent")), Path::new("/")).unwrap_err().to_string();
+        assert!(missing.contains("/nonexistent/stack.sh does not exist"), "{missing}");
+    }
+
+    #[test]
+    fn exit_codes_pass_through() {
+        use std::os::unix::process::ExitStatusExt as _;
+        // wait(2) status encoding: exit code in the high byte, a signal in the low bits.
+        assert_eq!(exit_code_of(std::process::ExitStatus::from_raw(3 << 8)), 3);
+        assert_eq!(exit_code_of(std::process::ExitStatus::from_raw(9)), 137);
+    }
+}
