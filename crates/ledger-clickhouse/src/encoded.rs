@@ -24,7 +24,11 @@ use ledger_core::{TagsRef, UsageEventRef};
 
 use crate::error::{Error, Result};
 use crate::row::{datetime_secs, event_time_secs};
-use crate::writer::MAX_BATCH_ROWS;
+
+
+/// Largest batch a [`LedgerBatch`] holds (and `LedgerWriter::insert_batch` accepts): far below
+/// `max_insert_block_size`, so a batch is always one block, one part.
+pub const MAX_BATCH_ROWS: usize = 100_000;
 
 /// The columns of `usage_ledger` the processor writes, in [`crate::LedgerRow`]'s order, with the
 /// types of the migrated table (`0001_usage_ledger.sql`).

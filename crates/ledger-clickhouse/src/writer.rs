@@ -40,13 +40,11 @@ use ledger_core::aggregate::{SpendKey, SpendScope, SpendTotals};
 use ledger_core::Money;
 
 use crate::config::validate_database_name;
+pub use crate::encoded::MAX_BATCH_ROWS;
 use crate::encoded::SealedBatch;
 use crate::error::{Error, Result};
 use crate::row::{datetime_secs, LedgerRow};
 
-/// Largest batch [`LedgerWriter::insert_batch`] accepts: far below `max_insert_block_size`, so
-/// a batch is always one block, one part.
-pub const MAX_BATCH_ROWS: usize = 100_000;
 
 /// Writes ledger rows with the offset fence; reads the fence state back.
 #[derive(Debug, Clone)]

@@ -13,8 +13,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use ledger_kafka::consumer::RecordingContext;
 
 use crate::insert::GroupInsert;
-use crate::partition::PartitionState;
-use crate::runner::Core;
+use crate::state::PartitionState;
+use crate::core::Core;
 use crate::ProcessorError;
 
 /// The partitions to commit at `last_seen` because nothing of theirs waits: no rows or dead

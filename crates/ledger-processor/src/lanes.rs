@@ -12,7 +12,7 @@ use ledger_kafka::dead_letter::DeadLetter;
 
 use crate::config::MAX_CONCURRENT_INSERTS;
 use crate::insert::{insert_with_retry, GroupInsert, PartInsert};
-use crate::runner::Core;
+use crate::core::Core;
 use crate::ProcessorError;
 
 /// The lane of each partition: ascending partition order dealt round-robin, so every lane gets

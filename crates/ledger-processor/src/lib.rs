@@ -7,7 +7,8 @@
 //! | module | what it does |
 //! |---|---|
 //! | [`runner`] | the clients, the per-partition state and the `select!` loop |
-//! | `partition` | a partition's state and fences; each message's handling |
+//! | `core`, `state` | the processor's state, and each partition's |
+//! | `partition` | a partition's fences on assignment; each message's handling |
 //! | `decision` | the per-event decision (pure): accept, duplicate or reject |
 //! | `lanes` | when pending rows are written, and in which insert; dead letters |
 //! | `insert` | inserts beside consumption, and retries that read the fence first |
@@ -19,12 +20,14 @@
 pub mod catalog;
 mod commit;
 pub mod config;
+mod core;
 mod decision;
 mod insert;
 mod lanes;
 mod partition;
 pub mod runner;
 mod spend;
+mod state;
 pub mod stats;
 
 pub use config::ProcessorConfig;

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use futures_core::Stream;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use ledger_clickhouse::LedgerWriter;
@@ -34,8 +33,8 @@ use ledger_core::UsageEvent;
 use ledger_kafka::consumer::{manual_offset_consumer, RebalanceEvent, RecordingContext};
 
 use crate::config::ProcessorConfig;
-use crate::insert::{GroupInsert, InflightCounter};
-use crate::partition::PartitionState;
+use crate::insert::InflightCounter;
+use crate::core::Core;
 use crate::stats::Stats;
 use crate::ProcessorError;
 
@@ -50,27 +49,6 @@ pub struct RunOptions {
 pub struct Processor {
     consumer: StreamConsumer<RecordingContext>,
     core: Core,
-}
-
-/// The processor's state beside its consumer; its methods live with what they do
-/// (partition, lanes, commit, spend).
-pub(crate) struct Core {
-    pub(crate) config: ProcessorConfig,
-    pub(crate) catalog: Arc<Catalog>,
-    pub(crate) codec: ledger_schema::Codec<UsageEvent>,
-    pub(crate) spend_codec: ledger_schema::Codec<SpendUpdate>,
-    pub(crate) writer: LedgerWriter,
-    pub(crate) producer: FutureProducer,
-    pub(crate) context: RecordingContext,
-    pub(crate) partitions: HashMap<i32, PartitionState>,
-    pub(crate) stats: Arc<Stats>,
-    pub(crate) inflight: Arc<InflightCounter>,
-    /// The inserts in flight, oldest first: at most one per lane, none sharing a partition.
-    pub(crate) inserts: Vec<GroupInsert>,
-    /// Source of [`PartitionState::generation`].
-    pub(crate) generations: u64,
-    /// Signalled by every finished insert, so its spend is published at once, not at the next tick.
-    pub(crate) insert_done: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Processor {

@@ -16,7 +16,7 @@ use ledger_core::aggregate::{hour_bucket, SpendAggregator, SpendKey, SpendTotals
 use ledger_core::spend::SpendUpdate;
 
 use crate::insert::retrying;
-use crate::runner::Core;
+use crate::core::Core;
 use crate::ProcessorError;
 
 /// Buckets kept in memory behind the current hour: older ones are evicted after a publication.

@@ -1,0 +1,40 @@
+//! The processor's state beside its consumer. Its methods live with what they do: partitions
+//! and messages (`partition`), lanes and flushes (`lanes`), completing inserts (`commit`),
+//! spend (`spend`), the loop (`runner`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rdkafka::producer::FutureProducer;
+
+use ledger_clickhouse::LedgerWriter;
+use ledger_core::catalog::Catalog;
+use ledger_core::spend::SpendUpdate;
+use ledger_core::UsageEvent;
+use ledger_kafka::consumer::RecordingContext;
+
+use crate::config::ProcessorConfig;
+use crate::insert::{GroupInsert, InflightCounter};
+use crate::state::PartitionState;
+use crate::stats::Stats;
+
+/// The processor's state beside its consumer.
+pub(crate) struct Core {
+    pub(crate) config: ProcessorConfig,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) codec: ledger_schema::Codec<UsageEvent>,
+    pub(crate) spend_codec: ledger_schema::Codec<SpendUpdate>,
+    pub(crate) writer: LedgerWriter,
+    pub(crate) producer: FutureProducer,
+    pub(crate) context: RecordingContext,
+    pub(crate) partitions: HashMap<i32, PartitionState>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) inflight: Arc<InflightCounter>,
+    /// The inserts in flight, oldest first: at most one per lane, none sharing a partition.
+    pub(crate) inserts: Vec<GroupInsert>,
+    /// Source of [`PartitionState::generation`].
+    pub(crate) generations: u64,
+    /// Signalled by every finished insert, so its spend is published at once, not at the next tick.
+    pub(crate) insert_done: Arc<tokio::sync::Notify>,
+}
+
