@@ -32,18 +32,7 @@ step "spend by tenant and model"
 "$LEDGER" report spend
 
 step "enforcing the demo budgets (config/budgets.demo.toml)"
-ENFORCE_LOG=$(mktemp)
-"$LEDGER" enforce --budgets config/budgets.demo.toml 2>"$ENFORCE_LOG" &
-ENFORCER=$!
-for _ in $(seq 300); do
-  grep -q "following it" "$ENFORCE_LOG" && break
-  kill -0 "$ENFORCER" 2>/dev/null || { cat "$ENFORCE_LOG"; exit 1; }
-  sleep 0.1
-done
-sleep 1
-kill -TERM "$ENFORCER"; wait "$ENFORCER" || true
-grep -c "published a budget signal" "$ENFORCE_LOG" | xargs -I{} echo "the enforcer published {} signal(s) this run"
-rm -f "$ENFORCE_LOG"
+scripts/demo/enforce-step.sh "$LEDGER" config/budgets.demo.toml
 "$LEDGER" budgets status --budgets config/budgets.demo.toml
 
 step "chargeback for $(date -u +%Y-%m) by team"

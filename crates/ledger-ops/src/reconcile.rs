@@ -119,6 +119,9 @@ impl ReconcileReport {
     }
 }
 
+/// Event ids read back per (topic, partition, offset); `None` where the bytes do not decode.
+type EventIds = HashMap<(String, i32, i64), Option<String>>;
+
 /// Dead letters per source (topic, partition): source offset -> dead letter.
 type DeadLetters = HashMap<(String, i32), HashMap<i64, DeadLettered>>;
 
@@ -299,7 +302,7 @@ fn read_dead_letters(kafka: &KafkaConfig, topic: &str, spans: &[(String, i32, i6
 /// The event ids at the given offsets of usage topics (`None`: the bytes do not decode). Each
 /// partition is read once, from its first to its last wanted offset: one fetch per small range
 /// would cost a broker round trip each (thousands of resends took minutes).
-fn read_event_ids(kafka: &KafkaConfig, ranges: &[PartitionRanges]) -> Result<HashMap<(String, i32, i64), Option<String>>, OpsError> {
+fn read_event_ids(kafka: &KafkaConfig, ranges: &[PartitionRanges]) -> Result<EventIds, OpsError> {
     let codec = ledger_schema::Codec::<UsageEvent>::new()?;
     let mut out = HashMap::new();
     let mut by_topic: BTreeMap<&str, Vec<&PartitionRanges>> = BTreeMap::new();
