@@ -26,7 +26,8 @@ def tracked():
 
 
 def version(v):
-    return tuple(int(x) for x in v.split("."))
+    parts = [int(x) for x in v.split(".")]
+    return tuple(parts + [0] * (3 - len(parts)))
 
 
 def check_msrv():

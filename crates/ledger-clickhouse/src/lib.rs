@@ -4,7 +4,7 @@
 //!   and current releases.
 //! * [`Migrator`] applies the versioned DDL of `schemas/clickhouse/` (embedded at build time).
 //! * [`LedgerRow`] is one `usage_ledger` row; [`LedgerWriter`] writes batches with the
-//!   offset fence of ARCHITECTURE.md (exactly once in money) and reads the fence state back.
+//!   offset fence of docs/architecture.md (exactly once in money) and reads the fence state back.
 //! * [`LedgerReader`] answers spend reports and the ledger-versus-rollups reconciliation.
 //!
 //! Every error is an [`Error`] tagged [`ErrorKind::Retryable`] or [`ErrorKind::Fatal`].

@@ -1,6 +1,6 @@
 //! The fenced batch writer: exactly-once in money by offsets stored in the rows.
 //!
-//! The design (ARCHITECTURE.md, invariant 1): the ledger itself is the record of what was
+//! The design (docs/architecture.md, invariant 1): the ledger itself is the record of what was
 //! written. On partition assignment the processor reads [`LedgerWriter::high_watermarks`]
 //! (`max(kafka_offset)` per Kafka partition) and seeks past it; every insert then carries, for
 //! each Kafka partition in it, that partition's next offsets in increasing order, all of them

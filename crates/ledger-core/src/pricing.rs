@@ -1,4 +1,4 @@
-//! The pricing formula of PRICING.md: which catalog entry, which price for each token class,
+//! The pricing formula of docs/pricing.md: which catalog entry, which price for each token class,
 //! and the exact cost terms of one event.
 
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::event::{RejectReason, Rejection, TokenCounts};
 use crate::money::{Money, MoneyOverflow};
 
-/// The cost of one event, term by term (PRICING.md "The formula", step 3). Nothing is rounded.
+/// The cost of one event, term by term (docs/pricing.md "The formula", step 3). Nothing is rounded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CostTerms {
     /// Uncached input tokens times the input price.
@@ -90,7 +90,7 @@ impl PricedRef<'_> {
     }
 }
 
-/// The six per-token prices of PRICING.md "The formula", step 2.
+/// The six per-token prices of docs/pricing.md "The formula", step 2.
 ///
 /// Field names follow LiteLLM; the variants are suffixes of these names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -192,7 +192,7 @@ pub struct TierVariants {
 }
 
 /// Every price variant of one field of one catalog entry, ready for
-/// [`PriceVariants::resolve`] (PRICING.md "The formula", step 1).
+/// [`PriceVariants::resolve`] (docs/pricing.md "The formula", step 1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PriceVariants {
     plain: Option<Money>,
@@ -274,7 +274,7 @@ impl PriceVariants {
     }
 }
 
-/// The six resolved per-token prices of one event, after the fallbacks of PRICING.md
+/// The six resolved per-token prices of one event, after the fallbacks of docs/pricing.md
 /// "The formula", step 2.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ResolvedPrices {
@@ -321,7 +321,7 @@ fn overflow(what: &str) -> Rejection {
 }
 
 impl ResolvedPrices {
-    /// The cost terms of PRICING.md "The formula", step 3, with checked arithmetic.
+    /// The cost terms of docs/pricing.md "The formula", step 3, with checked arithmetic.
     ///
     /// Token parts exceeding their totals give `inconsistent_tokens`; a term outside the
     /// `Decimal(38, 12)` range gives `overflow`.

@@ -1,4 +1,4 @@
-//! The formula of PRICING.md, branch by branch. Expected values are hand-computed integers of
+//! The formula of docs/pricing.md, branch by branch. Expected values are hand-computed integers of
 //! pico-dollars (10^-12 USD); a per-token price of `1e-06` USD is 1,000,000 picos.
 
 mod common;
@@ -57,7 +57,7 @@ fn long_context_boundaries_and_multi_tier_example() {
         (272_000, 10, 544_030_000_000),
         // 272001: input 272k tier 4e6, output keeps its 128k tier 3e6
         (272_001, 10, 1_088_034_000_000),
-        // PRICING.md's example: 300k request pays the 272k input price and the 128k output price.
+        // docs/pricing.md's example: 300k request pays the 272k input price and the 128k output price.
         // 300000 * 4e6 + 1000 * 3e6
         (300_000, 1_000, 1_203_000_000_000),
         // zero tokens cost zero
@@ -363,7 +363,7 @@ fn event_times_are_microseconds_and_sub_microsecond_versions_apply_from_the_next
 #[test]
 fn newest_source_containing_the_model_wins() {
     // The older source knows `gpt-x`; the newer one only `openai/gpt-x`. The newer source
-    // contains the model (by the `provider/model` rule), so it prices the event: PRICING.md's
+    // contains the model (by the `provider/model` rule), so it prices the event: docs/pricing.md's
     // "the newest source whose effective_from <= event_time that contains the model".
     let old = source(
         "old",

@@ -193,13 +193,13 @@ impl AvroRecord for UsageEvent {
 
     fn write_datum(&self, _schema: &serde_avro_fast::Schema, out: &mut Vec<u8>) -> Result<(), SchemaError> {
         // The hot path of the emitters: a hand-written writer of the current schema's datum
-        // (see usage_fast.rs); a test holds it to the generic serde writer below.
+        // (see the usage_fast module); a test holds it to the generic serde writer below.
         crate::usage_fast::encode_into(self, out)
     }
 
     fn read_datum(_schema: &serde_avro_fast::Schema, datum: &[u8]) -> Result<Self, SchemaError> {
         // The hot path of the processor: a hand-written reader of the current schema's datum
-        // (see usage_fast.rs); property tests hold it to apache-avro.
+        // (see the usage_fast module); property tests hold it to apache-avro.
         crate::usage_fast::decode(datum)
     }
 }

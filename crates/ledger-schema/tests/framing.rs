@@ -38,7 +38,7 @@ fn truncated_header_and_datum() {
     }
     for len in HEADER_LEN..bytes.len() {
         let err = c.decode(&bytes[..len]).unwrap_err();
-        // The UsageEvent hot path (usage_fast.rs) names the field it stopped in.
+        // The UsageEvent hot path (the usage_fast module) names the field it stopped in.
         assert!(matches!(err, SchemaError::Datum { .. } | SchemaError::InvalidValue { .. }), "{len}: {err}");
         assert!(err.is_poison());
     }

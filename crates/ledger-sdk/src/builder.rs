@@ -1,6 +1,6 @@
 //! Typed construction of usage events, one constructor per provider usage convention.
 //!
-//! The ledger's token fields are inclusive (PRICING.md): `input_tokens` counts every prompt
+//! The ledger's token fields are inclusive (docs/pricing.md): `input_tokens` counts every prompt
 //! token including cache reads and writes, `output_tokens` every completion token including
 //! reasoning. Providers report differently; each constructor here converts one provider's
 //! `usage` object so that callers never do this arithmetic by hand:
@@ -82,7 +82,7 @@ pub struct BedrockUsage {
     pub cache_write_input_tokens: u64,
 }
 
-/// Token counts in the ledger's inclusive convention (PRICING.md).
+/// Token counts in the ledger's inclusive convention (docs/pricing.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NormalizedTokens {
     /// Every prompt token, cache reads and writes included.

@@ -1,7 +1,7 @@
 //! Producer SDK for services that emit LLM usage events.
 //!
 //! 1. Build the event from the provider's usage object with [`EventBuilder`] (one constructor
-//!    per provider convention; token counts are normalized to PRICING.md, so cached and
+//!    per provider convention; token counts are normalized to docs/pricing.md, so cached and
 //!    reasoning tokens are never double counted).
 //! 2. Hand it to an [`Emitter`]: `emit` validates and queues it and returns at once; a
 //!    background thread writes it to Kafka with an idempotent producer (acks=all,

@@ -125,7 +125,7 @@ fn classify(name: &str) -> FieldKind<'_> {
         return FieldKind::Price { field: PriceField::Reasoning, tier: None, above: None };
     }
     if name.strip_prefix(reasoning).is_some_and(|r| r.starts_with('_')) {
-        return FieldKind::Ignored("output_cost_per_reasoning_token has no variants in PRICING.md");
+        return FieldKind::Ignored("output_cost_per_reasoning_token has no variants in docs/pricing.md");
     }
     for field in BASES {
         let Some(rest) = name.strip_prefix(field.litellm_name()) else { continue };

@@ -1,10 +1,10 @@
-//! Price catalog: LiteLLM-format sources with an `effective_from` instant (see PRICING.md).
+//! Price catalog: LiteLLM-format sources with an `effective_from` instant (see docs/pricing.md).
 //!
 //! A [`CatalogSource`] is one LiteLLM `model_prices_and_context_window.json` text plus the
 //! instant from which it applies; [`CatalogSource::from_litellm_json`] reads it exactly (prices
 //! from the *text* of each number, never through a float) and returns a [`LoadReport`] of what
 //! it priced, skipped, rounded and ignored. A [`Catalog`] is the price history: several sources,
-//! and [`Catalog::price`] applies PRICING.md to one event.
+//! and [`Catalog::price`] applies docs/pricing.md to one event.
 //!
 //! ```
 //! use ledger_core::catalog::{Catalog, CatalogSource};
@@ -87,7 +87,7 @@ impl Catalog {
 
     /// The entry that prices `model` of `provider` at instant `at`.
     ///
-    /// Source first (PRICING.md: "the newest source whose `effective_from <= event_time` that
+    /// Source first (docs/pricing.md: "the newest source whose `effective_from <= event_time` that
     /// contains the model"): the sources in effect at `at` are tried newest first, and within
     /// each the name rules of [`CatalogSource::lookup`] (`model`, `provider/model`, `rest`)
     /// decide whether it contains the model. Allocates only for a `provider/model` name longer
@@ -114,7 +114,7 @@ impl Catalog {
         self.price(event, &tokens)
     }
 
-    /// Prices an event with validated token counts, following PRICING.md exactly.
+    /// Prices an event with validated token counts, following docs/pricing.md exactly.
     ///
     /// The entry is found for `response_model`, else (absent or unknown) for `request_model`;
     /// see [`Catalog::find`]. A `routed_from_model` that the catalog knows is priced by the same

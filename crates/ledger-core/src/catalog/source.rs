@@ -159,7 +159,7 @@ impl CatalogSource {
         self.entries.values()
     }
 
-    /// The entry that prices model `model` of provider `provider` (PRICING.md "Which entry
+    /// The entry that prices model `model` of provider `provider` (docs/pricing.md "Which entry
     /// prices an event", step 2): `model`, then `provider/model`, then `rest` when `model` is
     /// `x/rest`, within this source only (see [`Catalog::find`](super::Catalog::find) for the price history).
     #[inline]

@@ -23,7 +23,7 @@ pub use view::{TagsRef, UsageEventRef};
 
 /// One token-usage event: one LLM call, as a service reports it.
 ///
-/// Token totals are inclusive (OpenAI / OpenTelemetry GenAI convention, see PRICING.md):
+/// Token totals are inclusive (OpenAI / OpenTelemetry GenAI convention, see docs/pricing.md):
 /// `input_tokens` includes cache reads and writes, `output_tokens` includes reasoning.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageEvent {

@@ -68,7 +68,7 @@ pub(super) fn is_blank(s: &str) -> bool {
     }
 }
 
-/// Validated, non-negative token counts of an event (inclusive totals, see PRICING.md).
+/// Validated, non-negative token counts of an event (inclusive totals, see docs/pricing.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct TokenCounts {
     /// Every prompt token.

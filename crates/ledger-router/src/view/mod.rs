@@ -136,7 +136,7 @@ impl Decision {
     }
 
     /// Stamps the usage event of a call made under this decision, so the ledger can show what
-    /// the reroute saved (PRICING.md, "Routing savings"): after a reroute, `request_model` is
+    /// the reroute saved (docs/pricing.md, "Routing savings"): after a reroute, `request_model` is
     /// the model actually called and `routed_from_model` the model the application asked for.
     ///
     /// Build the event as usual (with the model you called, or the requested one) and call this

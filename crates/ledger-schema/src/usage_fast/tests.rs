@@ -10,7 +10,7 @@ fn field_list_matches_the_schema() {
         serde_json::from_str(include_str!("../../../../schemas/avro/usage_event.avsc")).expect("avsc is JSON");
     let names: Vec<&str> =
         avsc["fields"].as_array().expect("fields").iter().map(|f| f["name"].as_str().expect("name")).collect();
-    assert_eq!(names, FIELDS, "usage_fast.rs must follow schemas/avro/usage_event.avsc");
+    assert_eq!(names, FIELDS, "usage_fast must follow schemas/avro/usage_event.avsc");
 }
 
 fn event() -> UsageEvent {
