@@ -1,5 +1,5 @@
 //! Cross-check of `ledger price` against the independent Python oracle (`tests/oracle/price_oracle.py`),
-//! both written from `PRICING.md`.
+//! both written from `docs/pricing.md`.
 //!
 //! A few thousand seeded random usage events (valid and invalid, around every long-context
 //! boundary, with service tiers, cache and reasoning tokens, response-model overrides and routing)
@@ -82,7 +82,7 @@ fn random_price_text(rng: &mut StdRng) -> String {
 
 /// Synthetic entries of the modified catalog, as raw JSON text (exact number text matters).
 const SYNTHETIC: &[(&str, &str)] = &[
-    // PRICING.md's example: input tiers at 128k and 272k, output tier at 128k only; plus tier
+    // docs/pricing.md's example: input tiers at 128k and 272k, output tier at 128k only; plus tier
     // variants, combined variants, the 1h cache write with its own long-context price, and a
     // reasoning price whose tier variant must be ignored.
     (
@@ -664,7 +664,7 @@ fn ledger_price_agrees_with_the_python_oracle() {
     rust_cmd.arg("price");
     let mut oracle_cmd = Command::new("python3");
     oracle_cmd.arg(&oracle);
-    // PRICING.md leaves open how name lookup and price history combine; see tests/oracle/README.md
+    // docs/pricing.md leaves open how name lookup and price history combine; see tests/oracle/README.md
     if let Ok(mode) = std::env::var("LEDGER_ORACLE_LOOKUP") {
         oracle_cmd.arg("--lookup").arg(mode);
     }
