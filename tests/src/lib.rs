@@ -86,10 +86,7 @@ impl TestEnv {
 
     fn check_services(&self) {
         fn reachable(addr: &str) -> bool {
-            addr.parse()
-                .ok()
-                .map(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
-                .unwrap_or(false)
+            addr.parse().ok().map(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok()).unwrap_or(false)
         }
         let kafka_addr = self.kafka.brokers.split(',').next().unwrap_or_default().to_owned();
         assert!(
@@ -342,7 +339,13 @@ pub fn spend_topic_totals(env: &TestEnv) -> (i128, i64) {
     }
     latest
         .values()
-        .filter(|u| u.scope.attribution.team.is_none() && u.scope.attribution.project.is_none() && u.scope.attribution.user_id.is_none() && u.scope.attribution.api_key_id.is_none() && u.scope.model.is_none())
+        .filter(|u| {
+            u.scope.attribution.team.is_none()
+                && u.scope.attribution.project.is_none()
+                && u.scope.attribution.user_id.is_none()
+                && u.scope.attribution.api_key_id.is_none()
+                && u.scope.model.is_none()
+        })
         .fold((0i128, 0i64), |(c, r), u| (c + u.cost_usd.picos(), r + u.request_count))
 }
 
@@ -434,7 +437,9 @@ pub async fn ledger_row_differences(env: &TestEnv, sent: &Sent) -> String {
 
 /// The dead-letter topic by reason, and the dead letters of events that were sent as valid.
 fn dead_letter_summary(env: &TestEnv, valid_ids: &std::collections::HashSet<String>) -> String {
-    use ledger_kafka::dead_letter::{HEADER_DETAIL, HEADER_EVENT_ID, HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION};
+    use ledger_kafka::dead_letter::{
+        HEADER_DETAIL, HEADER_EVENT_ID, HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION,
+    };
     use rdkafka::message::{Headers, Message};
     let header = |m: &rdkafka::message::OwnedMessage, key: &str| -> String {
         m.headers()

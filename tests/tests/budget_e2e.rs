@@ -312,7 +312,11 @@ fn spend_drives_notify_throttle_reroute_block_and_the_router_applies_each() {
     let states: Vec<BudgetState> = acme.iter().map(|s| s.state).skip_while(|s| *s == BudgetState::Ok).collect();
     assert_eq!(states, [BudgetState::Notify, BudgetState::Throttle, BudgetState::Reroute, BudgetState::Block]);
     assert!(acme.windows(2).all(|w| w[0].sequence < w[1].sequence), "sequences increase");
-    assert!(globex.iter().all(|s| s.state == BudgetState::Ok), "globex stays OK: {:?}", globex.iter().map(|s| s.state).collect::<Vec<_>>());
+    assert!(
+        globex.iter().all(|s| s.state == BudgetState::Ok),
+        "globex stays OK: {:?}",
+        globex.iter().map(|s| s.state).collect::<Vec<_>>()
+    );
 
     // The ledger holds every call made, and the rerouted ones with their savings.
     let db = &env.clickhouse.database;
@@ -322,7 +326,9 @@ fn spend_drives_notify_throttle_reroute_block_and_the_router_applies_each() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let acme_cost: Money =
-        clickhouse(&env, &format!("SELECT toString(sum(cost_usd)) FROM {db}.usage_ledger WHERE tenant_id = 'acme'")).parse().unwrap();
+        clickhouse(&env, &format!("SELECT toString(sum(cost_usd)) FROM {db}.usage_ledger WHERE tenant_id = 'acme'"))
+            .parse()
+            .unwrap();
     assert_eq!(acme_cost, app.spent("acme"), "ledger spend of acme = cost of the calls the router allowed");
     let routed = clickhouse(
         &env,

@@ -29,8 +29,6 @@ fn stop_service(service: &str) {
     eprintln!("{service} stopped");
 }
 
-
-
 fn stack_up() {
     let status = Command::new("bash")
         .arg(workspace_root().join("scripts/stack.sh"))

@@ -28,9 +28,7 @@ fn service<'a>(doc: &'a Value, name: &str) -> &'a Value {
 }
 
 fn str_list(v: &Value) -> Vec<String> {
-    v.as_sequence()
-        .map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
+    v.as_sequence().map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
 }
 
 fn env_var<'a>(svc: &'a Value, key: &str) -> Option<&'a str> {
@@ -49,20 +47,15 @@ fn depends_condition<'a>(svc: &'a Value, on: &str) -> Option<&'a str> {
 #[test]
 fn docker_compose_config_accepts_the_file() {
     let file = compose_file();
-    let output = match Command::new("docker-compose")
-        .arg("-f")
-        .arg(&file)
-        .args(["config", "-q"])
-        .current_dir(repo_root())
-        .output()
-    {
-        Ok(output) => output,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "docker-compose is not installed, so docker-compose.yml cannot be validated: run the install \
+    let output =
+        match Command::new("docker-compose").arg("-f").arg(&file).args(["config", "-q"]).current_dir(repo_root()).output() {
+            Ok(output) => output,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "docker-compose is not installed, so docker-compose.yml cannot be validated: run the install \
              step first (scripts/install-deps.sh, or `apt-get install -y docker-compose`); CI installs it"
-        ),
-        Err(e) => panic!("cannot run docker-compose: {e}"),
-    };
+            ),
+            Err(e) => panic!("cannot run docker-compose: {e}"),
+        };
     assert!(
         output.status.success(),
         "`docker-compose -f {} config -q` rejected the file ({}):\n{}{}",
@@ -141,7 +134,11 @@ fn ledger_services_are_built_here_and_wait_for_healthy_servers() {
     for (name, subcommand) in expected_command {
         let svc = service(&doc, name);
         assert_eq!(svc["image"].as_str(), Some(image), "`{name}` runs the image built by migrate");
-        assert_eq!(str_list(&svc["command"]).first().map(String::as_str), Some(subcommand), "`{name}` runs `ledger {subcommand}`");
+        assert_eq!(
+            str_list(&svc["command"]).first().map(String::as_str),
+            Some(subcommand),
+            "`{name}` runs `ledger {subcommand}`"
+        );
         assert_eq!(env_var(svc, "LEDGER__KAFKA__BROKERS"), Some("kafka:9092"), "`{name}` brokers");
         assert_eq!(env_var(svc, "LEDGER__CLICKHOUSE__URL"), Some("http://clickhouse:8123"), "`{name}` ClickHouse URL");
         assert_eq!(env_var(svc, "LEDGER__CLICKHOUSE__DATABASE"), Some("ledger"), "`{name}` database");

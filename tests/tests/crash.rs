@@ -23,7 +23,6 @@ fn spawn_processor(env: &TestEnv) -> Child {
         .expect("spawning ledger process")
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_neither_loses_nor_doubles() {
     let env = TestEnv::new("crash");

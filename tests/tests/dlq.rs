@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-
 use ledger_core::UsageEvent;
 use ledger_tests::{oracle_total_with, random_suffix, spend_topic_totals, TestEnv};
 use rdkafka::producer::FutureRecord;
@@ -22,7 +21,6 @@ const NEW_MODEL_CATALOG: &str = r#"{
   }
 }
 "#;
-
 
 fn event(id: &str, tenant: &str, model: &str, input: i64, output: i64) -> UsageEvent {
     let at = (chrono::Utc::now() - chrono::Duration::minutes(2)).to_rfc3339();
@@ -59,9 +57,7 @@ async fn dead_letters_are_listed_by_reason_and_replayed_exactly_once() {
     assert!(said.contains("does not exist") || said.contains("is empty"), "missing topic explained: {said}");
 
     // 6 priceable events, 4 of a model the catalog does not know yet, 2 garbage messages.
-    ledger_kafka::admin::ensure_topics(&env.kafka, &ledger_kafka::admin::ledger_topics(&env.topics, 4))
-        .await
-        .expect("topics");
+    ledger_kafka::admin::ensure_topics(&env.kafka, &ledger_kafka::admin::ledger_topics(&env.topics, 4)).await.expect("topics");
     let prefix = format!("dlq-{}", random_suffix());
     let tenants = ["acme", "globex", "initech", "umbrella"];
     let known: Vec<UsageEvent> = (0..6)
@@ -84,9 +80,8 @@ async fn dead_letters_are_listed_by_reason_and_replayed_exactly_once() {
     }
 
     env.run_ledger(&["process", "--until-drained"]);
-    let jsonl = |events: &[&UsageEvent]| -> String {
-        events.iter().map(|e| serde_json::to_string(e).expect("json") + "\n").collect()
-    };
+    let jsonl =
+        |events: &[&UsageEvent]| -> String { events.iter().map(|e| serde_json::to_string(e).expect("json") + "\n").collect() };
     let known_jsonl = jsonl(&known.iter().collect::<Vec<_>>());
     let (n, known_picos) = oracle_total_with(&known_jsonl, &["catalog/litellm-prices.json"]);
     assert_eq!(n, 6);
@@ -96,8 +91,7 @@ async fn dead_letters_are_listed_by_reason_and_replayed_exactly_once() {
 
     // inspect --format json: one object per dead letter, with reason and source.
     let out = env.run_ledger(&["dlq", "inspect", "--format", "json"]);
-    let records: Vec<Value> =
-        stdout(&out).lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let records: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
     let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
     for r in &records {
         *by_reason.entry(r["reason"].as_str().expect("reason").to_owned()).or_default() += 1;
@@ -113,7 +107,10 @@ async fn dead_letters_are_listed_by_reason_and_replayed_exactly_once() {
         .collect();
     let unknown_ids: HashSet<&str> = unknown.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(listed_ids, unknown_ids);
-    assert!(records.iter().filter(|r| r["reason"] == "unknown_model").all(|r| r["detail"].as_str().unwrap_or("").contains(NEW_MODEL)));
+    assert!(records
+        .iter()
+        .filter(|r| r["reason"] == "unknown_model")
+        .all(|r| r["detail"].as_str().unwrap_or("").contains(NEW_MODEL)));
 
     // The filters and the table.
     let out = env.run_ledger(&["dlq", "inspect", "--format", "json", "--reason", "decode_error", "--limit", "1"]);

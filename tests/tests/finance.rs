@@ -64,10 +64,7 @@ async fn ledger_sum(env: &TestEnv, condition: &str) -> (i128, u64) {
 /// Months (YYYY-MM) that have ledger rows, by event time UTC.
 async fn ledger_months(env: &TestEnv) -> Vec<String> {
     let client = env.clickhouse.client().expect("client");
-    let sql = format!(
-        "SELECT DISTINCT toUInt32(toYYYYMM(event_time)) FROM {}.usage_ledger ORDER BY 1",
-        env.clickhouse.database
-    );
+    let sql = format!("SELECT DISTINCT toUInt32(toYYYYMM(event_time)) FROM {}.usage_ledger ORDER BY 1", env.clickhouse.database);
     let months = client.query(&sql).fetch_all::<u32>().await.expect("months");
     months.into_iter().map(|m| format!("{}-{:02}", m / 100, m % 100)).collect()
 }
@@ -176,8 +173,7 @@ async fn chargeback_reconcile_chart_and_sql_agree_with_the_ledger() {
         let (no_team, no_team_rows) = ledger_sum(&env, &format!("team = '' AND {}", month_condition(month))).await;
         assert_eq!((unattributed.direct, unattributed.requests), (no_team, no_team_rows), "unattributed = no team");
         for l in &attributed {
-            let (team_cost, team_rows) =
-                ledger_sum(&env, &format!("team = '{}' AND {}", l.key, month_condition(month))).await;
+            let (team_cost, team_rows) = ledger_sum(&env, &format!("team = '{}' AND {}", l.key, month_condition(month))).await;
             assert_eq!((l.direct, l.requests), (team_cost, team_rows), "direct spend of team {}", l.key);
         }
         months_total += cost;
@@ -191,7 +187,16 @@ async fn chargeback_reconcile_chart_and_sql_agree_with_the_ledger() {
     let mapping = workspace_root().join("config/cost-centers.example.toml");
     let mapping = mapping.to_str().expect("utf-8 path");
     let csv = stdout(&env.run_ledger(&[
-        "report", "chargeback", "--month", &month, "--by", "cost-center", "--mapping", mapping, "--format", "csv",
+        "report",
+        "chargeback",
+        "--month",
+        &month,
+        "--by",
+        "cost-center",
+        "--mapping",
+        mapping,
+        "--format",
+        "csv",
     ]));
     let lines = parse_csv(&csv, "cost_center");
     let (attributed, unattributed) = check_chargeback(&lines, cost, rows);
@@ -214,7 +219,16 @@ async fn chargeback_reconcile_chart_and_sql_agree_with_the_ledger() {
 
     // JSON carries the same exact numbers; the table names the unattributed spend.
     let out = env.run_ledger(&[
-        "report", "chargeback", "--month", &month, "--by", "cost-center", "--mapping", mapping, "--format", "json",
+        "report",
+        "chargeback",
+        "--month",
+        &month,
+        "--by",
+        "cost-center",
+        "--mapping",
+        mapping,
+        "--format",
+        "json",
     ]);
     let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let total: Money = doc["total"]["cost_usd"].as_str().expect("total").parse().expect("exact");
@@ -321,10 +335,8 @@ async fn chargeback_reconcile_chart_and_sql_agree_with_the_ledger() {
     let cache = &results["cache_savings.sql"];
     assert!(cache.lines().count() > 0, "{cache}");
     let by_feature = &results["cost_per_1k_requests_by_feature.sql"];
-    let spend_sum: i128 = by_feature
-        .lines()
-        .map(|l| l.split('\t').nth(4).expect("spend_usd").parse::<Money>().expect("exact").picos())
-        .sum();
+    let spend_sum: i128 =
+        by_feature.lines().map(|l| l.split('\t').nth(4).expect("spend_usd").parse::<Money>().expect("exact").picos()).sum();
     assert_eq!(spend_sum, all_cost, "feature spend adds up to the ledger");
 
     // The views of migration 0003 answer the same questions, exactly.

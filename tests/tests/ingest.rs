@@ -254,17 +254,32 @@ fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            proptest::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            proptest::collection::btree_map("[a-z_]{1,12}", inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
 
 const FIELDS: &[&str] = &[
-    "event_id", "event_time", "tenant_id", "team", "tags", "provider", "operation", "request_model", "response_model",
-    "routed_from_model", "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
-    "cache_creation_1h_input_tokens", "output_tokens", "reasoning_output_tokens", "service_tier", "provided_cost_usd",
-    "latency_ms", "status",
+    "event_id",
+    "event_time",
+    "tenant_id",
+    "team",
+    "tags",
+    "provider",
+    "operation",
+    "request_model",
+    "response_model",
+    "routed_from_model",
+    "input_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation_1h_input_tokens",
+    "output_tokens",
+    "reasoning_output_tokens",
+    "service_tier",
+    "provided_cost_usd",
+    "latency_ms",
+    "status",
 ];
 
 #[derive(Debug, Clone)]
@@ -303,7 +318,8 @@ fn fuzzed_requests_never_get_a_500() {
                     Mutation::Add(k, v) => e[k.as_str()] = v,
                 }
             }
-            e["event_id"] = if e["event_id"].is_string() { json!(format!("fuzz-{}", random_suffix())) } else { e["event_id"].clone() };
+            e["event_id"] =
+                if e["event_id"].is_string() { json!(format!("fuzz-{}", random_suffix())) } else { e["event_id"].clone() };
             let body = if batched { json!([e, e]) } else { e };
             body.to_string().into_bytes()
         }),
@@ -318,21 +334,26 @@ fn fuzzed_requests_never_get_a_500() {
     runner
         .run(&body, |bytes| {
             let (status, answer) = runtime.block_on(async {
-                let resp = client
-                    .post(ingest.url())
-                    .bearer_auth(ACME_KEY)
-                    .body(bytes.clone())
-                    .send()
-                    .await
-                    .expect("the server answers");
+                let resp =
+                    client.post(ingest.url()).bearer_auth(ACME_KEY).body(bytes.clone()).send().await.expect("the server answers");
                 let status = resp.status().as_u16();
                 (status, resp.text().await.unwrap_or_default())
             });
             *statuses.borrow_mut().entry(status).or_insert(0u32) += 1;
-            prop_assert!([202u16, 400, 403, 413].contains(&status), "status {} for {}: {}", status, String::from_utf8_lossy(&bytes), answer);
+            prop_assert!(
+                [202u16, 400, 403, 413].contains(&status),
+                "status {} for {}: {}",
+                status,
+                String::from_utf8_lossy(&bytes),
+                answer
+            );
             let parsed: Value = serde_json::from_str(&answer).map_err(|e| TestCaseError::fail(format!("not JSON: {e}")))?;
             if status != 202 {
-                prop_assert!(parsed["message"].as_str().is_some_and(|m| !m.is_empty()), "every error explains itself: {}", answer);
+                prop_assert!(
+                    parsed["message"].as_str().is_some_and(|m| !m.is_empty()),
+                    "every error explains itself: {}",
+                    answer
+                );
             }
             Ok(())
         })
@@ -400,8 +421,10 @@ async fn otlp_genai_spans_are_in_the_ledger_once() {
         })
         .collect();
     // Not a GenAI span: ignored. An inconsistent GenAI span: reported as rejected.
-    spans.push(json!({"traceId": format!("{trace}{trace}"), "spanId": "0000000000000004", "endTimeUnixNano": end_nanos.to_string(),
-                      "attributes": [attr_s("http.route", "/search")]}));
+    spans.push(
+        json!({"traceId": format!("{trace}{trace}"), "spanId": "0000000000000004", "endTimeUnixNano": end_nanos.to_string(),
+                      "attributes": [attr_s("http.route", "/search")]}),
+    );
     spans.push(json!({"traceId": format!("{trace}{trace}"), "spanId": "0000000000000005", "endTimeUnixNano": end_nanos.to_string(),
                       "attributes": [attr_s("gen_ai.provider.name", "openai"), attr_s("gen_ai.request.model", "gpt-4o"),
                                      attr_i("gen_ai.usage.input_tokens", 10), attr_i("gen_ai.usage.cache_read.input_tokens", 11)]}));
@@ -414,7 +437,14 @@ async fn otlp_genai_spans_are_in_the_ledger_once() {
         assert_eq!(status, 200, "{answer}");
         assert_eq!(answer["partialSuccess"]["rejectedSpans"], 1, "{answer}");
     }
-    let protobuf = client.post(&url).bearer_auth(ACME_KEY).header("content-type", "application/x-protobuf").body(vec![0u8; 4]).send().await.unwrap();
+    let protobuf = client
+        .post(&url)
+        .bearer_auth(ACME_KEY)
+        .header("content-type", "application/x-protobuf")
+        .body(vec![0u8; 4])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(protobuf.status().as_u16(), 415);
 
     env.run_ledger(&["process", "--until-drained"]);

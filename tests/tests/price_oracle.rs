@@ -115,19 +115,10 @@ const SYNTHETIC: &[(&str, &str)] = &[
             "input_cost_per_token_flex":0.000001000000000000000000001,"output_cost_per_token_flex":0.0000000000015000000000000001}"#,
     ),
     // Large prices for the overflow boundary of Decimal(38, 12).
-    (
-        "oracle-huge",
-        r#"{"litellm_provider":"openai","input_cost_per_token":9000000,"output_cost_per_token":9000000.0}"#,
-    ),
-    (
-        "oracle-huge10",
-        r#"{"litellm_provider":"openai","input_cost_per_token":1e7,"output_cost_per_token":10000000}"#,
-    ),
+    ("oracle-huge", r#"{"litellm_provider":"openai","input_cost_per_token":9000000,"output_cost_per_token":9000000.0}"#),
+    ("oracle-huge10", r#"{"litellm_provider":"openai","input_cost_per_token":1e7,"output_cost_per_token":10000000}"#),
     // Only in the new source.
-    (
-        "oracle-only-new",
-        r#"{"litellm_provider":"openai","input_cost_per_token":3e-06,"output_cost_per_token":1.5e-05}"#,
-    ),
+    ("oracle-only-new", r#"{"litellm_provider":"openai","input_cost_per_token":3e-06,"output_cost_per_token":1.5e-05}"#),
     // Not priceable (no output price): the older source keeps pricing `gpt-4o-mini`.
     ("gpt-4o-mini", r#"{"litellm_provider":"openai","input_cost_per_token":1e-03,"output_cost_per_cha":1}"#),
     // Not priceable either (per-request only).
@@ -156,11 +147,8 @@ fn write_next_catalog(repo: &Map<String, Value>, path: &Path, rng: &mut StdRng) 
             if i > 0 {
                 out.push(',');
             }
-            let text = if is_priced_field(f) && v.is_number() {
-                random_price_text(rng)
-            } else {
-                serde_json::to_string(v).unwrap()
-            };
+            let text =
+                if is_priced_field(f) && v.is_number() { random_price_text(rng) } else { serde_json::to_string(v).unwrap() };
             write!(out, "\n    {}: {text}", serde_json::to_string(f).unwrap()).unwrap();
         }
         out.push_str("\n  }");
@@ -294,7 +282,12 @@ fn random_event(rng: &mut StdRng, i: usize, pools: &Pools) -> Value {
     });
     let o = e.as_object_mut().unwrap();
     // token fields default to 0 when absent
-    for (f, v) in [("cache_read_input_tokens", cr), ("cache_creation_input_tokens", cw), ("cache_creation_1h_input_tokens", cw1h), ("reasoning_output_tokens", reasoning)] {
+    for (f, v) in [
+        ("cache_read_input_tokens", cr),
+        ("cache_creation_input_tokens", cw),
+        ("cache_creation_1h_input_tokens", cw1h),
+        ("reasoning_output_tokens", reasoning),
+    ] {
         if v > 0 || rng.gen_bool(0.3) {
             o.insert(f.into(), json!(v));
         }
@@ -560,7 +553,11 @@ fn diff(input: &[&str], rust: &BTreeMap<u64, Value>, oracle: &BTreeMap<u64, Valu
     for n in lines {
         let src = input.get(n as usize - 1).copied().unwrap_or("?");
         let (Some(r), Some(o)) = (rust.get(&n), oracle.get(&n)) else {
-            problems.push(format!("line {n}: only one side printed it\n  rust:   {:?}\n  oracle: {:?}\n  event:  {src}", rust.get(&n), oracle.get(&n)));
+            problems.push(format!(
+                "line {n}: only one side printed it\n  rust:   {:?}\n  oracle: {:?}\n  event:  {src}",
+                rust.get(&n),
+                oracle.get(&n)
+            ));
             continue;
         };
         let mut bad = Vec::new();
@@ -633,7 +630,8 @@ fn ledger_price_agrees_with_the_python_oracle() {
     for (k, v) in &data {
         let Some(fields) = v.as_object() else { continue };
         let variants = fields.keys().any(|f| {
-            is_priced_field(f) && (f.contains("k_tokens") || f.ends_with("_batches") || f.ends_with("_priority") || f.ends_with("_flex"))
+            is_priced_field(f)
+                && (f.contains("k_tokens") || f.ends_with("_batches") || f.ends_with("_priority") || f.ends_with("_flex"))
         });
         if variants {
             data_models.push(k.clone());
@@ -686,10 +684,11 @@ fn ledger_price_agrees_with_the_python_oracle() {
         let k = v.get("error").map_or("priced".to_owned(), |e| e["reason"].as_str().unwrap().to_owned());
         *reasons.entry(k).or_default() += 1;
     }
-    let versions: BTreeMap<String, usize> = orc.values().filter_map(|v| v["price_version"].as_str()).fold(BTreeMap::new(), |mut m, v| {
-        *m.entry(v.to_owned()).or_default() += 1;
-        m
-    });
+    let versions: BTreeMap<String, usize> =
+        orc.values().filter_map(|v| v["price_version"].as_str()).fold(BTreeMap::new(), |mut m, v| {
+            *m.entry(v.to_owned()).or_default() += 1;
+            m
+        });
     println!("catalogs: {catalogs:?}\noutcomes: {reasons:?}\nprice versions: {versions:?}\nfiles in {}", dir.display());
 
     // The oracle's --total (and --distinct over the input twice) agrees with the per-line output.
@@ -734,7 +733,13 @@ fn ledger_price_agrees_with_the_python_oracle() {
         *kinds.entry(first.to_owned()).or_default() += 1;
     }
     println!("disagreements by kind: {kinds:#?}");
-    assert!(problems.is_empty(), "{} of {} lines disagree (first ones above; files in {})", problems.len(), orc.len(), dir.display());
+    assert!(
+        problems.is_empty(),
+        "{} of {} lines disagree (first ones above; files in {})",
+        problems.len(),
+        orc.len(),
+        dir.display()
+    );
 
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -262,9 +262,7 @@ fn an_undecodable_record_is_skipped_and_counted() {
     let env = TestEnv::new("router_garbage");
     create_signals_topic(&env);
     let producer: BaseProducer = env.kafka.client_config().create().unwrap();
-    producer
-        .send(BaseRecord::to(&env.topics.signals).key("day:tenant_id=acme").payload(&b"\xC3\x01not a signal"[..]))
-        .unwrap();
+    producer.send(BaseRecord::to(&env.topics.signals).key("day:tenant_id=acme").payload(&b"\xC3\x01not a signal"[..])).unwrap();
     producer.flush(Duration::from_secs(30)).unwrap();
     publish(&env, &[signal(&[("tenant_id", "acme")], BudgetState::Block, 1)]);
     let router = router(&env, StalePolicy::FailOpen);

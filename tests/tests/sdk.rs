@@ -9,8 +9,7 @@ use std::time::Duration;
 use ledger_core::UsageEvent;
 use ledger_kafka::KafkaConfig;
 use ledger_sdk::{
-    AnthropicUsage, BedrockUsage, Emitter, EmitterConfig, EventBuilder, FailureReason, GeminiUsage, OpenAiUsage,
-    OverflowPolicy,
+    AnthropicUsage, BedrockUsage, Emitter, EmitterConfig, EventBuilder, FailureReason, GeminiUsage, OpenAiUsage, OverflowPolicy,
 };
 use ledger_tests::{assert_ledger_matches, random_suffix, Sent, TestEnv};
 use rand::rngs::StdRng;
@@ -108,8 +107,8 @@ async fn emitted_events_are_in_the_ledger_exactly_once() {
     let events = provider_events(4_000, 1);
     let failures = Arc::new(Mutex::new(Vec::new()));
     let recorded = Arc::clone(&failures);
-    let emitter = Emitter::with_failure_handler(emitter_config(&env), move |f| recorded.lock().unwrap().push(f.clone()))
-        .expect("emitter");
+    let emitter =
+        Emitter::with_failure_handler(emitter_config(&env), move |f| recorded.lock().unwrap().push(f.clone())).expect("emitter");
     let (first, second) = events.split_at(1_000);
     for e in first {
         emitter.emit(e.clone()).expect("emit");

@@ -94,7 +94,8 @@ async fn metrics_follow_the_work_and_sigterm_exits_cleanly() {
 
     // The lag gauge comes from librdkafka statistics (every 2 s) and reaches 0 on every
     // partition once the committed offsets caught up with the high watermarks.
-    let partitions = ledger_kafka::admin::partition_count(&env.kafka, &env.topics.usage, Duration::from_secs(10)).expect("partition count");
+    let partitions =
+        ledger_kafka::admin::partition_count(&env.kafka, &env.topics.usage, Duration::from_secs(10)).expect("partition count");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = http_get(port, "/metrics").unwrap_or_default();

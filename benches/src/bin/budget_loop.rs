@@ -69,14 +69,23 @@ fn options() -> Result<Options, Failure> {
         match flag.as_str() {
             "--rates" if value == "none" => o.rates.clear(),
             "--rates" => {
-                o.rates = value.split(',').map(|r| r.trim().parse::<u64>()).collect::<Result<_, _>>().map_err(|e| format!("--rates {value}: {e}"))?
+                o.rates = value
+                    .split(',')
+                    .map(|r| r.trim().parse::<u64>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("--rates {value}: {e}"))?
             }
             "--secs" => o.secs = int()?,
             "--budget-usd" => o.budget_usd = int()?,
             "--usd-per-min" => o.usd_per_min = int()?,
             "--lookahead-secs" => o.lookahead_secs = int()?,
             "--batch-delay-ms" => o.batch_delay_ms = int()?,
-            other => return Err(format!("unknown option {other}; options: --rates --secs --budget-usd --usd-per-min --lookahead-secs --batch-delay-ms").into()),
+            other => {
+                return Err(format!(
+                "unknown option {other}; options: --rates --secs --budget-usd --usd-per-min --lookahead-secs --batch-delay-ms"
+            )
+                .into())
+            }
         }
     }
     Ok(o)
@@ -256,13 +265,21 @@ impl SpendWatcher {
             while !stop_flag.load(std::sync::atomic::Ordering::Relaxed) {
                 let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
                 let Some(Ok(u)) = m.payload().map(|p| codec.decode(p)) else { continue };
-                if u.scope.attribution.team.is_some() || u.scope.attribution.project.is_some() || u.scope.attribution.user_id.is_some() || u.scope.attribution.api_key_id.is_some() || u.scope.model.is_some() {
+                if u.scope.attribution.team.is_some()
+                    || u.scope.attribution.project.is_some()
+                    || u.scope.attribution.user_id.is_some()
+                    || u.scope.attribution.api_key_id.is_some()
+                    || u.scope.model.is_some()
+                {
                     continue;
                 }
                 let Some(levels) = thresholds.get(&u.scope.attribution.tenant_id) else { continue };
-                let slot = latest.entry((u.scope.attribution.tenant_id.clone(), u.period_start.timestamp(), u.source_partition)).or_insert(Money::ZERO);
+                let slot = latest
+                    .entry((u.scope.attribution.tenant_id.clone(), u.period_start.timestamp(), u.source_partition))
+                    .or_insert(Money::ZERO);
                 *slot = (*slot).max(u.cost_usd);
-                let total: i128 = latest.iter().filter(|(k, _)| k.0 == u.scope.attribution.tenant_id).map(|(_, v)| v.picos()).sum();
+                let total: i128 =
+                    latest.iter().filter(|(k, _)| k.0 == u.scope.attribution.tenant_id).map(|(_, v)| v.picos()).sum();
                 let now = Instant::now();
                 if let Ok(mut seen) = seen.lock() {
                     for (amount, state) in levels {
@@ -369,12 +386,7 @@ fn ms(us: u64) -> String {
 }
 
 fn percentile_line(h: &Histogram<u64>) -> String {
-    format!(
-        "p50 {} ms, p99 {} ms, max {} ms",
-        ms(h.value_at_quantile(0.50)),
-        ms(h.value_at_quantile(0.99)),
-        ms(h.max())
-    )
+    format!("p50 {} ms, p99 {} ms, max {} ms", ms(h.value_at_quantile(0.50)), ms(h.value_at_quantile(0.99)), ms(h.max()))
 }
 
 fn run_latency(
@@ -511,7 +523,9 @@ fn run_overshoot(stack: &Stack, router: &Router, o: &Options, cost: Money, servi
         emitted += 1;
         emitted_cost = Money::from_picos(emitted_cost.picos() + cost.picos());
         if start.elapsed() > give_up {
-            return Err(format!("the router never blocked within {give_up:?} ({emitted} calls, {emitted_cost} USD emitted)").into());
+            return Err(
+                format!("the router never blocked within {give_up:?} ({emitted} calls, {emitted_cost} USD emitted)").into()
+            );
         }
         if emitted % 500 == 0 {
             for s in services.iter_mut() {
@@ -626,7 +640,10 @@ fn run() -> Result<(), Failure> {
         s.check_running()?;
     }
 
-    println!("budget_loop: run {run}, event cost {cost} USD (gpt-4o, 2,000 in + 500 out tokens), processor batch delay {} ms", o.batch_delay_ms);
+    println!(
+        "budget_loop: run {run}, event cost {cost} USD (gpt-4o, 2,000 in + 500 out tokens), processor batch delay {} ms",
+        o.batch_delay_ms
+    );
     let mut thresholds: HashMap<String, Vec<(Money, BudgetState)>> = HashMap::new();
     for plan in &plans {
         for i in 0..plan.tenants {

@@ -90,9 +90,8 @@ pub async fn ledger_total(
 ) -> Result<TableTotals> {
     validate_database_name(database)?;
     let tenant_filter = if tenant.is_some() { " AND tenant_id = ?" } else { "" };
-    let sql = format!(
-        "SELECT count() AS requests, sum(cost_usd) AS cost FROM {database}.usage_ledger WHERE {RANGE}{tenant_filter}"
-    );
+    let sql =
+        format!("SELECT count() AS requests, sum(cost_usd) AS cost FROM {database}.usage_ledger WHERE {RANGE}{tenant_filter}");
     let mut query = client.query(&sql).bind(datetime_secs(from, "from")?).bind(datetime_secs(to, "to")?);
     if let Some(t) = tenant {
         query = query.bind(t);

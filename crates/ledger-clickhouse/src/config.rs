@@ -80,12 +80,9 @@ impl ClickHouseConfig {
     ///   `decompress`), all known to 18.16.
     pub fn client(&self) -> Result<clickhouse::Client> {
         self.validate()?;
-        let compression =
-            if self.compresses() { clickhouse::Compression::Lz4 } else { clickhouse::Compression::None };
-        let mut client = clickhouse::Client::default()
-            .with_url(self.url.clone())
-            .with_validation(false)
-            .with_compression(compression);
+        let compression = if self.compresses() { clickhouse::Compression::Lz4 } else { clickhouse::Compression::None };
+        let mut client =
+            clickhouse::Client::default().with_url(self.url.clone()).with_validation(false).with_compression(compression);
         if let Some(user) = &self.user {
             client = client.with_user(user.clone());
         }
@@ -112,8 +109,7 @@ fn is_loopback_url(url: &str) -> bool {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => host_port.split(':').next().unwrap_or_default(),
     };
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Checks that a database name is a plain identifier (`[A-Za-z_][A-Za-z0-9_]*`, at most 128 bytes).
@@ -125,9 +121,7 @@ pub fn validate_database_name(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Config(format!(
-            "database name {name:?} must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)"
-        )))
+        Err(Error::Config(format!("database name {name:?} must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")))
     }
 }
 
@@ -140,7 +134,9 @@ mod tests {
         for local in ["http://127.0.0.1:8123", "http://localhost:8123/", "https://user:pw@127.0.0.2", "http://[::1]:8123"] {
             assert!(!ClickHouseConfig::new(local, "ledger").compresses(), "{local}");
         }
-        for remote in ["http://clickhouse:8123", "https://10.0.0.7:8443", "http://[2001:db8::1]:8123", "http://localhost.example.com"] {
+        for remote in
+            ["http://clickhouse:8123", "https://10.0.0.7:8443", "http://[2001:db8::1]:8123", "http://localhost.example.com"]
+        {
             assert!(ClickHouseConfig::new(remote, "ledger").compresses(), "{remote}");
         }
         let forced = ClickHouseConfig { compress: Some(true), ..ClickHouseConfig::new("http://127.0.0.1:8123", "l") };

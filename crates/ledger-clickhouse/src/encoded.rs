@@ -25,7 +25,6 @@ use ledger_core::{TagsRef, UsageEventRef};
 use crate::error::{Error, Result};
 use crate::row::{datetime_secs, event_time_secs};
 
-
 /// Largest batch a [`LedgerBatch`] holds (and `LedgerWriter::insert_batch` accepts): far below
 /// `max_insert_block_size`, so a batch is always one block, one part.
 pub const MAX_BATCH_ROWS: usize = 100_000;
@@ -240,7 +239,14 @@ impl LedgerBatch {
         row.fixed(&event.event_time.subsec_micros().to_le_bytes());
         row.fixed(&self.ingest_time.to_le_bytes());
         row.str(event.attribution.tenant_id);
-        for s in [event.attribution.team, event.attribution.project, event.attribution.user_id, event.attribution.api_key_id, event.feature, event.environment] {
+        for s in [
+            event.attribution.team,
+            event.attribution.project,
+            event.attribution.user_id,
+            event.attribution.api_key_id,
+            event.feature,
+            event.environment,
+        ] {
             row.str(s.unwrap_or_default());
         }
         self.tags = row.tags(event.tags, self.tags);
@@ -304,11 +310,7 @@ impl LedgerBatch {
 
     /// The encoded rows, ready to send (cheap to clone for a retry).
     pub fn seal(self) -> SealedBatch {
-        let columns = self
-            .columns
-            .into_iter()
-            .map(|c| (bytes::Bytes::from(c.lead), bytes::Bytes::from(c.values)))
-            .collect();
+        let columns = self.columns.into_iter().map(|c| (bytes::Bytes::from(c.lead), bytes::Bytes::from(c.values))).collect();
         SealedBatch { columns, tags: self.tags, span: self.span }
     }
 }

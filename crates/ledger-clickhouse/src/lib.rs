@@ -21,12 +21,10 @@ pub mod row;
 pub mod writer;
 
 pub use clickhouse;
-pub use encoded::{native_columns, BatchCapacity, BatchSpan, LedgerBatch, SealedBatch};
 pub use config::{ClickHouseConfig, DEFAULT_DATABASE, DEFAULT_URL};
+pub use encoded::{native_columns, BatchCapacity, BatchSpan, LedgerBatch, SealedBatch};
 pub use error::{Error, ErrorKind, Result};
 pub use migrate::{Migration, MigrationOutcome, MigrationReport, MigrationStatus, Migrator, MIGRATIONS};
-pub use report::{
-    Dimension, GroupedSpendRow, LedgerReader, LedgerTotals, Rollup, SpendRow, TableTotals,
-};
+pub use report::{Dimension, GroupedSpendRow, LedgerReader, LedgerTotals, Rollup, SpendRow, TableTotals};
 pub use row::{LedgerRow, Lineage};
 pub use writer::{LedgerWriter, MAX_BATCH_ROWS};

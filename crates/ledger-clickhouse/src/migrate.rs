@@ -41,11 +41,7 @@ pub const BOOTSTRAP_SQL: &str = include_str!("../../../schemas/clickhouse/0000_b
 
 /// Every migration this binary knows, in version order.
 pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "usage_ledger",
-        sql: include_str!("../../../schemas/clickhouse/0001_usage_ledger.sql"),
-    },
+    Migration { version: 1, name: "usage_ledger", sql: include_str!("../../../schemas/clickhouse/0001_usage_ledger.sql") },
     Migration { version: 2, name: "rollups", sql: include_str!("../../../schemas/clickhouse/0002_rollups.sql") },
     Migration { version: 3, name: "views", sql: include_str!("../../../schemas/clickhouse/0003_views.sql") },
 ];
@@ -226,10 +222,8 @@ impl Migrator {
         let table = format!("{}.schema_migrations", self.database);
         let context = || format!("recording migration {} in {table}", m.version);
         let applied_at = u32::try_from(Utc::now().timestamp()).unwrap_or(u32::MAX);
-        let mut insert = client
-            .insert_unescaped::<MigrationRecord<'_>>(&table)
-            .await
-            .map_err(|e| Error::clickhouse(context(), e))?;
+        let mut insert =
+            client.insert_unescaped::<MigrationRecord<'_>>(&table).await.map_err(|e| Error::clickhouse(context(), e))?;
         let record = MigrationRecord { version: m.version, name: m.name, checksum: m.checksum(), applied_at };
         insert.write(&record).await.map_err(|e| Error::clickhouse(context(), e))?;
         insert.end().await.map_err(|e| Error::clickhouse(context(), e))

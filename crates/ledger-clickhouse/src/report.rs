@@ -198,12 +198,7 @@ impl LedgerReader {
     /// Spend grouped by any dimensions (none: one grand-total row, when there is data), buckets
     /// starting in `[from, to)`, ordered by the keys. Rollup choice as in
     /// [`LedgerReader::spend_by_tenant_model`].
-    pub async fn spend(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        by: &[Dimension],
-    ) -> Result<Vec<GroupedSpendRow>> {
+    pub async fn spend(&self, from: DateTime<Utc>, to: DateTime<Utc>, by: &[Dimension]) -> Result<Vec<GroupedSpendRow>> {
         let rollup = rollup_for(from, to);
         let from_secs = datetime_secs(from, "from")?;
         let to_secs = datetime_secs(to, "to")?;
@@ -248,15 +243,13 @@ impl LedgerReader {
 
     /// Exact totals of the ledger and of every rollup (whole database).
     pub async fn ledger_totals(&self) -> Result<LedgerTotals> {
-        let ledger =
-            self.totals(&format!("SELECT count() AS requests, sum(cost_usd) AS cost FROM {}.usage_ledger", self.database)).await?;
+        let ledger = self
+            .totals(&format!("SELECT count() AS requests, sum(cost_usd) AS cost FROM {}.usage_ledger", self.database))
+            .await?;
         let mut rollups = Vec::new();
         for r in Rollup::ALL {
-            let sql = format!(
-                "SELECT sum(request_count) AS requests, sum(cost_usd) AS cost FROM {}.{}",
-                self.database,
-                r.table()
-            );
+            let sql =
+                format!("SELECT sum(request_count) AS requests, sum(cost_usd) AS cost FROM {}.{}", self.database, r.table());
             rollups.push((r, self.totals(&sql).await?));
         }
         Ok(LedgerTotals { ledger, rollups })

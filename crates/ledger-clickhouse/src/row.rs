@@ -95,9 +95,8 @@ pub(crate) fn event_time_secs(t: EventTime) -> Result<u32> {
 
 /// `secs` (of the instant `shown`) as a ClickHouse `DateTime`, or an error naming `what`.
 fn clickhouse_secs(secs: i64, what: &str, shown: impl std::fmt::Display) -> Result<u32> {
-    u32::try_from(secs).map_err(|_| {
-        Error::OutOfRange(format!("{what} {shown} is outside the ClickHouse DateTime range (1970..2106)"))
-    })
+    u32::try_from(secs)
+        .map_err(|_| Error::OutOfRange(format!("{what} {shown} is outside the ClickHouse DateTime range (1970..2106)")))
 }
 
 fn non_negative(v: i64, what: &str) -> Result<u64> {
@@ -110,12 +109,7 @@ impl LedgerRow {
     /// `ingest_time` is the batch's stamp (one per insert, see [`crate::LedgerWriter::insert_batch`]).
     /// Fails only when a value does not fit its column: a time outside the `DateTime` range or a
     /// negative token count (which [`UsageEvent::validate`] already rejects).
-    pub fn new(
-        event: &UsageEvent,
-        priced: &PricedUsage,
-        lineage: Lineage,
-        ingest_time: DateTime<Utc>,
-    ) -> Result<LedgerRow> {
+    pub fn new(event: &UsageEvent, priced: &PricedUsage, lineage: Lineage, ingest_time: DateTime<Utc>) -> Result<LedgerRow> {
         LedgerRow::from_event(event.clone(), priced, lineage, ingest_time)
     }
 
@@ -158,14 +152,8 @@ impl LedgerRow {
             status: event.status,
             input_tokens: non_negative(event.input_tokens, "input_tokens")?,
             cache_read_input_tokens: non_negative(event.cache_read_input_tokens, "cache_read_input_tokens")?,
-            cache_creation_input_tokens: non_negative(
-                event.cache_creation_input_tokens,
-                "cache_creation_input_tokens",
-            )?,
-            cache_creation_1h_input_tokens: non_negative(
-                event.cache_creation_1h_input_tokens,
-                "cache_creation_1h_input_tokens",
-            )?,
+            cache_creation_input_tokens: non_negative(event.cache_creation_input_tokens, "cache_creation_input_tokens")?,
+            cache_creation_1h_input_tokens: non_negative(event.cache_creation_1h_input_tokens, "cache_creation_1h_input_tokens")?,
             output_tokens: non_negative(event.output_tokens, "output_tokens")?,
             reasoning_output_tokens: non_negative(event.reasoning_output_tokens, "reasoning_output_tokens")?,
             input_cost_usd: t.input.picos(),
@@ -195,8 +183,7 @@ impl LedgerRow {
 
     /// The event time with its sub-second part.
     pub fn event_time_utc(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp(i64::from(self.event_time), self.event_time_micros.min(999_999) * 1_000)
-            .unwrap_or_default()
+        DateTime::from_timestamp(i64::from(self.event_time), self.event_time_micros.min(999_999) * 1_000).unwrap_or_default()
     }
 
     /// The batch's ingest time.

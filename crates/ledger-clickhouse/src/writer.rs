@@ -35,16 +35,15 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use ledger_core::attribution::{Attribution, AttributionKey};
 use ledger_core::aggregate::{SpendKey, SpendScope, SpendTotals};
+use ledger_core::attribution::{Attribution, AttributionKey};
 use ledger_core::Money;
 
 use crate::config::validate_database_name;
-pub use crate::encoded::MAX_BATCH_ROWS;
 use crate::encoded::SealedBatch;
+pub use crate::encoded::MAX_BATCH_ROWS;
 use crate::error::{Error, Result};
 use crate::row::{datetime_secs, LedgerRow};
-
 
 /// Writes ledger rows with the offset fence; reads the fence state back.
 #[derive(Debug, Clone)]
@@ -98,10 +97,7 @@ impl LedgerWriter {
     pub fn check_batch(rows: &[LedgerRow]) -> Result<()> {
         let Some(first) = rows.first() else { return Ok(()) };
         if rows.len() > MAX_BATCH_ROWS {
-            return Err(Error::InvalidBatch(format!(
-                "{} rows exceed the limit of {MAX_BATCH_ROWS} rows per insert",
-                rows.len()
-            )));
+            return Err(Error::InvalidBatch(format!("{} rows exceed the limit of {MAX_BATCH_ROWS} rows per insert", rows.len())));
         }
         for (i, pair) in rows.windows(2).enumerate() {
             let (a, b) = (&pair[0], &pair[1]);
@@ -157,11 +153,8 @@ impl LedgerWriter {
                 self.table
             )
         };
-        let mut insert = self
-            .client
-            .insert_unescaped::<LedgerRow>(&self.table)
-            .await
-            .map_err(|e| Error::clickhouse(context(), e))?;
+        let mut insert =
+            self.client.insert_unescaped::<LedgerRow>(&self.table).await.map_err(|e| Error::clickhouse(context(), e))?;
         for row in rows {
             insert.write(row).await.map_err(|e| Error::clickhouse(context(), e))?;
         }
@@ -221,12 +214,7 @@ impl LedgerWriter {
     /// Cumulative spend of one hour bucket of one source partition, per spend scope and key
     /// ([`SpendScope`]), as the durable ledger holds it (restores the processor's spend
     /// aggregates after a restart).
-    pub async fn spend_bucket(
-        &self,
-        topic: &str,
-        partition: i32,
-        bucket_start: i64,
-    ) -> Result<Vec<(SpendKey, SpendTotals)>> {
+    pub async fn spend_bucket(&self, topic: &str, partition: i32, bucket_start: i64) -> Result<Vec<(SpendKey, SpendTotals)>> {
         let start = u32::try_from(bucket_start).map_err(|_| Error::OutOfRange(format!("bucket {bucket_start}")))?;
         let mut out = Vec::new();
         for scope in SpendScope::ALL {
@@ -234,7 +222,8 @@ impl LedgerWriter {
             let column = |wanted: bool, name: &str| if wanted { name.to_owned() } else { format!("'' AS {name}") };
             let mut filters = String::new();
             let mut group = vec!["tenant_id".to_owned()];
-            for (wanted, name) in [(team, "team"), (project, "project"), (user, "user_id"), (key, "api_key_id"), (model, "model")] {
+            for (wanted, name) in [(team, "team"), (project, "project"), (user, "user_id"), (key, "api_key_id"), (model, "model")]
+            {
                 if wanted {
                     filters.push_str(&format!(" AND {name} != ''"));
                     group.push(name.to_owned());

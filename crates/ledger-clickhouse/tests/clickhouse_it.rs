@@ -11,8 +11,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use ledger_clickhouse::clickhouse::{self, Compression};
 use ledger_clickhouse::{
-    ClickHouseConfig, Dimension, Error, ErrorKind, LedgerReader, LedgerRow, LedgerWriter, Lineage, Migration,
-    MigrationStatus, Migrator, Rollup, SpendRow, TableTotals, MIGRATIONS,
+    ClickHouseConfig, Dimension, Error, ErrorKind, LedgerReader, LedgerRow, LedgerWriter, Lineage, Migration, MigrationStatus,
+    Migrator, Rollup, SpendRow, TableTotals, MIGRATIONS,
 };
 use ledger_core::pricing::{CostTerms, PricedUsage};
 use ledger_core::{Money, UsageEvent};
@@ -46,11 +46,7 @@ where
         Migrator::new(&database).unwrap().migrate(&client).await.expect("migrations apply");
     }
     let result = tokio::spawn(body(client.clone(), database.clone())).await;
-    client
-        .query_raw(&format!("DROP DATABASE IF EXISTS {database}"))
-        .execute()
-        .await
-        .expect("drop the test database");
+    client.query_raw(&format!("DROP DATABASE IF EXISTS {database}")).execute().await.expect("drop the test database");
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
     }
@@ -272,7 +268,15 @@ async fn high_watermarks_are_max_offset_per_partition() {
         let writer = LedgerWriter::new(client.clone(), &db).unwrap();
         assert!(writer.high_watermarks(TOPIC).await.unwrap().is_empty());
         let ingest = "2026-05-01T00:00:00Z";
-        let spec = |partition, offset| Spec { tenant: "acme", model: "m", event_time: "2026-05-01T00:00:00Z", terms: ("1", "0"), partition, offset, ingest };
+        let spec = |partition, offset| Spec {
+            tenant: "acme",
+            model: "m",
+            event_time: "2026-05-01T00:00:00Z",
+            terms: ("1", "0"),
+            partition,
+            offset,
+            ingest,
+        };
         // Offsets need not be contiguous (rejected events go to the dead-letter topic).
         writer.insert_batch(&[row(&spec(0, 5)), row(&spec(0, 6)), row(&spec(0, 9))]).await.unwrap();
         writer.insert_batch(&[row(&spec(1, 100))]).await.unwrap();
@@ -299,7 +303,15 @@ async fn batches_breaking_the_fence_preconditions_are_refused_and_not_written() 
     with_database(true, |client, db| async move {
         let writer = LedgerWriter::new(client.clone(), &db).unwrap();
         let ingest = "2026-05-01T00:00:00Z";
-        let spec = |partition, offset| Spec { tenant: "acme", model: "m", event_time: "2026-05-01T00:00:00Z", terms: ("1", "0"), partition, offset, ingest };
+        let spec = |partition, offset| Spec {
+            tenant: "acme",
+            model: "m",
+            event_time: "2026-05-01T00:00:00Z",
+            terms: ("1", "0"),
+            partition,
+            offset,
+            ingest,
+        };
         let mut other_topic = row(&spec(0, 2));
         other_topic.kafka_topic = "other".into();
         let mut other_ingest = row(&spec(0, 2));
@@ -332,7 +344,15 @@ async fn decimal_extremes_round_trip_exactly() {
         let ingest = "2026-06-01T00:00:00Z";
         let mut rows = Vec::new();
         for (i, v) in values.iter().enumerate() {
-            let mut r = row(&Spec { tenant: &format!("t{i}"), model: "m", event_time: "2026-06-01T00:00:00Z", terms: ("0", "0"), partition: 0, offset: i as i64, ingest });
+            let mut r = row(&Spec {
+                tenant: &format!("t{i}"),
+                model: "m",
+                event_time: "2026-06-01T00:00:00Z",
+                terms: ("0", "0"),
+                partition: 0,
+                offset: i as i64,
+                ingest,
+            });
             r.cost_usd = *v;
             r.output_cost_usd = *v;
             r.provided_cost_usd = Some(-*v);
@@ -356,7 +376,8 @@ async fn decimal_extremes_round_trip_exactly() {
             .collect()
             .await
             .unwrap();
-        let parsed: Vec<i128> = std::str::from_utf8(&text).unwrap().lines().map(|l| l.parse::<Money>().unwrap().picos()).collect();
+        let parsed: Vec<i128> =
+            std::str::from_utf8(&text).unwrap().lines().map(|l| l.parse::<Money>().unwrap().picos()).collect();
         assert_eq!(parsed, values.to_vec());
         let max_text = Money::from_picos(max).to_string();
         assert_eq!(max_text, "99999999999999999999999999.999999999999");

@@ -211,8 +211,7 @@ impl Chargeback {
             lines.push(ChargebackLine { key, requests, direct, allocated, charged: direct.checked_add(allocated)? });
         }
         let total = Money::checked_sum(weights.iter().copied())?.checked_add(unattributed)?;
-        let total_requests =
-            lines.iter().fold(unattributed_requests, |acc, l| acc.saturating_add(l.requests));
+        let total_requests = lines.iter().fold(unattributed_requests, |acc, l| acc.saturating_add(l.requests));
         Ok(Chargeback { lines, unattributed_requests, unattributed, unallocated, total_requests, total })
     }
 

@@ -21,5 +21,5 @@ pub mod spend;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogError, CatalogSource, LoadReport};
 pub use event::{EventTime, TagsRef, TokenCounts, UsageEvent, UsageEventRef};
-pub use pricing::{CostTerms, PriceField, PricedRef, PricedUsage, ResolvedPrices, RoutedFromCost};
 pub use money::Money;
+pub use pricing::{CostTerms, PriceField, PricedRef, PricedUsage, ResolvedPrices, RoutedFromCost};

@@ -26,14 +26,7 @@ pub struct CostTerms {
 impl CostTerms {
     /// The exact sum of the terms.
     pub fn total(&self) -> Result<Money, MoneyOverflow> {
-        Money::checked_sum([
-            self.input,
-            self.cache_read,
-            self.cache_write,
-            self.cache_write_1h,
-            self.output,
-            self.reasoning,
-        ])
+        Money::checked_sum([self.input, self.cache_read, self.cache_write, self.cache_write_1h, self.output, self.reasoning])
     }
 }
 
@@ -121,13 +114,8 @@ impl PriceField {
     ];
 
     /// The five fields that have long-context and service-tier variants.
-    pub const TIERED: [PriceField; 5] = [
-        PriceField::Input,
-        PriceField::Output,
-        PriceField::CacheRead,
-        PriceField::CacheCreation,
-        PriceField::CacheCreation1h,
-    ];
+    pub const TIERED: [PriceField; 5] =
+        [PriceField::Input, PriceField::Output, PriceField::CacheRead, PriceField::CacheCreation, PriceField::CacheCreation1h];
 
     /// LiteLLM's name of the plain field.
     pub const fn litellm_name(self) -> &'static str {
@@ -326,8 +314,7 @@ impl ResolvedPrices {
     /// Token parts exceeding their totals give `inconsistent_tokens`; a term outside the
     /// `Decimal(38, 12)` range gives `overflow`.
     pub fn cost_terms(&self, tokens: &TokenCounts) -> Result<CostTerms, Rejection> {
-        let inconsistent =
-            |what: &str| Rejection::new(RejectReason::InconsistentTokens, format!("{what} exceed their total"));
+        let inconsistent = |what: &str| Rejection::new(RejectReason::InconsistentTokens, format!("{what} exceed their total"));
         let uncached = tokens
             .input
             .checked_sub(tokens.cache_read)
@@ -336,8 +323,7 @@ impl ResolvedPrices {
             .ok_or_else(|| {
                 inconsistent("cache_read_input_tokens + cache_creation_input_tokens + cache_creation_1h_input_tokens")
             })?;
-        let plain_output =
-            tokens.output.checked_sub(tokens.reasoning).ok_or_else(|| inconsistent("reasoning_output_tokens"))?;
+        let plain_output = tokens.output.checked_sub(tokens.reasoning).ok_or_else(|| inconsistent("reasoning_output_tokens"))?;
         let mul = |price: Money, count: u64, what: &str| mul_count(price, count).ok_or_else(|| overflow(what));
         Ok(CostTerms {
             input: mul(self.input, uncached, "input cost")?,

@@ -133,10 +133,7 @@ mod tests {
 
     #[test]
     fn key_format() {
-        assert_eq!(
-            sample().key(),
-            r"acme|search|\-|\-|k\|1|gpt-4o|hour|2026-11-01T12:00:00Z|llm.usage.v1|3"
-        );
+        assert_eq!(sample().key(), r"acme|search|\-|\-|k\|1|gpt-4o|hour|2026-11-01T12:00:00Z|llm.usage.v1|3");
     }
 
     #[test]

@@ -20,11 +20,8 @@ fn float_artifacts_are_rounded_and_listed() {
       }
     }"#;
     let (src, report) = CatalogSource::from_litellm_json("t", epoch(), json).unwrap();
-    let rounded: Vec<(&str, &str, &str, i128)> = report
-        .rounded
-        .iter()
-        .map(|r| (r.model.as_str(), r.field.as_str(), r.text.as_str(), r.rounded.picos()))
-        .collect();
+    let rounded: Vec<(&str, &str, &str, i128)> =
+        report.rounded.iter().map(|r| (r.model.as_str(), r.field.as_str(), r.text.as_str(), r.rounded.picos())).collect();
     assert_eq!(
         rounded,
         vec![
@@ -154,23 +151,10 @@ fn real_litellm_1_110_2_file() {
     assert_eq!(by_reason.get("missing_input_cost_per_token"), Some(&23));
     assert_eq!(src.len(), 3_882);
     let has = |model: &str, field: &str, text: &str, picos: i128| {
-        report
-            .rounded
-            .iter()
-            .any(|r| r.model == model && r.field == field && r.text == text && r.rounded.picos() == picos)
+        report.rounded.iter().any(|r| r.model == model && r.field == field && r.text == text && r.rounded.picos() == picos)
     };
-    assert!(has(
-        "databricks/databricks-claude-sonnet-4-1",
-        "input_cost_per_token",
-        "2.9999900000000002e-06",
-        2_999_990
-    ));
-    assert!(has(
-        "databricks/databricks-claude-sonnet-4-1",
-        "output_cost_per_token",
-        "1.5000020000000002e-05",
-        15_000_020
-    ));
+    assert!(has("databricks/databricks-claude-sonnet-4-1", "input_cost_per_token", "2.9999900000000002e-06", 2_999_990));
+    assert!(has("databricks/databricks-claude-sonnet-4-1", "output_cost_per_token", "1.5000020000000002e-05", 15_000_020));
     assert!(has("databricks/databricks-gemini-2-5-flash", "input_cost_per_token", "3.0001999999999996e-07", 300_020));
     eprintln!(
         "real file: {} priced, {} skipped, {} rounded, {} ignored fields",

@@ -115,12 +115,12 @@ fn cache_reads_writes_and_reasoning_are_priced_per_class() {
     e.reasoning_output_tokens = 400;
     let p = c.price_event(&e).unwrap();
     let expected = CostTerms {
-        input: Money::from_picos(4_000 * 1_000_000), // uncached 10000-2000-3000-1000
-        cache_read: Money::from_picos(2_000 * 100_000), // 1e-07
-        cache_write: Money::from_picos(3_000 * 1_250_000), // 1.25e-06 (5 minutes)
+        input: Money::from_picos(4_000 * 1_000_000),          // uncached 10000-2000-3000-1000
+        cache_read: Money::from_picos(2_000 * 100_000),       // 1e-07
+        cache_write: Money::from_picos(3_000 * 1_250_000),    // 1.25e-06 (5 minutes)
         cache_write_1h: Money::from_picos(1_000 * 2_200_000), // 2.2e-06 (1 hour)
-        output: Money::from_picos(600 * 2_000_000),  // non-reasoning output
-        reasoning: Money::from_picos(400 * 8_000_000), // output_cost_per_reasoning_token
+        output: Money::from_picos(600 * 2_000_000),           // non-reasoning output
+        reasoning: Money::from_picos(400 * 8_000_000),        // output_cost_per_reasoning_token
     };
     assert_eq!(p.terms, expected);
     assert_eq!(p.cost.picos(), 14_550_000_000);
@@ -193,10 +193,7 @@ fn name_matching_m_then_p_slash_m_then_rest() {
     // rest of x/rest
     assert_eq!(model("custom/vendor-model", "openai").unwrap(), ("vendor-model".to_owned(), 3_000_000_000));
     // rest splits at the first slash only
-    assert_eq!(
-        model("together_ai/meta-llama/Llama-3", "together").unwrap(),
-        ("meta-llama/Llama-3".to_owned(), 4_000_000_000)
-    );
+    assert_eq!(model("together_ai/meta-llama/Llama-3", "together").unwrap(), ("meta-llama/Llama-3".to_owned(), 4_000_000_000));
     // nothing fuzzier: other provider, no prefix match, no case folding
     assert_eq!(model("gpt-y", "anthropic").unwrap_err().reason, RejectReason::UnknownModel);
     assert_eq!(model("GPT-X", "openai").unwrap_err().reason, RejectReason::UnknownModel);
@@ -311,12 +308,8 @@ fn price_history_switches_at_effective_from() {
             "b": {"input_cost_per_token": 5e-06, "output_cost_per_token": 0}}"#,
     )
     .0;
-    let v2 = source(
-        "prices",
-        at("2026-06-01T00:00:00Z"),
-        r#"{"a": {"input_cost_per_token": 2e-06, "output_cost_per_token": 0}}"#,
-    )
-    .0;
+    let v2 =
+        source("prices", at("2026-06-01T00:00:00Z"), r#"{"a": {"input_cost_per_token": 2e-06, "output_cost_per_token": 0}}"#).0;
     // given in any order
     let c = Catalog::new(vec![v2, v1]).unwrap();
     let price = |model: &str, when: &str| {
@@ -325,10 +318,7 @@ fn price_history_switches_at_effective_from() {
         c.price_event(&e).map(|p| (p.price_version.to_string(), p.cost.picos()))
     };
     assert_eq!(price("a", "2026-06-01T00:00:00Z").unwrap(), ("prices@2026-06-01T00:00:00Z".to_owned(), 2_000_000_000));
-    assert_eq!(
-        price("a", "2026-05-31T23:59:59.999999Z").unwrap(),
-        ("prices@2026-01-01T00:00:00Z".to_owned(), 1_000_000_000)
-    );
+    assert_eq!(price("a", "2026-05-31T23:59:59.999999Z").unwrap(), ("prices@2026-01-01T00:00:00Z".to_owned(), 1_000_000_000));
     // absent from the newer source: the older one prices it
     assert_eq!(price("b", "2026-07-01T00:00:00Z").unwrap(), ("prices@2026-01-01T00:00:00Z".to_owned(), 5_000_000_000));
     // before the first source: unknown
@@ -342,7 +332,8 @@ fn event_times_are_microseconds_and_sub_microsecond_versions_apply_from_the_next
     // Events carry microseconds (the wire's timestamp-micros); an instant given with finer
     // precision is floored. A version that takes effect inside a microsecond applies to the
     // events of the microseconds after that instant.
-    let v1 = source("prices", at("2026-01-01T00:00:00Z"), r#"{"a": {"input_cost_per_token": 1e-06, "output_cost_per_token": 0}}"#).0;
+    let v1 =
+        source("prices", at("2026-01-01T00:00:00Z"), r#"{"a": {"input_cost_per_token": 1e-06, "output_cost_per_token": 0}}"#).0;
     let v2 = source(
         "prices",
         at("2026-06-01T00:00:00.0000005Z"),
@@ -365,12 +356,8 @@ fn newest_source_containing_the_model_wins() {
     // The older source knows `gpt-x`; the newer one only `openai/gpt-x`. The newer source
     // contains the model (by the `provider/model` rule), so it prices the event: docs/pricing.md's
     // "the newest source whose effective_from <= event_time that contains the model".
-    let old = source(
-        "old",
-        at("2026-01-01T00:00:00Z"),
-        r#"{"gpt-x": {"input_cost_per_token": 1e-06, "output_cost_per_token": 0}}"#,
-    )
-    .0;
+    let old =
+        source("old", at("2026-01-01T00:00:00Z"), r#"{"gpt-x": {"input_cost_per_token": 1e-06, "output_cost_per_token": 0}}"#).0;
     let new = source(
         "new",
         at("2026-06-01T00:00:00Z"),

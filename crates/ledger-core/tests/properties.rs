@@ -33,9 +33,8 @@ fn tokens(input_range: std::ops::RangeInclusive<u64>) -> impl Strategy<Value = [
             (Just(input), 0..=cached, Just(cached), Just(output), Just(reasoning)).prop_flat_map(
                 |(input, read, cached, output, reasoning)| {
                     let rest = cached - read;
-                    (Just(input), Just(read), 0..=rest, Just(rest), Just(output), Just(reasoning)).prop_map(
-                        |(input, read, cw, rest, output, reasoning)| [input, read, cw, rest - cw, output, reasoning],
-                    )
+                    (Just(input), Just(read), 0..=rest, Just(rest), Just(output), Just(reasoning))
+                        .prop_map(|(input, read, cw, rest, output, reasoning)| [input, read, cw, rest - cw, output, reasoning])
                 },
             )
         })

@@ -45,7 +45,12 @@ fn spend(tenant: &str, hour: chrono::DateTime<Utc>, partition: i32, usd: i64, of
     }
 }
 
-async fn send(producer: &FutureProducer, codec: &SpendUpdateCodec, topic: &str, u: &SpendUpdate) -> rdkafka::producer::DeliveryFuture {
+async fn send(
+    producer: &FutureProducer,
+    codec: &SpendUpdateCodec,
+    topic: &str,
+    u: &SpendUpdate,
+) -> rdkafka::producer::DeliveryFuture {
     let payload = codec.encode(u).expect("encode");
     let key = u.key();
     ledger_kafka::producer::enqueue(producer, FutureRecord::to(topic).key(&key).payload(&payload)).await.expect("enqueue")
@@ -78,7 +83,8 @@ async fn main() {
         ));
     }
     std::fs::write(&budgets, text).expect("budgets file");
-    let settings = EnforcerSettings { budgets_file: budgets.clone(), group_id: format!("bench-{suffix}"), ..EnforcerSettings::default() };
+    let settings =
+        EnforcerSettings { budgets_file: budgets.clone(), group_id: format!("bench-{suffix}"), ..EnforcerSettings::default() };
     let config = EnforcerConfig { kafka: kafka.clone(), topics: topics.clone(), settings };
     ledger_kafka::admin::ensure_topics(&kafka, &ledger_kafka::admin::ledger_topics(&topics, 4)).await.expect("topics");
     tokio::time::sleep(Duration::from_secs(2)).await; // leaders of the fresh topics
@@ -172,7 +178,10 @@ async fn main() {
     while let Ok((scope, state, _)) = rx.try_recv() {
         seen.insert(scope, state);
     }
-    println!("signals published after the restart: {} (expected 0: nothing changed)", stats2.signals_published.load(Ordering::Relaxed));
+    println!(
+        "signals published after the restart: {} (expected 0: nothing changed)",
+        stats2.signals_published.load(Ordering::Relaxed)
+    );
     token.cancel();
     handle.await.expect("enforcer task");
     let _ = std::fs::remove_file(budgets);

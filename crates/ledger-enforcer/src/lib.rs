@@ -7,8 +7,8 @@ pub mod config;
 pub mod error;
 pub mod runner;
 pub mod signals;
-pub mod status;
 pub mod stats;
+pub mod status;
 
 pub use error::EnforcerError;
 pub use runner::{load_policy, Enforcer, EnforcerConfig};

@@ -32,8 +32,8 @@ use ledger_schema::{BudgetSignalCodec, SpendUpdateCodec};
 
 use crate::config::EnforcerSettings;
 use crate::error::EnforcerError;
-use crate::stats::Stats;
 use crate::signals::latest_signals;
+use crate::stats::Stats;
 use ledger_kafka::reader::{BoundedRead, PartitionMarks};
 
 /// Everything `ledger enforce` needs.
@@ -213,8 +213,13 @@ impl Enforcer {
     }
 
     /// Reads the compacted spend topic from the beginning to its end into the engine.
-    async fn catch_up(&self, engine: BudgetEngine, shutdown: CancellationToken) -> Result<(BudgetEngine, Vec<PartitionMarks>), EnforcerError> {
-        let (kafka, group, topic) = (self.config.kafka.clone(), self.config.settings.group_id.clone(), self.config.topics.spend.clone());
+    async fn catch_up(
+        &self,
+        engine: BudgetEngine,
+        shutdown: CancellationToken,
+    ) -> Result<(BudgetEngine, Vec<PartitionMarks>), EnforcerError> {
+        let (kafka, group, topic) =
+            (self.config.kafka.clone(), self.config.settings.group_id.clone(), self.config.topics.spend.clone());
         let codec = self.spend_codec;
         let stats = self.stats.clone();
         let started = std::time::Instant::now();
@@ -222,25 +227,28 @@ impl Enforcer {
             let mut engine = engine;
             let mut count = 0u64;
             let stop = move || shutdown.is_cancelled();
-            let end = BoundedRead::new(&kafka, &topic).group(&group).stall_timeout(Duration::from_secs(60)).stop_when(&stop).to_end(|m| {
-                count += 1;
-                let (partition, offset) = (m.partition(), m.offset());
-                let Some(payload) = m.payload() else { return };
-                match codec.decode(payload) {
-                    Ok(u) => {
-                        let u: SpendUpdate = u;
-                        // The replay is not arrivals: `now` only matters for the burn rate,
-                        // which the engine ignores until `go_live`.
-                        if engine.apply(&u, Utc::now()) {
-                            Stats::inc(&stats.spend_updates_counted);
+            let end =
+                BoundedRead::new(&kafka, &topic).group(&group).stall_timeout(Duration::from_secs(60)).stop_when(&stop).to_end(
+                    |m| {
+                        count += 1;
+                        let (partition, offset) = (m.partition(), m.offset());
+                        let Some(payload) = m.payload() else { return };
+                        match codec.decode(payload) {
+                            Ok(u) => {
+                                let u: SpendUpdate = u;
+                                // The replay is not arrivals: `now` only matters for the burn rate,
+                                // which the engine ignores until `go_live`.
+                                if engine.apply(&u, Utc::now()) {
+                                    Stats::inc(&stats.spend_updates_counted);
+                                }
+                            }
+                            Err(e) => {
+                                Stats::inc(&stats.spend_decode_errors);
+                                tracing::warn!(partition, offset, error = %e, "skipping a spend record that does not decode");
+                            }
                         }
-                    }
-                    Err(e) => {
-                        Stats::inc(&stats.spend_decode_errors);
-                        tracing::warn!(partition, offset, error = %e, "skipping a spend record that does not decode");
-                    }
-                }
-            });
+                    },
+                );
             let end = end?.ok_or_else(|| KafkaError::Topic { topic: topic.clone(), problem: "does not exist".into() })?;
             Ok::<_, KafkaError>((engine, end, count))
         })

@@ -37,12 +37,37 @@ impl Stats {
         let mut out = String::new();
         let rows: [(&str, &str, &str, &AtomicU64); 9] = [
             ("ledger_enforcer_spend_updates_total", "counter", "Spend updates read", &self.spend_updates),
-            ("ledger_enforcer_spend_updates_counted_total", "counter", "Spend updates counted toward a budget", &self.spend_updates_counted),
-            ("ledger_enforcer_spend_decode_errors_total", "counter", "Spend records skipped because they do not decode", &self.spend_decode_errors),
-            ("ledger_enforcer_signals_published_total", "counter", "Budget signals acknowledged by Kafka", &self.signals_published),
-            ("ledger_enforcer_publish_failures_total", "counter", "Budget signal deliveries that failed and are retried", &self.publish_failures),
+            (
+                "ledger_enforcer_spend_updates_counted_total",
+                "counter",
+                "Spend updates counted toward a budget",
+                &self.spend_updates_counted,
+            ),
+            (
+                "ledger_enforcer_spend_decode_errors_total",
+                "counter",
+                "Spend records skipped because they do not decode",
+                &self.spend_decode_errors,
+            ),
+            (
+                "ledger_enforcer_signals_published_total",
+                "counter",
+                "Budget signals acknowledged by Kafka",
+                &self.signals_published,
+            ),
+            (
+                "ledger_enforcer_publish_failures_total",
+                "counter",
+                "Budget signal deliveries that failed and are retried",
+                &self.publish_failures,
+            ),
             ("ledger_enforcer_policy_reloads_total", "counter", "Changed budgets files applied", &self.policy_reloads),
-            ("ledger_enforcer_policy_rejected_total", "counter", "Changed budgets files refused as invalid", &self.policy_rejected),
+            (
+                "ledger_enforcer_policy_rejected_total",
+                "counter",
+                "Changed budgets files refused as invalid",
+                &self.policy_rejected,
+            ),
             ("ledger_enforcer_budgets", "gauge", "Budgets in force", &self.budgets),
             ("ledger_enforcer_live", "gauge", "1 when the spend topic is read to its end and followed live", &self.live),
         ];

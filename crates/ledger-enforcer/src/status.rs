@@ -56,12 +56,14 @@ pub fn budget_status(
     let codec = SpendUpdateCodec::new()?;
     let mut undecodable = 0u64;
     let on_read = |n: u64| progress(&topics.spend, n);
-    BoundedRead::new(kafka, &topics.spend).group(group).on_progress(&on_read).to_end(|m| match m.payload().map(|p| codec.decode(p)) {
-        Some(Ok(u)) => {
-            engine.apply(&u, now);
+    BoundedRead::new(kafka, &topics.spend).group(group).on_progress(&on_read).to_end(|m| {
+        match m.payload().map(|p| codec.decode(p)) {
+            Some(Ok(u)) => {
+                engine.apply(&u, now);
+            }
+            Some(Err(_)) => undecodable += 1,
+            None => {}
         }
-        Some(Err(_)) => undecodable += 1,
-        None => {}
     })?;
     progress(&topics.signals, 0);
     let signals: BTreeMap<String, BudgetSignal> = latest_signals(kafka, group, &topics.signals)?;

@@ -118,7 +118,13 @@ fn span_event(
     let event = UsageEvent {
         event_id: format!("otlp-{trace_id}-{span_id}"),
         event_time: DateTime::<Utc>::from_timestamp_nanos(end),
-        attribution: Attribution { tenant_id: tenant.to_owned(), team: text(attrs, "ledger.team"), project: text(attrs, "ledger.project"), user_id: text(attrs, "ledger.user_id").or_else(|| text(attrs, "user.id")), api_key_id: text(attrs, "ledger.api_key_id") },
+        attribution: Attribution {
+            tenant_id: tenant.to_owned(),
+            team: text(attrs, "ledger.team"),
+            project: text(attrs, "ledger.project"),
+            user_id: text(attrs, "ledger.user_id").or_else(|| text(attrs, "user.id")),
+            api_key_id: text(attrs, "ledger.api_key_id"),
+        },
         feature: text(attrs, "ledger.feature"),
         environment: text(attrs, "ledger.environment").or_else(|| text(resource, "deployment.environment.name")),
         tags: text(resource, "service.name").map(|s| BTreeMap::from([("service".to_owned(), s)])).unwrap_or_default(),
@@ -177,7 +183,10 @@ mod tests {
         let e = &events[0];
         assert_eq!(e.event_id, "otlp-5b8efff798038103d269b633813fc60c-eee19b7ec3c1b174");
         assert_eq!((e.input_tokens, e.cache_read_input_tokens, e.output_tokens), (1200, 1000, 300));
-        assert_eq!((e.provider.as_str(), e.request_model.as_str(), e.attribution.team.as_deref()), ("openai", "gpt-4o-mini", Some("search")));
+        assert_eq!(
+            (e.provider.as_str(), e.request_model.as_str(), e.attribution.team.as_deref()),
+            ("openai", "gpt-4o-mini", Some("search"))
+        );
         assert_eq!(e.latency_ms, Some(1500));
         assert_eq!(e.tags.get("service").map(String::as_str), Some("search-api"));
         assert_eq!(e.event_time.timestamp(), 1_764_349_201);

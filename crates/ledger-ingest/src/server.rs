@@ -19,8 +19,8 @@ use tokio::time::Instant;
 
 use crate::config::{ApiKeys, IngestSettings};
 use crate::validate::{parse_event, split_body, BodyError, FieldError};
-use ledger_core::acceptance::AcceptanceRules;
 use crate::IngestError;
+use ledger_core::acceptance::AcceptanceRules;
 
 /// The OpenAPI document served at `GET /openapi.yaml`.
 pub const OPENAPI_YAML: &str = include_str!("../../../docs/openapi.yaml");
@@ -114,11 +114,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim()).filter(|k| !k.is_empty())
 }
 
-async fn post_usage(
-    State(state): State<Arc<IngestState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn post_usage(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let entry = match authenticate(&state, &headers) {
         Ok(entry) => entry,
         Err(answer) => return *answer,
@@ -167,7 +163,10 @@ async fn post_usage(
                 foreign.push(FieldError {
                     index: Some(i),
                     field: Some("tenant_id".to_owned()),
-                    message: format!("this API key may write usage of its own tenant only, not of {:?}", event.attribution.tenant_id),
+                    message: format!(
+                        "this API key may write usage of its own tenant only, not of {:?}",
+                        event.attribution.tenant_id
+                    ),
                 });
             }
             events.push(event);
@@ -178,10 +177,7 @@ async fn post_usage(
         return error(
             StatusCode::FORBIDDEN,
             "forbidden_tenant",
-            format!(
-                "{} of {count} events belong to another tenant than this API key's; nothing was written",
-                foreign.len()
-            ),
+            format!("{} of {count} events belong to another tenant than this API key's; nothing was written", foreign.len()),
             foreign,
         );
     }
@@ -217,12 +213,8 @@ async fn post_usage(
 /// The key's entry, or the 401 answer.
 fn authenticate<'a>(state: &'a IngestState, headers: &HeaderMap) -> Result<&'a crate::config::ApiKeyEntry, Box<Response>> {
     let Some(key) = bearer(headers) else {
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send your tenant API key as `Authorization: Bearer <key>`",
-            vec![],
-        );
+        let mut r =
+            error(StatusCode::UNAUTHORIZED, "unauthorized", "send your tenant API key as `Authorization: Bearer <key>`", vec![]);
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return Err(Box::new(r));
     };
@@ -242,11 +234,7 @@ fn authenticate<'a>(state: &'a IngestState, headers: &HeaderMap) -> Result<&'a c
 /// `POST /v1/traces`: OTLP/HTTP with JSON encoding. GenAI spans become usage events of the
 /// key's tenant; the answer is OTLP's (`{}`, or `partialSuccess` naming the spans that could
 /// not be used) and, as for `/v1/usage`, only after Kafka acknowledged every event.
-async fn post_traces(
-    State(state): State<Arc<IngestState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn post_traces(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
     let entry = match authenticate(&state, &headers) {
         Ok(entry) => entry,
         Err(answer) => return *answer,

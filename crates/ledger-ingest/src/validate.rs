@@ -64,9 +64,8 @@ pub fn split_body(body: &[u8], max_events: usize) -> Result<Vec<&RawValue>, Body
         Some(b'{') => {
             let map: BTreeMap<Cow<'_, str>, &RawValue> = serde_json::from_slice(body).map_err(not_json)?;
             match map.get("events") {
-                Some(events) if map.len() == 1 => serde_json::from_str(events.get()).map_err(|_| {
-                    BodyError::Malformed("`events` must be an array of event objects".to_owned())
-                })?,
+                Some(events) if map.len() == 1 => serde_json::from_str(events.get())
+                    .map_err(|_| BodyError::Malformed("`events` must be an array of event objects".to_owned()))?,
                 Some(_) => {
                     return Err(BodyError::Malformed(
                         "a batch object must have the single key `events` (an array of events)".to_owned(),
@@ -163,7 +162,10 @@ fn check_field(index: usize, name: &str, kind: Kind, value: &Value, errors: &mut
             fail(format!("is longer than {MAX_STRING_CHARS} characters"))
         }
         (Kind::RequiredString | Kind::OptionalString | Kind::DefaultedString, Value::String(_)) => true,
-        (Kind::OptionalString | Kind::DefaultedString | Kind::TokenCount | Kind::OptionalInteger | Kind::Tags | Kind::Money, Value::Null) => false,
+        (
+            Kind::OptionalString | Kind::DefaultedString | Kind::TokenCount | Kind::OptionalInteger | Kind::Tags | Kind::Money,
+            Value::Null,
+        ) => false,
         (Kind::RequiredString | Kind::OptionalString | Kind::DefaultedString, v) => {
             fail(format!("must be a string (got a JSON {})", json_type(v)))
         }
@@ -185,11 +187,17 @@ fn check_field(index: usize, name: &str, kind: Kind, value: &Value, errors: &mut
             Ok(_) => true,
             Err(e) => fail(format!("must be an RFC 3339 time such as 2026-11-28T17:00:00Z ({e}; got {s:?})")),
         },
-        (Kind::Time, v) => fail(format!("must be an RFC 3339 time string such as 2026-11-28T17:00:00Z (got a JSON {})", json_type(v))),
+        (Kind::Time, v) => {
+            fail(format!("must be an RFC 3339 time string such as 2026-11-28T17:00:00Z (got a JSON {})", json_type(v)))
+        }
         (Kind::Tags, Value::Object(tags)) => {
             for (k, v) in tags {
                 if !v.is_string() {
-                    errors.push(FieldError::at(index, &format!("tags.{k}"), format!("tag values must be strings (got a JSON {})", json_type(v))));
+                    errors.push(FieldError::at(
+                        index,
+                        &format!("tags.{k}"),
+                        format!("tag values must be strings (got a JSON {})", json_type(v)),
+                    ));
                 }
             }
             true
@@ -277,7 +285,13 @@ impl From<StrictEvent> for UsageEvent {
         UsageEvent {
             event_id: e.event_id,
             event_time: e.event_time,
-            attribution: Attribution { tenant_id: e.tenant_id, team: e.team, project: e.project, user_id: e.user_id, api_key_id: e.api_key_id },
+            attribution: Attribution {
+                tenant_id: e.tenant_id,
+                team: e.team,
+                project: e.project,
+                user_id: e.user_id,
+                api_key_id: e.api_key_id,
+            },
             feature: e.feature,
             environment: e.environment,
             tags: e.tags,
@@ -407,7 +421,11 @@ pub(crate) fn check_window(
     if let Some(rules) = rules {
         if let Err(r) = rules.check_time(EventTime::from_datetime(event.event_time), now.timestamp_millis()) {
             let hint = if r.reason == RejectReason::InFuture { " (check the sender's clock)" } else { "" };
-            errors.push(FieldError::at(index, "event_time", format!("{}: the ledger would reject it as {}{hint}", r.detail, r.reason)));
+            errors.push(FieldError::at(
+                index,
+                "event_time",
+                format!("{}: the ledger would reject it as {}{hint}", r.detail, r.reason),
+            ));
             return None;
         }
     }

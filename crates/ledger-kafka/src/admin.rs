@@ -45,10 +45,8 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
             nt
         })
         .collect();
-    let results = admin
-        .create_topics(new_topics.iter(), &admin_options())
-        .await
-        .map_err(|e| KafkaError::client("creating topics", e))?;
+    let results =
+        admin.create_topics(new_topics.iter(), &admin_options()).await.map_err(|e| KafkaError::client("creating topics", e))?;
     check_topic_results(results, RDKafkaErrorCode::TopicAlreadyExists, "create")
 }
 
@@ -94,8 +92,7 @@ fn check_topic_results(results: Vec<TopicResult>, expected: RDKafkaErrorCode, ve
 pub fn topics_with_prefix(config: &KafkaConfig, prefix: &str, timeout: Duration) -> Result<Vec<String>, KafkaError> {
     let consumer = metadata_client(config)?;
     let md = consumer.fetch_metadata(None, timeout).map_err(|e| KafkaError::client("fetching metadata", e))?;
-    let mut names: Vec<String> =
-        md.topics().iter().map(|t| t.name().to_owned()).filter(|n| n.starts_with(prefix)).collect();
+    let mut names: Vec<String> = md.topics().iter().map(|t| t.name().to_owned()).filter(|n| n.starts_with(prefix)).collect();
     names.sort();
     Ok(names)
 }

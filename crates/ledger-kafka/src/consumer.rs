@@ -85,11 +85,17 @@ impl ClientContext for RecordingContext {
             for (&partition, p) in &t.partitions {
                 // librdkafka reports the internal UA partition as -1, and -1 offsets before the
                 // first fetch or commit.
-                if partition < 0 || p.hi_offset < 0 || !matches!(p.fetch_state.as_str(), "active" | "offset-query" | "offset-wait") {
+                if partition < 0
+                    || p.hi_offset < 0
+                    || !matches!(p.fetch_state.as_str(), "active" | "offset-query" | "offset-wait")
+                {
                     continue;
                 }
                 let committed = p.committed_offset.max(0);
-                lag.insert((topic.clone(), partition), PartitionLag { high_watermark: p.hi_offset, committed, lag: (p.hi_offset - committed).max(0) });
+                lag.insert(
+                    (topic.clone(), partition),
+                    PartitionLag { high_watermark: p.hi_offset, committed, lag: (p.hi_offset - committed).max(0) },
+                );
             }
         }
         *self.lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;

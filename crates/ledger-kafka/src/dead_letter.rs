@@ -11,8 +11,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 
-use ledger_core::event::Rejection;
 use crate::KafkaConfig;
+use ledger_core::event::Rejection;
 
 /// Header with the machine-readable reason (`unknown_model`, ...).
 pub const HEADER_REASON: &str = "ledger.reason";

@@ -163,10 +163,8 @@ mod tests {
 
     #[test]
     fn consumer_config_sets_the_defaults_then_the_properties_then_the_options() {
-        let config = KafkaConfig {
-            brokers: "kafka:9092".into(),
-            options: [("fetch.wait.max.ms".to_owned(), "7".to_owned())].into(),
-        };
+        let config =
+            KafkaConfig { brokers: "kafka:9092".into(), options: [("fetch.wait.max.ms".to_owned(), "7".to_owned())].into() };
         let cfg = config.consumer_config(&[("group.id", "g"), ("fetch.wait.max.ms", "100")]);
         assert_eq!(cfg.get("bootstrap.servers"), Some("kafka:9092"));
         assert_eq!(cfg.get("fetch.queue.backoff.ms"), Some("20"), "no one-second stall after a full queue");

@@ -61,10 +61,7 @@ impl ProducerContext for AckCounter {
 /// The ledger's producer settings (as [`idempotent_producer`]) with `overrides` on top (the
 /// configured options still win), delivering into an [`AckCounter`]; a background thread
 /// serves the delivery reports.
-pub fn counting_producer(
-    config: &KafkaConfig,
-    overrides: &[(&str, &str)],
-) -> Result<ThreadedProducer<AckCounter>, KafkaError> {
+pub fn counting_producer(config: &KafkaConfig, overrides: &[(&str, &str)]) -> Result<ThreadedProducer<AckCounter>, KafkaError> {
     producer_config(config, overrides)
         .create_with_context(AckCounter::default())
         .map_err(|e| KafkaError::client("creating producer", e))

@@ -42,10 +42,8 @@ pub const MODEL_MIX: &[ModelSpec] = &[
     ModelSpec { provider: "mistral_ai", model: "mistral/mistral-large-latest", weight: 2, reasoning: false, cache_writes: false },
 ];
 
-const TENANTS: &[&str] = &[
-    "acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "cyberdyne", "soylent",
-    "aperture",
-];
+const TENANTS: &[&str] =
+    &["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "tyrell", "cyberdyne", "soylent", "aperture"];
 const TEAMS: &[&str] = &["search", "support", "growth", "platform", "research"];
 const FEATURES: &[&str] = &["chat", "summarize", "classify", "extract", "agent"];
 
@@ -188,7 +186,11 @@ impl Generator {
         let cache_read = if self.rng.gen_bool(0.4) { input * self.rng.gen_range(0..80) / 100 } else { 0 };
         let (cache_creation, cache_creation_1h) = if spec.cache_writes && self.rng.gen_bool(0.2) {
             let w = (input - cache_read) * self.rng.gen_range(0..50) / 100;
-            if self.rng.gen_bool(0.3) { (0, w) } else { (w, 0) }
+            if self.rng.gen_bool(0.3) {
+                (0, w)
+            } else {
+                (w, 0)
+            }
         } else {
             (0, 0)
         };
@@ -346,7 +348,13 @@ mod tests {
         let e = g.valid_event();
         assert_eq!(e.event_id, "run-9-1");
         let team = e.attribution.team.as_deref().unwrap();
-        assert!(e.attribution.project.as_deref().unwrap().strip_prefix(&format!("{team}-")).is_some_and(|n| ("1"..="3").contains(&n)));
+        assert!(e
+            .attribution
+            .project
+            .as_deref()
+            .unwrap()
+            .strip_prefix(&format!("{team}-"))
+            .is_some_and(|n| ("1"..="3").contains(&n)));
         assert!(e.attribution.api_key_id.as_deref().unwrap().starts_with(&format!("key-{}-", e.attribution.tenant_id)));
     }
 
@@ -396,11 +404,8 @@ mod tests {
 
     #[test]
     fn shares_of_duplicates_and_invalid_are_respected() {
-        let mut g = Generator::new(GeneratorOptions {
-            duplicate_ppm: 50_000,
-            invalid_ppm: 10_000,
-            ..GeneratorOptions::default()
-        });
+        let mut g =
+            Generator::new(GeneratorOptions { duplicate_ppm: 50_000, invalid_ppm: 10_000, ..GeneratorOptions::default() });
         let (mut dup, mut bad) = (0, 0);
         for _ in 0..100_000 {
             match g.next_message() {

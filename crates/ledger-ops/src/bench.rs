@@ -38,8 +38,12 @@ pub async fn consume_baseline(kafka: &KafkaConfig, topic: &str, expect: u64) -> 
                 bytes += m.payload().map_or(0, |p| p.len() as u64);
                 messages += 1;
             }
-            Ok(Err(e)) => return Err(ledger_kafka::KafkaError::Client { context: format!("consuming {topic}"), source: e }.into()),
-            Err(_) => return Err(OpsError::Inconsistent(format!("no message for 30 s after {messages} of {expect} from {topic}"))),
+            Ok(Err(e)) => {
+                return Err(ledger_kafka::KafkaError::Client { context: format!("consuming {topic}"), source: e }.into())
+            }
+            Err(_) => {
+                return Err(OpsError::Inconsistent(format!("no message for 30 s after {messages} of {expect} from {topic}")))
+            }
         }
     }
     Ok(Consumed { messages, bytes, elapsed: started.elapsed() })

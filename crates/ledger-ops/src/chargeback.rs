@@ -142,8 +142,8 @@ pub async fn chargeback(config: &ClickHouseConfig, request: &ChargebackRequest<'
     let (attributed, reasons) = attribute(&rows, request.by, &request.mapping)?;
     let unattributed_requests: u64 = reasons.values().map(|(r, _)| r).sum();
     let unattributed = Money::checked_sum(reasons.values().map(|(_, c)| *c))?;
-    let chargeback = Chargeback::build(attributed, unattributed_requests, unattributed)
-        .map_err(|e| OpsError::Inconsistent(e.to_string()))?;
+    let chargeback =
+        Chargeback::build(attributed, unattributed_requests, unattributed).map_err(|e| OpsError::Inconsistent(e.to_string()))?;
     // The report must add up to the ledger: a second read that disagrees means rows arrived
     // (or vanished) between the two queries.
     if chargeback.total != ledger.cost || chargeback.total_requests != ledger.requests {
@@ -207,7 +207,13 @@ impl ChargebackReport {
             rows.push(row(c.lines.len(), format!("(unattributed — {})", why.join("; ")), c.unattributed_requests));
         }
         let total = c.total.round_to(decimals);
-        rows.push(DisplayRow { label: "TOTAL".into(), requests: c.total_requests, direct: total, share: Money::ZERO, charged: total });
+        rows.push(DisplayRow {
+            label: "TOTAL".into(),
+            requests: c.total_requests,
+            direct: total,
+            share: Money::ZERO,
+            charged: total,
+        });
         Ok(rows)
     }
 
@@ -228,10 +234,7 @@ impl ChargebackReport {
             ));
         }
         let given_away = Money::from_picos(c.unallocated.picos() - c.unattributed.picos());
-        out.push_str(&format!(
-            "unattributed,,{},{},{},{}\n",
-            c.unattributed_requests, c.unattributed, given_away, c.unallocated
-        ));
+        out.push_str(&format!("unattributed,,{},{},{},{}\n", c.unattributed_requests, c.unattributed, given_away, c.unallocated));
         out.push_str(&format!("total,,{},{},{},{}\n", c.total_requests, c.total, Money::ZERO, c.total));
         out
     }
@@ -281,7 +284,13 @@ mod tests {
     use super::*;
 
     fn row(tenant: &str, team: &str, project: &str, cost: i128) -> AttributionSpend {
-        AttributionSpend { tenant_id: tenant.into(), team: team.into(), project: project.into(), requests: 1, cost: Money::from_picos(cost) }
+        AttributionSpend {
+            tenant_id: tenant.into(),
+            team: team.into(),
+            project: project.into(),
+            requests: 1,
+            cost: Money::from_picos(cost),
+        }
     }
 
     #[test]

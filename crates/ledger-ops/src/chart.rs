@@ -22,8 +22,8 @@ const TOP: i128 = 70;
 const BOTTOM: i128 = 60;
 /// Distinguishable colors; more teams than colors reuse them with a darker outline.
 const PALETTE: [&str; 12] = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
-    "#1f77b4", "#d62728",
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4",
+    "#d62728",
 ];
 
 /// The name a team is shown under (`""` is spend without a team).

@@ -10,9 +10,9 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use ledger_clickhouse::ClickHouseConfig;
-use ledger_kafka::{KafkaConfig, TopicNames};
 use ledger_enforcer::config::EnforcerSettings;
 use ledger_ingest::config::IngestSettings;
+use ledger_kafka::{KafkaConfig, TopicNames};
 use ledger_processor::config::{ProcessorConfig, ProcessorSettings};
 
 use crate::OpsError;
@@ -69,7 +69,6 @@ impl LedgerConfig {
         Ok(config)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

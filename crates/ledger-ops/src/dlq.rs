@@ -195,7 +195,9 @@ impl InspectReport {
         let at = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_else(|| "-".into());
         by_count
             .into_iter()
-            .map(|(reason, s)| vec![reason.clone(), s.count.to_string(), at(s.first_at), at(s.last_at), truncate(&s.example_detail, 80)])
+            .map(|(reason, s)| {
+                vec![reason.clone(), s.count.to_string(), at(s.first_at), at(s.last_at), truncate(&s.example_detail, 80)]
+            })
             .collect()
     }
 
@@ -266,7 +268,12 @@ pub struct Selected {
 }
 
 /// Reads the dead letters a replay selects. Blocking.
-pub fn read_selection(kafka: &KafkaConfig, topic: &str, selection: &Selection, progress: Progress<'_>) -> Result<Found<Selected>, OpsError> {
+pub fn read_selection(
+    kafka: &KafkaConfig,
+    topic: &str,
+    selection: &Selection,
+    progress: Progress<'_>,
+) -> Result<Found<Selected>, OpsError> {
     let marks = match open_topic(kafka, topic)? {
         Found::Read(m) => m,
         Found::Nothing(why) => return Ok(Found::Nothing(why)),
@@ -352,7 +359,11 @@ impl ReplayPlan {
 
 /// Decides what of `selected` a replay sends: every candidate needs an event id (from the
 /// header, else from the bytes), is sent once, and not at all when the ledger holds it.
-pub async fn plan_replay(clickhouse: &ClickHouseConfig, selected: Selected, event_ids: &HashSet<String>) -> Result<ReplayPlan, OpsError> {
+pub async fn plan_replay(
+    clickhouse: &ClickHouseConfig,
+    selected: Selected,
+    event_ids: &HashSet<String>,
+) -> Result<ReplayPlan, OpsError> {
     let codec = ledger_schema::Codec::<UsageEvent>::new()?;
     let mut plan = ReplayPlan { read: selected.read, ..ReplayPlan::default() };
     let mut seen: HashSet<String> = HashSet::new();

@@ -146,28 +146,28 @@ impl Summary {
     /// The summary `ledger price` prints: the catalogs, the lines, the failures and the total.
     pub fn describe(&self, reports: &[LoadReport]) -> String {
         let s = self;
-    let failed: u64 = s.failed.values().sum();
-    let mut msg = String::new();
-    msg.push_str("ledger price: catalogs loaded:\n");
-    for r in reports {
-        msg.push_str(&format!(
-            "  {} ({} models priced, {} entries skipped, {} prices rounded to 12 digits, {} price fields ignored)\n",
-            r.version,
-            r.priced,
-            r.skipped.len(),
-            r.rounded.len(),
-            r.ignored.len()
-        ));
-    }
-    msg.push_str(&format!("  lines: {}, priced: {}, failed: {failed}\n", s.lines, s.priced));
-    for (reason, n) in &s.failed {
-        msg.push_str(&format!("    {reason}: {n}\n"));
-    }
-    if s.total_overflow {
-        msg.push_str("  total cost: out of the Decimal(38, 12) range\n");
-    } else {
-        msg.push_str(&format!("  total cost: {} USD\n", s.total));
-    }
+        let failed: u64 = s.failed.values().sum();
+        let mut msg = String::new();
+        msg.push_str("ledger price: catalogs loaded:\n");
+        for r in reports {
+            msg.push_str(&format!(
+                "  {} ({} models priced, {} entries skipped, {} prices rounded to 12 digits, {} price fields ignored)\n",
+                r.version,
+                r.priced,
+                r.skipped.len(),
+                r.rounded.len(),
+                r.ignored.len()
+            ));
+        }
+        msg.push_str(&format!("  lines: {}, priced: {}, failed: {failed}\n", s.lines, s.priced));
+        for (reason, n) in &s.failed {
+            msg.push_str(&format!("    {reason}: {n}\n"));
+        }
+        if s.total_overflow {
+            msg.push_str("  total cost: out of the Decimal(38, 12) range\n");
+        } else {
+            msg.push_str(&format!("  total cost: {} USD\n", s.total));
+        }
         msg
     }
 }

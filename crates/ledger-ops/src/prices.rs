@@ -74,8 +74,16 @@ pub fn check(spec: &str) -> Result<CheckReport, OpsError> {
         version: report.version.clone(),
         counts,
         by_provider: by_provider.into_iter().map(|(p, n)| vec![p.to_owned(), n.to_string()]).collect(),
-        rounded: report.rounded.iter().map(|r| vec![r.model.clone(), r.field.clone(), r.text.clone(), r.rounded.to_string()]).collect(),
-        ignored: report.ignored.iter().map(|i| vec![i.model.clone(), i.field.clone(), i.text.clone(), i.reason.clone()]).collect(),
+        rounded: report
+            .rounded
+            .iter()
+            .map(|r| vec![r.model.clone(), r.field.clone(), r.text.clone(), r.rounded.to_string()])
+            .collect(),
+        ignored: report
+            .ignored
+            .iter()
+            .map(|i| vec![i.model.clone(), i.field.clone(), i.text.clone(), i.reason.clone()])
+            .collect(),
         skipped: report.skipped.iter().map(|s| vec![s.model.clone(), s.reason.to_string()]).collect(),
         entries,
     })

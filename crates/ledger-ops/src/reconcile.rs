@@ -144,7 +144,12 @@ pub async fn reconcile(
     for rollup in Rollup::ALL {
         let cmp = rc::compare_rollup(&client, db, rollup, from, to).await.map_err(ch)?;
         let detail = if cmp.matches() {
-            format!("{} requests, {} USD, all {} counters equal", cmp.ledger.request_count, cmp.ledger.cost_usd, cmp.ledger.fields().len())
+            format!(
+                "{} requests, {} USD, all {} counters equal",
+                cmp.ledger.request_count,
+                cmp.ledger.cost_usd,
+                cmp.ledger.fields().len()
+            )
         } else {
             let diffs: Vec<String> = cmp
                 .ledger
@@ -181,7 +186,8 @@ pub async fn reconcile(
     }
 
     step(&format!("reading dead letters from {}", topics.dead_letter));
-    let span_keys: Vec<(String, i32, i64, i64)> = spans.iter().map(|s| (s.topic.clone(), s.partition, s.min_offset, s.max_offset)).collect();
+    let span_keys: Vec<(String, i32, i64, i64)> =
+        spans.iter().map(|s| (s.topic.clone(), s.partition, s.min_offset, s.max_offset)).collect();
     let (k, t) = (kafka.clone(), topics.dead_letter.clone());
     let dead_letters = tokio::task::spawn_blocking(move || read_dead_letters(&k, &t, &span_keys))
         .await

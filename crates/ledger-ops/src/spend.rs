@@ -151,7 +151,11 @@ pub struct DailyChart {
 
 /// The daily-spend-by-team chart of the whole days touched by `[from, to)`; `None` when those
 /// days have no spend.
-pub async fn daily_chart(config: &ClickHouseConfig, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Option<DailyChart>, OpsError> {
+pub async fn daily_chart(
+    config: &ClickHouseConfig,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Option<DailyChart>, OpsError> {
     let client = config.client().map_err(|e| OpsError::Invalid(format!("invalid ClickHouse settings: {e}")))?;
     let (day_from, day_to) = (crate::chart::floor_day(from), crate::chart::ceil_day(to));
     let days = ledger_clickhouse::chargeback::daily_team_spend(&client, &config.database, day_from, day_to)

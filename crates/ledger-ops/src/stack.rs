@@ -15,7 +15,10 @@ pub fn find_script(explicit: Option<&Path>, source_dir: &Path) -> Result<PathBuf
     if let Some(dir) = explicit {
         let script = dir.join(SCRIPT);
         if !script.is_file() {
-            return Err(OpsError::Invalid(format!("{} does not exist (from --scripts-dir / LEDGER_SCRIPTS_DIR)", script.display())));
+            return Err(OpsError::Invalid(format!(
+                "{} does not exist (from --scripts-dir / LEDGER_SCRIPTS_DIR)",
+                script.display()
+            )));
         }
         return Ok(script);
     }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use ledger_core::catalog::{Catalog, CatalogSource, LoadReport};
 use crate::config::CatalogSourceConfig;
+use ledger_core::catalog::{Catalog, CatalogSource, LoadReport};
 
 /// Parses `FILE[@RFC3339-instant]` (no instant: in effect since the beginning of time).
 /// A path that itself contains `@` works when no instant follows.
@@ -58,8 +58,8 @@ pub fn load_catalogs(sources: &[CatalogSourceConfig]) -> Result<(Catalog, Vec<Lo
             n += 1;
         }
         used.push((name.clone(), effective_from));
-        let (source, report) = CatalogSource::from_litellm_json(&name, effective_from, &text)
-            .map_err(|e| format!("{}: {e}", s.path.display()))?;
+        let (source, report) =
+            CatalogSource::from_litellm_json(&name, effective_from, &text).map_err(|e| format!("{}: {e}", s.path.display()))?;
         loaded.push(source);
         reports.push(report);
     }

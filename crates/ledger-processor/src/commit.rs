@@ -12,9 +12,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use ledger_kafka::consumer::RecordingContext;
 
+use crate::core::Core;
 use crate::insert::GroupInsert;
 use crate::state::PartitionState;
-use crate::core::Core;
 use crate::ProcessorError;
 
 /// The partitions to commit at `last_seen` because nothing of theirs waits: no rows or dead
@@ -114,7 +114,11 @@ impl Core {
 
     /// Keeps the group membership alive during a retry: poll with every partition paused, so
     /// rebalances are served but no message is taken.
-    async fn pause_and_poll(&mut self, consumer: &StreamConsumer<RecordingContext>, wait: Duration) -> Result<(), ProcessorError> {
+    async fn pause_and_poll(
+        &mut self,
+        consumer: &StreamConsumer<RecordingContext>,
+        wait: Duration,
+    ) -> Result<(), ProcessorError> {
         if let Ok(assignment) = consumer.assignment() {
             let _ = consumer.pause(&assignment);
         }

@@ -37,4 +37,3 @@ pub(crate) struct Core {
     /// Signalled by every finished insert, so its spend is published at once, not at the next tick.
     pub(crate) insert_done: Arc<tokio::sync::Notify>,
 }
-

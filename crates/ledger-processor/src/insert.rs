@@ -123,7 +123,8 @@ pub(crate) async fn insert_with_retry(
                 tracing::warn!(attempt, error = %e, "ledger insert failed; retrying after reading the fence");
                 tokio::time::sleep(backoff(attempt)).await;
                 let Some(topic) = batches.first().map(|b| b.span().topic().to_owned()) else { break };
-                let fence = retrying("reading the ledger fence before retrying an insert", || writer.high_watermarks(&topic)).await?;
+                let fence =
+                    retrying("reading the ledger fence before retrying an insert", || writer.high_watermarks(&topic)).await?;
                 let spans: Vec<BatchSpan> = batches
                     .iter()
                     .map(|b| BatchSpan {

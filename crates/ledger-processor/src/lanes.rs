@@ -11,8 +11,8 @@ use ledger_kafka::consumer::RecordingContext;
 use ledger_kafka::dead_letter::DeadLetter;
 
 use crate::config::MAX_CONCURRENT_INSERTS;
-use crate::insert::{insert_with_retry, GroupInsert, PartInsert};
 use crate::core::Core;
+use crate::insert::{insert_with_retry, GroupInsert, PartInsert};
 use crate::ProcessorError;
 
 /// The lane of each partition: ascending partition order dealt round-robin, so every lane gets
@@ -101,7 +101,11 @@ impl Core {
 
     /// Once no partition of `lane` is in an insert in flight: writes the lane's pending dead
     /// letters, then starts one insert of its partitions' rows beside consumption.
-    pub(crate) async fn flush_lane(&mut self, consumer: &StreamConsumer<RecordingContext>, lane: usize) -> Result<(), ProcessorError> {
+    pub(crate) async fn flush_lane(
+        &mut self,
+        consumer: &StreamConsumer<RecordingContext>,
+        lane: usize,
+    ) -> Result<(), ProcessorError> {
         // Completing an insert can serve a rebalance and so deal the lanes anew: ask again each time.
         while let Some(i) = self.lane_in_flight(lane) {
             self.complete_insert(consumer, i).await?;

@@ -13,11 +13,11 @@ use ledger_core::dedupe::DedupeWindow;
 use ledger_core::event::{RejectReason, Rejection};
 use ledger_kafka::dead_letter::{dead_letter_fence, DeadLetter};
 
+use crate::core::Core;
 use crate::decision::{decide, Verdict};
 use crate::insert::retrying;
-use crate::core::Core;
-use crate::state::PartitionState;
 use crate::spend::restore_bucket;
+use crate::state::PartitionState;
 use crate::ProcessorError;
 
 /// What one message turned into.
@@ -37,11 +37,8 @@ impl Core {
     pub(crate) async fn init_partition(&mut self, partition: i32) -> Result<(), ProcessorError> {
         let topic = self.config.topics.usage.clone();
         let writer = self.writer.clone();
-        let fence_ledger = retrying("reading the ledger fence", || writer.high_watermarks(&topic))
-            .await?
-            .get(&partition)
-            .copied()
-            .unwrap_or(-1);
+        let fence_ledger =
+            retrying("reading the ledger fence", || writer.high_watermarks(&topic)).await?.get(&partition).copied().unwrap_or(-1);
         let kafka = self.config.kafka.clone();
         let dlq = self.config.topics.dead_letter.clone();
         let t2 = topic.clone();
@@ -159,7 +156,9 @@ impl Core {
                 self.stats.priced.inc();
             }
             Outcome::SpendOverflow => {
-                return Err(ProcessorError::Internal(format!("spend aggregate of partition {partition} overflowed at offset {offset}")))
+                return Err(ProcessorError::Internal(format!(
+                    "spend aggregate of partition {partition} overflowed at offset {offset}"
+                )))
             }
             Outcome::Reject(rejection, event_id) => {
                 self.stats.rejected(rejection.reason);

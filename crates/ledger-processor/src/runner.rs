@@ -33,8 +33,8 @@ use ledger_core::UsageEvent;
 use ledger_kafka::consumer::{manual_offset_consumer, RebalanceEvent, RecordingContext};
 
 use crate::config::ProcessorConfig;
-use crate::insert::InflightCounter;
 use crate::core::Core;
+use crate::insert::InflightCounter;
 use crate::stats::Stats;
 use crate::ProcessorError;
 
@@ -62,10 +62,8 @@ impl Processor {
     pub async fn new(config: ProcessorConfig, catalog: Arc<Catalog>, stats: Arc<Stats>) -> Result<Self, ProcessorError> {
         let topics = ledger_kafka::admin::ledger_topics(&config.topics, config.settings.partitions);
         ledger_kafka::admin::ensure_topics(&config.kafka, &topics).await?;
-        let usage_parts =
-            ledger_kafka::admin::partition_count(&config.kafka, &config.topics.usage, Duration::from_secs(10))?;
-        let dlq_parts =
-            ledger_kafka::admin::partition_count(&config.kafka, &config.topics.dead_letter, Duration::from_secs(10))?;
+        let usage_parts = ledger_kafka::admin::partition_count(&config.kafka, &config.topics.usage, Duration::from_secs(10))?;
+        let dlq_parts = ledger_kafka::admin::partition_count(&config.kafka, &config.topics.dead_letter, Duration::from_secs(10))?;
         if dlq_parts < usage_parts {
             return Err(ProcessorError::Config(vec![format!(
                 "dead-letter topic {} has {dlq_parts} partitions but {} has {usage_parts}: it needs at least as many \
@@ -254,7 +252,11 @@ impl Core {
                         // there, so pending rows here are dropped rather than written twice.
                         if let Some(state) = self.partitions.remove(&p) {
                             if state.pending() {
-                                tracing::info!(partition = p, rows = state.batch_rows(), "dropping unwritten rows of revoked partition");
+                                tracing::info!(
+                                    partition = p,
+                                    rows = state.batch_rows(),
+                                    "dropping unwritten rows of revoked partition"
+                                );
                             }
                         }
                     }

@@ -15,8 +15,8 @@ use ledger_clickhouse::LedgerWriter;
 use ledger_core::aggregate::{hour_bucket, SpendAggregator, SpendKey, SpendTotals, BUCKET_SECS};
 use ledger_core::spend::SpendUpdate;
 
-use crate::insert::retrying;
 use crate::core::Core;
+use crate::insert::retrying;
 use crate::ProcessorError;
 
 /// Buckets kept in memory behind the current hour: older ones are evicted after a publication.
@@ -94,7 +94,13 @@ impl Core {
 }
 
 /// The spend-topic record of one key's cumulative totals.
-pub(crate) fn spend_update(key: &SpendKey, totals: &SpendTotals, topic: &str, partition: i32, now: chrono::DateTime<Utc>) -> SpendUpdate {
+pub(crate) fn spend_update(
+    key: &SpendKey,
+    totals: &SpendTotals,
+    topic: &str,
+    partition: i32,
+    now: chrono::DateTime<Utc>,
+) -> SpendUpdate {
     let micros = |m: i64| chrono::DateTime::from_timestamp_micros(m).unwrap_or_default();
     SpendUpdate {
         scope: key.key.clone(),
@@ -140,7 +146,10 @@ mod tests {
 
     #[test]
     fn an_update_carries_the_key_and_its_cumulative_totals() {
-        let key = SpendKey { key: Attribution::tenant("acme").team("search").with_model(Some("gpt-4o")).to_owned_key(), bucket_start: 7200 };
+        let key = SpendKey {
+            key: Attribution::tenant("acme").team("search").with_model(Some("gpt-4o")).to_owned_key(),
+            bucket_start: 7200,
+        };
         let totals = SpendTotals {
             cost: Money::from_picos(1_500),
             input_tokens: 30,

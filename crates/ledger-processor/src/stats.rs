@@ -204,7 +204,13 @@ impl Stats {
             "Duration of one ledger insert (the rows of every partition), including retries.",
             1_000_000,
         );
-        self.batch_rows.render(&mut out, &BATCH_ROWS, "ledger_batch_rows", "Rows per ledger insert (the rows of every partition).", 1);
+        self.batch_rows.render(
+            &mut out,
+            &BATCH_ROWS,
+            "ledger_batch_rows",
+            "Rows per ledger insert (the rows of every partition).",
+            1,
+        );
         let lag = self.lag_source.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|c| c.lag()).unwrap_or_default();
         let _ = writeln!(
             out,
@@ -213,7 +219,10 @@ impl Stats {
         for ((topic, partition), l) in &lag {
             let _ = writeln!(out, "ledger_consumer_lag{{topic=\"{topic}\",partition=\"{partition}\"}} {}", l.lag);
         }
-        let _ = writeln!(out, "# HELP ledger_events_rejected_total Events rejected, by reason.\n# TYPE ledger_events_rejected_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP ledger_events_rejected_total Events rejected, by reason.\n# TYPE ledger_events_rejected_total counter"
+        );
         for (i, r) in RejectReason::ALL.iter().enumerate() {
             let _ = writeln!(out, "ledger_events_rejected_total{{reason=\"{}\"}} {}", r.as_str(), self.rejected[i].get());
         }

@@ -82,7 +82,13 @@ fn event(i: u64) -> UsageEvent {
     UsageEvent {
         event_id: format!("01JD6Q7ZK3W8X9V2N4M5P6R7S{i:06}"),
         event_time: chrono::DateTime::from_timestamp_micros(1_793_534_400_000_000 + i as i64).unwrap(),
-        attribution: Attribution { tenant_id: "acme".into(), team: Some("search".into()), project: Some("ranker".into()), user_id: None, api_key_id: Some("key-42".into()) },
+        attribution: Attribution {
+            tenant_id: "acme".into(),
+            team: Some("search".into()),
+            project: Some("ranker".into()),
+            user_id: None,
+            api_key_id: Some("key-42".into()),
+        },
         feature: None,
         environment: Some("prod".into()),
         tags: BTreeMap::new(),

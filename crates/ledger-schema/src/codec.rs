@@ -145,13 +145,15 @@ impl<T: AvroRecord> Codec<T> {
     ) -> Result<Vec<u8>, SchemaError> {
         let record = T::NAME;
         let reader = self.schema.schema();
-        let value = apache_avro::from_avro_datum(writer, &mut datum, Some(reader))
-            .map_err(|e| SchemaError::Resolve { record, fingerprint, source: Box::new(e) })?;
+        let value = apache_avro::from_avro_datum(writer, &mut datum, Some(reader)).map_err(|e| SchemaError::Resolve {
+            record,
+            fingerprint,
+            source: Box::new(e),
+        })?;
         if !datum.is_empty() {
             return Err(SchemaError::TrailingBytes { record, count: datum.len() });
         }
-        apache_avro::to_avro_datum(reader, value)
-            .map_err(|e| SchemaError::Transcode { record, fingerprint, source: Box::new(e) })
+        apache_avro::to_avro_datum(reader, value).map_err(|e| SchemaError::Transcode { record, fingerprint, source: Box::new(e) })
     }
 }
 

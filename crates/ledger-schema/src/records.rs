@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
-use ledger_core::signal::{BudgetPeriod, BudgetSignal, BudgetState};
 use ledger_core::attribution::{Attribution, AttributionKey};
+use ledger_core::signal::{BudgetPeriod, BudgetSignal, BudgetState};
 use ledger_core::spend::SpendUpdate;
 use ledger_core::{Money, UsageEvent};
 use serde::{Deserialize, Serialize};
@@ -180,7 +180,6 @@ struct UsageEventOut<'a> {
     trace_id: Option<&'a str>,
 }
 
-
 impl AvroRecord for UsageEvent {
     const NAME: &'static str = USAGE_EVENT;
     const AVSC: &'static str = include_str!("../../../schemas/avro/usage_event.avsc");
@@ -206,38 +205,42 @@ impl AvroRecord for UsageEvent {
 
 /// The generic serde writer of a `UsageEvent` datum: the reference of the hand-written one.
 #[cfg(test)]
-pub(crate) fn usage_event_datum_by_serde(e: &UsageEvent, schema: &serde_avro_fast::Schema, out: &mut Vec<u8>) -> Result<(), SchemaError> {
-        let wire = UsageEventOut {
-            event_id: &e.event_id,
-            event_time: micros(&e.event_time),
-            tenant_id: &e.attribution.tenant_id,
-            team: e.attribution.team.as_deref(),
-            project: e.attribution.project.as_deref(),
-            user_id: e.attribution.user_id.as_deref(),
-            api_key_id: e.attribution.api_key_id.as_deref(),
-            feature: e.feature.as_deref(),
-            environment: e.environment.as_deref(),
-            tags: &e.tags,
-            provider: &e.provider,
-            operation: &e.operation,
-            request_model: &e.request_model,
-            response_model: e.response_model.as_deref(),
-            routed_from_model: e.routed_from_model.as_deref(),
-            input_tokens: e.input_tokens,
-            cache_read_input_tokens: e.cache_read_input_tokens,
-            cache_creation_input_tokens: e.cache_creation_input_tokens,
-            cache_creation_1h_input_tokens: e.cache_creation_1h_input_tokens,
-            output_tokens: e.output_tokens,
-            reasoning_output_tokens: e.reasoning_output_tokens,
-            service_tier: e.service_tier.as_deref(),
-            provided_cost_usd: opt_money_out(USAGE_EVENT, "provided_cost_usd", e.provided_cost_usd)?,
-            latency_ms: e.latency_ms,
-            status: &e.status,
-            response_id: e.response_id.as_deref(),
-            trace_id: e.trace_id.as_deref(),
-        };
-        write(USAGE_EVENT, schema, &wire, out)
-    }
+pub(crate) fn usage_event_datum_by_serde(
+    e: &UsageEvent,
+    schema: &serde_avro_fast::Schema,
+    out: &mut Vec<u8>,
+) -> Result<(), SchemaError> {
+    let wire = UsageEventOut {
+        event_id: &e.event_id,
+        event_time: micros(&e.event_time),
+        tenant_id: &e.attribution.tenant_id,
+        team: e.attribution.team.as_deref(),
+        project: e.attribution.project.as_deref(),
+        user_id: e.attribution.user_id.as_deref(),
+        api_key_id: e.attribution.api_key_id.as_deref(),
+        feature: e.feature.as_deref(),
+        environment: e.environment.as_deref(),
+        tags: &e.tags,
+        provider: &e.provider,
+        operation: &e.operation,
+        request_model: &e.request_model,
+        response_model: e.response_model.as_deref(),
+        routed_from_model: e.routed_from_model.as_deref(),
+        input_tokens: e.input_tokens,
+        cache_read_input_tokens: e.cache_read_input_tokens,
+        cache_creation_input_tokens: e.cache_creation_input_tokens,
+        cache_creation_1h_input_tokens: e.cache_creation_1h_input_tokens,
+        output_tokens: e.output_tokens,
+        reasoning_output_tokens: e.reasoning_output_tokens,
+        service_tier: e.service_tier.as_deref(),
+        provided_cost_usd: opt_money_out(USAGE_EVENT, "provided_cost_usd", e.provided_cost_usd)?,
+        latency_ms: e.latency_ms,
+        status: &e.status,
+        response_id: e.response_id.as_deref(),
+        trace_id: e.trace_id.as_deref(),
+    };
+    write(USAGE_EVENT, schema, &wire, out)
+}
 
 // ---------------------------------------------------------------------------------------------
 // SpendUpdate

@@ -109,8 +109,7 @@ impl RecordSchema {
             }
         }
         let fingerprint = fingerprint(&schema);
-        let fast: serde_avro_fast::Schema =
-            T::AVSC.parse().map_err(|source| SchemaError::FastSchemaParse { record, source })?;
+        let fast: serde_avro_fast::Schema = T::AVSC.parse().map_err(|source| SchemaError::FastSchemaParse { record, source })?;
         let fast_fingerprint = Fingerprint(*fast.rabin_fingerprint());
         if fast_fingerprint != fingerprint {
             return Err(SchemaError::FingerprintMismatch { record, apache: fingerprint, fast: fast_fingerprint });
@@ -201,11 +200,7 @@ pub fn parsing_canonical_form(schema: &Schema) -> String {
 /// Checks that data written with `writer_avsc` can be read with `reader_avsc` by Avro
 /// resolution rules (backward compatibility of `reader` with `writer`). Returns the writer's
 /// fingerprint. `record` only labels the error.
-pub fn check_backward_compatible(
-    record: &'static str,
-    writer_avsc: &str,
-    reader_avsc: &str,
-) -> Result<Fingerprint, SchemaError> {
+pub fn check_backward_compatible(record: &'static str, writer_avsc: &str, reader_avsc: &str) -> Result<Fingerprint, SchemaError> {
     let writer = parse(record, writer_avsc)?;
     let reader = parse(record, reader_avsc)?;
     check_can_read(record, &writer, &reader)

@@ -11,8 +11,7 @@ use ledger_core::signal::BudgetSignal;
 use ledger_core::spend::SpendUpdate;
 use ledger_core::UsageEvent;
 use ledger_schema::{
-    check_backward_compatible, fingerprint, AvroRecord, Codec, RecordSchema, SchemaError, UsageEventCodec, HEADER_LEN,
-    MAGIC,
+    check_backward_compatible, fingerprint, AvroRecord, Codec, RecordSchema, SchemaError, UsageEventCodec, HEADER_LEN, MAGIC,
 };
 use serde_json::{json, Value as Json};
 

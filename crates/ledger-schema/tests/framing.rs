@@ -8,8 +8,8 @@ use ledger_core::signal::BudgetSignal;
 use ledger_core::spend::SpendUpdate;
 use ledger_core::UsageEvent;
 use ledger_schema::{
-    crc64_avro, fingerprint, parsing_canonical_form, split_single_object, AvroRecord, BudgetSignalCodec, Codec,
-    Fingerprint, SchemaError, SpendUpdateCodec, UsageEventCodec, HEADER_LEN, MAGIC,
+    crc64_avro, fingerprint, parsing_canonical_form, split_single_object, AvroRecord, BudgetSignalCodec, Codec, Fingerprint,
+    SchemaError, SpendUpdateCodec, UsageEventCodec, HEADER_LEN, MAGIC,
 };
 use proptest::prelude::*;
 
@@ -75,11 +75,7 @@ fn unknown_fingerprint_is_named() {
 }
 
 /// Frames a reference `Value` (written by apache-avro) after replacing one field.
-fn framed_with<T: AvroRecord>(
-    value: apache_avro::types::Value,
-    field: &str,
-    replacement: apache_avro::types::Value,
-) -> Vec<u8> {
+fn framed_with<T: AvroRecord>(value: apache_avro::types::Value, field: &str, replacement: apache_avro::types::Value) -> Vec<u8> {
     let mut value = value;
     if let apache_avro::types::Value::Record(fields) = &mut value {
         fields.iter_mut().find(|(k, _)| k == field).unwrap().1 = replacement;

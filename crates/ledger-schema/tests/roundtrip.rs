@@ -64,7 +64,13 @@ fn fixed_values_round_trip() {
     let full = full_spend_update();
     round_trip(&c, &full);
     let mut none = full.clone();
-    (none.scope.attribution.team, none.scope.attribution.project, none.scope.attribution.user_id, none.scope.attribution.api_key_id, none.scope.model) = (None, None, None, None, None);
+    (
+        none.scope.attribution.team,
+        none.scope.attribution.project,
+        none.scope.attribution.user_id,
+        none.scope.attribution.api_key_id,
+        none.scope.model,
+    ) = (None, None, None, None, None);
     round_trip(&c, &none);
 
     let c = BudgetSignalCodec::new().unwrap();

@@ -56,11 +56,7 @@ fn check<T: AvroRecord + Serialize + DeserializeOwned + std::fmt::Debug + Partia
     for field in &record.fields {
         let name = field.name.as_str();
         let v = &obj[name];
-        assert!(
-            field.doc.as_deref().is_some_and(|d| !d.trim().is_empty()),
-            "{}.{name}: every field needs a doc",
-            T::NAME
-        );
+        assert!(field.doc.as_deref().is_some_and(|d| !d.trim().is_empty()), "{}.{name}: every field needs a doc", T::NAME);
         assert!(json_fits(&field.schema, v), "{}.{name}: Rust value {v} does not fit {:?}", T::NAME, field.schema);
         assert!(!matches!(field.schema, Schema::Float | Schema::Double), "{}.{name}: no floats", T::NAME);
 
@@ -131,11 +127,9 @@ fn budget_signal_matches_its_schema() {
 
 #[test]
 fn schemas_follow_the_conventions() {
-    for (name, avsc) in [
-        (UsageEvent::NAME, UsageEvent::AVSC),
-        (SpendUpdate::NAME, SpendUpdate::AVSC),
-        (BudgetSignal::NAME, BudgetSignal::AVSC),
-    ] {
+    for (name, avsc) in
+        [(UsageEvent::NAME, UsageEvent::AVSC), (SpendUpdate::NAME, SpendUpdate::AVSC), (BudgetSignal::NAME, BudgetSignal::AVSC)]
+    {
         let json: Json = serde_json::from_str(avsc).unwrap();
         assert_eq!(json["namespace"], "dev.llmledger.v1", "{name}");
         assert!(json["doc"].as_str().is_some_and(|d| !d.is_empty()), "{name}: record doc");

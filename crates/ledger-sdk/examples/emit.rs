@@ -11,8 +11,7 @@
 use std::time::Duration;
 
 use ledger_sdk::{
-    AnthropicUsage, BedrockUsage, Emitter, EmitterConfig, EventBuilder, GeminiUsage, KafkaConfig, OpenAiUsage,
-    OverflowPolicy,
+    AnthropicUsage, BedrockUsage, Emitter, EmitterConfig, EventBuilder, GeminiUsage, KafkaConfig, OpenAiUsage, OverflowPolicy,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

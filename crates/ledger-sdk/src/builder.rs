@@ -100,10 +100,7 @@ pub struct NormalizedTokens {
 }
 
 fn add(field: &'static str, parts: &[u64]) -> Result<u64, SdkError> {
-    parts
-        .iter()
-        .try_fold(0u64, |acc, p| acc.checked_add(*p))
-        .ok_or_else(|| SdkError::invalid(field, "token counts overflow"))
+    parts.iter().try_fold(0u64, |acc, p| acc.checked_add(*p)).ok_or_else(|| SdkError::invalid(field, "token counts overflow"))
 }
 
 impl NormalizedTokens {

@@ -80,7 +80,15 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let thresholds: Vec<String> =
             b.thresholds.iter().map(|t| format!("{}% {}", t.at_percent, t.action.state().as_str().to_lowercase())).collect();
-        println!("  {} [{}] {} in {}: {}; {}", b.name, b.signal_key(), limits.join(" and "), b.timezone, thresholds.join(", "), lookahead(b));
+        println!(
+            "  {} [{}] {} in {}: {}; {}",
+            b.name,
+            b.signal_key(),
+            limits.join(" and "),
+            b.timezone,
+            thresholds.join(", "),
+            lookahead(b)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -42,10 +42,7 @@ pub(crate) async fn run(args: EnforceArgs) -> anyhow::Result<ExitCode> {
     if let Some(m) = args.metrics {
         config.enforcer.metrics_addr = Some(m);
     }
-    config
-        .enforcer
-        .validate()
-        .map_err(|problems| anyhow::anyhow!("invalid configuration:\n  - {}", problems.join("\n  - ")))?;
+    config.enforcer.validate().map_err(|problems| anyhow::anyhow!("invalid configuration:\n  - {}", problems.join("\n  - ")))?;
     // Refuse a bad budgets file before connecting to anything.
     ledger_enforcer::load_policy(&config.enforcer.budgets_file).map_err(policy_error)?;
     let stats = Arc::new(Stats::default());

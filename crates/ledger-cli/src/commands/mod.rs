@@ -63,7 +63,11 @@ pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) ->
     for r in rows {
         table.add_row(r.into_iter().enumerate().map(|(i, c)| {
             let cell = comfy_table::Cell::new(c);
-            if right.contains(&i) { cell.set_alignment(comfy_table::CellAlignment::Right) } else { cell }
+            if right.contains(&i) {
+                cell.set_alignment(comfy_table::CellAlignment::Right)
+            } else {
+                cell
+            }
         }));
     }
     table

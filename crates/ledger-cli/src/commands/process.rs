@@ -7,8 +7,8 @@ use anyhow::Context;
 
 use ledger_processor::{Processor, RunOptions, Stats};
 
-use ledger_processor::catalog::load_catalog;
 use crate::config::ConfigArgs;
+use ledger_processor::catalog::load_catalog;
 
 /// Arguments of `ledger process`.
 #[derive(Debug, clap::Args)]
@@ -41,8 +41,12 @@ pub(crate) async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
         config.processor.metrics_addr = Some(m);
     }
     if !args.catalogs.is_empty() {
-        config.processor.catalogs =
-            args.catalogs.iter().map(|s| ledger_processor::catalog::parse_catalog_arg(s)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
+        config.processor.catalogs = args
+            .catalogs
+            .iter()
+            .map(|s| ledger_processor::catalog::parse_catalog_arg(s))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?;
     }
     let config = config.processor()?;
     let catalog = Arc::new(load_catalog(&config.settings.catalogs).map_err(anyhow::Error::msg)?);

@@ -73,7 +73,8 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         let planned = u64::try_from(u128::from(rate) * duration.as_millis() / 1000).unwrap_or(u64::MAX);
         let total = args.synthetic.map_or(planned, |n| n.min(planned)).max(1);
         let generator = produce::generator(args.seed, args.tenants, &args.duplicates, &args.invalid)?;
-        let bar = bar(args.quiet, total, "{spinner} {elapsed_precise} [{bar:40}] {pos}/{len} ({per_sec}, target {msg}/s, eta {eta})");
+        let bar =
+            bar(args.quiet, total, "{spinner} {elapsed_precise} [{bar:40}] {pos}/{len} ({per_sec}, target {msg}/s, eta {eta})");
         bar.set_message(rate.to_string());
         let sent = produce::send_paced(&producer, &topic, generator, rate, total, &|n| bar.set_position(n)).await?;
         bar.finish_and_clear();
@@ -89,7 +90,10 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
             sent.max_behind
         );
         if sent.sending > duration + std::time::Duration::from_secs(1) {
-            eprintln!("note: the run took {:.1?} instead of {duration:?}: this machine could not sustain {rate} events/s", sent.sending);
+            eprintln!(
+                "note: the run took {:.1?} instead of {duration:?}: this machine could not sustain {rate} events/s",
+                sent.sending
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -106,12 +110,7 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let sent = produce::send_all(&producer, &topic, messages, &|n| bar.set_position(n)).await?;
     bar.finish_and_clear();
     let per_sec = u128::from(sent.total()) * 1_000_000 / sent.all_acknowledged.as_micros().max(1);
-    eprintln!(
-        "produced {} messages to {topic} in {:.1?} ({per_sec}/s): {}",
-        sent.total(),
-        sent.all_acknowledged,
-        kinds(&sent)
-    );
+    eprintln!("produced {} messages to {topic} in {:.1?} ({per_sec}/s): {}", sent.total(), sent.all_acknowledged, kinds(&sent));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -85,7 +85,9 @@ async fn spend(args: SpendArgs) -> anyhow::Result<ExitCode> {
     let report = ledger_ops::spend::spend(&config, from, to, &by).await?;
     if let Some(path) = &args.chart {
         match ledger_ops::spend::daily_chart(&config, from, to).await? {
-            None => eprintln!("note: no spend in database {} for the chart's days; {} not written", config.database, path.display()),
+            None => {
+                eprintln!("note: no spend in database {} for the chart's days; {} not written", config.database, path.display())
+            }
             Some(chart) => {
                 std::fs::write(path, &chart.svg).with_context(|| format!("writing the chart to {}", path.display()))?;
                 eprintln!("chart: daily spend of {} teams over {} written to {}", chart.teams, chart.days, path.display());

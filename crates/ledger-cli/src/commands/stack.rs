@@ -155,5 +155,4 @@ mod tests {
         assert_eq!(script_args(&["logs", "kafka", "-f", "-n", "5"]), ["logs", "kafka", "-f", "-n", "5"]);
         assert_eq!(script_args(&["logs", "clickhouse"]), ["logs", "clickhouse", "-n", "40"]);
     }
-
 }

@@ -116,7 +116,8 @@ pub(super) fn short_name_words(s: &str) -> Option<[u64; 3]> {
     let b = s.as_bytes();
     let n = b.len();
     let w8 = |at: usize| b.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()).map_or(0, u64::from_le_bytes);
-    let w4 = |at: usize| b.get(at..at + 4).and_then(|w| <[u8; 4]>::try_from(w).ok()).map_or(0, |w| u64::from(u32::from_le_bytes(w)));
+    let w4 =
+        |at: usize| b.get(at..at + 4).and_then(|w| <[u8; 4]>::try_from(w).ok()).map_or(0, |w| u64::from(u32::from_le_bytes(w)));
     match n {
         25.. => None,
         8.. => Some([w8(0), w8((n - 8) / 2), w8(n - 8)]),
@@ -180,4 +181,3 @@ impl Interner {
         (id != NO_ID).then(|| self.names[id as usize].to_string())
     }
 }
-

@@ -128,7 +128,6 @@ struct Slot {
     touched: bool,
 }
 
-
 /// Cumulative totals of one key.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SpendTotals {
@@ -229,7 +228,14 @@ fn merge_into(table: &mut HashTable<Slot>, key: IdKey, totals: &SpendTotals) -> 
 
 /// Adds one call to `key`'s slot in `table` (a new slot when absent) and marks it touched.
 #[inline(always)]
-fn add_into(table: &mut HashTable<Slot>, key: IdKey, cost: Money, tokens: &TokenCounts, offset: i64, event_micros: i64) -> Result<(), MoneyOverflow> {
+fn add_into(
+    table: &mut HashTable<Slot>,
+    key: IdKey,
+    cost: Money,
+    tokens: &TokenCounts,
+    offset: i64,
+    event_micros: i64,
+) -> Result<(), MoneyOverflow> {
     let mut call = SpendTotals::default();
     call.add(cost, tokens, offset, event_micros)?;
     merge_into(table, key, &call)
@@ -476,7 +482,9 @@ impl SpendAggregator {
         for cell in self.cells.iter() {
             for key in cell_keys(&cell.key.ids(), cell.key.bucket_start) {
                 let hash = key.hash();
-                if self.slots.find(hash, |s| s.hash == hash && s.key == key).is_none() && only_in_cells.find(hash, |k| *k == key).is_none() {
+                if self.slots.find(hash, |s| s.hash == hash && s.key == key).is_none()
+                    && only_in_cells.find(hash, |k| *k == key).is_none()
+                {
                     only_in_cells.insert_unique(hash, key, IdKey::hash);
                 }
             }

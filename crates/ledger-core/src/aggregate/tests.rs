@@ -6,7 +6,10 @@ use crate::attribution::Attribution;
 use proptest::prelude::*;
 
 fn key(tenant: &str, bucket: i64) -> SpendKey {
-    SpendKey { key: AttributionKey { attribution: Attribution::tenant(tenant).to_owned_attribution(), model: None }, bucket_start: bucket }
+    SpendKey {
+        key: AttributionKey { attribution: Attribution::tenant(tenant).to_owned_attribution(), model: None },
+        bucket_start: bucket,
+    }
 }
 
 /// A call's key with every field given (model always set, as the processor passes it).

@@ -329,7 +329,8 @@ impl BudgetEngine {
         let b = &self.policy.budgets[i];
         let rt = &self.runtimes[i];
         let rates = self.scopes.get(&b.scope).map_or((0, 0), |s| s.rates(now.timestamp(), b.burn_window_secs));
-        let ahead = |used: i128, per_hour: i128| used.saturating_add(per_hour.saturating_mul(i128::from(b.lookahead_secs)) / 3600);
+        let ahead =
+            |used: i128, per_hour: i128| used.saturating_add(per_hour.saturating_mul(i128::from(b.lookahead_secs)) / 3600);
         let (cost, tokens) = (rt.cost.picos(), i128::from(rt.tokens));
         let reached = |t: usize, cost: i128, tokens: i128| {
             let pct = b.thresholds[t].at_percent;
@@ -337,8 +338,7 @@ impl BudgetEngine {
                 || b.limit_tokens.is_some_and(|l| pct.reached_by(tokens, i128::from(l)))
         };
         let actual = (0..b.thresholds.len()).rev().find(|&t| reached(t, cost, tokens));
-        let projected =
-            (0..b.thresholds.len()).rev().find(|&t| reached(t, ahead(cost, rates.0), ahead(tokens, rates.1)));
+        let projected = (0..b.thresholds.len()).rev().find(|&t| reached(t, ahead(cost, rates.0), ahead(tokens, rates.1)));
         let level = projected.max(actual).max(rt.latched);
         (level, level > actual, rates)
     }
@@ -439,7 +439,10 @@ fn action_text(b: &Budget, level: Option<usize>) -> String {
         ThresholdAction::Throttle { fraction_ppm, rate_per_sec, retry_after_ms } => {
             let mut parts = Vec::new();
             if let Some(ppm) = fraction_ppm {
-                parts.push(format!("allow {}% of requests", Percent::of(i128::from(*ppm), 1_000_000).unwrap_or(Percent::whole(0))));
+                parts.push(format!(
+                    "allow {}% of requests",
+                    Percent::of(i128::from(*ppm), 1_000_000).unwrap_or(Percent::whole(0))
+                ));
             }
             if let Some(r) = rate_per_sec {
                 parts.push(format!("at most {r} requests/s"));

@@ -86,7 +86,10 @@ fn spend_drives_one_scope_through_every_threshold_once() {
     let first = publish(&mut e, now);
     assert_eq!(first.len(), 0, "nothing touched yet");
     let all = e.evaluate_all(now);
-    assert_eq!(states(&all), vec![("day:tenant_id=acme".into(), BudgetState::Ok), ("day:tenant_id=beta".into(), BudgetState::Ok)]);
+    assert_eq!(
+        states(&all),
+        vec![("day:tenant_id=acme".into(), BudgetState::Ok), ("day:tenant_id=beta".into(), BudgetState::Ok)]
+    );
     for s in all {
         e.confirm(s);
     }
@@ -202,7 +205,11 @@ fn restart_from_published_signals_repeats_and_undoes_nothing() {
     }
     r.go_live(at);
     let again = r.evaluate_all(at);
-    assert_eq!(states(&again), vec![("day:tenant_id=beta".into(), BudgetState::Ok)], "the predicted reroute is neither repeated nor undone");
+    assert_eq!(
+        states(&again),
+        vec![("day:tenant_id=beta".into(), BudgetState::Ok)],
+        "the predicted reroute is neither repeated nor undone"
+    );
     assert_eq!(e.published().len(), 1, "only acme was touched");
     // The next transition continues the sequence.
     r.apply(&update("acme", "2026-11-18T10:00:00Z", 0, 100, 100), at);
@@ -377,7 +384,10 @@ fn a_rate_throttle_is_carried_and_stays_in_force_while_rerouting() {
     e.go_live(now);
     e.apply(&update("acme", "2026-11-18T10:00:00Z", 0, 85, 1), now);
     let throttle = publish(&mut e, now);
-    assert_eq!((throttle[0].state, throttle[0].throttle_rate_per_sec, throttle[0].throttle_fraction_ppm), (BudgetState::Throttle, Some(5), None));
+    assert_eq!(
+        (throttle[0].state, throttle[0].throttle_rate_per_sec, throttle[0].throttle_fraction_ppm),
+        (BudgetState::Throttle, Some(5), None)
+    );
     assert!(throttle[0].action.contains("at most 5 requests/s"), "{}", throttle[0].action);
     e.apply(&update("acme", "2026-11-18T10:00:00Z", 0, 95, 2), now);
     let reroute = publish(&mut e, now);

@@ -74,8 +74,7 @@ impl CatalogSource {
         }
         let sub_micro = i64::from(effective_from.timestamp_subsec_nanos() % 1_000 != 0);
         let effective_from_micros = effective_from.timestamp_micros() + sub_micro;
-        let source =
-            CatalogSource { name: name.into(), effective_from, effective_from_micros, version: version.into(), entries };
+        let source = CatalogSource { name: name.into(), effective_from, effective_from_micros, version: version.into(), entries };
         Ok((source, report))
     }
 }
@@ -111,13 +110,8 @@ enum FieldKind<'a> {
 }
 
 /// Bases in match order: the longer `..._above_1hr` before its prefix.
-const BASES: [PriceField; 5] = [
-    PriceField::CacheCreation1h,
-    PriceField::CacheCreation,
-    PriceField::CacheRead,
-    PriceField::Input,
-    PriceField::Output,
-];
+const BASES: [PriceField; 5] =
+    [PriceField::CacheCreation1h, PriceField::CacheCreation, PriceField::CacheRead, PriceField::Input, PriceField::Output];
 
 fn classify(name: &str) -> FieldKind<'_> {
     let reasoning = PriceField::Reasoning.litellm_name();
@@ -162,9 +156,7 @@ fn classify_variant(field: PriceField, rest: &str) -> FieldKind<'_> {
 }
 
 fn valid_tier(tier: &str) -> bool {
-    !tier.is_empty()
-        && !tier.starts_with("above_")
-        && tier.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !tier.is_empty() && !tier.starts_with("above_") && tier.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A price read from its text: the value per token and whether it was rounded.
@@ -228,11 +220,9 @@ fn read_entry(key: &str, raw: &RawValue) -> Result<EntryRead, SkipReason> {
                     prices[field.index()].set(tier, above, price);
                 }
                 Err(detail) => {
-                    let required =
-                        matches!(field, PriceField::Input | PriceField::Output) && tier.is_none() && above.is_none();
+                    let required = matches!(field, PriceField::Input | PriceField::Output) && tier.is_none() && above.is_none();
                     if required && invalid_required.is_none() {
-                        invalid_required =
-                            Some(SkipReason::InvalidPrice { field: name.clone(), detail: detail.clone() });
+                        invalid_required = Some(SkipReason::InvalidPrice { field: name.clone(), detail: detail.clone() });
                     }
                     ignored.push(IgnoredField {
                         model: key.to_owned(),

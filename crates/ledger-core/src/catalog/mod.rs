@@ -94,11 +94,7 @@ impl Catalog {
     /// than 192 bytes.
     #[inline]
     pub fn find(&self, model: &str, provider: &str, at: EventTime) -> Option<(&CatalogSource, &CatalogEntry)> {
-        self.sources
-            .iter()
-            .rev()
-            .filter(|s| s.in_effect_at(at))
-            .find_map(|s| s.lookup(model, provider).map(|e| (s, e)))
+        self.sources.iter().rev().filter(|s| s.in_effect_at(at)).find_map(|s| s.lookup(model, provider).map(|e| (s, e)))
     }
 
     /// The newest source in effect at `at` that has exactly this key.
@@ -147,11 +143,8 @@ impl Catalog {
         let (terms, cost) = price_entry(entry, tier, tokens)?;
         // Savings are informational: an unknown routed-from model, or one whose cost would
         // leave the Decimal(38, 12) range, leaves them out rather than rejecting the event.
-        let routed_from = event
-            .routed_from_model
-            .filter(|m| !m.is_empty())
-            .and_then(|m| self.find(m, provider, at))
-            .and_then(|(_, orig)| {
+        let routed_from =
+            event.routed_from_model.filter(|m| !m.is_empty()).and_then(|m| self.find(m, provider, at)).and_then(|(_, orig)| {
                 let (_, orig_cost) = price_entry(orig, tier, tokens).ok()?;
                 let savings = orig_cost.checked_sub(cost).ok().filter(|s| in_cost_range(*s))?;
                 Some(RoutedFromCost { model: &orig.key, cost: orig_cost, savings })
@@ -202,10 +195,7 @@ fn price_entry(
     tokens: &TokenCounts,
 ) -> Result<(crate::pricing::CostTerms, Money), Rejection> {
     let prices = entry.resolve(tier, tokens.input).ok_or_else(|| {
-        Rejection::new(
-            RejectReason::UnknownModel,
-            format!("catalog entry {:?} has no input or output price", &*entry.key),
-        )
+        Rejection::new(RejectReason::UnknownModel, format!("catalog entry {:?} has no input or output price", &*entry.key))
     })?;
     prices.cost(tokens)
 }

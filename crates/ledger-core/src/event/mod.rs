@@ -4,10 +4,10 @@
 //! signed on the wire so that a negative count is a clear validation error rather than a
 //! decoding failure; [`UsageEvent::validate`] turns them into [`TokenCounts`].
 
-mod validate;
-mod view;
 #[cfg(test)]
 pub(crate) mod tests;
+mod validate;
+mod view;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -106,13 +106,7 @@ fn default_status() -> String {
 impl UsageEvent {
     /// A call of `tenant_id` to `request_model` of `provider`, with every other field as the
     /// wire format defaults it: operation `chat`, status `ok`, no attribution, tags or tokens.
-    pub fn new(
-        event_id: String,
-        event_time: DateTime<Utc>,
-        tenant_id: String,
-        provider: String,
-        request_model: String,
-    ) -> Self {
+    pub fn new(event_id: String, event_time: DateTime<Utc>, tenant_id: String, provider: String, request_model: String) -> Self {
         UsageEvent {
             event_id,
             event_time,
@@ -228,7 +222,11 @@ impl EventTime {
     /// The instant as a `DateTime<Utc>`.
     pub fn to_datetime(self) -> DateTime<Utc> {
         // In range by construction (`from_micros` checks, `from_datetime` starts from one).
-        DateTime::from_timestamp_micros(self.0).unwrap_or(if self.0 < 0 { DateTime::<Utc>::MIN_UTC } else { DateTime::<Utc>::MAX_UTC })
+        DateTime::from_timestamp_micros(self.0).unwrap_or(if self.0 < 0 {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
     }
 }
 

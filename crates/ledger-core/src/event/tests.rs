@@ -1,5 +1,5 @@
-use super::*;
 use super::validate::is_blank;
+use super::*;
 
 /// A valid event for tests.
 pub(crate) fn sample() -> UsageEvent {
@@ -52,7 +52,9 @@ fn negative_and_missing_are_rejected() {
 
 #[test]
 fn blank_means_what_trim_says() {
-    for s in ["", " ", "\t\n\u{0B}\u{0C}\r ", "\u{85}", "\u{A0}", "\u{2003}\u{3000}", " a", "a", "\u{0B}x", "é", "\u{2003}é", "\u{0}"] {
+    for s in
+        ["", " ", "\t\n\u{0B}\u{0C}\r ", "\u{85}", "\u{A0}", "\u{2003}\u{3000}", " a", "a", "\u{0B}x", "é", "\u{2003}é", "\u{0}"]
+    {
         assert_eq!(is_blank(s), s.trim().is_empty(), "{s:?}");
     }
     for b in 0u8..128 {

@@ -20,9 +20,8 @@ impl<'a> UsageEventRef<'a> {
             }
         }
         let field = |name: &str, v: i64| -> Result<u64, Rejection> {
-            u64::try_from(v).map_err(|_| {
-                Rejection::new(RejectReason::NegativeTokens, format!("field `{name}` is negative ({v})"))
-            })
+            u64::try_from(v)
+                .map_err(|_| Rejection::new(RejectReason::NegativeTokens, format!("field `{name}` is negative ({v})")))
         };
         let t = TokenCounts {
             input: field("input_tokens", self.input_tokens)?,

@@ -122,5 +122,4 @@ impl<'a> UsageEventRef<'a> {
             trace_id: own(self.trace_id),
         }
     }
-
 }

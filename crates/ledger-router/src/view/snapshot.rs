@@ -45,18 +45,16 @@ impl Snapshot {
 
     /// [`Snapshot::decide_at`] that reads the clock only when some scope applies to the tenant.
     #[inline]
-    pub(crate) fn decide_with_clock(
-        &self,
-        ctx: &CallContext<'_>,
-        model: &str,
-        clock: impl FnOnce() -> i64,
-    ) -> Decision {
+    pub(crate) fn decide_with_clock(&self, ctx: &CallContext<'_>, model: &str, clock: impl FnOnce() -> i64) -> Decision {
         let tenant = self.by_tenant.get(ctx.tenant_id).map(|l| &**l);
         let global = &*self.any_tenant;
         let fail_closed = self.policy.stale == StalePolicy::FailClosed;
         let restrictive = tenant.map_or(&[][..], |l| &l.restrictive);
         // Under fail-open, OK and NOTIFY scopes cannot change a decision: no clock needed.
-        if restrictive.is_empty() && global.restrictive.is_empty() && (!fail_closed || (tenant.is_none() && global.all.is_empty())) {
+        if restrictive.is_empty()
+            && global.restrictive.is_empty()
+            && (!fail_closed || (tenant.is_none() && global.all.is_empty()))
+        {
             return Decision::Allow;
         }
         let now_us = clock();
@@ -68,9 +66,8 @@ impl Snapshot {
                 return Decision::Block { reason: e.stale_reason.clone(), scope: e.key.clone() };
             }
         }
-        let applicable = || {
-            restrictive.iter().chain(global.restrictive.iter()).filter(|e| !e.is_stale(now_us) && e.applies(ctx, model))
-        };
+        let applicable =
+            || restrictive.iter().chain(global.restrictive.iter()).filter(|e| !e.is_stale(now_us) && e.applies(ctx, model));
         for e in applicable() {
             if e.state() == BudgetState::Block {
                 return Decision::Block { reason: e.block_reason.clone(), scope: e.key.clone() };
@@ -110,10 +107,7 @@ impl Snapshot {
 
     /// The latest signal of every scope (no particular order).
     pub fn signals(&self) -> impl Iterator<Item = &BudgetSignal> + '_ {
-        self.by_tenant
-            .values()
-            .chain(std::iter::once(&self.any_tenant))
-            .flat_map(|list| list.all.iter().map(|e| &e.signal))
+        self.by_tenant.values().chain(std::iter::once(&self.any_tenant)).flat_map(|list| list.all.iter().map(|e| &e.signal))
     }
 
     /// The policy the snapshot decides with.

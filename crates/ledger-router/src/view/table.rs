@@ -128,8 +128,7 @@ impl SignalTable {
                 }
             }
         }
-        self.published =
-            Arc::new(Snapshot { policy: self.policy, by_tenant, any_tenant, scopes: self.tenant_of.len() });
+        self.published = Arc::new(Snapshot { policy: self.policy, by_tenant, any_tenant, scopes: self.tenant_of.len() });
         self.published.clone()
     }
 }

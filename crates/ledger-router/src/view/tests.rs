@@ -14,8 +14,7 @@ const NOW: i64 = 1_800_000_000;
 const NOW_US: i64 = NOW * 1_000_000;
 
 pub(super) fn signal(fields: &[(&str, &str)], state: BudgetState, sequence: i64) -> BudgetSignal {
-    let scope_fields: BTreeMap<String, String> =
-        fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let scope_fields: BTreeMap<String, String> = fields.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let canonical: Vec<String> = scope_fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
     BudgetSignal {
         scope: format!("day:{}", canonical.join(",")),
@@ -71,7 +70,10 @@ fn no_signals_allows() {
 fn ok_and_notify_allow() {
     let (_, snap) = table(
         RouterPolicy::default(),
-        vec![signal(&[("tenant_id", "acme")], BudgetState::Ok, 1), signal(&[("tenant_id", "acme"), ("team", "search")], BudgetState::Notify, 1)],
+        vec![
+            signal(&[("tenant_id", "acme")], BudgetState::Ok, 1),
+            signal(&[("tenant_id", "acme"), ("team", "search")], BudgetState::Notify, 1),
+        ],
     );
     assert_eq!(snap.decide_at(&acme(), "gpt-4o", NOW_US), Decision::Allow);
     assert_eq!(snap.len(), 2);
@@ -105,10 +107,16 @@ fn block_wins_over_everything() {
 fn throttle_refusal_beats_reroute_and_admitted_calls_are_rerouted() {
     let (_, snap) = table(
         RouterPolicy::default(),
-        vec![signal(&[("tenant_id", "acme")], BudgetState::Reroute, 1), signal(&[("tenant_id", "acme"), ("team", "search")], BudgetState::Throttle, 1)],
+        vec![
+            signal(&[("tenant_id", "acme")], BudgetState::Reroute, 1),
+            signal(&[("tenant_id", "acme"), ("team", "search")], BudgetState::Throttle, 1),
+        ],
     );
     let first = snap.decide_at(&acme(), "gpt-4o", NOW_US);
-    assert_eq!(first, Decision::Throttle { retry_after: Duration::from_millis(250), scope: "day:team=search,tenant_id=acme".into() });
+    assert_eq!(
+        first,
+        Decision::Throttle { retry_after: Duration::from_millis(250), scope: "day:team=search,tenant_id=acme".into() }
+    );
     let second = snap.decide_at(&acme(), "gpt-4o", NOW_US);
     assert_eq!(second, Decision::Reroute { to: "gpt-4o-mini".into(), from: "gpt-4o".into(), scope: "day:tenant_id=acme".into() });
     assert!(!first.is_allowed());

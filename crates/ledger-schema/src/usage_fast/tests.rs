@@ -1,6 +1,6 @@
-use super::*;
 use super::decode::STACK_DATUM;
 use super::reader::{Fail, Reader, TagBuf, INLINE_TAGS};
+use super::*;
 use crate::error::SchemaError;
 use ledger_core::{Money, UsageEvent};
 
@@ -8,8 +8,7 @@ use ledger_core::{Money, UsageEvent};
 fn field_list_matches_the_schema() {
     let avsc: serde_json::Value =
         serde_json::from_str(include_str!("../../../../schemas/avro/usage_event.avsc")).expect("avsc is JSON");
-    let names: Vec<&str> =
-        avsc["fields"].as_array().expect("fields").iter().map(|f| f["name"].as_str().expect("name")).collect();
+    let names: Vec<&str> = avsc["fields"].as_array().expect("fields").iter().map(|f| f["name"].as_str().expect("name")).collect();
     assert_eq!(names, FIELDS, "usage_fast must follow schemas/avro/usage_event.avsc");
 }
 

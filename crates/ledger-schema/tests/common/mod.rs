@@ -168,7 +168,13 @@ pub fn full_usage_event() -> UsageEvent {
     UsageEvent {
         event_id: "01J0-évènement-🦀".into(),
         event_time: t("2026-11-01T12:34:56.123456Z"),
-        attribution: Attribution { tenant_id: "acme".into(), team: Some("search".into()), project: Some("ranker".into()), user_id: Some("u-1".into()), api_key_id: Some("key|1".into()) },
+        attribution: Attribution {
+            tenant_id: "acme".into(),
+            team: Some("search".into()),
+            project: Some("ranker".into()),
+            user_id: Some("u-1".into()),
+            api_key_id: Some("key|1".into()),
+        },
         feature: Some("autocomplete".into()),
         environment: Some("prod".into()),
         tags: BTreeMap::from([("region".into(), "eu".into()), ("日本".into(), "語".into())]),
@@ -472,7 +478,13 @@ pub fn usage_from_value(v: Value) -> UsageEvent {
     let e = UsageEvent {
         event_id: f.s("event_id"),
         event_time: f.ts("event_time"),
-        attribution: Attribution { tenant_id: f.s("tenant_id"), team: f.opt_s("team"), project: f.opt_s("project"), user_id: f.opt_s("user_id"), api_key_id: f.opt_s("api_key_id") },
+        attribution: Attribution {
+            tenant_id: f.s("tenant_id"),
+            team: f.opt_s("team"),
+            project: f.opt_s("project"),
+            user_id: f.opt_s("user_id"),
+            api_key_id: f.opt_s("api_key_id"),
+        },
         feature: f.opt_s("feature"),
         environment: f.opt_s("environment"),
         tags: f.map("tags"),

@@ -213,11 +213,8 @@ impl Emitter {
                                 break;
                             }
                             q.emitters_waiting += 1;
-                            let (guard, _) = self
-                                .shared
-                                .has_room
-                                .wait_timeout(q, deadline - now)
-                                .unwrap_or_else(|p| p.into_inner());
+                            let (guard, _) =
+                                self.shared.has_room.wait_timeout(q, deadline - now).unwrap_or_else(|p| p.into_inner());
                             q = guard;
                             q.emitters_waiting -= 1;
                         }

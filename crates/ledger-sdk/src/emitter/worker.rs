@@ -31,10 +31,7 @@ impl ProducerContext for DeliveryContext {
             }
             Err((e, _)) => {
                 self.shared.counters.failed.fetch_add(1, Ordering::Relaxed);
-                self.shared.finish(Some(DeliveryFailure {
-                    event_id: *event_id,
-                    reason: FailureReason::Kafka(e.to_string()),
-                }));
+                self.shared.finish(Some(DeliveryFailure { event_id: *event_id, reason: FailureReason::Kafka(e.to_string()) }));
             }
         }
     }

@@ -107,8 +107,10 @@ fn print_report(r: &ChargebackReport, decimals: u32) -> anyhow::Result<()> {
     let name = r.by.name().replace('_', " ");
     let header = [name.as_str(), "requests", "direct (USD)", "share of unattributed (USD)", "charged (USD)"];
     let money = |m: Money| fmt_money(m, decimals);
-    let cells =
-        rows.into_iter().map(|w| vec![w.label, w.requests.to_string(), money(w.direct), money(w.share), money(w.charged)]).collect();
+    let cells = rows
+        .into_iter()
+        .map(|w| vec![w.label, w.requests.to_string(), money(w.direct), money(w.share), money(w.charged)])
+        .collect();
     let table = crate::commands::table(&header, cells, &[1, 2, 3, 4]);
     println!("{table}");
     println!(

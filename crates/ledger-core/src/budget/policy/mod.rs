@@ -6,9 +6,9 @@
 //! (TOML integers are accepted too); a TOML float is refused because it is not exact.
 
 mod parse;
-mod thresholds;
 #[cfg(test)]
 mod tests;
+mod thresholds;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -7,8 +7,8 @@ use chrono_tz::Tz;
 
 use super::thresholds::parse_thresholds;
 use super::{
-    Budget, BudgetPolicy, PolicyError, PolicyProblem, DEFAULT_BURN_WINDOW_SECS, DEFAULT_LOOKAHEAD_SECS,
-    MAX_BURN_WINDOW_SECS, MAX_LOOKAHEAD_SECS,
+    Budget, BudgetPolicy, PolicyError, PolicyProblem, DEFAULT_BURN_WINDOW_SECS, DEFAULT_LOOKAHEAD_SECS, MAX_BURN_WINDOW_SECS,
+    MAX_LOOKAHEAD_SECS,
 };
 use crate::aggregate::SpendScope;
 use crate::budget::scope::{shape_description, BudgetScope, SCOPE_FIELDS};
@@ -41,7 +41,9 @@ pub(super) fn exact_decimal(v: &toml::Value, example: &str) -> Result<Decimal, S
     match v {
         toml::Value::String(s) => Decimal::parse(s).map_err(|_| format!("{s:?} is not a decimal number (e.g. {example:?})")),
         toml::Value::Integer(i) => Decimal::parse(&i.to_string()).map_err(|e| e.to_string()),
-        toml::Value::Float(f) => Err(format!("{f} is a TOML float, which is not exact: write it as a quoted string, e.g. {example:?}")),
+        toml::Value::Float(f) => {
+            Err(format!("{f} is a TOML float, which is not exact: write it as a quoted string, e.g. {example:?}"))
+        }
         other => Err(format!("expected a decimal string like {example:?}, found a {}", type_name(other))),
     }
 }
@@ -67,7 +69,8 @@ const TOP_KEYS: &[&str] = &["defaults", "budget"];
 const DEFAULT_KEYS: &[&str] = &["timezone", "lookahead_secs", "burn_window_secs"];
 const BUDGET_KEYS: &[&str] =
     &["name", "scope", "period", "timezone", "limit_usd", "limit_tokens", "threshold", "lookahead_secs", "burn_window_secs"];
-pub(super) const THRESHOLD_KEYS: &[&str] = &["at_percent", "action", "throttle_fraction", "throttle_rate_per_sec", "retry_after_ms", "reroute"];
+pub(super) const THRESHOLD_KEYS: &[&str] =
+    &["at_percent", "action", "throttle_fraction", "throttle_rate_per_sec", "retry_after_ms", "reroute"];
 
 struct Defaults {
     timezone: Tz,
@@ -93,11 +96,9 @@ impl BudgetPolicy {
                     }
                 }
             }
-            Some(other) => problems.add(
-                "top level",
-                "budget",
-                format!("expected [[budget]] tables, found a {}", type_name(other)),
-            ),
+            Some(other) => {
+                problems.add("top level", "budget", format!("expected [[budget]] tables, found a {}", type_name(other)))
+            }
         }
         check_unique(&budgets, &mut problems);
         if problems.0.is_empty() {
@@ -109,7 +110,8 @@ impl BudgetPolicy {
 }
 
 fn parse_defaults(v: Option<&toml::Value>, problems: &mut Problems) -> Defaults {
-    let mut d = Defaults { timezone: Tz::UTC, lookahead_secs: DEFAULT_LOOKAHEAD_SECS, burn_window_secs: DEFAULT_BURN_WINDOW_SECS };
+    let mut d =
+        Defaults { timezone: Tz::UTC, lookahead_secs: DEFAULT_LOOKAHEAD_SECS, burn_window_secs: DEFAULT_BURN_WINDOW_SECS };
     let loc = "[defaults]";
     let Some(v) = v else { return d };
     let Some(t) = v.as_table() else {
@@ -211,9 +213,8 @@ fn parse_budget(index: usize, v: &toml::Value, defaults: &Defaults, problems: &m
         });
         parsed.map_err(|e| problems.add(loc, "limit_usd", e)).ok()
     });
-    let limit_tokens = t
-        .get("limit_tokens")
-        .and_then(|v| integer(v, 1, i64::MAX).map_err(|e| problems.add(loc, "limit_tokens", e)).ok());
+    let limit_tokens =
+        t.get("limit_tokens").and_then(|v| integer(v, 1, i64::MAX).map_err(|e| problems.add(loc, "limit_tokens", e)).ok());
     if !t.contains_key("limit_usd") && !t.contains_key("limit_tokens") {
         problems.add(loc, "limit_usd", "missing limit: set limit_usd (e.g. \"1000.00\") and/or limit_tokens");
     }
@@ -311,11 +312,7 @@ fn check_unique(budgets: &[Budget], problems: &mut Problems) {
         let loc = format!("budget {:?}", b.name);
         let key = b.signal_key();
         if let Some(first) = keys.get(&key) {
-            problems.add(
-                &loc,
-                "scope",
-                format!("same scope and period as budget {first:?} ({key}): merge them into one budget"),
-            );
+            problems.add(&loc, "scope", format!("same scope and period as budget {first:?} ({key}): merge them into one budget"));
         } else {
             keys.insert(key, b.name.as_str());
         }

@@ -36,7 +36,10 @@ fn parses_the_example() {
     assert_eq!(b.signal_key(), "month:tenant_id=acme,team=search");
     assert_eq!(b.limit_usd, Some(Money::from_usd(1000)));
     assert_eq!(b.thresholds.len(), 4);
-    assert_eq!(b.thresholds[1].action, ThresholdAction::Throttle { fraction_ppm: Some(250_000), rate_per_sec: None, retry_after_ms: Some(1000) });
+    assert_eq!(
+        b.thresholds[1].action,
+        ThresholdAction::Throttle { fraction_ppm: Some(250_000), rate_per_sec: None, retry_after_ms: Some(1000) }
+    );
     assert_eq!(b.thresholds[3].at_percent, Percent::whole(100));
     assert_eq!((b.lookahead_secs, b.burn_window_secs), (2, 60));
 }

@@ -8,7 +8,11 @@ use crate::signal::BudgetState;
 
 pub(super) fn parse_thresholds(v: Option<&toml::Value>, loc: &str, problems: &mut Problems) -> Vec<Threshold> {
     let Some(v) = v else {
-        problems.add(loc, "threshold", "missing: add at least one [[budget.threshold]] (e.g. at_percent = \"100\", action = \"block\")");
+        problems.add(
+            loc,
+            "threshold",
+            "missing: add at least one [[budget.threshold]] (e.g. at_percent = \"100\", action = \"block\")",
+        );
         return Vec::new();
     };
     let Some(items) = v.as_array() else {
@@ -114,19 +118,33 @@ fn parse_action(t: &toml::Table, loc: &str, i: usize, problems: &mut Problems) -
                 exact_decimal(v, "0.25")
                     .and_then(|d| match d.to_scale_exact(6) {
                         Some(Ok(p)) if p > 0 && p < 1_000_000 => Ok(p as u32),
-                        Some(Ok(_)) | Some(Err(())) => Err("must be above 0 and below 1 (the share of requests allowed; use action \"block\" for 0)".to_owned()),
+                        Some(Ok(_)) | Some(Err(())) => {
+                            Err("must be above 0 and below 1 (the share of requests allowed; use action \"block\" for 0)"
+                                .to_owned())
+                        }
                         None => Err("has more than 6 fractional digits (parts per million)".to_owned()),
                     })
                     .map_err(|e| problems.add(loc, f("throttle_fraction"), e))
                     .ok()
             });
             let rate_per_sec = t.get("throttle_rate_per_sec").and_then(|v| {
-                integer(v, 1, i64::from(u32::MAX)).map(|r| r as u32).map_err(|e| problems.add(loc, f("throttle_rate_per_sec"), e)).ok()
+                integer(v, 1, i64::from(u32::MAX))
+                    .map(|r| r as u32)
+                    .map_err(|e| problems.add(loc, f("throttle_rate_per_sec"), e))
+                    .ok()
             });
             if !t.contains_key("throttle_fraction") && !t.contains_key("throttle_rate_per_sec") {
-                problems.add(loc, f("throttle_fraction"), "a throttle needs throttle_fraction (e.g. \"0.25\") and/or throttle_rate_per_sec");
+                problems.add(
+                    loc,
+                    f("throttle_fraction"),
+                    "a throttle needs throttle_fraction (e.g. \"0.25\") and/or throttle_rate_per_sec",
+                );
             }
-            Some(ThresholdAction::Throttle { fraction_ppm, rate_per_sec, retry_after_ms: retry_after(t, &f("retry_after_ms"), loc, problems) })
+            Some(ThresholdAction::Throttle {
+                fraction_ppm,
+                rate_per_sec,
+                retry_after_ms: retry_after(t, &f("retry_after_ms"), loc, problems),
+            })
         }
         "reroute" => {
             not_for(problems, &["throttle_fraction", "throttle_rate_per_sec", "retry_after_ms"]);
@@ -161,12 +179,18 @@ fn parse_action(t: &toml::Table, loc: &str, i: usize, problems: &mut Problems) -
                         }
                     }
                 }
-                Some(other) => problems.add(loc, f("reroute"), format!("expected a table of model = model, found a {}", type_name(other))),
+                Some(other) => {
+                    problems.add(loc, f("reroute"), format!("expected a table of model = model, found a {}", type_name(other)))
+                }
             }
             Some(ThresholdAction::Reroute { map })
         }
         other => {
-            problems.add(loc, f("action"), format!("{other:?} is not an action: one of \"notify\", \"throttle\", \"reroute\", \"block\""));
+            problems.add(
+                loc,
+                f("action"),
+                format!("{other:?} is not an action: one of \"notify\", \"throttle\", \"reroute\", \"block\""),
+            );
             None
         }
     }
