@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need and this machine lacks (Debian, as
-# root or with sudo): a C toolchain for the bundled librdkafka, Python 3 for the independent
-# pricing oracle, and docker-compose to validate docker-compose.yml (no Docker engine needed).
+# root or with sudo): a C toolchain for the bundled librdkafka, OpenSSL's headers and pkg-config
+# for its TLS and SASL/SCRAM support (and openssl to make the secure profile's certificates),
+# Python 3 for the independent pricing oracle, and docker-compose to validate
+# docker-compose.yml (no Docker engine needed).
 # ClickHouse, Java and the Kafka jars are installed by scripts/stack.sh up.
 set -euo pipefail
 
@@ -16,6 +18,9 @@ command -v make >/dev/null 2>&1 || need+=(make)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=()
