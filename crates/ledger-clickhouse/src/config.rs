@@ -1,5 +1,10 @@
 //! Connection settings and the ClickHouse client built from them.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger_core::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -13,14 +18,20 @@ pub const DEFAULT_DATABASE: &str = "ledger";
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseConfig {
-    /// HTTP endpoint, e.g. `http://127.0.0.1:8123`.
+    /// HTTP(S) endpoint, e.g. `http://127.0.0.1:8123` or `https://ch.example.com:8443`.
+    /// Credentials go in `user` and `password`, never in the URL.
     pub url: String,
     /// Database holding `usage_ledger`, the rollups and `schema_migrations`.
     pub database: String,
     /// User; `None` means the server's `default` user.
     pub user: Option<String>,
     /// Password.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
+    /// A file holding the password (container secrets); read when the client is built.
+    pub password_file: Option<PathBuf>,
+    /// PEM file of the CA certificates an `https://` server's certificate must chain to;
+    /// without it, the system's trusted roots. Verification is always on.
+    pub ca_file: Option<PathBuf>,
     /// Compress inserts with LZ4 (`true`: less network) or send them plain (`false`: less CPU).
     /// Unset (the default): plain when the URL's host is this machine (`localhost`, `127.x.x.x`,
     /// `[::1]`), where LZ4 only costs CPU on both ends, else LZ4.
@@ -34,7 +45,9 @@ impl std::fmt::Debug for ClickHouseConfig {
             .field("url", &self.url)
             .field("database", &self.database)
             .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password)
+            .field("password_file", &self.password_file)
+            .field("ca_file", &self.ca_file)
             .field("compress", &self.compress)
             .finish()
     }
@@ -47,6 +60,8 @@ impl Default for ClickHouseConfig {
             database: DEFAULT_DATABASE.to_owned(),
             user: None,
             password: None,
+            password_file: None,
+            ca_file: None,
             compress: None,
         }
     }
@@ -58,13 +73,38 @@ impl ClickHouseConfig {
         ClickHouseConfig { url: url.into(), database: database.into(), ..ClickHouseConfig::default() }
     }
 
-    /// Checks the settings: the database must be a plain identifier (it is spliced into SQL).
+    /// Checks the settings: the database must be a plain identifier (it is spliced into SQL),
+    /// the URL `http://` or `https://` without credentials, and the files readable.
     pub fn validate(&self) -> Result<()> {
         validate_database_name(&self.database)?;
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(Error::Config(format!("url {:?} is not an http:// URL of ClickHouse's HTTP interface", self.url)));
+            return Err(Error::Config(format!(
+                "clickhouse.url {:?} is not an http:// or https:// URL of ClickHouse's HTTP interface",
+                redact_url(&self.url)
+            )));
+        }
+        let authority = self.url.split_once("://").map_or("", |(_, r)| r).split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(Error::Config(format!(
+                "clickhouse.url {} carries credentials: put them in clickhouse.user and clickhouse.password \
+                 (or LEDGER__CLICKHOUSE__PASSWORD / password_file) instead",
+                redact_url(&self.url)
+            )));
+        }
+        if self.ca_file.is_some() && !self.url.starts_with("https://") {
+            return Err(Error::Config("clickhouse.ca_file is set but clickhouse.url is not https://".into()));
         }
         Ok(())
+    }
+
+    /// The password: `password`, or the contents of `password_file`.
+    fn resolved_password(&self) -> Result<Option<Secret>> {
+        match &self.password_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|t| Some(Secret::from_file_contents(&t)))
+                .map_err(|e| Error::Config(format!("clickhouse.password_file: cannot read {}: {e}", path.display()))),
+            None => Ok(self.password.clone()),
+        }
     }
 
     /// A client for these settings, configured to work with ClickHouse 18.16 and current releases:
@@ -78,16 +118,20 @@ impl ClickHouseConfig {
     ///   the integration tests;
     /// * the crate sends no other settings by default (only `database`, `query`, `default_format`,
     ///   `decompress`), all known to 18.16.
+    ///
+    /// An `https://` URL is served over TLS (rustls) with the certificate verified against
+    /// `ca_file` or the system's roots.
     pub fn client(&self) -> Result<clickhouse::Client> {
         self.validate()?;
         let compression = if self.compresses() { clickhouse::Compression::Lz4 } else { clickhouse::Compression::None };
-        let mut client =
-            clickhouse::Client::default().with_url(self.url.clone()).with_validation(false).with_compression(compression);
+        let client =
+            if self.url.starts_with("https://") { https_client(self.ca_file.as_deref())? } else { clickhouse::Client::default() };
+        let mut client = client.with_url(self.url.clone()).with_validation(false).with_compression(compression);
         if let Some(user) = &self.user {
             client = client.with_user(user.clone());
         }
-        if let Some(password) = &self.password {
-            client = client.with_password(password.clone());
+        if let Some(password) = self.resolved_password()? {
+            client = client.with_password(password.expose().to_owned());
         }
         Ok(client)
     }
@@ -97,6 +141,65 @@ impl ClickHouseConfig {
     /// Whether inserts are LZ4-compressed: `compress`, or when unset, unless the server is local.
     pub fn compresses(&self) -> bool {
         self.compress.unwrap_or_else(|| !is_loopback_url(&self.url))
+    }
+}
+
+/// The crate's defaults for its own HTTP client, kept for ours: ClickHouse closes idle
+/// connections after 3 s by default, so the pool lets them go after 2.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// A client over HTTPS whose server certificates must chain to `ca_file` (PEM), or to the
+/// system's trusted roots without one.
+fn https_client(ca_file: Option<&std::path::Path>) -> Result<clickhouse::Client> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            use rustls::pki_types::pem::PemObject as _;
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    Error::Config(format!("clickhouse.ca_file: cannot read certificates from {}: {e}", path.display()))
+                })?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(Error::Config(format!("clickhouse.ca_file: {} holds no usable CA certificate", path.display())));
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+        }
+    }
+    // ring, not aws-lc-rs (rustls' default), so that building needs no cmake and no C toolchain
+    // beyond librdkafka's; its deprecation is about post-quantum key exchange, which ClickHouse
+    // servers do not offer anyway.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS setup: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.set_keepalive(Some(TCP_KEEPALIVE));
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(http);
+    let http_client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build(https);
+    Ok(clickhouse::Client::with_http_client(http_client))
+}
+
+/// A URL as it may be shown: any `user:password@` removed.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.find(['/', '?', '#']).map_or((rest, ""), |i| rest.split_at(i));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -156,7 +259,29 @@ mod tests {
 
     #[test]
     fn debug_redacts_the_password() {
-        let c = ClickHouseConfig { password: Some("hunter2".into()), ..ClickHouseConfig::default() };
+        let c = ClickHouseConfig { password: Some(Secret::new("hunter2")), ..ClickHouseConfig::default() };
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_and_never_shown() {
+        let c = ClickHouseConfig::new("https://ledger:hunter2@ch.example.com:8443/", "ledger");
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("carries credentials") && !err.contains("hunter2"), "{err}");
+        assert_eq!(redact_url("http://a:b@h:1/p?q"), "http://h:1/p?q");
+        let err = ClickHouseConfig::new("ftp://h", "ledger").validate().unwrap_err().to_string();
+        assert!(err.contains("not an http:// or https:// URL"), "{err}");
+        let c = ClickHouseConfig { ca_file: Some("/ca.pem".into()), ..ClickHouseConfig::new("http://h:8123", "l") };
+        assert!(c.validate().unwrap_err().to_string().contains("not https://"));
+    }
+
+    #[test]
+    fn https_clients_build_with_the_system_roots_or_a_ca_file() {
+        ClickHouseConfig::new("https://ch.example.com:8443", "ledger").client().unwrap();
+        let missing = ClickHouseConfig { ca_file: Some("/nonexistent/ca.pem".into()), ..ClickHouseConfig::new("https://h", "l") };
+        let err = missing.client().unwrap_err().to_string();
+        assert!(err.contains("clickhouse.ca_file: cannot read certificates from /nonexistent/ca.pem"), "{err}");
+        let pw = ClickHouseConfig { password_file: Some("/nonexistent/pw".into()), ..ClickHouseConfig::new("http://h", "l") };
+        assert!(pw.client().unwrap_err().to_string().contains("clickhouse.password_file: cannot read /nonexistent/pw"));
     }
 }

@@ -67,6 +67,15 @@ pub enum Error {
     /// The configuration is unusable (e.g. a database name that is not a plain identifier).
     #[error("invalid ClickHouse configuration: {0}")]
     Config(String),
+    /// The server refused the credentials, its certificate is not trusted, or it does not
+    /// speak the URL's protocol. Fatal: fix the named setting.
+    #[error("ClickHouse: {problem}: fix {setting}")]
+    Security {
+        /// The setting(s) to fix, as the config file and the environment name them.
+        setting: String,
+        /// What is wrong, in one line.
+        problem: String,
+    },
 }
 
 /// The crate's result type.
@@ -93,9 +102,71 @@ impl Error {
 
     /// Wraps a client error with what was being done, classifying it.
     pub(crate) fn clickhouse(context: impl Into<String>, source: clickhouse::error::Error) -> Self {
+        if let Some(security) = security_problem(&source) {
+            return security;
+        }
         let kind = classify(&source);
         Error::ClickHouse { context: context.into(), kind, source }
     }
+}
+
+/// ClickHouse's codes for refused credentials: UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD,
+/// IP_ADDRESS_NOT_ALLOWED, AUTHENTICATION_FAILED.
+const AUTH_CODES: &[u32] = &[192, 193, 194, 195, 516];
+
+/// The setting a client error points at, when it is a credentials or TLS problem. TLS failures
+/// are transport errors, which would otherwise be retried for ever.
+fn security_problem(e: &clickhouse::error::Error) -> Option<Error> {
+    use clickhouse::error::Error as E;
+    let error = |setting: &str, problem: String| Some(Error::Security { setting: setting.to_owned(), problem });
+    match e {
+        E::BadResponse(msg) if exception_code(msg).is_some_and(|c| AUTH_CODES.contains(&c)) => error(
+            "clickhouse.user and clickhouse.password (or clickhouse.password_file, LEDGER__CLICKHOUSE__PASSWORD)",
+            format!("the server refused the credentials ({})", first_sentence(msg)),
+        ),
+        E::Network(_) => {
+            let chain = error_chain(e);
+            if chain.contains("UnknownIssuer") || chain.contains("invalid peer certificate") || chain.contains("certificate") {
+                error(
+                    "clickhouse.ca_file (LEDGER__CLICKHOUSE__CA_FILE)",
+                    format!("the server's TLS certificate is not trusted ({})", tls_reason(&chain)),
+                )
+            } else if chain.contains("InvalidContentType") || chain.contains("corrupt message") {
+                error(
+                    "clickhouse.url",
+                    "the server did not answer TLS: is the URL's port ClickHouse's https_port, or should it start with http://?"
+                        .to_owned(),
+                )
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The messages of an error and all its sources, joined.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// The part of a TLS error chain that says why, e.g. `invalid peer certificate: UnknownIssuer`.
+fn tls_reason(chain: &str) -> String {
+    chain
+        .find("invalid peer certificate")
+        .map_or_else(|| chain.to_owned(), |i| chain[i..].split(": client error").next().unwrap_or("").to_owned())
+}
+
+/// A server message up to its first sentence (ClickHouse repeats itself after that).
+fn first_sentence(msg: &str) -> String {
+    let text = msg.split(", e.what()").next().unwrap_or(msg);
+    text.split(" (version").next().unwrap_or(text).trim().to_owned()
 }
 
 /// ClickHouse exception codes after which a retry can succeed: timeouts, overload, network,
@@ -167,5 +238,18 @@ mod tests {
         let e = Error::clickhouse("x", clickhouse::error::Error::TimedOut);
         assert!(e.is_retryable());
         assert!(!Error::InvalidBatch("x".into()).is_retryable());
+    }
+
+    #[test]
+    fn refused_credentials_name_the_password_setting() {
+        let msg = "Code: 193, e.displayText() = DB::Exception: Wrong password for user ledger, e.what() = DB::Exception";
+        let e = Error::clickhouse("querying", clickhouse::error::Error::BadResponse(msg.into()));
+        assert!(!e.is_retryable());
+        let text = e.to_string();
+        assert!(
+            text.contains("refused the credentials (Code: 193") && text.contains("fix clickhouse.user and clickhouse.password"),
+            "{text}"
+        );
+        assert!(!text.contains('\n'));
     }
 }

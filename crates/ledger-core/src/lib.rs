@@ -16,6 +16,7 @@ pub mod dedupe;
 pub mod event;
 pub mod money;
 pub mod pricing;
+pub mod secret;
 pub mod signal;
 pub mod spend;
 

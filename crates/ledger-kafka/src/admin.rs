@@ -32,8 +32,14 @@ pub fn ledger_topics(names: &TopicNames, partitions: i32) -> Vec<TopicSpec> {
     ]
 }
 
-/// Creates each topic that does not exist yet; existing topics are left alone.
+/// Creates each topic that does not exist yet; existing topics are left alone. Checks the
+/// connection first ([`crate::check_connection`]), so wrong settings fail at once with the
+/// setting to fix instead of a timeout.
 pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result<(), KafkaError> {
+    let checked = config.clone();
+    tokio::task::spawn_blocking(move || crate::check_connection(&checked, Duration::from_secs(15)))
+        .await
+        .map_err(|e| KafkaError::Topic { topic: String::new(), problem: format!("connection check failed: {e}") })??;
     let admin = admin_client(config)?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
@@ -123,12 +129,15 @@ pub fn partition_count(config: &KafkaConfig, topic: &str, timeout: Duration) -> 
     Ok(t.partitions().len() as i32)
 }
 
-/// [`ensure_topics`] for a service that can start without Kafka: a failure or no answer within
-/// `wait` is logged (the service's requests fail until Kafka is reachable), not returned.
-pub async fn ensure_topics_best_effort(config: &KafkaConfig, topics: &[TopicSpec], wait: Duration) {
+/// [`ensure_topics`] for a service that can start without Kafka: brokers that fail or do not
+/// answer within `wait` are logged (the service's requests fail until Kafka is reachable), but
+/// wrong settings ([`KafkaError::Config`]) are returned: those do not heal by waiting.
+pub async fn ensure_topics_best_effort(config: &KafkaConfig, topics: &[TopicSpec], wait: Duration) -> Result<(), KafkaError> {
     match tokio::time::timeout(wait, ensure_topics(config, topics)).await {
         Ok(Ok(())) => {}
+        Ok(Err(e @ KafkaError::Config { .. })) => return Err(e),
         Ok(Err(e)) => tracing::warn!(error = %e, "could not check or create the topics; requests fail until Kafka is reachable"),
         Err(_) => tracing::warn!(brokers = %config.brokers, ?wait, "Kafka did not answer; requests fail until it is reachable"),
     }
+    Ok(())
 }

@@ -52,6 +52,7 @@ pub struct OffsetRange {
 /// The watermarks of every partition of `topic`, by partition; `None` when the topic does not
 /// exist. Asks for the whole cluster's metadata, so that asking never auto-creates the topic.
 pub fn topic_watermarks(config: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Option<Vec<PartitionMarks>>, KafkaError> {
+    crate::check_connection(config, timeout)?;
     let consumer: BaseConsumer = config.client_config().create().map_err(|e| KafkaError::client("creating a Kafka client", e))?;
     let md = consumer
         .fetch_metadata(None, timeout)

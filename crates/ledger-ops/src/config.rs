@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::{Figment, Provider as _};
 use serde::{Deserialize, Serialize};
 
 use ledger_clickhouse::ClickHouseConfig;
@@ -16,6 +16,9 @@ use ledger_kafka::{KafkaConfig, TopicNames};
 use ledger_processor::config::{ProcessorConfig, ProcessorSettings};
 
 use crate::OpsError;
+
+/// The sections of the configuration file.
+const SECTIONS: [&str; 6] = ["kafka", "topics", "clickhouse", "processor", "enforcer", "ingest"];
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -36,7 +39,9 @@ pub struct LedgerConfig {
 }
 
 impl LedgerConfig {
-    /// Loads the layers; every error is reported with where it came from.
+    /// Loads the layers; every error is reported with where it came from. Each section is read
+    /// on its own, so a mistake in one does not hide the mistakes in the others (within a
+    /// section, the first one is reported).
     pub fn load(file: Option<&Path>) -> Result<LedgerConfig, OpsError> {
         let mut figment = Figment::from(Serialized::defaults(LedgerConfig::default()));
         if let Some(path) = file {
@@ -49,10 +54,38 @@ impl LedgerConfig {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment.merge(Env::prefixed("LEDGER__").split("__").lowercase(true));
-        figment.extract::<LedgerConfig>().map_err(|errors| {
+        let mut errors: Vec<String> = Vec::new();
+        if let Ok(data) = figment.data() {
+            for dict in data.values() {
+                for key in dict.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
+                    errors.push(format!("unknown section `{key}` (known: {})", SECTIONS.join(", ")));
+                }
+            }
+        }
+        fn section<T: serde::de::DeserializeOwned + Default>(figment: &Figment, name: &str, errors: &mut Vec<String>) -> T {
+            figment.extract_inner::<T>(name).unwrap_or_else(|e| {
+                errors.extend(e.into_iter().map(|e| e.to_string()));
+                T::default()
+            })
+        }
+        let mut config = LedgerConfig {
+            kafka: section(&figment, "kafka", &mut errors),
+            topics: section(&figment, "topics", &mut errors),
+            clickhouse: section(&figment, "clickhouse", &mut errors),
+            processor: section(&figment, "processor", &mut errors),
+            enforcer: section(&figment, "enforcer", &mut errors),
+            ingest: section(&figment, "ingest", &mut errors),
+        };
+        if errors.is_empty() {
+            if let Err(e) = config.kafka.resolve_secrets() {
+                errors.push(e.to_string());
+            }
+        }
+        if !errors.is_empty() {
             let lines: Vec<String> = errors.into_iter().map(|e| format!("  - {e}")).collect();
-            OpsError::Invalid(format!("invalid configuration:\n{}", lines.join("\n")))
-        })
+            return Err(OpsError::Invalid(format!("invalid configuration:\n{}", lines.join("\n"))));
+        }
+        Ok(config)
     }
 
     /// The processor's view of the configuration, with cross-field checks.
@@ -81,9 +114,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ledger-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("bad.toml");
-        std::fs::write(&file, "[kafka]\nbrokerz = \"x\"\n").unwrap();
+        std::fs::write(&file, "[kafka]\nbrokerz = \"x\"\n[processor.batch]\nmax_rows = \"many\"\n[colour]\nx = 1\n").unwrap();
         let err = LedgerConfig::load(Some(&file)).unwrap_err().to_string();
         assert!(err.contains("unknown field: found `brokerz`") && err.contains("bad.toml"), "{err}");
+        assert!(err.contains("max_rows"), "a second section's mistake is reported too: {err}");
+        assert!(err.contains("unknown section `colour`"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

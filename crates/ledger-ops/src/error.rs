@@ -19,8 +19,8 @@ pub enum OpsError {
     /// A ClickHouse query failed.
     #[error(transparent)]
     ClickHouse(ledger_clickhouse::Error),
-    /// Kafka failed.
-    #[error("{0} (is Kafka running? `ledger stack status`)")]
+    /// Kafka failed, or refused the settings.
+    #[error("{}", kafka_message(.0))]
     Kafka(#[from] ledger_kafka::KafkaError),
     /// The Avro schemas could not be loaded.
     #[error(transparent)]
@@ -31,6 +31,15 @@ pub enum OpsError {
     /// The data changed while it was read, or does not add up; running again may help.
     #[error("{0}")]
     Inconsistent(String),
+}
+
+/// A Kafka error with the hint that fits it: a wrong setting names itself; anything else may be
+/// a broker that is not running.
+fn kafka_message(e: &ledger_kafka::KafkaError) -> String {
+    match e {
+        ledger_kafka::KafkaError::Config { .. } => e.to_string(),
+        _ => format!("{e} (is Kafka running? `ledger stack status`)"),
+    }
 }
 
 impl OpsError {

@@ -5,7 +5,7 @@
 //! - [`dlq`]: the dead-letter topic by reason, and replays that count once.
 //! - [`chargeback`]: a month's spend charged to teams, projects or cost centers.
 //! - [`spend`]: spend grouped by attribution dimensions, and the daily chart.
-//! - [`range`], [`format`]: time ranges of the command line, and exact money as text.
+//! - [`range`], [`format`](mod@format): time ranges of the command line, and exact money as text.
 
 pub mod bench;
 pub mod chargeback;

@@ -2,15 +2,15 @@
 //!
 //! Exactly-once in money rests on one rule: a partition's rows reach ClickHouse in offset
 //! order, each partition's batch atomically, and every row carries its Kafka offset. The
-//! assigned partitions are dealt over lanes ([`crate::lanes`]); one `INSERT` carries the
+//! assigned partitions are dealt over lanes (the `lanes` module); one `INSERT` carries the
 //! batches of every partition of a lane (ClickHouse's cost is mostly per part, so fewer, larger
 //! inserts are much cheaper), and a partition is never in two inserts in flight, so the lanes'
 //! inserts overlap without reordering any partition. Each batch has one `ingest_time` and so
 //! lands in one part, all or none, whatever happens to the other batches of the insert
-//! ([`crate::insert`]). On (re)assignment the processor reads the highest offset already in the
+//! (the `insert` module). On (re)assignment the processor reads the highest offset already in the
 //! ledger (and in the dead-letter topic) for the partition and skips everything at or below it
-//! ([`crate::partition`]). Kafka commits only shorten the re-read; they never decide what is
-//! counted ([`crate::commit`]).
+//! (the `partition` module). Kafka commits only shorten the re-read; they never decide what is
+//! counted (the `commit` module).
 //!
 //! This module holds the clients, the per-partition state and the `select!` loop that drives
 //! the others: shutdown first, then messages (in bursts), finished inserts, the flush tick and

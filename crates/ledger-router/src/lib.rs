@@ -33,6 +33,10 @@ pub enum RouterError {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The Kafka settings are wrong (refused credentials, untrusted certificate, protocol
+    /// mismatch); the message names the setting to fix.
+    #[error(transparent)]
+    Settings(ledger_kafka::KafkaError),
     /// The signals topic does not exist.
     #[error("the budget signals topic {topic:?} does not exist: start `ledger enforce` (it creates it) or check the topic name")]
     TopicMissing {

@@ -129,8 +129,15 @@ impl Router {
 
     /// [`Router::start`] that calls `observer` with each signal once decisions follow it
     /// (e.g. to measure how quickly signals arrive, or to log them).
-    pub fn start_observed(config: RouterConfig, observer: Option<SignalObserver>) -> Result<Router, RouterError> {
+    pub fn start_observed(mut config: RouterConfig, observer: Option<SignalObserver>) -> Result<Router, RouterError> {
         let codec = BudgetSignalCodec::new().map_err(|e| RouterError::Schema(e.to_string()))?;
+        config.kafka.resolve_secrets().map_err(RouterError::Settings)?;
+        // Unreachable brokers are reported below, where the topic's partitions are read.
+        if let Err(e @ ledger_kafka::KafkaError::Config { .. }) =
+            ledger_kafka::check_connection(&config.kafka, Duration::from_millis(config.metadata_timeout_ms))
+        {
+            return Err(RouterError::Settings(e));
+        }
         let consumer = signal_consumer(&config)?;
         let partitions = partitions_of(&consumer, &config.signals_topic, Duration::from_millis(config.metadata_timeout_ms))?;
         let mut assignment = TopicPartitionList::new();

@@ -56,7 +56,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     // Creating the topics is a convenience; ingest still starts when Kafka is down (requests
     // then fail with 503 until it is back).
     let topics = ledger_kafka::admin::ledger_topics(&config.topics, config.processor.partitions);
-    ledger_kafka::admin::ensure_topics_best_effort(&config.kafka, &topics, Duration::from_secs(10)).await;
+    ledger_kafka::admin::ensure_topics_best_effort(&config.kafka, &topics, Duration::from_secs(10)).await?;
 
     let key_count = keys.len();
     let state = Arc::new(IngestState::new(&config.kafka, topic.clone(), settings.clone(), keys, Some(window))?);

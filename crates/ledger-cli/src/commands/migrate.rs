@@ -17,12 +17,11 @@ pub(crate) struct ClickHouseArgs {
     /// Database of the ledger [default: clickhouse.database, ledger].
     #[arg(long, value_name = "NAME")]
     pub(crate) database: Option<String>,
-    /// ClickHouse user (default: the server's `default` user).
+    /// ClickHouse user (default: the server's `default` user). The password comes from the
+    /// config file or LEDGER__CLICKHOUSE__PASSWORD / LEDGER__CLICKHOUSE__PASSWORD_FILE, never a
+    /// flag (flags show in `ps` and shell history).
     #[arg(long, value_name = "USER")]
     pub(crate) clickhouse_user: Option<String>,
-    /// ClickHouse password (prefer LEDGER__CLICKHOUSE__PASSWORD).
-    #[arg(long, value_name = "PASSWORD")]
-    pub(crate) clickhouse_password: Option<String>,
 }
 
 impl ClickHouseArgs {
@@ -37,9 +36,6 @@ impl ClickHouseArgs {
         }
         if let Some(v) = &self.clickhouse_user {
             c.user = Some(v.clone());
-        }
-        if let Some(v) = &self.clickhouse_password {
-            c.password = Some(v.clone());
         }
         Ok(c)
     }

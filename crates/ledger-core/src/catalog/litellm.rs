@@ -72,7 +72,7 @@ impl CatalogSource {
         if entries.is_empty() {
             return Err(CatalogError::NoPriceableModel { source_name: name.to_owned(), entries: report.entries });
         }
-        let sub_micro = i64::from(effective_from.timestamp_subsec_nanos() % 1_000 != 0);
+        let sub_micro = i64::from(!effective_from.timestamp_subsec_nanos().is_multiple_of(1_000));
         let effective_from_micros = effective_from.timestamp_micros() + sub_micro;
         let source = CatalogSource { name: name.into(), effective_from, effective_from_micros, version: version.into(), entries };
         Ok((source, report))

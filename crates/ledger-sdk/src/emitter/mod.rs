@@ -117,6 +117,15 @@ impl Emitter {
         Self::build(config, None)
     }
 
+    /// Connects to the brokers once and fails when they refuse the settings (credentials,
+    /// certificate, protocol) or do not answer within `timeout`: for a service that wants to
+    /// fail at start rather than count failed deliveries later. Blocking.
+    pub fn check_connection(config: &EmitterConfig, timeout: std::time::Duration) -> Result<(), SdkError> {
+        let mut kafka = config.kafka.clone();
+        kafka.resolve_secrets().map_err(|e| SdkError::Kafka(e.to_string()))?;
+        ledger_kafka::check_connection(&kafka, timeout).map_err(|e| SdkError::Kafka(e.to_string()))
+    }
+
     /// An emitter that calls `handler` for every accepted event that does not reach Kafka.
     ///
     /// The handler runs on the emitter's threads (or, for [`OverflowPolicy::DropOldest`], on
@@ -128,7 +137,8 @@ impl Emitter {
         Self::build(config, Some(Arc::new(handler)))
     }
 
-    fn build(config: EmitterConfig, on_failure: Option<FailureHandler>) -> Result<Emitter, SdkError> {
+    fn build(mut config: EmitterConfig, on_failure: Option<FailureHandler>) -> Result<Emitter, SdkError> {
+        config.kafka.resolve_secrets().map_err(|e| SdkError::Kafka(e.to_string()))?;
         if config.queue_capacity == 0 {
             return Err(SdkError::Config("queue_capacity must be at least 1".to_owned()));
         }

@@ -57,7 +57,7 @@ pub(crate) struct ChargebackArgs {
     /// What a line is.
     #[arg(long, value_enum, default_value_t = ChargeByArg::Team)]
     by: ChargeByArg,
-    /// TOML file mapping teams to cost centers ([teams] team = "CC", "tenant/team" = "CC");
+    /// TOML file mapping teams to cost centers (a `[teams]` table: team = "CC", "tenant/team" = "CC");
     /// required by --by cost-center.
     #[arg(long, value_name = "FILE")]
     mapping: Option<PathBuf>,

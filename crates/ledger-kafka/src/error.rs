@@ -1,0 +1,62 @@
+//! The error type of the Kafka adapters.
+
+/// Errors of the Kafka adapters.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// librdkafka reported an error.
+    #[error("kafka: {context}: {source}")]
+    Client {
+        /// What we were doing.
+        context: String,
+        /// The client error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The settings are wrong: the broker refused the credentials, its certificate is not
+    /// trusted, the protocol does not match the listener, or a setting cannot be used. Fatal:
+    /// fix the named setting.
+    #[error("kafka: {problem}: fix {setting}")]
+    Config {
+        /// The setting(s) to fix, as the config file and the environment name them.
+        setting: String,
+        /// What is wrong, in one line.
+        problem: String,
+    },
+    /// A topic exists with a layout the ledger cannot use.
+    #[error("topic {topic}: {problem}")]
+    Topic {
+        /// Topic name.
+        topic: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl KafkaError {
+    pub(crate) fn client(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        KafkaError::Client { context: context.into(), source }
+    }
+
+    /// True when retrying later may succeed (broker unavailable, timeouts).
+    pub fn is_retryable(&self) -> bool {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        match self {
+            KafkaError::Client { source, .. } => match source.rdkafka_error_code() {
+                Some(
+                    C::BrokerTransportFailure
+                    | C::AllBrokersDown
+                    | C::RequestTimedOut
+                    | C::OperationTimedOut
+                    | C::NetworkException
+                    | C::NotEnoughReplicas
+                    | C::LeaderNotAvailable
+                    | C::NotLeaderForPartition
+                    | C::QueueFull,
+                ) => true,
+                Some(_) => false,
+                None => true,
+            },
+            KafkaError::Topic { .. } | KafkaError::Config { .. } => false,
+        }
+    }
+}
