@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use ledger_core::budget::engine::usd_text;
 use ledger_enforcer::status::BudgetStatus;
 
 use crate::commands::enforce::policy_error;
@@ -72,29 +71,9 @@ fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (policy, _) = ledger_enforcer::load_policy(&args.file).map_err(policy_error)?;
     println!("{}: {} budget(s), valid", args.file.display(), policy.budgets.len());
     for b in &policy.budgets {
-        let limits: Vec<String> = b
-            .limit_usd
-            .map(|l| format!("{} USD", usd_text(l)))
-            .into_iter()
-            .chain(b.limit_tokens.map(|t| format!("{t} tokens")))
-            .collect();
-        let thresholds: Vec<String> =
-            b.thresholds.iter().map(|t| format!("{}% {}", t.at_percent, t.action.state().as_str().to_lowercase())).collect();
-        println!(
-            "  {} [{}] {} in {}: {}; {}",
-            b.name,
-            b.signal_key(),
-            limits.join(" and "),
-            b.timezone,
-            thresholds.join(", "),
-            lookahead(b)
-        );
+        println!("  {}", b.describe());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn lookahead(b: &ledger_core::budget::Budget) -> String {
-    format!("look-ahead {} s, burn window {} s", b.lookahead_secs, b.burn_window_secs)
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {

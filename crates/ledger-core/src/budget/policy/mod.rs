@@ -158,6 +158,29 @@ pub struct Budget {
 }
 
 impl Budget {
+    /// One line for people: name, key, limits, time zone, thresholds and look-ahead, e.g.
+    /// `search [month:tenant_id=acme,team=search] 100 USD in UTC: 80% notify, 100% block; ...`.
+    pub fn describe(&self) -> String {
+        let limits: Vec<String> = self
+            .limit_usd
+            .map(|l| format!("{} USD", super::engine::usd_text(l)))
+            .into_iter()
+            .chain(self.limit_tokens.map(|t| format!("{t} tokens")))
+            .collect();
+        let thresholds: Vec<String> =
+            self.thresholds.iter().map(|t| format!("{}% {}", t.at_percent, t.action.state().as_str().to_lowercase())).collect();
+        format!(
+            "{} [{}] {} in {}: {}; look-ahead {} s, burn window {} s",
+            self.name,
+            self.signal_key(),
+            limits.join(" and "),
+            self.timezone,
+            thresholds.join(", "),
+            self.lookahead_secs,
+            self.burn_window_secs
+        )
+    }
+
     /// The signal key: `<period>:<canonical scope>`.
     pub fn signal_key(&self) -> String {
         super::scope::signal_key(self.period, &self.scope)
