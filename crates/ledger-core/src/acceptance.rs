@@ -4,7 +4,10 @@
 //!
 //! 1. The fields: required strings are set, token counts are non-negative and their parts fit
 //!    in their totals ([`UsageEventRef::validate`]).
-//! 2. The time window: `event_time` is at most `max_age_days` old and at most
+//! 2. Plausibility: no token count above `max_tokens_per_event` (`implausible_tokens`; the
+//!    catalog adds each model's own limits when the event is priced), and no attribution string
+//!    longer than `max_attribution_chars` characters (`field_too_long`).
+//! 3. The time window: `event_time` is at most `max_age_days` old and at most
 //!    `max_future_secs` ahead of the clock (`too_old`, `in_future`).
 
 use serde::{Deserialize, Serialize};
@@ -19,11 +22,18 @@ pub struct AcceptanceRules {
     pub max_age_days: u32,
     /// Events more than this many seconds in the future are rejected (`in_future`).
     pub max_future_secs: u32,
+    /// No token count of an event may exceed this (`implausible_tokens`). The default, 10
+    /// million, is five times the largest context window on sale in 2026 (2 million tokens):
+    /// far above any real call, far below the 10^18 that one bad client sent.
+    pub max_tokens_per_event: u64,
+    /// No attribution string (tenant, team, project, user, API key, feature, environment) may
+    /// be longer than this many characters (`field_too_long`).
+    pub max_attribution_chars: usize,
 }
 
 impl Default for AcceptanceRules {
     fn default() -> Self {
-        AcceptanceRules { max_age_days: 35, max_future_secs: 300 }
+        AcceptanceRules { max_age_days: 35, max_future_secs: 300, max_tokens_per_event: 10_000_000, max_attribution_chars: 256 }
     }
 }
 
@@ -34,6 +44,12 @@ impl AcceptanceRules {
         if self.max_age_days == 0 {
             out.push(format!("{section}.max_age_days must be positive"));
         }
+        if self.max_tokens_per_event == 0 {
+            out.push(format!("{section}.max_tokens_per_event must be positive"));
+        }
+        if self.max_attribution_chars == 0 {
+            out.push(format!("{section}.max_attribution_chars must be positive"));
+        }
         out
     }
 
@@ -41,8 +57,43 @@ impl AcceptanceRules {
     /// token counts, or why it is rejected.
     pub fn check(&self, event: &UsageEventRef<'_>, now_ms: i64) -> Result<TokenCounts, Rejection> {
         let tokens = event.validate()?;
+        self.check_plausible(event, &tokens)?;
         self.check_time(event.event_time, now_ms)?;
         Ok(tokens)
+    }
+
+    /// The token cap and the attribution lengths.
+    pub fn check_plausible(&self, event: &UsageEventRef<'_>, tokens: &TokenCounts) -> Result<(), Rejection> {
+        let cap = self.max_tokens_per_event;
+        for (name, n) in [("input_tokens", tokens.input), ("output_tokens", tokens.output)] {
+            if n > cap {
+                return Err(Rejection::new(
+                    RejectReason::ImplausibleTokens,
+                    format!("{name} is {n}, above the {cap} tokens any event may carry (acceptance.max_tokens_per_event)"),
+                ));
+            }
+        }
+        let a = &event.attribution;
+        let fields = [
+            ("tenant_id", Some(a.tenant_id)),
+            ("team", a.team),
+            ("project", a.project),
+            ("user_id", a.user_id),
+            ("api_key_id", a.api_key_id),
+            ("feature", event.feature),
+            ("environment", event.environment),
+        ];
+        let max = self.max_attribution_chars;
+        for (name, value) in fields {
+            // The byte length bounds the character count: count only when it could be over.
+            if let Some(v) = value.filter(|v| v.len() > max && v.chars().count() > max) {
+                return Err(Rejection::new(
+                    RejectReason::FieldTooLong,
+                    format!("{name} is {} characters long, above {max} (acceptance.max_attribution_chars)", v.chars().count()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The time window alone.
@@ -76,7 +127,7 @@ mod tests {
 
     #[test]
     fn the_window_is_inclusive_at_both_ends() {
-        let rules = AcceptanceRules { max_age_days: 1, max_future_secs: 5 };
+        let rules = AcceptanceRules { max_age_days: 1, max_future_secs: 5, ..AcceptanceRules::default() };
         let now = 10 * 86_400_000;
         assert!(rules.check_time(at(now), now).is_ok());
         assert!(rules.check_time(at(now - 86_400_000), now).is_ok());
@@ -101,8 +152,28 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_age_is_a_config_problem() {
-        assert_eq!(AcceptanceRules { max_age_days: 0, max_future_secs: 0 }.problems("processor.acceptance").len(), 1);
+    fn zeros_are_config_problems() {
+        let zero = AcceptanceRules { max_age_days: 0, max_future_secs: 0, max_tokens_per_event: 0, max_attribution_chars: 0 };
+        assert_eq!(zero.problems("processor.acceptance").len(), 3);
         assert!(AcceptanceRules::default().problems("x").is_empty());
+    }
+
+    #[test]
+    fn implausible_counts_and_long_strings_are_refused() {
+        let rules = AcceptanceRules::default();
+        let mut event = crate::event::tests::sample();
+        let now = event.event_time.timestamp_millis();
+        event.input_tokens = 1_000_000_000_000_000_000;
+        let r = rules.check(&event.as_view(), now).unwrap_err();
+        assert_eq!(r.reason, RejectReason::ImplausibleTokens);
+        assert!(r.detail.contains("input_tokens is 1000000000000000000"), "{}", r.detail);
+        event.input_tokens = 10_000_000;
+        assert!(rules.check(&event.as_view(), now).is_ok(), "the cap itself is allowed");
+        event.attribution.team = Some("é".repeat(257));
+        let r = rules.check(&event.as_view(), now).unwrap_err();
+        assert_eq!(r.reason, RejectReason::FieldTooLong);
+        assert!(r.detail.starts_with("team is 257 characters long"), "{}", r.detail);
+        event.attribution.team = Some("é".repeat(256));
+        assert!(rules.check(&event.as_view(), now).is_ok(), "256 two-byte characters are 256 characters");
     }
 }

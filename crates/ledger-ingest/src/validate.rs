@@ -419,6 +419,14 @@ pub(crate) fn check_window(
     errors: &mut Vec<FieldError>,
 ) -> Option<UsageEvent> {
     if let Some(rules) = rules {
+        let view = event.as_view();
+        let plausible = event.validate().and_then(|tokens| rules.check_plausible(&view, &tokens));
+        if let Err(r) = plausible {
+            // The detail starts with the field's name.
+            let field = r.detail.split_whitespace().next().unwrap_or("event").to_owned();
+            errors.push(FieldError::at(index, &field, format!("{}: the ledger would reject it as {}", r.detail, r.reason)));
+            return None;
+        }
         if let Err(r) = rules.check_time(EventTime::from_datetime(event.event_time), now.timestamp_millis()) {
             let hint = if r.reason == RejectReason::InFuture { " (check the sender's clock)" } else { "" };
             errors.push(FieldError::at(
@@ -498,6 +506,16 @@ mod tests {
         let mut v = valid();
         v["team"] = json!("x".repeat(MAX_STRING_CHARS + 1));
         assert_eq!(fields(&errors_of(v)), vec!["team"]);
+        let mut v = valid();
+        v["input_tokens"] = json!(1_000_000_000_000_000_000u64);
+        let errors = errors_of(v);
+        assert_eq!(fields(&errors), vec!["input_tokens"]);
+        assert!(errors[0].message.contains("implausible_tokens"), "{}", errors[0].message);
+        let mut v = valid();
+        v["project"] = json!("p".repeat(300));
+        let errors = errors_of(v);
+        assert_eq!(fields(&errors), vec!["project"]);
+        assert!(errors[0].message.contains("field_too_long"), "{}", errors[0].message);
     }
 
     #[test]

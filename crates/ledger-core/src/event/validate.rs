@@ -120,11 +120,16 @@ pub enum RejectReason {
     TooOld,
     /// The event is too far in the future.
     InFuture,
+    /// A token count is beyond what the model (or any model) can take: an absolute cap, or
+    /// beyond the catalog's limits for the model, or above its last price tier.
+    ImplausibleTokens,
+    /// An attribution string is longer than the acceptance rules allow.
+    FieldTooLong,
 }
 
 impl RejectReason {
     /// Every reason, for metrics and reports.
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::DecodeError,
         RejectReason::MissingField,
         RejectReason::NegativeTokens,
@@ -133,6 +138,8 @@ impl RejectReason {
         RejectReason::Overflow,
         RejectReason::TooOld,
         RejectReason::InFuture,
+        RejectReason::ImplausibleTokens,
+        RejectReason::FieldTooLong,
     ];
 
     /// The stable snake_case name used in dead-letter headers, JSON output and metrics.
@@ -146,6 +153,8 @@ impl RejectReason {
             RejectReason::Overflow => "overflow",
             RejectReason::TooOld => "too_old",
             RejectReason::InFuture => "in_future",
+            RejectReason::ImplausibleTokens => "implausible_tokens",
+            RejectReason::FieldTooLong => "field_too_long",
         }
     }
 
