@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use clap::ValueEnum as _;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -101,17 +102,10 @@ impl StackCommand {
             Self::Down { purge } => ["down"].into_iter().chain(purge.then_some("--purge")).map(Into::into).collect(),
             Self::Status => vec!["status".into()],
             Self::Logs { service, follow, lines } => {
-                let mut args = vec!["logs".to_owned()];
-                match service {
-                    Some(Service::Kafka) => args.push("kafka".into()),
-                    Some(Service::Clickhouse) => args.push("clickhouse".into()),
-                    None => {}
-                }
-                if *follow {
-                    args.push("-f".into());
-                }
-                args.push("-n".into());
-                args.push(lines.to_string());
+                let service = service.and_then(|s| s.to_possible_value()).map(|v| v.get_name().to_owned());
+                let mut args: Vec<String> = std::iter::once("logs".to_owned()).chain(service).collect();
+                args.extend(follow.then(|| "-f".to_owned()));
+                args.extend(["-n".to_owned(), lines.to_string()]);
                 args
             }
         }
