@@ -3,11 +3,22 @@
 # (KRaft, broker jars from Maven Central, run on the machine's Java 17) and a real ClickHouse server
 # (Debian's clickhouse-server package), both on loopback, all state under one folder.
 #
-#   scripts/stack.sh up                      install what is missing, start, wait until healthy
+#   scripts/stack.sh up [--secure]           install what is missing, start, wait until healthy
 #   scripts/stack.sh status                  exit 0 if both run and answer, 3 otherwise
 #   scripts/stack.sh logs [kafka|clickhouse] [-f] [-n LINES]
 #   scripts/stack.sh down [--purge]          stop what `up` started; --purge also deletes the state
 #   scripts/stack.sh purge                   same as `down --purge`
+#
+# The secure profile, `up --secure`: the same stack plus a SASL_SSL listener on Kafka (TLS and
+# SCRAM-SHA-512) and an HTTPS port on ClickHouse, both with a certificate from a CA made on the fly
+# (subjectAltName DNS:localhost, IP:127.0.0.1) and a user `ledger` with a random password. The
+# plain listeners and ClickHouse's passwordless user `default` stay, so plain clients keep working.
+# $STATE/secure/ holds the CA (ca.pem), the certificate and key, the passwords (kafka-password,
+# clickhouse-password) and ledger.toml, a file for ledger's `--config` that reaches the secure
+# listeners. The profile belongs to the state dir: `up --secure` on a running plain stack restarts
+# both servers with it; a later `up` without --secure keeps it (and says so), with the same
+# certificate and passwords; `status` shows it; `down` keeps it; `purge` deletes it with the rest.
+# To drop it but keep the data: `down`, `rm -r $STATE/secure`, `up` (the Kafka user stays, unused).
 #
 # Environment (defaults in brackets):
 #   LEDGER_STATE_DIR [<repo>/.state]           kafka/ and clickhouse/ data, configs, logs, pid files
@@ -15,6 +26,7 @@
 #   LEDGER_KAFKA_PORT [9092]  LEDGER_KAFKA_CONTROLLER_PORT [9093]
 #   LEDGER_CLICKHOUSE_HTTP_PORT [8123]  LEDGER_CLICKHOUSE_TCP_PORT [9000]
 #   LEDGER_CLICKHOUSE_INTERSERVER_PORT [unset = disabled]
+#   LEDGER_KAFKA_SECURE_PORT [9094]  LEDGER_CLICKHOUSE_HTTPS_PORT [8443]  the secure profile's
 #   LEDGER_KAFKA_HEAP [-Xms512m -Xmx1g]  LEDGER_KAFKA_AUTO_CREATE_TOPICS [false]
 #   LEDGER_CLICKHOUSE_MAX_MEMORY [2000000000]  bytes, per query and for all queries together
 #   LEDGER_KAFKA_START_TIMEOUT [90]  LEDGER_CLICKHOUSE_START_TIMEOUT [60]  seconds
@@ -25,7 +37,8 @@ shopt -s nullglob
 
 # The commands live here; the shared helpers in scripts/stack/lib.sh (which also describes the
 # functions each service defines), each service in scripts/stack/<service>.sh and the files it
-# generates in scripts/stack/<service>-config.sh.
+# generates in scripts/stack/<service>-config.sh; the secure profile's certificates, credentials
+# and profile stamps in scripts/stack/secure.sh.
 
 STACK_SCRIPT=$(realpath -- "${BASH_SOURCE[0]}")
 SCRIPT_DIR=$(cd -- "$(dirname -- "$STACK_SCRIPT")" && pwd -P)
@@ -34,6 +47,8 @@ readonly STACK_SCRIPT SCRIPT_DIR REPO_ROOT
 
 # shellcheck source=stack/lib.sh source-path=SCRIPTDIR
 source "$SCRIPT_DIR/stack/lib.sh"
+# shellcheck source=stack/secure.sh source-path=SCRIPTDIR
+source "$SCRIPT_DIR/stack/secure.sh"
 # shellcheck source=stack/kafka.sh source-path=SCRIPTDIR
 source "$SCRIPT_DIR/stack/kafka.sh"
 # shellcheck source=stack/kafka-config.sh source-path=SCRIPTDIR
@@ -75,6 +90,14 @@ validate_env() {
 # ---------------------------------------------------------------------------------------- commands
 
 cmd_up() {
+    local arg want_secure=0
+    for arg in "$@"; do
+        case $arg in
+        --secure) want_secure=1 ;;
+        *) die "up: unknown argument '$arg' (expected --secure)" ;;
+        esac
+    done
+    select_profile "$want_secure"
     validate_env
     local t_all t0
     t_all=$(now_ms)
@@ -83,29 +106,38 @@ cmd_up() {
     t0=$(now_ms)
     # shellcheck disable=SC2046 # service names are single words
     ensure_installed $(stack_services)
+    ((SECURE == 0)) || secure_prepare
     say "prerequisites ready in $(since "$t0")"
 
-    # What runs already, and what must start (in start order: the last instance first).
-    local inst pid order=() to_start=() running=()
+    # What runs already, what runs with another profile (restarted), and what must start (in start
+    # order: the last instance first).
+    local inst pid order=() to_start=() running=() restart=() had wanted
     read -r -a order <<<"$(stack_instances)"
     local i
     for ((i = ${#order[@]} - 1; i >= 0; i--)); do
         inst=${order[i]}
         pid=$(find_pid "$inst")
-        if [[ -n $pid ]]; then
+        had=$(profile_running "$inst") wanted=$(profile_wanted "$inst")
+        if [[ -n $pid && $had != "$wanted" ]]; then
+            say "$inst: running (pid $pid) $(profile_change "$had" "$wanted"); restarting it"
+            restart+=("$inst")
+            RESTARTING+=("$pid")
+            to_start+=("$inst")
+        elif [[ -n $pid ]]; then
             running+=("$inst:$pid")
         else
             rm -f "$(pid_file "$inst")"
             to_start+=("$inst")
         fi
     done
-    # Ports of everything we are about to start must be free before anything starts.
+    # Ports of everything we are about to start must be free before anything starts (or stops).
     local ports=()
     for inst in "${to_start[@]}"; do
         # shellcheck disable=SC2207 # the port lists are single words
         ports+=($(instance_call "$inst" ports))
     done
     ((${#ports[@]} == 0)) || require_free_ports "${ports[@]}"
+    ((${#restart[@]} == 0)) || stop_instances "${restart[@]}"
 
     local entry failed=0
     for entry in "${running[@]}"; do
@@ -114,8 +146,9 @@ cmd_up() {
             say "$inst: already running (pid $pid)"
         else
             say "$inst: running (pid $pid) but not answering yet, waiting"
-            wait_healthy "$inst" "$pid" "$(instance_call "$inst" start_timeout)" || failed=1
+            wait_healthy "$inst" "$pid" "$(instance_call "$inst" start_timeout)" || { failed=1 && continue; }
         fi
+        instance_call "$inst" converge running || failed=1
     done
 
     if ((${#to_start[@]} > 0)); then
@@ -124,21 +157,60 @@ cmd_up() {
         for inst in "${to_start[@]}"; do
             started_at[$inst]=$(now_ms)
             instance_call "$inst" start
+            profile_wanted "$inst" >"$(profile_file "$inst")"
         done
+        local healthy
         for inst in "${to_start[@]}"; do
             pid=$(<"$(pid_file "$inst")")
-            wait_healthy "$inst" "$pid" "$(instance_call "$inst" start_timeout)" "${started_at[$inst]}" || failed=1
+            healthy=1
+            wait_healthy "$inst" "$pid" "$(instance_call "$inst" start_timeout)" "${started_at[$inst]}" || healthy=0 failed=1
             instance_call "$inst" after_start
+            ((healthy == 0)) || instance_call "$inst" converge started || failed=1
         done
     fi
     ((failed == 0)) || exit 1
     if ((${#to_start[@]} == 0)); then
-        say "already running; nothing to do ($(since "$t_all"))"
+        say "already running; nothing to start ($(since "$t_all"))"
     else
         local where=""
         for inst in "${order[@]}"; do where+="${where:+, }$(instance_call "$inst" summary)"; done
         say "up in $(since "$t_all"): $where, state $STATE_DIR"
     fi
+    if ((SECURE)); then
+        secure_write_ledger_toml
+        say "secure profile: ledger <command> --config $SECURE_LEDGER_TOML (CA $SECURE_CA)"
+    fi
+}
+
+# How the profile of a running instance differs from the wanted one (stamps $1 and $2).
+profile_change() {
+    case "${1%% *}>${2%% *}" in
+    plain\>secure) echo "without the secure profile" ;;
+    secure\>plain) echo "with the secure profile, which its state dir no longer has" ;;
+    *) echo "with another port, certificate or password of the secure profile" ;;
+    esac
+}
+
+# Stops instances $@: SIGTERM to each, then waits (SIGKILL after STOP_TIMEOUT). False when none ran.
+stop_instances() {
+    local inst pid pids=() entry t0
+    for inst in "$@"; do
+        pid=$(find_pid "$inst")
+        if [[ -n $pid ]]; then
+            say "stopping $inst (pid $pid)"
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$inst:$pid:$(now_ms)")
+        else
+            # A pid file left behind by a crashed server means nothing: drop it.
+            rm -f "$(pid_file "$inst")"
+        fi
+    done
+    for entry in "${pids[@]}"; do
+        IFS=: read -r inst pid t0 <<<"$entry"
+        wait_stopped "$inst" "$pid" "$t0"
+        rm -f "$(pid_file "$inst")"
+    done
+    ((${#pids[@]} > 0))
 }
 
 cmd_down() {
@@ -154,25 +226,8 @@ cmd_down() {
         return 0
     fi
     take_lock
-    local inst pid stopped=0 pids=()
-    for inst in $(stack_instances); do
-        pid=$(find_pid "$inst")
-        if [[ -n $pid ]]; then
-            say "stopping $inst (pid $pid)"
-            kill -TERM "$pid" 2>/dev/null || true
-            pids+=("$inst:$pid:$(now_ms)")
-        fi
-        # A pid file left behind by a crashed server means nothing: drop it.
-        [[ -n $pid ]] || rm -f "$(pid_file "$inst")"
-    done
-    local entry t0
-    for entry in "${pids[@]}"; do
-        IFS=: read -r inst pid t0 <<<"$entry"
-        wait_stopped "$inst" "$pid" "$t0"
-        rm -f "$(pid_file "$inst")"
-        stopped=1
-    done
-    ((stopped)) || say "nothing running in $STATE_DIR"
+    # shellcheck disable=SC2046 # instance names are single words
+    stop_instances $(stack_instances) || say "nothing running in $STATE_DIR"
     if ((purge)); then
         purge_state
     fi
@@ -180,14 +235,15 @@ cmd_down() {
 
 purge_state() {
     # Refuse to delete anything that does not look like a stack state dir: only instance
-    # folders (<service> or <service>-<node>) of the known services and the lock file.
+    # folders (<service> or <service>-<node>) of the known services, the secure profile's
+    # folder and the lock file.
     case $STATE_DIR in
     / | "$HOME" | "$REPO_ROOT" | /root | /home | /tmp) die "refusing to delete $STATE_DIR" ;;
     esac
     local entry name svc ours
     for entry in "$STATE_DIR"/* "$STATE_DIR"/.[!.]*; do
         name=${entry##*/} ours=0
-        [[ $name != .lock ]] || ours=1
+        [[ $name != .lock && $name != secure ]] || ours=1
         for svc in "${STACK_SERVICES[@]}"; do
             [[ $name != "$svc" && ! $name =~ ^$svc-[0-9]+$ ]] || ours=1
         done
@@ -202,6 +258,7 @@ cmd_status() {
     for inst in $(stack_instances); do
         instance_call "$inst" status || rc=3
     done
+    secure_status
     return "$rc"
 }
 
@@ -248,7 +305,7 @@ main() {
     local cmd=${1:-}
     (($# == 0)) || shift
     case $cmd in
-    up) (($# == 0)) || die "up takes no arguments"; cmd_up ;;
+    up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
     purge) cmd_down --purge ;;
     status) cmd_status ;;

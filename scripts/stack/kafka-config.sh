@@ -2,10 +2,11 @@
 # The configuration files of a Kafka node (scripts/stack/kafka.sh), written on every start from
 # its node index: server.properties in sections (roles and quorum, listeners, replication, common),
 # the log4j 2 configuration and the admin client settings of stack.sh's own calls. A profile
-# replaces a section (a secure profile the listeners and the admin settings, a cluster profile the
-# roles, quorum and replication) rather than adding branches to every line.
+# changes a section (the secure profile the listeners and a second admin file, a cluster profile
+# the roles, quorum and replication) rather than adding branches to every line.
 
-# Writes node $1's server.properties, log4j2.yaml and admin.properties (on every start).
+# Writes node $1's server.properties, log4j2.yaml, admin.properties and, in the secure profile,
+# admin-secure.properties (on every start).
 kafka_write_config() {
     kafka_node "$1"
     mkdir -p "$KN_DIR/data" "$KN_DIR/logs"
@@ -34,15 +35,33 @@ controller.quorum.bootstrap.servers=$BIND:$KN_CONTROLLER_PORT
 EOF
 }
 
-# The listeners and their security protocols (a secure profile replaces PLAINTEXT here).
+# The listeners and their security protocols. The secure profile adds a SASL_SSL listener for
+# clients; the broker and the controller keep talking PLAINTEXT on loopback.
 kafka_properties_listeners() {
     kafka_node "$1"
+    local clients="PLAINTEXT://$BIND:$KN_PORT" map="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    if ((SECURE)); then
+        clients+=",SASL_SSL://$BIND:$KN_SECURE_PORT"
+        map+=",SASL_SSL:SASL_SSL"
+    fi
     cat <<EOF
-listeners=PLAINTEXT://$BIND:$KN_PORT,CONTROLLER://$BIND:$KN_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$BIND:$KN_PORT,CONTROLLER://$BIND:$KN_CONTROLLER_PORT
+listeners=$clients,CONTROLLER://$BIND:$KN_CONTROLLER_PORT
+advertised.listeners=$clients,CONTROLLER://$BIND:$KN_CONTROLLER_PORT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$map
+EOF
+    ((SECURE == 0)) || kafka_properties_sasl_ssl
+}
+
+# The secure profile's listener: TLS with the certificate of scripts/stack/secure.sh (a PEM key
+# store: PKCS#8 key, then the certificate), SCRAM-SHA-512 logins checked against the metadata.
+kafka_properties_sasl_ssl() {
+    cat <<EOF
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$SECURE_KEYSTORE
 EOF
 }
 
@@ -120,12 +139,23 @@ Configuration:
 EOF
 }
 
-# Client settings of stack.sh's own admin calls (a secure profile adds its credentials here).
+# Client settings of stack.sh's own admin calls; in the secure profile also those of its calls over
+# SASL_SSL as the profile's user (mode 600: the file holds the password).
 kafka_write_admin_properties() {
     kafka_node "$1"
     cat >"$KN_DIR/admin.properties" <<'EOF'
 # Client settings for stack.sh's health check (bounded waits instead of the 60 s defaults).
 request.timeout.ms=5000
 default.api.timeout.ms=10000
+EOF
+    local secure_file="$KN_DIR/admin-secure.properties"
+    rm -f "$secure_file"
+    ((SECURE)) || return 0
+    (umask 077 && cat "$KN_DIR/admin.properties" - >"$secure_file") <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$SECURE_USER" password="$(secure_password kafka)";
+ssl.truststore.type=PEM
+ssl.truststore.location=$SECURE_CA
 EOF
 }

@@ -16,11 +16,13 @@ readonly KAFKA_POM="$SCRIPT_DIR/kafka/pom.xml"
 
 readonly KAFKA_PORT=${LEDGER_KAFKA_PORT:-9092}
 readonly KAFKA_CONTROLLER_PORT=${LEDGER_KAFKA_CONTROLLER_PORT:-9093}
+readonly KAFKA_SECURE_PORT=${LEDGER_KAFKA_SECURE_PORT:-9094}
 readonly KAFKA_HEAP=${LEDGER_KAFKA_HEAP:--Xms512m -Xmx1g}
 readonly KAFKA_AUTO_CREATE_TOPICS=${LEDGER_KAFKA_AUTO_CREATE_TOPICS:-false}
 readonly KAFKA_START_TIMEOUT=${LEDGER_KAFKA_START_TIMEOUT:-90}
 
-# Sets node $1's globals: KN_ID, KN_DIR, KN_PORT, KN_CONTROLLER_PORT, KN_PROPERTIES, KN_LOG, KN_STDOUT.
+# Sets node $1's globals: KN_ID, KN_DIR, KN_PORT, KN_CONTROLLER_PORT, KN_SECURE_PORT (the SASL_SSL
+# listener of the secure profile), KN_PROPERTIES, KN_LOG, KN_STDOUT.
 kafka_node() {
     (($1 == 1)) || die "kafka node $1: the stack has a single Kafka node (a cluster profile would add more)"
     # shellcheck disable=SC2034 # KN_ID is read by kafka-config.sh
@@ -28,6 +30,7 @@ kafka_node() {
     KN_DIR="$STATE_DIR/kafka"
     KN_PORT=$KAFKA_PORT
     KN_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT
+    KN_SECURE_PORT=$KAFKA_SECURE_PORT
     KN_PROPERTIES="$KN_DIR/server.properties"
     KN_LOG="$KN_DIR/logs/server.log"
     KN_STDOUT="$KN_DIR/logs/stdout.log"
@@ -36,6 +39,7 @@ kafka_node() {
 kafka_validate() {
     check_port_var LEDGER_KAFKA_PORT "$KAFKA_PORT"
     check_port_var LEDGER_KAFKA_CONTROLLER_PORT "$KAFKA_CONTROLLER_PORT"
+    check_port_var LEDGER_KAFKA_SECURE_PORT "$KAFKA_SECURE_PORT"
     [[ $KAFKA_AUTO_CREATE_TOPICS == true || $KAFKA_AUTO_CREATE_TOPICS == false ]] ||
         die "LEDGER_KAFKA_AUTO_CREATE_TOPICS must be true or false"
 }
@@ -43,9 +47,13 @@ kafka_validate() {
 kafka_ports() {
     kafka_node "$1"
     echo "$(instance_name kafka "$1")=$KN_PORT" "$(instance_name kafka "$1")-controller=$KN_CONTROLLER_PORT"
+    ((SECURE == 0)) || echo "$(instance_name kafka "$1")-sasl-ssl=$KN_SECURE_PORT"
 }
 
-kafka_port_vars() { echo LEDGER_KAFKA_PORT LEDGER_KAFKA_CONTROLLER_PORT; }
+kafka_port_vars() {
+    echo LEDGER_KAFKA_PORT LEDGER_KAFKA_CONTROLLER_PORT
+    ((SECURE == 0)) || echo LEDGER_KAFKA_SECURE_PORT
+}
 
 kafka_owns_cmdline() {
     kafka_node "$1"
@@ -56,7 +64,9 @@ kafka_start_timeout() { echo "$KAFKA_START_TIMEOUT"; }
 
 kafka_summary() {
     kafka_node "$1"
-    echo "$(instance_name kafka "$1") $BIND:$KN_PORT"
+    local extra=""
+    ((SECURE == 0)) || extra=" (SASL_SSL $BIND:$KN_SECURE_PORT)"
+    echo "$(instance_name kafka "$1") $BIND:$KN_PORT$extra"
 }
 
 kafka_log_files() {
@@ -71,11 +81,24 @@ kafka_failure_files() {
 
 kafka_after_start() { :; }
 
+# In the secure profile: the SCRAM credentials when the metadata lacks them (a state dir formatted
+# without --secure), then, after those or a start ($2 = started), a check that a client gets in.
+kafka_converge() {
+    ((SECURE)) && running_secure "$(instance_name kafka "$1")" || return 0
+    if ! kafka_scram_current "$1"; then
+        kafka_add_scram "$1" || return 1
+    elif [[ $2 != started ]]; then
+        return 0
+    fi
+    kafka_check_sasl "$1"
+}
+
 # ---------------------------------------------------------------------------------------- install
 
 kafka_packages() {
     command -v java >/dev/null || echo openjdk-17-jre-headless
     kafka_jars_cached || command -v mvn >/dev/null || echo maven
+    secure_packages
 }
 
 kafka_prepare() { ensure_kafka_jars; }
@@ -135,14 +158,64 @@ kafka_format() {
     fi
     [[ -s $id_file ]] || new_cluster_id >"$id_file"
     id=$(<"$id_file")
-    local t0 out
+    local t0 out scram=() password
     t0=$(now_ms)
+    if ((SECURE)); then
+        # The secure profile's client user goes into the first metadata (its password is on this
+        # command line for a second: a loopback development stack).
+        password=$(secure_password kafka)
+        scram=(--add-scram "SCRAM-SHA-512=[name=$SECURE_USER,password=$password]")
+    fi
     if ! out=$(kafka_java -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$KN_DIR/log4j2.yaml" -Dkafka.logs.dir="$KN_DIR/logs" \
-        kafka.tools.StorageTool format --standalone -g -t "$id" -c "$KN_PROPERTIES" 2>&1); then
+        kafka.tools.StorageTool format --standalone -g -t "$id" -c "$KN_PROPERTIES" "${scram[@]}" 2>&1); then
         printf '%s\n' "$out" >&2
         die "formatting the Kafka storage failed"
     fi
-    say "$(instance_name kafka "$1"): storage formatted (cluster id $id) in $(since "$t0")"
+    ((SECURE == 0)) || secure_sha256 "$password" >"$KN_DIR/scram-$SECURE_USER.sha256"
+    say "$(instance_name kafka "$1"): storage formatted (cluster id $id${scram:+, SCRAM-SHA-512 user $SECURE_USER}) in $(since "$t0")"
+}
+
+# True when node $1's metadata holds the SCRAM credentials of the secure profile's user with the
+# current password: the file scram-<user>.sha256 remembers the password it was given.
+kafka_scram_current() {
+    kafka_node "$1"
+    local marker="$KN_DIR/scram-$SECURE_USER.sha256"
+    [[ -f $marker && $(<"$marker") == "$(secure_sha256 "$(secure_password kafka)")" ]]
+}
+
+# Adds (or replaces) the SCRAM-SHA-512 credentials of the secure profile's user through the
+# running node $1.
+kafka_add_scram() {
+    kafka_node "$1"
+    local password out rc=0
+    password=$(secure_password kafka)
+    # --add-config, not --add-config-file: Kafka 4.1.1 reads the file's key as SCRAM_SHA_512 and
+    # rejects it. The password is on the command line for two seconds (a loopback development stack).
+    out=$(timeout 60 java -XX:TieredStopAtLevel=1 -Xshare:auto -cp "$KAFKA_LIB/*" kafka.admin.ConfigCommand \
+        --bootstrap-server "$BIND:$KN_PORT" --command-config "$KN_DIR/admin.properties" --alter \
+        --add-config "SCRAM-SHA-512=[password=$password]" --entity-type users --entity-name "$SECURE_USER" 2>&1) || rc=$?
+    if ((rc != 0)); then
+        printf '%s\n' "${out//"$password"/<password>}" >&2
+        warn "$(instance_name kafka "$1"): adding the SCRAM credentials of user $SECURE_USER failed (exit $rc)"
+        return 1
+    fi
+    secure_sha256 "$password" >"$KN_DIR/scram-$SECURE_USER.sha256"
+    say "$(instance_name kafka "$1"): SCRAM-SHA-512 credentials of user $SECURE_USER added"
+}
+
+# True when a client gets in over node $1's SASL_SSL listener (a new credential takes a moment).
+kafka_check_sasl() {
+    local try
+    for try in 1 2 3; do
+        if kafka_topics "$1" secure >/dev/null; then
+            kafka_node "$1"
+            say "$(instance_name kafka "$1"): SASL_SSL $BIND:$KN_SECURE_PORT lets user $SECURE_USER in (SCRAM-SHA-512, TLS)"
+            return 0
+        fi
+        ((try == 3)) || sleep 1
+    done
+    warn "$(instance_name kafka "$1"): user $SECURE_USER cannot get in over SASL_SSL $BIND:$KN_SECURE_PORT (see 'stack.sh logs kafka')"
+    return 1
 }
 
 kafka_start() {
@@ -160,7 +233,9 @@ kafka_start() {
         -Dkafka.logs.dir="$KN_DIR/logs" -Dlog4j2.configurationFile="$KN_DIR/log4j2.yaml" \
         -cp "$KAFKA_LIB/*" kafka.Kafka "$KN_PROPERTIES")
     echo "$pid" >"$(pid_file "$inst")"
-    say "$inst: started pid $pid ($BIND:$KN_PORT, controller $BIND:$KN_CONTROLLER_PORT)"
+    local extra=""
+    ((SECURE == 0)) || extra=", SASL_SSL $BIND:$KN_SECURE_PORT"
+    say "$inst: started pid $pid ($BIND:$KN_PORT$extra, controller $BIND:$KN_CONTROLLER_PORT)"
 }
 
 # ---------------------------------------------------------------------------------------- health
@@ -183,15 +258,27 @@ kafka_metadata_ok() {
     [[ ${#reply} == 40 && ${reply:8:8} == 00000001 && ${reply:24:8} != 00000000 ]]
 }
 
-# A metadata request through node $1's admin client; prints the topic list.
+# A metadata request through node $1's admin client; prints the topic list. With $2 = secure, over
+# the SASL_SSL listener as the secure profile's user.
 kafka_topics() {
     kafka_node "$1"
+    local port=$KN_PORT config="$KN_DIR/admin.properties"
+    [[ ${2:-} != secure ]] || port=$KN_SECURE_PORT config="$KN_DIR/admin-secure.properties"
     timeout 30 java -XX:TieredStopAtLevel=1 -Xshare:auto -cp "$KAFKA_LIB/*" org.apache.kafka.tools.TopicCommand \
-        --bootstrap-server "$BIND:$KN_PORT" --command-config "$KN_DIR/admin.properties" --list 2>/dev/null
+        --bootstrap-server "$BIND:$port" --command-config "$config" --list 2>/dev/null
+}
+
+# True when node $1's SASL_SSL listener completes a TLS handshake with a certificate the CA signed
+# for $BIND (the SCRAM part needs a JVM client: kafka_check_sasl).
+kafka_tls_ok() {
+    kafka_node "$1"
+    timeout 3 openssl s_client -connect "$BIND:$KN_SECURE_PORT" -CAfile "$SECURE_CA" -verify_return_error \
+        -verify_ip "$BIND" </dev/null >/dev/null 2>&1
 }
 
 kafka_healthy() {
-    kafka_metadata_ok "$1"
+    kafka_metadata_ok "$1" || return 1
+    ! running_secure "$(instance_name kafka "$1")" || kafka_tls_ok "$1"
 }
 
 # ---------------------------------------------------------------------------------------- status
@@ -202,10 +289,12 @@ kafka_status() {
     pid=$(find_pid "$inst")
     kafka_node "$1"
     if [[ -z $pid ]]; then
-        printf '%-11s %s\n' "$inst:" stopped "" "address $BIND:$KN_PORT, data $KN_DIR/data"
+        local extra=""
+        ((SECURE == 0)) || extra=" (secure: SASL_SSL $BIND:$KN_SECURE_PORT)"
+        printf '%-11s %s\n' "$inst:" stopped "" "address $BIND:$KN_PORT$extra, data $KN_DIR/data"
         return 3
     fi
-    local rc=0 topics health
+    local rc=0 topics health profile_lines=()
     if kafka_metadata_ok "$1"; then
         health="running, answering"
         if topics=$(kafka_topics "$1"); then health+=" ($(grep -c . <<<"$topics" || true) topics)"; fi
@@ -214,8 +303,18 @@ kafka_status() {
         rc=3
     fi
     kafka_node "$1"
+    if ((SECURE)) && ! running_secure "$inst"; then
+        profile_lines=("" "secure: NOT on in the running broker (started without --secure): 'stack.sh up' restarts it with it")
+        rc=3
+    elif ((SECURE)) && kafka_topics "$1" secure >/dev/null; then
+        profile_lines=("" "secure: SASL_SSL $BIND:$KN_SECURE_PORT (SCRAM-SHA-512, user $SECURE_USER) answering")
+    elif ((SECURE)); then
+        profile_lines=("" "secure: SASL_SSL $BIND:$KN_SECURE_PORT (SCRAM-SHA-512, user $SECURE_USER) NOT answering")
+        rc=3
+    fi
     printf '%-11s %s\n' "$inst:" "$health" \
         "" "pid $pid, address $BIND:$KN_PORT (controller $BIND:$KN_CONTROLLER_PORT)" \
+        "${profile_lines[@]}" \
         "" "version Apache Kafka $KAFKA_VERSION (KRaft, cluster id $(cat "$KN_DIR/cluster.id" 2>/dev/null || echo '?'))" \
         "" "data $KN_DIR/data, log $KN_LOG"
     return "$rc"

@@ -19,12 +19,14 @@
 #   <svc>_start_timeout         seconds a start may take before `up` gives up
 #   <svc>_healthy N             true when node N answers
 #   <svc>_after_start N         after the health wait (whatever its result): report, tidy up
+#   <svc>_converge N WHEN       once node N answers (WHEN: started, or running from before): bring
+#                               what lives inside it in line with the profile; false on failure
 #   <svc>_log_files N           print the logs `stack.sh logs` shows
 #   <svc>_failure_files N       print the files whose tails explain a failed start
 #   <svc>_status N              print the node's status block; return 0 when it answers, 3 if not
 #   <svc>_summary N             print how to reach the node, for `up`'s last line
-# A profile (a later --secure or --cluster) changes which instances run (stack_instances in
-# scripts/stack.sh) and what a service's config writers put in its files; it needs no change here.
+# A profile (--secure, scripts/stack/secure.sh; a later --cluster) changes which instances run
+# (stack_instances in scripts/stack.sh) and what a service's config writers put in its files.
 
 readonly BIND=127.0.0.1
 readonly STOP_TIMEOUT=${LEDGER_STOP_TIMEOUT:-30}
@@ -191,11 +193,24 @@ port_owner() {
     fi
 }
 
-# Fails (after listing every taken port) unless all the given label=port ports are free.
+# True when every listener on port $1 belongs to one of the pids in RESTARTING (servers of this
+# stack that `up` stops before it starts them again with another profile).
+port_held_by_restarting() {
+    ((${#RESTARTING[@]} > 0)) && command -v ss >/dev/null || return 1
+    local owners pid
+    owners=$(ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | sort -u) || return 1
+    for pid in ${owners//pid=/}; do
+        [[ " ${RESTARTING[*]} " == *" $pid "* ]] || return 1
+    done
+}
+RESTARTING=()
+
+# Fails (after listing every taken port) unless all the given label=port ports are free (or held
+# by a server in RESTARTING).
 require_free_ports() {
     local port busy=0
     for port in "$@"; do
-        if port_listening "${port#*=}"; then
+        if port_listening "${port#*=}" && ! port_held_by_restarting "${port#*=}"; then
             printf '%s\n' "stack: error: port ${port#*=} (${port%%=*}) is already in use by something that is not this stack's server:" >&2
             port_owner "${port#*=}" >&2
             busy=1

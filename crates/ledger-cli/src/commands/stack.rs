@@ -8,10 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use clap::ValueEnum as _;
 
 const AFTER_HELP: &str = "\
 Examples:
   ledger stack up               # install what is missing, start both, wait until healthy
+  ledger stack up --secure      # also Kafka SASL_SSL (SCRAM) and ClickHouse HTTPS, then e.g.
+  ledger report spend --config .state/secure/ledger.toml
   ledger stack status           # exit 0 when both run and answer, 3 otherwise
   ledger stack logs kafka -f    # follow the broker log
   ledger stack down             # stop what `up` started (data is kept)
@@ -31,6 +34,7 @@ Environment (defaults in brackets):
   LEDGER_CACHE_DIR [~/.cache/llm-ledger] Kafka jars, under kafka-4.1.1/lib
   LEDGER_KAFKA_PORT [9092]              LEDGER_KAFKA_CONTROLLER_PORT [9093]
   LEDGER_CLICKHOUSE_HTTP_PORT [8123]    LEDGER_CLICKHOUSE_TCP_PORT [9000]
+  LEDGER_KAFKA_SECURE_PORT [9094]       LEDGER_CLICKHOUSE_HTTPS_PORT [8443]  (--secure)
   LEDGER_CLICKHOUSE_INTERSERVER_PORT [disabled]
   LEDGER_KAFKA_HEAP [-Xms512m -Xmx1g]   LEDGER_KAFKA_AUTO_CREATE_TOPICS [false]
   LEDGER_CLICKHOUSE_MAX_MEMORY [2000000000 bytes]
@@ -56,7 +60,12 @@ pub(crate) struct StackArgs {
 #[derive(Debug, clap::Subcommand)]
 enum StackCommand {
     /// Install what is missing, start Kafka and ClickHouse, wait until both answer. Idempotent.
-    Up,
+    Up {
+        /// Also a Kafka SASL_SSL listener (SCRAM-SHA-512) and a ClickHouse HTTPS port, with a local CA
+        /// and user `ledger`; writes <state>/secure/ledger.toml. Kept by later `up`s of the state dir.
+        #[arg(long)]
+        secure: bool,
+    },
     /// Stop the servers `up` started (SIGTERM, SIGKILL after 30 s). Idempotent.
     Down {
         /// Also delete the state folder (all Kafka and ClickHouse data).
@@ -89,27 +98,14 @@ enum Service {
 impl StackCommand {
     fn script_args(&self) -> Vec<String> {
         match self {
-            Self::Up => vec!["up".into()],
-            Self::Down { purge } => {
-                let mut args = vec!["down".to_owned()];
-                if *purge {
-                    args.push("--purge".into());
-                }
-                args
-            }
+            Self::Up { secure } => ["up"].into_iter().chain(secure.then_some("--secure")).map(Into::into).collect(),
+            Self::Down { purge } => ["down"].into_iter().chain(purge.then_some("--purge")).map(Into::into).collect(),
             Self::Status => vec!["status".into()],
             Self::Logs { service, follow, lines } => {
-                let mut args = vec!["logs".to_owned()];
-                match service {
-                    Some(Service::Kafka) => args.push("kafka".into()),
-                    Some(Service::Clickhouse) => args.push("clickhouse".into()),
-                    None => {}
-                }
-                if *follow {
-                    args.push("-f".into());
-                }
-                args.push("-n".into());
-                args.push(lines.to_string());
+                let service = service.and_then(|s| s.to_possible_value()).map(|v| v.get_name().to_owned());
+                let mut args: Vec<String> = std::iter::once("logs".to_owned()).chain(service).collect();
+                args.extend(follow.then(|| "-f".to_owned()));
+                args.extend(["-n".to_owned(), lines.to_string()]);
                 args
             }
         }
@@ -148,6 +144,7 @@ mod tests {
     #[test]
     fn passes_the_arguments_through() {
         assert_eq!(script_args(&["up"]), ["up"]);
+        assert_eq!(script_args(&["up", "--secure"]), ["up", "--secure"]);
         assert_eq!(script_args(&["down"]), ["down"]);
         assert_eq!(script_args(&["down", "--purge"]), ["down", "--purge"]);
         assert_eq!(script_args(&["status"]), ["status"]);
