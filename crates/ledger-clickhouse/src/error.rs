@@ -95,6 +95,12 @@ impl Error {
         self.kind() == ErrorKind::Retryable
     }
 
+    /// True when a setting is wrong (credentials, certificate, URL, database name): the message
+    /// names it, and hints about a server not running would mislead.
+    pub fn is_settings(&self) -> bool {
+        matches!(self, Error::Security { .. } | Error::Config(_))
+    }
+
     /// True when the server could not be reached at all (connection refused, DNS, reset).
     pub fn is_connection(&self) -> bool {
         matches!(self, Error::ClickHouse { source: clickhouse::error::Error::Network(_), .. })

@@ -38,6 +38,15 @@ pub enum EnforcerError {
 }
 
 impl EnforcerError {
+    /// True when a setting is wrong: the message names it.
+    pub fn is_settings(&self) -> bool {
+        match self {
+            EnforcerError::Kafka(e) => e.is_settings(),
+            EnforcerError::Policy { .. } | EnforcerError::BudgetsFile { .. } => true,
+            _ => false,
+        }
+    }
+
     /// True when retrying later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

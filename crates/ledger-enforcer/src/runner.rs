@@ -269,14 +269,13 @@ impl Enforcer {
             ("fetch.wait.max.ms", "10"),
             ("fetch.min.bytes", "1"),
         ]);
-        let consumer: StreamConsumer =
-            cfg.create().map_err(|e| KafkaError::Client { context: "creating the spend consumer".into(), source: e })?;
+        let consumer: StreamConsumer = cfg.create().map_err(|e| KafkaError::client("creating the spend consumer", e))?;
         let mut tpl = TopicPartitionList::new();
         for m in end {
             tpl.add_partition_offset(&self.config.topics.spend, m.partition, Offset::Offset(m.high))
-                .map_err(|e| KafkaError::Client { context: "assigning spend partitions".into(), source: e })?;
+                .map_err(|e| KafkaError::client("assigning spend partitions", e))?;
         }
-        consumer.assign(&tpl).map_err(|e| KafkaError::Client { context: "assigning spend partitions".into(), source: e })?;
+        consumer.assign(&tpl).map_err(|e| KafkaError::client("assigning spend partitions", e))?;
         Ok(consumer)
     }
 

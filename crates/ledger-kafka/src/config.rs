@@ -113,7 +113,9 @@ impl KafkaConfig {
         cfg
     }
 
-    fn apply_options(&self, cfg: &mut rdkafka::ClientConfig) {
+    /// Sets the options (and the SASL password) on `cfg`: for a caller that sets defaults of its
+    /// own after [`KafkaConfig::client_config`] and wants the configured options to win again.
+    pub fn apply_options(&self, cfg: &mut rdkafka::ClientConfig) {
         for (k, v) in &self.options {
             cfg.set(property_name(k), v);
         }

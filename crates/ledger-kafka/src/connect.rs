@@ -26,6 +26,17 @@ impl ClientContext for Recorder {
             errors.push((error.rdkafka_error_code(), reason.to_owned()));
         }
     }
+
+    /// librdkafka reports some failures (a TLS handshake, a protocol mismatch) only as log
+    /// lines: they are recorded for [`diagnose`] rather than printed, since the check reports
+    /// them itself, in one line.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        let _ = level;
+        if let Ok(mut errors) = self.errors.lock() {
+            errors.push((None, format!("{fac}: {log_message}")));
+        }
+    }
 }
 
 impl ConsumerContext for Recorder {}
@@ -35,7 +46,10 @@ impl ConsumerContext for Recorder {}
 /// is a [`KafkaError::Config`] at once; brokers that do not answer in time are a retryable
 /// [`KafkaError::Client`].
 pub fn check_connection(config: &KafkaConfig, timeout: Duration) -> Result<(), KafkaError> {
-    let cfg = config.consumer_config(&[("group.id", "ledger-connection-check")]);
+    // `debug=broker`: some mismatches (a plaintext client on a TLS listener) show only in the
+    // broker state log lines, which the recorder keeps and never prints.
+    let mut cfg = config.consumer_config(&[("group.id", "ledger-connection-check")]);
+    cfg.set("debug", "broker").set_log_level(rdkafka::config::RDKafkaLogLevel::Debug);
     let consumer: BaseConsumer<Recorder> = cfg.create_with_context(Recorder::default()).map_err(|e| creation_error(&e))?;
     let deadline = Instant::now() + timeout;
     let mut seen = 0;
@@ -55,7 +69,17 @@ pub fn check_connection(config: &KafkaConfig, timeout: Duration) -> Result<(), K
         match result {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() >= deadline => {
-                let last = consumer.context().errors.lock().ok().and_then(|v| v.last().map(|(_, r)| r.clone()));
+                let recorded: Vec<String> =
+                    consumer.context().errors.lock().map(|v| v.iter().map(|(_, r)| r.clone()).collect()).unwrap_or_default();
+                if let Some(stalled) = diagnose_stall(config, &recorded) {
+                    return Err(stalled);
+                }
+                let last = consumer
+                    .context()
+                    .errors
+                    .lock()
+                    .ok()
+                    .and_then(|v| v.iter().rev().find(|(code, _)| code.is_some()).map(|(_, r)| r.clone()));
                 let context = format!(
                     "no answer from the brokers at {} ({}) within {timeout:?}{}; is Kafka running and kafka.brokers right?",
                     config.brokers,
@@ -70,7 +94,7 @@ pub fn check_connection(config: &KafkaConfig, timeout: Duration) -> Result<(), K
 }
 
 /// A client that librdkafka refuses to create: a property or its value is wrong.
-fn creation_error(e: &RdError) -> KafkaError {
+pub(crate) fn creation_error(e: &RdError) -> KafkaError {
     match e {
         RdError::ClientConfig(_, description, key, value) => {
             let shown = if is_secret(key) { "<redacted>".to_owned() } else { format!("{value:?}") };
@@ -114,7 +138,7 @@ pub(crate) fn diagnose(config: &KafkaConfig, code: Option<RDKafkaErrorCode>, rea
             format!("the TLS certificate of the brokers at {brokers} is not trusted ({})", short(reason)),
         );
     }
-    if has("connecting to a SSL listener?") || has("connecting to a PLAINTEXT listener") {
+    if has("connecting to a SSL listener?") || has("PLAINTEXT broker listener?") {
         return error(
             "kafka.options.security_protocol",
             format!(
@@ -130,7 +154,34 @@ pub(crate) fn diagnose(config: &KafkaConfig, code: Option<RDKafkaErrorCode>, rea
             format!("the listener at {brokers} does not speak TLS, but security_protocol is {protocol} ({})", short(reason)),
         );
     }
+    if has("SSL connection closed by peer") && has("in state UP") {
+        return error(
+            "kafka.options.security_protocol and kafka.options.sasl_mechanism",
+            format!(
+                "the listener at {brokers} closed the connection after the TLS handshake: it expects SASL \
+                 (security_protocol SASL_SSL), not {protocol}"
+            ),
+        );
+    }
     None
+}
+
+/// A connection that was made but never got past the protocol handshake: a client without TLS
+/// talking to a TLS listener waits for an answer that never comes, and librdkafka reports
+/// nothing but the broker's states.
+fn diagnose_stall(config: &KafkaConfig, recorded: &[String]) -> Option<KafkaError> {
+    let protocol = config.option("security.protocol").unwrap_or("PLAINTEXT");
+    let handshaking = recorded.iter().any(|r| r.contains("-> APIVERSION_QUERY"));
+    // The client's internal broker goes UP at once; only a real broker's UP counts.
+    let got_up = recorded.iter().any(|r| r.contains("-> UP") && !r.contains("/internal"));
+    (handshaking && !got_up && !protocol.to_ascii_uppercase().contains("SSL")).then(|| KafkaError::Config {
+        setting: "kafka.options.security_protocol".into(),
+        problem: format!(
+            "connected to {} but the listener never answered the protocol handshake with {protocol}: it likely expects TLS \
+             (SASL_SSL or SSL)",
+            config.brokers
+        ),
+    })
 }
 
 /// The first line of a librdkafka error, without the broker prefix it repeats.
@@ -181,6 +232,26 @@ mod tests {
         let tls_on_plain =
             "ssl://127.0.0.1:9092/bootstrap: SSL handshake failed: error:0A00010B:SSL routines::wrong version number";
         assert!(problem(None, tls_on_plain).contains("does not speak TLS"));
+    }
+
+    #[test]
+    fn a_handshake_that_never_ends_points_at_tls() {
+        let mut plain = secure();
+        plain.options.insert("security_protocol".into(), "SASL_PLAINTEXT".into());
+        let stalled =
+            ["STATE: sasl_plaintext://127.0.0.1:29094/bootstrap: Broker changed state CONNECT -> APIVERSION_QUERY".to_owned()];
+        let msg = diagnose_stall(&plain, &stalled).unwrap().to_string();
+        assert!(msg.contains("it likely expects TLS") && msg.contains("fix kafka.options.security_protocol"), "{msg}");
+        assert!(diagnose_stall(&secure(), &stalled).is_none(), "a TLS client that stalls is something else");
+        let internal = [stalled[0].clone(), "STATE: [thrd::0/internal]: :0/internal: Broker changed state INIT -> UP".to_owned()];
+        assert!(diagnose_stall(&plain, &internal).is_some(), "the internal broker does not count");
+        let up = [stalled[0].clone(), "STATE: x: Broker changed state APIVERSION_QUERY -> UP".to_owned()];
+        assert!(diagnose_stall(&plain, &up).is_none());
+        let closed = "ssl://127.0.0.1:29094/bootstrap: Disconnected: SSL connection closed by peer (after 2ms in state UP)";
+        assert!(problem(None, closed).contains("it expects SASL"));
+        let tls_on_plain = "sasl_ssl://h:9092/bootstrap: SSL handshake failed: Disconnected: SSL connection closed by peer: \
+                            connecting to a PLAINTEXT broker listener? (after 1ms in state SSL_HANDSHAKE)";
+        assert!(problem(None, tls_on_plain).contains("fix kafka.options.security_protocol"));
     }
 
     #[test]

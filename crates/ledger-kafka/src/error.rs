@@ -3,14 +3,14 @@
 /// Errors of the Kafka adapters.
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
-    /// librdkafka reported an error.
-    #[error("kafka: {context}: {source}")]
+    /// librdkafka reported an error. Its text is part of this error's message (not a separate
+    /// source), so a report of the chain says it once.
+    #[error("kafka: {context}: {error}")]
     Client {
         /// What we were doing.
         context: String,
         /// The client error.
-        #[source]
-        source: rdkafka::error::KafkaError,
+        error: rdkafka::error::KafkaError,
     },
     /// The settings are wrong: the broker refused the credentials, its certificate is not
     /// trusted, the protocol does not match the listener, or a setting cannot be used. Fatal:
@@ -33,15 +33,26 @@ pub enum KafkaError {
 }
 
 impl KafkaError {
-    pub(crate) fn client(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
-        KafkaError::Client { context: context.into(), source }
+    /// A client error with what was being done; a refused property becomes [`KafkaError::Config`].
+    pub fn client(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        // A property librdkafka refuses is a settings error, whatever the client was doing.
+        if let rdkafka::error::KafkaError::ClientConfig(..) = source {
+            return crate::connect::creation_error(&source);
+        }
+        KafkaError::Client { context: context.into(), error: source }
+    }
+
+    /// True when a setting is wrong (credentials, certificate, protocol, a property): the
+    /// message names it, and hints about a service not running would mislead.
+    pub fn is_settings(&self) -> bool {
+        matches!(self, KafkaError::Config { .. })
     }
 
     /// True when retrying later may succeed (broker unavailable, timeouts).
     pub fn is_retryable(&self) -> bool {
         use rdkafka::types::RDKafkaErrorCode as C;
         match self {
-            KafkaError::Client { source, .. } => match source.rdkafka_error_code() {
+            KafkaError::Client { error, .. } => match error.rdkafka_error_code() {
                 Some(
                     C::BrokerTransportFailure
                     | C::AllBrokersDown

@@ -79,9 +79,7 @@ fn producer_config(config: &KafkaConfig, overrides: &[(&str, &str)]) -> rdkafka:
     for (k, v) in overrides {
         cfg.set(*k, *v);
     }
-    for (k, v) in &config.options {
-        cfg.set(k, v);
-    }
+    config.apply_options(&mut cfg);
     cfg
 }
 

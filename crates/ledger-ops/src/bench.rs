@@ -27,9 +27,7 @@ pub async fn consume_baseline(kafka: &KafkaConfig, topic: &str, expect: u64) -> 
     let group = format!("bench-consume-{}", std::process::id());
     let (consumer, _context): (StreamConsumer<_>, _) =
         ledger_kafka::consumer::manual_offset_consumer(kafka, &group, None, Default::default())?;
-    consumer
-        .subscribe(&[topic])
-        .map_err(|e| ledger_kafka::KafkaError::Client { context: format!("subscribing to {topic}"), source: e })?;
+    consumer.subscribe(&[topic]).map_err(|e| ledger_kafka::KafkaError::client(format!("subscribing to {topic}"), e))?;
     let started = Instant::now();
     let (mut messages, mut bytes) = (0u64, 0u64);
     while messages < expect {
@@ -38,9 +36,7 @@ pub async fn consume_baseline(kafka: &KafkaConfig, topic: &str, expect: u64) -> 
                 bytes += m.payload().map_or(0, |p| p.len() as u64);
                 messages += 1;
             }
-            Ok(Err(e)) => {
-                return Err(ledger_kafka::KafkaError::Client { context: format!("consuming {topic}"), source: e }.into())
-            }
+            Ok(Err(e)) => return Err(ledger_kafka::KafkaError::client(format!("consuming {topic}"), e).into()),
             Err(_) => {
                 return Err(OpsError::Inconsistent(format!("no message for 30 s after {messages} of {expect} from {topic}")))
             }

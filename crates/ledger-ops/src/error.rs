@@ -19,9 +19,9 @@ pub enum OpsError {
     /// A ClickHouse query failed.
     #[error(transparent)]
     ClickHouse(ledger_clickhouse::Error),
-    /// Kafka failed, or refused the settings.
+    /// Kafka failed, or refused the settings. (Not a separate source: the message says it all.)
     #[error("{}", kafka_message(.0))]
-    Kafka(#[from] ledger_kafka::KafkaError),
+    Kafka(ledger_kafka::KafkaError),
     /// The Avro schemas could not be loaded.
     #[error(transparent)]
     Schema(#[from] ledger_schema::SchemaError),
@@ -60,6 +60,12 @@ impl OpsError {
             OpsError::Kafka(e) => e.is_retryable(),
             OpsError::Schema(_) | OpsError::Invalid(_) => false,
         }
+    }
+}
+
+impl From<ledger_kafka::KafkaError> for OpsError {
+    fn from(e: ledger_kafka::KafkaError) -> Self {
+        OpsError::Kafka(e)
     }
 }
 

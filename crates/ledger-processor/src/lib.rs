@@ -55,7 +55,17 @@ pub enum ProcessorError {
 }
 
 impl ProcessorError {
+    /// True when a setting is wrong: the message names it.
+    pub fn is_settings(&self) -> bool {
+        match self {
+            ProcessorError::Config(_) => true,
+            ProcessorError::Kafka(e) => e.is_settings(),
+            ProcessorError::ClickHouse(e) => e.is_settings(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn kafka(context: impl Into<String>, e: rdkafka::error::KafkaError) -> Self {
-        ProcessorError::Kafka(ledger_kafka::KafkaError::Client { context: context.into(), source: e })
+        ProcessorError::Kafka(ledger_kafka::KafkaError::client(context.into(), e))
     }
 }

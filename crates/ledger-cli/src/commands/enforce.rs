@@ -4,8 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
-
 use ledger_enforcer::{Enforcer, EnforcerConfig, EnforcerError, Stats};
 
 use crate::config::ConfigArgs;
@@ -52,11 +50,10 @@ pub(crate) async fn run(args: EnforceArgs) -> anyhow::Result<ExitCode> {
         EnforcerConfig { kafka: config.kafka.clone(), topics: config.topics.clone(), settings: config.enforcer.clone() },
         stats.clone(),
     )?;
-    enforcer
-        .run(shutdown.clone())
-        .await
-        .map_err(policy_error)
-        .context("the enforcer stopped (is Kafka running? try `ledger stack up`)")?;
+    enforcer.run(shutdown.clone()).await.map_err(|e| match e {
+        EnforcerError::Kafka(k) if k.is_settings() => anyhow::Error::new(k),
+        e => policy_error(e).context("the enforcer stopped (is Kafka running? try `ledger stack up`)"),
+    })?;
     shutdown.cancel();
     eprintln!(
         "enforcer stopped: {} spend updates read, {} signals published",

@@ -14,6 +14,16 @@ pub(crate) mod reconcile;
 pub(crate) mod report;
 pub(crate) mod stack;
 
+/// `error` with a hint of what to check as context, unless the error names a wrong setting
+/// itself (then a hint that a service may not be running would mislead).
+pub(crate) fn hinted<E: std::error::Error + Send + Sync + 'static>(error: E, is_settings: bool, hint: &str) -> anyhow::Error {
+    if is_settings {
+        anyhow::Error::new(error)
+    } else {
+        anyhow::Error::new(error).context(hint.to_owned())
+    }
+}
+
 /// A progress bar on stderr for reads of a topic: drawn once there are more than
 /// [`PROGRESS_THRESHOLD`] records to read (indicatif draws only on a terminal).
 pub(crate) struct ReadProgress {

@@ -3,8 +3,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
-
 use ledger_processor::{Processor, RunOptions, Stats};
 
 use crate::config::ConfigArgs;
@@ -53,9 +51,10 @@ pub(crate) async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     let stats = Arc::new(Stats::default());
     let render = stats.clone();
     let shutdown = ledger_ops::service::start(config.settings.metrics_addr.clone(), move || render.render_prometheus());
-    let processor = Processor::new(config, catalog, stats.clone())
-        .await
-        .context("starting the processor (is the stack running? try `ledger stack up` and `ledger migrate`)")?;
+    let processor = Processor::new(config, catalog, stats.clone()).await.map_err(|e| {
+        let settings = e.is_settings();
+        super::hinted(e, settings, "starting the processor (is the stack running? try `ledger stack up` and `ledger migrate`)")
+    })?;
     let started = std::time::Instant::now();
     processor.run(shutdown.clone(), RunOptions { until_drained: args.until_drained }).await?;
     shutdown.cancel();

@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use ledger_loadgen::Synthetic;
@@ -67,7 +66,10 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let partitions = config.processor.partitions;
     ledger_kafka::admin::ensure_topics(&config.kafka, &ledger_kafka::admin::ledger_topics(&config.topics, partitions))
         .await
-        .context("creating topics (is Kafka running? try `ledger stack up`)")?;
+        .map_err(|e| {
+            let settings = e.is_settings();
+            super::hinted(e, settings, "creating topics (is Kafka running? try `ledger stack up`)")
+        })?;
     let producer = produce::load_producer(&config.kafka)?;
     if let (Some(rate), Some(duration)) = (args.rate, args.duration) {
         let planned = u64::try_from(u128::from(rate) * duration.as_millis() / 1000).unwrap_or(u64::MAX);

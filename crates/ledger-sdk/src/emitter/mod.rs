@@ -172,9 +172,7 @@ impl Emitter {
             .set("compression.type", "lz4")
             .set("linger.ms", "5")
             .set("message.timeout.ms", "120000");
-        for (k, v) in &config.kafka.options {
-            client.set(k, v);
-        }
+        config.kafka.apply_options(&mut client);
         let producer: ThreadedProducer<DeliveryContext> = client
             .create_with_context(DeliveryContext { shared: Arc::clone(&shared) })
             .map_err(|e| SdkError::Kafka(format!("creating the producer: {e}")))?;
