@@ -124,32 +124,3 @@ pub(crate) async fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot run bash {}", script.display()))?;
     Ok(ExitCode::from(ledger_ops::stack::exit_code_of(status)))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser as _;
-
-    #[derive(Debug, clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        stack: StackArgs,
-    }
-
-    fn script_args(argv: &[&str]) -> Vec<String> {
-        let cli = Cli::try_parse_from(std::iter::once("stack").chain(argv.iter().copied())).unwrap();
-        cli.stack.command.script_args()
-    }
-
-    #[test]
-    fn passes_the_arguments_through() {
-        assert_eq!(script_args(&["up"]), ["up"]);
-        assert_eq!(script_args(&["up", "--secure"]), ["up", "--secure"]);
-        assert_eq!(script_args(&["down"]), ["down"]);
-        assert_eq!(script_args(&["down", "--purge"]), ["down", "--purge"]);
-        assert_eq!(script_args(&["status"]), ["status"]);
-        assert_eq!(script_args(&["logs"]), ["logs", "-n", "40"]);
-        assert_eq!(script_args(&["logs", "kafka", "-f", "-n", "5"]), ["logs", "kafka", "-f", "-n", "5"]);
-        assert_eq!(script_args(&["logs", "clickhouse"]), ["logs", "clickhouse", "-n", "40"]);
-    }
-}
