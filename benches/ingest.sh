@@ -20,7 +20,8 @@ export LEDGER__TOPICS__USAGE="${PREFIX}llm.usage.v1" LEDGER__TOPICS__DEAD_LETTER
 export LEDGER__TOPICS__SPEND="${PREFIX}llm.spend.v1" LEDGER__TOPICS__SIGNALS="${PREFIX}llm.budget-signals.v1"
 RUST_LOG=warn target/release/ledger ingest --listen "127.0.0.1:${PORT}" --api-keys "$KEYS" &
 INGEST_PID=$!
-trap 'kill "$INGEST_PID" 2>/dev/null; wait "$INGEST_PID" 2>/dev/null; rm -f "$KEYS" "$KEYS.lock"' EXIT
+trap 'kill "$INGEST_PID" 2>/dev/null; wait "$INGEST_PID" 2>/dev/null; rm -f "$KEYS" "$KEYS.lock"
+      target/release/ledger bench-delete-topics --prefix "$PREFIX" >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:${PORT}/healthz" >/dev/null && break
   sleep 0.2
