@@ -62,7 +62,7 @@ enum StackCommand {
     /// Install what is missing, start Kafka and ClickHouse, wait until both answer. Idempotent.
     Up {
         /// Also a Kafka SASL_SSL listener (SCRAM-SHA-512) and a ClickHouse HTTPS port, with a local CA
-        /// and user `ledger`; writes <state>/secure/ledger.toml. Kept by later `up`s of the state dir.
+        /// and user `ledger`; writes `<state>/secure/ledger.toml`. Kept by later `up`s of the state dir.
         #[arg(long)]
         secure: bool,
     },
