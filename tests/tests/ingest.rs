@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 const ACME_KEY: &str = "test-acme-key-0123456789";
 const GLOBEX_KEY: &str = "test-globex-key-0123456789";
 
-/// A `ledger ingest` process on a free port, killed on drop.
+/// A `ledger ingest` process on a free port, killed on drop. Its keys file starts in the
+/// earlier plain-text format and is brought over by `ledger ingest keys import`, as an upgrade
+/// does: `ACME_KEY` and `GLOBEX_KEY` keep working as imported keys.
 struct Ingest {
     child: Child,
     base: String,
@@ -21,6 +23,13 @@ struct Ingest {
 
 impl Ingest {
     fn start(env: &TestEnv, extra_env: &[(&str, &str)]) -> Ingest {
+        let ingest = Ingest::spawn(env, extra_env, "http");
+        ingest.wait_healthy();
+        ingest
+    }
+
+    /// Starts it without waiting for it to answer; `scheme` is `http` or `https`.
+    fn spawn(env: &TestEnv, extra_env: &[(&str, &str)], scheme: &str) -> Ingest {
         let keys_file = std::env::temp_dir().join(format!("ledger-test-keys-{}.toml", random_suffix()));
         std::fs::write(
             &keys_file,
@@ -29,6 +38,7 @@ impl Ingest {
             ),
         )
         .expect("writing the keys file");
+        env.run_ledger(&["ingest", "keys", "import", "--api-keys", keys_file.to_str().expect("utf-8 path")]);
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
         let listen = format!("127.0.0.1:{port}");
         let mut cmd = env.ledger();
@@ -37,9 +47,7 @@ impl Ingest {
             cmd.env(k, v);
         }
         let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("starting ledger ingest");
-        let ingest = Ingest { child, base: format!("http://{listen}"), keys_file };
-        ingest.wait_healthy();
-        ingest
+        Ingest { child, base: format!("{scheme}://{listen}"), keys_file }
     }
 
     fn wait_healthy(&self) {
@@ -62,6 +70,28 @@ impl Ingest {
     fn url(&self) -> String {
         format!("{}/v1/usage", self.base)
     }
+
+    /// `ledger ingest keys ARGS... --api-keys <its file>`'s standard output.
+    fn keys(&self, env: &TestEnv, args: &[&str]) -> String {
+        let mut all = vec!["ingest", "keys"];
+        all.extend_from_slice(args);
+        all.extend(["--api-keys", self.keys_file.to_str().expect("utf-8 path")]);
+        String::from_utf8(env.run_ledger(&all).stdout).expect("utf-8").trim().to_owned()
+    }
+
+    /// Waits until the server has `n` keys in force (after a change of its keys file).
+    async fn wait_keys_active(&self, client: &reqwest::Client, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while metric(&self.metrics(client).await, "ledger_ingest_api_keys_active") != Some(n) {
+            assert!(Instant::now() < deadline, "the server never had {n} keys in force");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Its `/metrics` text.
+    async fn metrics(&self, client: &reqwest::Client) -> String {
+        client.get(format!("{}/metrics", self.base)).send().await.expect("GET /metrics").text().await.expect("text")
+    }
 }
 
 impl Drop for Ingest {
@@ -69,7 +99,13 @@ impl Drop for Ingest {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.keys_file);
+        let _ = std::fs::remove_file(self.keys_file.with_extension("toml.lock"));
     }
+}
+
+/// The value of the series `name` (with its labels) in a Prometheus text.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 async fn post(client: &reqwest::Client, url: &str, key: Option<&str>, body: impl Into<reqwest::Body>) -> (u16, Value) {
@@ -375,6 +411,8 @@ fn openapi_document_is_served_and_parses() {
     });
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
     assert!(doc["paths"]["/v1/usage"]["post"]["responses"]["503"].is_mapping());
+    assert!(doc["paths"]["/v1/usage"]["post"]["responses"]["429"].is_mapping());
+    assert!(doc["components"]["responses"]["RateLimited"]["headers"]["Retry-After"].is_mapping());
     // The documented event fields are exactly the schema's.
     let documented: std::collections::BTreeSet<String> = doc["components"]["schemas"]["UsageEvent"]["properties"]
         .as_mapping()
@@ -479,4 +517,236 @@ async fn sigterm_stops_ingest_gracefully() {
     .0;
     assert!(exit.success(), "ledger ingest exits cleanly on SIGTERM: {exit}");
     assert_eq!(usage_messages(&env).len(), 1);
+}
+
+/// Posts `body` with `key` until the answer has `status`; the time it took.
+async fn until_status(client: &reqwest::Client, url: &str, key: &str, body: &str, status: u16, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (got, answer) = post(client, url, Some(key), body.to_owned()).await;
+        if got == status {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "still {got} after {within:?}, expected {status}: {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_added_and_revoked_while_running_take_effect_without_a_restart() {
+    let env = TestEnv::new("ingest_keys");
+    let mut ingest = Ingest::start(&env, &[]);
+    let client = reqwest::Client::new();
+    let mut generator = generator(19, 1);
+    let mut body = || serde_json::to_string(&generator.valid_event()).unwrap();
+    let pid = ingest.child.id();
+
+    // A key added while the server runs works within the reload interval (1 s).
+    let key = ingest.keys(&env, &["add", "--tenant", "acme", "--name", "reload test"]);
+    let id = key[3..15].to_owned();
+    let took = until_status(&client, &ingest.url(), &key, &body(), 202, Duration::from_secs(5)).await;
+    eprintln!("new key accepted after {took:?}");
+
+    // Revoked: 401 within about a second, saying so; the other keys keep working.
+    ingest.keys(&env, &["revoke", &id]);
+    let took = until_status(&client, &ingest.url(), &key, &body(), 401, Duration::from_secs(3)).await;
+    eprintln!("revoked key refused after {took:?}");
+    let (status, answer) = post(&client, &ingest.url(), Some(&key), body()).await;
+    assert_eq!(status, 401);
+    assert!(answer["message"].as_str().unwrap_or_default().contains("revoked"), "{answer}");
+    assert_eq!(post(&client, &ingest.url(), Some(ACME_KEY), body()).await.0, 202);
+
+    // A broken file is logged and the keys in force stay, until the file is fixed.
+    let good = std::fs::read_to_string(&ingest.keys_file).unwrap();
+    std::fs::write(&ingest.keys_file, "[[keys]]\nbroken = ").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&ingest.metrics(&client).await, "ledger_ingest_key_reload_failures_total") != Some(1) {
+        assert!(Instant::now() < deadline, "the broken file was never noticed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(post(&client, &ingest.url(), Some(ACME_KEY), body()).await.0, 202, "keys in force stay");
+    assert_eq!(post(&client, &ingest.url(), Some(&key), body()).await.0, 401, "and the revocation with them");
+    std::fs::write(&ingest.keys_file, good).unwrap();
+    // An imported key (of the plain-text era) is revoked by its id like any other.
+    let acme_id = imported_key_id(&ingest.keys_file, "acme");
+    ingest.keys(&env, &["revoke", &acme_id]);
+    until_status(&client, &ingest.url(), ACME_KEY, &body(), 401, Duration::from_secs(3)).await;
+    let mut globex: Value = serde_json::from_str(&body()).unwrap();
+    globex["tenant_id"] = json!("globex");
+    assert_eq!(post(&client, &ingest.url(), Some(GLOBEX_KEY), globex.to_string()).await.0, 202);
+    let text = ingest.metrics(&client).await;
+    assert_eq!(metric(&text, "ledger_ingest_api_keys_active"), Some(1), "{text}");
+    assert!(metric(&text, "ledger_ingest_key_reloads_total").unwrap_or(0) >= 3, "{text}");
+
+    assert_eq!(ingest.child.try_wait().unwrap(), None, "the same process throughout");
+    assert_eq!(ingest.child.id(), pid);
+}
+
+/// The id of the imported key of `tenant` in a keys file.
+fn imported_key_id(file: &std::path::Path, tenant: &str) -> String {
+    let text = std::fs::read_to_string(file).expect("keys file");
+    let entry = text
+        .split("[[keys]]")
+        .find(|e| e.contains(&format!("tenant_id = \"{tenant}\"")) && e.contains("imported = true"))
+        .unwrap_or_else(|| panic!("no imported key of {tenant} in\n{text}"));
+    entry.lines().find_map(|l| l.strip_prefix("id = \"")?.strip_suffix('"')).expect("id").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_its_rate_limit_a_key_gets_429_and_what_was_acknowledged_is_in_the_ledger_once() {
+    let env = TestEnv::new("ingest_rate");
+    env.run_ledger(&["migrate"]);
+    let ingest = Ingest::start(&env, &[]);
+    let client = reqwest::Client::new();
+    let key = ingest.keys(&env, &["add", "--tenant", "acme", "--rate-limit", "40", "--burst", "60"]);
+    ingest.wait_keys_active(&client, 3).await;
+    let mut generator = generator(23, 1);
+    let mut acknowledged: Vec<UsageEvent> = Vec::new();
+    let (mut limited, mut honoured, mut waited) = (0u64, 0u32, false);
+    // A client sending batches of 10 as fast as it can for about 3 s (at most 400 requests),
+    // waiting Retry-After after every 10th refusal.
+    let started = Instant::now();
+    for _ in 0..400 {
+        if started.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        let batch: Vec<UsageEvent> = (0..10).map(|_| generator.valid_event()).collect();
+        let resp = client.post(ingest.url()).bearer_auth(&key).json(&batch).send().await.expect("request");
+        let status = resp.status().as_u16();
+        let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().expect("whole seconds"));
+        let answer: Value = resp.json().await.expect("JSON");
+        match status {
+            202 => {
+                assert_eq!(answer["accepted"], 10);
+                acknowledged.extend(batch);
+                honoured += u32::from(std::mem::take(&mut waited));
+            }
+            429 => {
+                limited += 1;
+                let secs = retry_after.expect("429 carries Retry-After");
+                assert!(secs >= 1, "rounded up to whole seconds");
+                assert_eq!((answer["error"].as_str(), answer["retry_after_secs"].as_u64()), (Some("rate_limited"), Some(secs)));
+                assert!(answer["message"].as_str().unwrap().contains("40 events per second"), "{answer}");
+                if limited % 10 == 0 {
+                    tokio::time::sleep(Duration::from_secs(secs)).await;
+                    waited = true;
+                }
+            }
+            other => panic!("unexpected {other}: {answer}"),
+        }
+    }
+    let elapsed_ms = started.elapsed().as_millis() as usize;
+    assert!(limited > 0, "the client went over its limit");
+    assert!(honoured > 0, "a client that waits Retry-After gets through");
+    // The bucket's 60 plus 40/s over the run (and one batch of slack for the clock).
+    let allowed = 60 + 40 * elapsed_ms / 1000 + 10;
+    assert!(acknowledged.len() <= allowed, "{} acknowledged in {elapsed_ms} ms, at most {allowed}", acknowledged.len());
+
+    // More events than the burst could never pass: 413, not 429. Other keys have their own limit.
+    let over: Vec<UsageEvent> = (0..61).map(|_| generator.valid_event()).collect();
+    let (status, answer) = post(&client, &ingest.url(), Some(&key), json!(over).to_string()).await;
+    assert_eq!((status, answer["error"].as_str()), (413, Some("too_many_events")), "{answer}");
+    let other = generator.valid_event();
+    assert_eq!(post(&client, &ingest.url(), Some(ACME_KEY), json!([other]).to_string()).await.0, 202);
+    acknowledged.push(other);
+
+    let text = ingest.metrics(&client).await;
+    assert_eq!(metric(&text, "ledger_ingest_requests_total{status=\"429\"}"), Some(limited), "{text}");
+    assert_eq!(metric(&text, "ledger_ingest_requests_total{status=\"413\"}"), Some(1), "{text}");
+    assert_eq!(metric(&text, "ledger_ingest_events_accepted_total"), Some(acknowledged.len() as u64), "{text}");
+
+    // Nothing of a refused request reached Kafka, and the ledger holds each acknowledged event once.
+    assert_eq!(usage_messages(&env).len(), acknowledged.len(), "Kafka holds exactly the acknowledged events");
+    env.run_ledger(&["process", "--until-drained"]);
+    let n = acknowledged.len() as u64;
+    let mut sent = Sent { messages: n, distinct_valid: n, ..Sent::default() };
+    for e in &acknowledged {
+        sent.valid_jsonl.push_str(&serde_json::to_string(e).unwrap());
+        sent.valid_jsonl.push('\n');
+    }
+    assert_ledger_matches(&env, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_answers_events_and_the_time_to_kafka_acknowledgement() {
+    let env = TestEnv::new("ingest_metrics");
+    let ingest = Ingest::start(&env, &[]);
+    let client = reqwest::Client::new();
+    let mut generator = generator(29, 1);
+    let one = json!([generator.valid_event()]).to_string();
+    let three = json!([generator.valid_event(), generator.valid_event(), generator.valid_event()]).to_string();
+    assert_eq!(post(&client, &ingest.url(), Some(ACME_KEY), one.clone()).await.0, 202);
+    assert_eq!(post(&client, &ingest.url(), Some(ACME_KEY), three).await.0, 202);
+    assert_eq!(post(&client, &ingest.url(), Some(ACME_KEY), "[]").await.0, 400);
+    assert_eq!(post(&client, &ingest.url(), None, one.clone()).await.0, 401);
+    assert_eq!(post(&client, &ingest.url(), Some(GLOBEX_KEY), one).await.0, 403);
+
+    let resp = client.get(format!("{}/metrics", ingest.base)).send().await.expect("GET /metrics");
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    for (series, value) in [
+        ("ledger_ingest_requests_total{status=\"202\"}", 2),
+        ("ledger_ingest_requests_total{status=\"400\"}", 1),
+        ("ledger_ingest_requests_total{status=\"401\"}", 1),
+        ("ledger_ingest_requests_total{status=\"403\"}", 1),
+        ("ledger_ingest_requests_total{status=\"429\"}", 0),
+        ("ledger_ingest_events_accepted_total", 4),
+        ("ledger_ingest_kafka_ack_seconds_count", 2),
+        ("ledger_ingest_kafka_ack_seconds_bucket{le=\"+Inf\"}", 2),
+        ("ledger_ingest_kafka_ack_seconds_bucket{le=\"30\"}", 2),
+        ("ledger_ingest_api_keys_active", 2),
+    ] {
+        assert_eq!(metric(&text, series), Some(value), "{series} in\n{text}");
+    }
+    let sum = text.lines().find_map(|l| l.strip_prefix("ledger_ingest_kafka_ack_seconds_sum ")).expect("the histogram's sum");
+    assert!(sum != "0.000000", "acknowledgements take time: {sum}");
+    // `/metrics`, `/healthz` and the like are not counted as ingest requests.
+    assert_eq!(usage_messages(&env).len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_listener_serves_https_with_the_configured_certificate() {
+    let env = TestEnv::new("ingest_tls");
+    let dir = std::env::temp_dir().join(format!("ledger-test-tls-{}", random_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    // A self-signed test certificate for 127.0.0.1, made now.
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("running openssl (scripts/install-deps.sh installs it)");
+    assert!(made.success(), "openssl could not make a test certificate");
+    let tls_env =
+        [("LEDGER__INGEST__TLS_CERT_FILE", cert.to_str().unwrap()), ("LEDGER__INGEST__TLS_KEY_FILE", key.to_str().unwrap())];
+    let ingest = Ingest::spawn(&env, &tls_env, "https");
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).expect("PEM certificate");
+    let client = reqwest::Client::builder().add_root_certificate(ca).build().expect("HTTPS client");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.get(format!("{}/healthz", ingest.base)).send().await {
+            Ok(r) if r.status() == 200 => break,
+            other => assert!(Instant::now() < deadline, "no HTTPS answer from {}: {other:?}", ingest.base),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let event = generator(31, 1).valid_event();
+    let (status, answer) = post(&client, &ingest.url(), Some(ACME_KEY), json!([event]).to_string()).await;
+    assert_eq!((status, answer["accepted"].as_u64()), (202, Some(1)), "{answer}");
+    assert_eq!(usage_messages(&env).len(), 1);
+    let text = ingest.metrics(&client).await;
+    assert_eq!(metric(&text, "ledger_ingest_requests_total{status=\"202\"}"), Some(1), "{text}");
+
+    // Only HTTPS is served, and a client that does not trust the certificate gets nothing.
+    let plain = reqwest::Client::new().get(ingest.base.replace("https://", "http://") + "/healthz").send().await;
+    assert!(plain.is_err() || plain.is_ok_and(|r| r.status() != 200), "plain HTTP is not served");
+    let untrusting = reqwest::Client::new().get(format!("{}/healthz", ingest.base)).send().await;
+    assert!(untrusting.is_err(), "the handshake fails without trusting the certificate");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,11 +1,8 @@
-//! `[ingest]` settings of the `ledger` configuration and the tenant API keys file.
+//! `[ingest]` settings of the `ledger` configuration (the keys file itself is [`crate::keys`]).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-
-use crate::IngestError;
 
 /// Settings of `ledger ingest`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +21,19 @@ pub struct IngestSettings {
     pub ack_timeout_ms: u64,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_grace_secs: u64,
+    /// How often the keys file is checked for changes (a changed valid file is put in force
+    /// without a restart; a broken one is logged and the keys in force stay).
+    pub reload_interval_ms: u64,
+    /// Events per second each API key may send, unless its entry says otherwise (`rate_limit`
+    /// in the keys file; 0 there means no limit). Unset: no limit.
+    pub rate_limit: Option<u32>,
+    /// Events a key may send at once (the token bucket's size), unless its entry says
+    /// otherwise. Unset: the larger of its rate and `max_events`.
+    pub burst: Option<u32>,
+    /// PEM certificate chain: with `tls_key_file`, the server speaks HTTPS only.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for IngestSettings {
@@ -35,6 +45,11 @@ impl Default for IngestSettings {
             max_body_bytes: 1024 * 1024,
             ack_timeout_ms: 10_000,
             shutdown_grace_secs: 30,
+            reload_interval_ms: 1_000,
+            rate_limit: None,
+            burst: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -55,98 +70,21 @@ impl IngestSettings {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             problems.push(format!("ingest.listen must be HOST:PORT such as 127.0.0.1:8080 (got {:?})", self.listen));
         }
+        if !(100..=60_000).contains(&self.reload_interval_ms) {
+            problems.push(format!("ingest.reload_interval_ms must be within 100..=60000 (got {})", self.reload_interval_ms));
+        }
+        if self.burst == Some(0) {
+            problems.push("ingest.burst must be at least 1 (leave it unset for the default)".to_owned());
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            problems.push("ingest.tls_cert_file and ingest.tls_key_file go together: set both for HTTPS, or neither".to_owned());
+        }
         problems
     }
-}
 
-/// One entry of the API keys file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiKeyEntry {
-    /// The secret the client sends as `Authorization: Bearer <key>`.
-    pub key: String,
-    /// The only tenant this key may write usage for.
-    pub tenant_id: String,
-    /// Who holds the key (for logs; optional).
-    #[serde(default)]
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApiKeysFile {
-    #[serde(default)]
-    keys: Vec<ApiKeyEntry>,
-}
-
-/// The tenant API keys: key -> tenant.
-#[derive(Clone, Default)]
-pub struct ApiKeys {
-    by_key: HashMap<String, ApiKeyEntry>,
-}
-
-impl std::fmt::Debug for ApiKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the secrets.
-        f.debug_struct("ApiKeys").field("keys", &self.by_key.len()).finish()
-    }
-}
-
-impl ApiKeys {
-    /// Keys from entries; errors on an empty or duplicated key or an empty tenant.
-    pub fn from_entries(entries: Vec<ApiKeyEntry>) -> Result<ApiKeys, IngestError> {
-        let mut by_key = HashMap::with_capacity(entries.len());
-        for (i, entry) in entries.into_iter().enumerate() {
-            let bad = |what: &str| IngestError::Config(format!("API key #{} ({what})", i + 1));
-            if entry.key.trim().len() < 16 {
-                return Err(bad("`key` must be at least 16 characters; generate one with `openssl rand -hex 24`"));
-            }
-            if entry.tenant_id.trim().is_empty() {
-                return Err(bad("`tenant_id` is empty"));
-            }
-            if by_key.contains_key(&entry.key) {
-                return Err(bad("the same key appears twice"));
-            }
-            by_key.insert(entry.key.clone(), entry);
-        }
-        Ok(ApiKeys { by_key })
-    }
-
-    /// Reads a keys file (`[[keys]]` tables with `key`, `tenant_id` and an optional `name`).
-    pub fn load(path: &Path) -> Result<ApiKeys, IngestError> {
-        use figment::providers::{Format, Toml};
-        if !path.exists() {
-            return Err(IngestError::Config(format!(
-                "API keys file {} does not exist: copy config/api-keys.example.toml there and edit it, \
-                 or point ingest.api_keys_file (LEDGER__INGEST__API_KEYS_FILE) at yours",
-                path.display()
-            )));
-        }
-        let file: ApiKeysFile = figment::Figment::from(Toml::file(path))
-            .extract()
-            .map_err(|e| IngestError::Config(format!("API keys file {}: {e}", path.display())))?;
-        if file.keys.is_empty() {
-            return Err(IngestError::Config(format!(
-                "API keys file {} has no [[keys]] entry: nobody could write usage",
-                path.display()
-            )));
-        }
-        ApiKeys::from_entries(file.keys)
-    }
-
-    /// The entry of a presented key.
-    pub fn lookup(&self, key: &str) -> Option<&ApiKeyEntry> {
-        self.by_key.get(key)
-    }
-
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.by_key.len()
-    }
-
-    /// True when there is no key.
-    pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+    /// The certificate and key files when HTTPS is configured.
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert_file.as_deref()?, self.tls_key_file.as_deref()?))
     }
 }
 
@@ -155,27 +93,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn example_keys_file_loads() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/api-keys.example.toml");
-        let keys = ApiKeys::load(&path).unwrap();
-        assert!(!keys.is_empty());
-    }
-
-    #[test]
-    fn short_duplicate_and_missing_keys_are_config_errors() {
-        let entry = |k: &str, t: &str| ApiKeyEntry { key: k.into(), tenant_id: t.into(), name: None };
-        assert!(ApiKeys::from_entries(vec![entry("short", "acme")]).is_err());
-        assert!(ApiKeys::from_entries(vec![entry("0123456789abcdef", "")]).is_err());
-        let dup = vec![entry("0123456789abcdef", "a"), entry("0123456789abcdef", "b")];
-        assert!(ApiKeys::from_entries(dup).is_err());
-        let err = ApiKeys::load(Path::new("/nonexistent/keys.toml")).unwrap_err().to_string();
-        assert!(err.contains("does not exist"), "{err}");
-    }
-
-    #[test]
     fn default_settings_are_valid() {
         assert!(IngestSettings::default().problems().is_empty());
         let bad = IngestSettings { max_events: 0, listen: "nowhere".into(), ..IngestSettings::default() };
         assert_eq!(bad.problems().len(), 2);
+        let half_tls = IngestSettings { tls_cert_file: Some("cert.pem".into()), burst: Some(0), ..IngestSettings::default() };
+        assert_eq!(half_tls.problems().len(), 2, "{:?}", half_tls.problems());
+        assert_eq!(half_tls.tls_files(), None);
     }
 }

@@ -1,22 +1,36 @@
 //! HTTP ingest: `POST /v1/usage` validates usage events, writes them to Kafka and answers 202
 //! only once Kafka acknowledged every event.
 //!
-//! - [`config`]: the `[ingest]` settings and the tenant API keys file.
+//! - [`config`]: the `[ingest]` settings.
+//! - [`keys`]: tenant API keys, stored hashed; the keys file and `ledger ingest keys`.
+//! - [`reload`]: putting a changed keys file in force without a restart.
+//! - [`limit`]: per-key rate limits (token buckets; 429 with `Retry-After`).
 //! - [`validate`]: body and field-level validation (400 answers name index and field).
 //! - [`server`]: the axum routes and the acknowledge-after-Kafka write path.
 //! - [`otlp`]: `POST /v1/traces` (OTLP/HTTP JSON): OpenTelemetry GenAI spans as usage events.
+//! - [`metrics`]: `GET /metrics` (Prometheus text).
+//! - [`tls`]: the optional HTTPS listener.
+//! - [`mod@run`]: `ledger ingest` as a service.
 //!
 //! A batch is all or nothing: if any event is invalid (400) or belongs to another tenant than
-//! the API key's (403), nothing is written. If Kafka does not acknowledge every event within
+//! the API key's (403), or the key is over its rate limit (429), nothing is written. If Kafka does not acknowledge every event within
 //! the ack timeout, the answer is 503 and nothing is acknowledged; resending is safe because
 //! the processor counts an `event_id` once. See docs/ingest.md.
 
 pub mod config;
+pub mod keys;
+pub mod limit;
+pub mod metrics;
 pub mod otlp;
+pub mod reload;
+pub mod run;
 pub mod server;
+pub mod tls;
 pub mod validate;
 
-pub use config::{ApiKeyEntry, ApiKeys, IngestSettings};
+pub use config::IngestSettings;
+pub use keys::{ApiKeys, KeyRecord, KeysError};
+pub use run::{run, Launch};
 pub use server::{router, serve, IngestState, OPENAPI_YAML};
 
 /// Errors of the ingest server (startup; request problems are HTTP answers).
@@ -28,6 +42,9 @@ pub enum IngestError {
     /// The Kafka client could not be created.
     #[error(transparent)]
     Kafka(ledger_kafka::KafkaError),
+    /// The keys file is missing, invalid or of the earlier plain-text format.
+    #[error(transparent)]
+    Keys(#[from] KeysError),
     /// The listener failed.
     #[error("{0}")]
     Io(String),

@@ -3,13 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use ledger_core::UsageEvent;
 use ledger_kafka::KafkaConfig;
 use ledger_schema::UsageEventCodec;
@@ -17,7 +19,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::config::{ApiKeys, IngestSettings};
+use crate::config::IngestSettings;
+use crate::keys::{ApiKeys, Lookup};
+use crate::limit::{RateLimit, RateLimiter, Refusal};
+use crate::metrics::Metrics;
 use crate::validate::{parse_event, split_body, BodyError, FieldError};
 use crate::IngestError;
 use ledger_core::acceptance::AcceptanceRules;
@@ -28,10 +33,15 @@ pub const OPENAPI_YAML: &str = include_str!("../../../docs/openapi.yaml");
 /// Most field errors listed in one 400 answer.
 const MAX_REPORTED_ERRORS: usize = 100;
 
-/// Everything a request needs: settings, keys, the producer.
+/// Everything a request needs: settings, the keys in force, rate limits, counters, the producer.
 pub struct IngestState {
     settings: IngestSettings,
-    keys: ApiKeys,
+    /// Replaced as a whole when the keys file changes; a request works with the keys it loaded.
+    keys: ArcSwap<ApiKeys>,
+    limiter: RateLimiter,
+    metrics: Metrics,
+    /// The rate limiter's clock starts here (monotonic).
+    started: std::time::Instant,
     topic: String,
     producer: FutureProducer,
     codec: UsageEventCodec,
@@ -40,7 +50,7 @@ pub struct IngestState {
 
 impl std::fmt::Debug for IngestState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IngestState").field("topic", &self.topic).field("keys", &self.keys).finish()
+        f.debug_struct("IngestState").field("topic", &self.topic).field("keys", &*self.keys.load()).finish()
     }
 }
 
@@ -63,7 +73,31 @@ impl IngestState {
         kafka.options.entry("message.timeout.ms".to_owned()).or_insert_with(|| settings.ack_timeout_ms.to_string());
         let producer = ledger_kafka::producer::idempotent_producer(&kafka).map_err(IngestError::Kafka)?;
         let codec = UsageEventCodec::new().map_err(|e| IngestError::Config(format!("usage event schema: {e}")))?;
-        Ok(IngestState { settings, keys, topic, producer, codec, window })
+        let metrics = Metrics::default();
+        metrics.set_keys_active(keys.active());
+        Ok(IngestState {
+            settings,
+            keys: ArcSwap::from_pointee(keys),
+            limiter: RateLimiter::default(),
+            metrics,
+            started: std::time::Instant::now(),
+            topic,
+            producer,
+            codec,
+            window,
+        })
+    }
+
+    /// Puts new keys in force (a changed keys file): the next request sees them.
+    pub fn replace_keys(&self, keys: ApiKeys) {
+        self.metrics.set_keys_active(keys.active());
+        self.limiter.retain(|id| keys.get(id).is_some());
+        self.keys.store(Arc::new(keys));
+    }
+
+    /// The server's counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Waits up to `timeout` for the producer to deliver what it still holds.
@@ -75,19 +109,41 @@ impl IngestState {
     }
 }
 
-/// The routes: `POST /v1/usage`, `GET /healthz`, `GET /openapi.yaml`.
+/// The routes: `POST /v1/usage`, `POST /v1/traces`, `GET /healthz`, `GET /metrics`,
+/// `GET /openapi.yaml`.
 pub fn router(state: Arc<IngestState>) -> Router {
     let limit = state.settings.max_body_bytes;
     Router::new()
         .route("/v1/usage", post(post_usage))
         .route("/v1/traces", post(post_traces))
+        // Only the two routes above: counted by status, and timed from here to Kafka's ack.
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), track))
         .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/metrics",
+            get(|State(state): State<Arc<IngestState>>| async move {
+                let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+                ([(header::CONTENT_TYPE, content_type)], state.metrics.render_prometheus())
+            }),
+        )
         .route(
             "/openapi.yaml",
             get(|| async { ([(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"))], OPENAPI_YAML) }),
         )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// When a request to an ingest route was received (set by [`track`]).
+#[derive(Debug, Clone, Copy)]
+struct Received(std::time::Instant);
+
+/// Counts every answer of the ingest routes by status and stamps the request's arrival.
+async fn track(State(state): State<Arc<IngestState>>, mut request: Request, next: Next) -> Response {
+    request.extensions_mut().insert(Received(std::time::Instant::now()));
+    let response = next.run(request).await;
+    state.metrics.request(response.status().as_u16());
+    response
 }
 
 /// The JSON body of every error answer.
@@ -97,10 +153,22 @@ struct ErrorBody {
     message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<FieldError>,
+    /// With 429: the same as the `Retry-After` header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_secs: Option<u64>,
 }
 
 fn error(status: StatusCode, error: &'static str, message: impl Into<String>, errors: Vec<FieldError>) -> Response {
-    (status, Json(ErrorBody { error, message: message.into(), errors })).into_response()
+    (status, Json(ErrorBody { error, message: message.into(), errors, retry_after_secs: None })).into_response()
+}
+
+/// Who sent a request: the key's id (not secret; for logs and the rate limit), its tenant
+/// and its rate limit.
+#[derive(Debug, Clone)]
+struct Caller {
+    key_id: String,
+    tenant_id: String,
+    limit: Option<RateLimit>,
 }
 
 #[derive(Debug, Serialize)]
@@ -114,7 +182,12 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim()).filter(|k| !k.is_empty())
 }
 
-async fn post_usage(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn post_usage(
+    State(state): State<Arc<IngestState>>,
+    Extension(received): Extension<Received>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let entry = match authenticate(&state, &headers) {
         Ok(entry) => entry,
         Err(answer) => return *answer,
@@ -191,10 +264,16 @@ async fn post_usage(State(state): State<Arc<IngestState>>, headers: HeaderMap, b
             errors,
         );
     }
+    if let Err(answer) = admit(&state, &entry, count) {
+        return *answer;
+    }
     match write_all(&state, &events).await {
-        Ok(()) => (StatusCode::ACCEPTED, Json(Accepted { accepted: count })).into_response(),
+        Ok(()) => {
+            state.metrics.acknowledged(count, received.0.elapsed());
+            (StatusCode::ACCEPTED, Json(Accepted { accepted: count })).into_response()
+        }
         Err(problem) => {
-            tracing::warn!(tenant = %entry.tenant_id, events = count, %problem, "answered 503");
+            tracing::warn!(key = %entry.key_id, tenant = %entry.tenant_id, events = count, %problem, "answered 503");
             let mut r = error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "kafka_unavailable",
@@ -210,31 +289,76 @@ async fn post_usage(State(state): State<Arc<IngestState>>, headers: HeaderMap, b
     }
 }
 
-/// The key's entry, or the 401 answer.
-fn authenticate<'a>(state: &'a IngestState, headers: &HeaderMap) -> Result<&'a crate::config::ApiKeyEntry, Box<Response>> {
+/// The caller, or the 401 answer.
+fn authenticate(state: &IngestState, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
     let Some(key) = bearer(headers) else {
         let mut r =
             error(StatusCode::UNAUTHORIZED, "unauthorized", "send your tenant API key as `Authorization: Bearer <key>`", vec![]);
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return Err(Box::new(r));
     };
-    let Some(entry) = state.keys.lookup(key) else {
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unknown API key: check the key, or ask the ledger's operator for one",
-            vec![],
-        );
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
-        return Err(Box::new(r));
+    let keys = state.keys.load();
+    let message = match keys.lookup(key) {
+        Lookup::Valid(r) => {
+            let limit = RateLimit::for_key(r, &state.settings);
+            return Ok(Caller { key_id: r.id.clone(), tenant_id: r.tenant_id.clone(), limit });
+        }
+        Lookup::Revoked(r) => {
+            let at = r.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+            format!("this API key ({}) was revoked at {at}: ask the ledger's operator for a new one", r.id)
+        }
+        Lookup::Unknown => "unknown API key: check the key, or ask the ledger's operator for one".to_owned(),
     };
-    Ok(entry)
+    let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", message, vec![]);
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+    Err(Box::new(r))
+}
+
+/// Takes `events` from the caller's rate limit, or answers 429 (with `Retry-After`), or 413
+/// when the request is larger than the key's burst. Called only once a request is valid and
+/// about to be written: nothing of a refused request reaches Kafka.
+fn admit(state: &IngestState, caller: &Caller, events: usize) -> Result<(), Box<Response>> {
+    let Err(refusal) = state.limiter.take(&caller.key_id, caller.limit, events as u64, state.started.elapsed()) else {
+        return Ok(());
+    };
+    state.metrics.rate_limited(events);
+    tracing::debug!(key = %caller.key_id, tenant = %caller.tenant_id, events, ?refusal, "rate limited");
+    let answer = match refusal {
+        Refusal::OverBurst { limit } => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!(
+                "{events} events are more than this API key may send at once (its burst: {} events, at {} events/s): \
+                 send at most {} events per request; nothing was written",
+                limit.burst, limit.per_second, limit.burst
+            ),
+            vec![],
+        ),
+        Refusal::Limited { limit, .. } => {
+            let secs = refusal.retry_after_secs();
+            let message = format!(
+                "this API key may send {} events per second (bursts of up to {}); these {events} events are over \
+                 its limit: resend them after {secs} s (Retry-After). Nothing of this request was written",
+                limit.per_second, limit.burst
+            );
+            let body = ErrorBody { error: "rate_limited", message, errors: vec![], retry_after_secs: Some(secs) };
+            let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r
+        }
+    };
+    Err(Box::new(answer))
 }
 
 /// `POST /v1/traces`: OTLP/HTTP with JSON encoding. GenAI spans become usage events of the
 /// key's tenant; the answer is OTLP's (`{}`, or `partialSuccess` naming the spans that could
 /// not be used) and, as for `/v1/usage`, only after Kafka acknowledged every event.
-async fn post_traces(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn post_traces(
+    State(state): State<Arc<IngestState>>,
+    Extension(received): Extension<Received>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let entry = match authenticate(&state, &headers) {
         Ok(entry) => entry,
         Err(answer) => return *answer,
@@ -287,6 +411,11 @@ async fn post_traces(State(state): State<Arc<IngestState>>, headers: HeaderMap, 
             vec![],
         );
     }
+    if !events.is_empty() {
+        if let Err(answer) = admit(&state, &entry, events.len()) {
+            return *answer;
+        }
+    }
     if let Err(problem) = write_all(&state, &events).await {
         let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -296,6 +425,9 @@ async fn post_traces(State(state): State<Arc<IngestState>>, headers: HeaderMap, 
         );
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return r;
+    }
+    if !events.is_empty() {
+        state.metrics.acknowledged(events.len(), received.0.elapsed());
     }
     let answer = if problems.is_empty() {
         serde_json::json!({})
@@ -352,13 +484,18 @@ async fn write_all(state: &IngestState, events: &[UsageEvent]) -> Result<(), Str
     }
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish (each is bounded by
-/// the ack timeout) and flushes the producer.
-pub async fn serve(
+/// Serves on `listener` (a `tokio::net::TcpListener`, or a [`crate::tls::TlsListener`]) until
+/// `shutdown` resolves, then lets in-flight requests finish (each is bounded by the ack
+/// timeout) and flushes the producer.
+pub async fn serve<L>(
     state: Arc<IngestState>,
-    listener: tokio::net::TcpListener,
+    listener: L,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), IngestError> {
+) -> Result<(), IngestError>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
     let app = router(Arc::clone(&state));
     axum::serve(listener, app)

@@ -101,6 +101,58 @@ impl ReconcileReport {
         (duplicates, gaps, dead)
     }
 
+    /// What `ledger reconcile` prints below its table of checks: the duplicate, gap and
+    /// dead-letter lists (at most `limit` lines each) with what to do, and the verdict.
+    pub fn findings(&self, limit: usize) -> String {
+        let (r, db) = (self, &self.database);
+        let (duplicates, gaps, dead) = r.listing(limit);
+        let mut out = String::new();
+        let mut list = |title: &str, lines: &[String], count: usize, more: &str, fix: &str| {
+            out.push_str(&format!("\n{title}\n"));
+            lines.iter().for_each(|line| out.push_str(&format!("  {line}\n")));
+            if count > lines.len() {
+                out.push_str(&format!("  ... and {} more {more}\n", count - lines.len()));
+            }
+            if !fix.is_empty() {
+                out.push_str(&format!("  fix: {fix}\n"));
+            }
+        };
+        if !r.duplicates.is_empty() {
+            let fix = format!(
+                "ALTER TABLE {db}.usage_ledger DELETE removes every copy of an offset: delete them, re-insert one copy, \
+                 then rebuild the rollup buckets they touch"
+            );
+            let title = "Duplicate offsets (rows sharing a Kafka topic/partition/offset):";
+            list(title, &duplicates, r.duplicates.len(), "(raise --limit)", &fix);
+        }
+        if !r.gaps.is_empty() {
+            let fix = "reprocess the partition from the first gap (a new consumer group with the ledger's fence below it) \
+                       or replay the events";
+            list(
+                "Offset gaps (offsets with no ledger row that were not dead-lettered):",
+                &gaps,
+                r.gaps.len(),
+                "(raise --limit)",
+                fix,
+            );
+        }
+        if !r.dead_lettered.is_empty() {
+            let more = "(raise --limit, or `ledger dlq inspect`)";
+            list("Dead-lettered offsets inside the spans (not gaps):", &dead, r.dead_lettered.len(), more, "");
+        }
+        if r.deduplicated_resends > 0 {
+            out.push_str(&format!(
+                "\n{} offsets hold resends of events already in the ledger (deduplicated by event_id; not gaps).\n",
+                r.deduplicated_resends
+            ));
+        }
+        match r.failed() {
+            0 => out.push_str(&format!("\nAll {} checks passed.\n", r.checks.len())),
+            failed => out.push_str(&format!("\n{failed} of {} checks FAILED.\n", r.checks.len())),
+        }
+        out
+    }
+
     /// One JSON document (checks, and the lists at most `limit` entries each), for scripts.
     pub fn to_json(&self, limit: usize) -> serde_json::Value {
         let r = self;
@@ -370,5 +422,35 @@ mod tests {
         assert_eq!(clamp(&[(5, 7), (12, 30)], m), Some(OffsetRange { partition: 2, first: 10, last: 19 }));
         assert_eq!(clamp(&[(1, 5)], m), None);
         assert_eq!(clamp(&[], m), None);
+    }
+
+    #[test]
+    fn findings_list_the_problems_with_their_fix_and_the_verdict() {
+        let check = |passed| Check { name: "c".into(), passed, detail: String::new() };
+        let clean = ReconcileReport { checks: vec![check(true), check(true)], ..ReconcileReport::default() };
+        assert_eq!(clean.findings(20), "\nAll 2 checks passed.\n");
+        let dup = |offset| DuplicateOffset { topic: "t".into(), partition: 0, offset, copies: 2, event_id: "e".into() };
+        let report = ReconcileReport {
+            database: "db".into(),
+            checks: vec![check(true), check(false)],
+            duplicates: vec![dup(7), dup(9)],
+            gaps: vec![("t".into(), 1, 5, "event x".into())],
+            deduplicated_resends: 3,
+            ..ReconcileReport::default()
+        };
+        let text = report.findings(1);
+        for line in [
+            "Duplicate offsets (rows sharing a Kafka topic/partition/offset):",
+            "  t/0/7: 2 rows (event e)",
+            "  ... and 1 more (raise --limit)",
+            "  fix: ALTER TABLE db.usage_ledger DELETE removes every copy of an offset: delete them, re-insert one copy, \
+             then rebuild the rollup buckets they touch",
+            "  t/1/5: event x",
+            "3 offsets hold resends of events already in the ledger (deduplicated by event_id; not gaps).",
+            "1 of 2 checks FAILED.",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+        }
+        assert!(!text.contains("Dead-lettered"), "{text}");
     }
 }

@@ -1,72 +1,133 @@
-//! `ledger ingest`: the HTTP ingest server.
+//! `ledger ingest`: the HTTP ingest server ([`ledger_ingest::run()`]), and `ledger ingest keys`,
+//! which manages its API keys file ([`ledger_ingest::keys::file`]).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
-
-use ledger_ingest::{ApiKeys, IngestState};
+use ledger_ingest::keys::file::{self, NewKey, LIST_COLUMNS};
 
 use crate::config::ConfigArgs;
 
 /// Arguments of `ledger ingest`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "\
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "\
 Examples:
-  ledger ingest                                     # listen on ingest.listen (127.0.0.1:8080)
-  ledger ingest --listen 0.0.0.0:8080 --api-keys /etc/ledger/api-keys.toml
-  LEDGER__INGEST__ACK_TIMEOUT_MS=5000 ledger ingest -c config/ledger.toml
+  ledger ingest keys add --tenant acme --name 'acme backend'   # prints the new key once
+  ledger ingest --listen 0.0.0.0:8443 --api-keys /etc/ledger/api-keys.toml
+  curl -X POST http://127.0.0.1:8080/v1/usage -H \"Authorization: Bearer $KEY\" \\
+    -H 'Content-Type: application/json' -d @event.json
 
-  curl -X POST http://127.0.0.1:8080/v1/usage \\
-    -H 'Authorization: Bearer acme-example-key-change-me-0001' -H 'Content-Type: application/json' \\
-    -d '{\"event_id\":\"call-1\",\"event_time\":\"2026-11-28T17:00:00Z\",\"tenant_id\":\"acme\",
-         \"provider\":\"openai\",\"request_model\":\"gpt-4o-mini\",\"input_tokens\":1200,\"output_tokens\":300}'
-
-POST /v1/usage takes one event, a JSON array or {\"events\": [...]} (at most ingest.max_events
-events and ingest.max_body_bytes bytes) and answers 202 only after Kafka acknowledged every
-event; 400 lists field errors (nothing written), 401/403 for a missing/unknown key or another
-tenant's events, 413 when too large, 503 when Kafka did not acknowledge in time (resend: the
-same event_id is counted once). API keys: see config/api-keys.example.toml; API: GET
-/openapi.yaml; guide: docs/ingest.md.")]
+202 only after Kafka acknowledged every event; 400 lists field errors, 401/403 a missing, unknown
+or revoked key or another tenant's events, 413 too large, 429 over the key's rate limit
+(Retry-After), 503 Kafka did not acknowledge in time (resend: an event_id counts once). Nothing
+of a refused request is written. HTTPS with ingest.tls_cert_file and ingest.tls_key_file; GET
+/metrics, GET /openapi.yaml; guide: docs/ingest.md."
+)]
 pub(crate) struct IngestArgs {
+    #[command(subcommand)]
+    command: Option<IngestCommand>,
     #[command(flatten)]
-    config: ConfigArgs,
+    keys: KeysFileArgs,
     /// Address to listen on (overrides ingest.listen).
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum IngestCommand {
+    /// Manage the API keys file: add, list, revoke, import (a running server reloads it).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum KeysCommand {
+    /// Create a key for a tenant and print it once: only its SHA-256 hash is stored.
+    Add {
+        #[command(flatten)]
+        keys: KeysFileArgs,
+        /// The tenant whose usage the key may write.
+        #[arg(long)]
+        tenant: String,
+        /// Who holds the key.
+        #[arg(long)]
+        name: Option<String>,
+        /// Events per second (default: ingest.rate_limit; 0: no limit).
+        #[arg(long, value_name = "EVENTS")]
+        rate_limit: Option<u32>,
+        /// Events sent at once at most (default: ingest.burst, else max(rate, ingest.max_events)).
+        #[arg(long, value_name = "EVENTS")]
+        burst: Option<u32>,
+    },
+    /// List the keys (never their secrets or hashes).
+    List(KeysFileArgs),
+    /// Revoke a key by its id: a running server answers it 401 within about a second.
+    Revoke {
+        #[command(flatten)]
+        keys: KeysFileArgs,
+        /// The key's id (`keys list`).
+        id: String,
+    },
+    /// Hash the keys of a plain-text keys file of an earlier version in place; clients keep their keys.
+    Import(KeysFileArgs),
+}
+
+/// Where the keys file is.
+#[derive(Debug, clap::Args)]
+struct KeysFileArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Tenant API keys file (overrides ingest.api_keys_file).
     #[arg(long, value_name = "FILE")]
-    api_keys: Option<std::path::PathBuf>,
+    api_keys: Option<PathBuf>,
+}
+
+impl KeysFileArgs {
+    fn settings(&self) -> anyhow::Result<(crate::config::LedgerConfig, ledger_ingest::IngestSettings)> {
+        let config = self.config.load()?;
+        let mut settings = config.ingest.clone();
+        settings.api_keys_file = self.api_keys.clone().unwrap_or(settings.api_keys_file);
+        Ok((config, settings))
+    }
 }
 
 pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let config = args.config.load()?;
-    let mut settings = config.ingest.clone();
-    if let Some(listen) = args.listen {
-        settings.listen = listen;
+    if let Some(IngestCommand::Keys(command)) = args.command {
+        return keys(command);
     }
-    if let Some(path) = args.api_keys {
-        settings.api_keys_file = path;
-    }
-    let keys = ApiKeys::load(&settings.api_keys_file)?;
-    let window = config.processor.acceptance;
-    let topic = config.topics.usage.clone();
-
-    // Creating the topics is a convenience; ingest still starts when Kafka is down (requests
-    // then fail with 503 until it is back).
-    let topics = ledger_kafka::admin::ledger_topics(&config.topics, config.processor.partitions);
-    ledger_kafka::admin::ensure_topics_best_effort(&config.kafka, &topics, Duration::from_secs(10)).await?;
-
-    let key_count = keys.len();
-    let state = Arc::new(IngestState::new(&config.kafka, topic.clone(), settings.clone(), keys, Some(window))?);
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (in use? pass --listen HOST:PORT)", settings.listen))?;
-    let local = listener.local_addr().context("listener address")?;
-    tracing::info!(addr = %local, topic = %topic, keys = key_count, "ingest listening: POST /v1/usage, GET /healthz, GET /openapi.yaml");
+    let (config, mut settings) = args.keys.settings()?;
+    settings.listen = args.listen.unwrap_or(settings.listen);
+    let (kafka, topics, partitions) = (config.kafka.clone(), config.topics.clone(), config.processor.partitions);
+    let launch = ledger_ingest::Launch { kafka, topics, partitions, settings, window: Some(config.processor.acceptance) };
     let shutdown = ledger_ops::service::start(None, String::new);
-    ledger_ingest::serve(state, listener, async move { shutdown.cancelled().await }).await?;
+    ledger_ingest::run(launch, async move { shutdown.cancelled().await }).await?;
     tracing::info!("ingest stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now();
+    match command {
+        KeysCommand::Add { keys, tenant, name, rate_limit, burst } => {
+            let path = keys.settings()?.1.api_keys_file;
+            let added = file::add(&path, NewKey { tenant_id: tenant, name, rate_limit, burst }, now)?;
+            println!("{}", added.key.expose());
+            eprintln!("{}", added.note(&path));
+        }
+        KeysCommand::List(keys) => {
+            let (_, settings) = keys.settings()?;
+            let rows: Vec<Vec<String>> = file::list(&settings.api_keys_file)?.iter().map(|r| r.list_cells()).collect();
+            println!("{}", super::table(&LIST_COLUMNS, rows, &[]));
+            let default = settings.rate_limit.map_or("none".to_owned(), |r| format!("{r}/s"));
+            println!("{}: rate limit \"default\" = ingest.rate_limit ({default})", settings.api_keys_file.display());
+        }
+        KeysCommand::Revoke { keys, id } => println!("{}", file::revoke(&keys.settings()?.1.api_keys_file, &id, now)?),
+        KeysCommand::Import(keys) => {
+            let path = keys.settings()?.1.api_keys_file;
+            println!("{}", file::import(&path, now)?.describe(&path));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

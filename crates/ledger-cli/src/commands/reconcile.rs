@@ -93,52 +93,12 @@ pub(crate) async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_report(r: &ReconcileReport, limit: usize, range: &str) {
-    let db = &r.database;
     let mut table = super::table(&["check", "result", "detail"], Vec::new(), &[]);
     for c in &r.checks {
         let result = if c.passed { Cell::new("PASS").fg(Color::Green) } else { Cell::new("FAIL").fg(Color::Red) };
         table.add_row(vec![Cell::new(&c.name), result, Cell::new(&c.detail)]);
     }
-    println!("Reconciliation of database {db} ({range}; rows by event time, UTC)");
+    println!("Reconciliation of database {} ({range}; rows by event time, UTC)", r.database);
     println!("{table}");
-    let (duplicates, gaps, dead) = r.listing(limit);
-    if !r.duplicates.is_empty() {
-        println!("\nDuplicate offsets (rows sharing a Kafka topic/partition/offset):");
-        print_list(&duplicates, r.duplicates.len(), "... more (raise --limit)");
-        println!(
-            "  fix: ALTER TABLE {db}.usage_ledger DELETE removes every copy of an offset: delete them, re-insert one \
-             copy, then rebuild the rollup buckets they touch"
-        );
-    }
-    if !r.gaps.is_empty() {
-        println!("\nOffset gaps (offsets with no ledger row that were not dead-lettered):");
-        print_list(&gaps, r.gaps.len(), "(raise --limit)");
-        println!(
-            "  fix: reprocess the partition from the first gap (a new consumer group with the ledger's fence below it) \
-             or replay the events"
-        );
-    }
-    if !r.dead_lettered.is_empty() {
-        println!("\nDead-lettered offsets inside the spans (not gaps):");
-        print_list(&dead, r.dead_lettered.len(), "(raise --limit, or `ledger dlq inspect`)");
-    }
-    if r.deduplicated_resends > 0 {
-        println!(
-            "\n{} offsets hold resends of events already in the ledger (deduplicated by event_id; not gaps).",
-            r.deduplicated_resends
-        );
-    }
-    match r.failed() {
-        0 => println!("\nAll {} checks passed.", r.checks.len()),
-        failed => println!("\n{failed} of {} checks FAILED.", r.checks.len()),
-    }
-}
-
-fn print_list(lines: &[String], count: usize, more: &str) {
-    for line in lines {
-        println!("  {line}");
-    }
-    if count > lines.len() {
-        println!("  ... and {} more {more}", count - lines.len());
-    }
+    print!("{}", r.findings(limit));
 }

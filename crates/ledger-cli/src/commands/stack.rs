@@ -62,7 +62,7 @@ enum StackCommand {
     /// Install what is missing, start Kafka and ClickHouse, wait until both answer. Idempotent.
     Up {
         /// Also a Kafka SASL_SSL listener (SCRAM-SHA-512) and a ClickHouse HTTPS port, with a local CA
-        /// and user `ledger`; writes <state>/secure/ledger.toml. Kept by later `up`s of the state dir.
+        /// and user `ledger`; writes `<state>/secure/ledger.toml`. Kept by later `up`s of the state dir.
         #[arg(long)]
         secure: bool,
     },
@@ -123,33 +123,4 @@ pub(crate) async fn run(args: StackArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot run bash {}", script.display()))?;
     Ok(ExitCode::from(ledger_ops::stack::exit_code_of(status)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser as _;
-
-    #[derive(Debug, clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        stack: StackArgs,
-    }
-
-    fn script_args(argv: &[&str]) -> Vec<String> {
-        let cli = Cli::try_parse_from(std::iter::once("stack").chain(argv.iter().copied())).unwrap();
-        cli.stack.command.script_args()
-    }
-
-    #[test]
-    fn passes_the_arguments_through() {
-        assert_eq!(script_args(&["up"]), ["up"]);
-        assert_eq!(script_args(&["up", "--secure"]), ["up", "--secure"]);
-        assert_eq!(script_args(&["down"]), ["down"]);
-        assert_eq!(script_args(&["down", "--purge"]), ["down", "--purge"]);
-        assert_eq!(script_args(&["status"]), ["status"]);
-        assert_eq!(script_args(&["logs"]), ["logs", "-n", "40"]);
-        assert_eq!(script_args(&["logs", "kafka", "-f", "-n", "5"]), ["logs", "kafka", "-f", "-n", "5"]);
-        assert_eq!(script_args(&["logs", "clickhouse"]), ["logs", "clickhouse", "-n", "40"]);
-    }
 }

@@ -129,3 +129,13 @@ fn percent_math_is_exact() {
     assert_eq!(Percent::from_micros(99_500_000).to_string(), "99.5");
     assert!(Percent::whole(100).reached_by(i128::MAX / 2, 1));
 }
+
+#[test]
+fn a_budget_describes_itself_in_one_line() {
+    let p = BudgetPolicy::parse(EXAMPLE).unwrap();
+    assert_eq!(
+        p.budgets[0].describe(),
+        "acme-search-monthly [month:tenant_id=acme,team=search] 1000.00 USD in UTC: 50% notify, 80% throttle, 90% reroute, \
+         100% block; look-ahead 2 s, burn window 60 s"
+    );
+}
