@@ -30,9 +30,7 @@ impl ClientContext for Recorder {
     /// librdkafka reports some failures (a TLS handshake, a protocol mismatch) only as log
     /// lines: they are recorded for [`diagnose`] rather than printed, since the check reports
     /// them itself, in one line.
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        use rdkafka::config::RDKafkaLogLevel as L;
-        let _ = level;
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         if let Ok(mut errors) = self.errors.lock() {
             errors.push((None, format!("{fac}: {log_message}")));
         }
