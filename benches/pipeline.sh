@@ -8,11 +8,15 @@
 #   4. baseline B: insert the same ledger rows alone (clickhouse-client, RowBinary, one insert):
 #      B1 into a bare copy of usage_ledger, B2 into a freshly migrated ledger whose materialized
 #      views maintain the minute/hour/day rollups as they do for the pipeline.
-# Usage: benches/pipeline.sh [EVENTS]   (default 1,000,000). Needs `scripts/stack.sh up`.
+# Usage: benches/pipeline.sh [EVENTS] [--secure]   (default 1,000,000). Needs `scripts/stack.sh up`.
+#   --secure: then runs the pipeline again, on fresh topics and a fresh database, over the secure
+#   profile's listeners (Kafka SASL_SSL with SCRAM-SHA-512, ClickHouse HTTPS with a password;
+#   `scripts/stack.sh up --secure`), and prints its rate as a share of the plaintext one.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 N=${1:-1000000}
+SECURE=${2:-}
 RUN="bench$(date +%s)"
 DB="ledger_${RUN}"
 export LEDGER__TOPICS__USAGE="${RUN}.llm.usage.v1"
@@ -109,4 +113,22 @@ print(f"  B2 {b21 - b20:7.2f} s  ({(b21 - b20) / rows * 1e6:5.2f} us/row)")
 PY
 $CH -q "DROP DATABASE $DB"
 $CH -q "DROP DATABASE ${DB}_b2"
+"$L" bench-delete-topics --prefix "${RUN}." >/dev/null
+
+[ "$SECURE" = "--secure" ] || exit 0
+SECURE_CONFIG="$STATE/secure/ledger.toml"
+[ -f "$SECURE_CONFIG" ] || { echo "no $SECURE_CONFIG: start the stack with scripts/stack.sh up --secure" >&2; exit 1; }
+RUN="${RUN}s"
+export LEDGER__TOPICS__USAGE="${RUN}.llm.usage.v1" LEDGER__TOPICS__DEAD_LETTER="${RUN}.llm.usage.dlq.v1"
+export LEDGER__TOPICS__SPEND="${RUN}.llm.spend.v1" LEDGER__TOPICS__SIGNALS="${RUN}.llm.budget-signals.v1"
+export LEDGER__CLICKHOUSE__DATABASE="ledger_${RUN}" LEDGER__PROCESSOR__GROUP_ID="${RUN}-processor"
+"$L" migrate --config "$SECURE_CONFIG" >/dev/null
+"$L" produce --config "$SECURE_CONFIG" --synthetic "$N" --quiet --seed 7 2>/dev/null
+t0=$(secs)
+"$L" process --config "$SECURE_CONFIG" --until-drained 2>/dev/null
+t1=$(secs)
+secure_s=$(python3 -c "print($t1-$t0)")
+echo "pipeline over SASL_SSL + HTTPS:        $(rate "$N" "$secure_s")"
+python3 -c "print(f'secure / plaintext pipeline:           {float($process_s) / float($secure_s):.2f}')"
+$CH -q "DROP DATABASE ledger_${RUN}"
 "$L" bench-delete-topics --prefix "${RUN}." >/dev/null

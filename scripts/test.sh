@@ -9,6 +9,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/install-deps.sh
 scripts/lint.sh
-scripts/stack.sh up
+scripts/stack.sh up --secure
 cargo build --quiet --workspace --all-targets
 cargo test --workspace --no-fail-fast "$@"

@@ -57,6 +57,51 @@ pub fn random_suffix() -> String {
     format!("{n:016x}")
 }
 
+/// The secure profile's files (`scripts/stack.sh up --secure` writes them under
+/// `$LEDGER_STATE_DIR/secure/`, by default `.state/secure/`).
+#[derive(Debug, Clone)]
+pub struct SecureFiles {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The ledger config file that reaches the secure listeners.
+    pub config: PathBuf,
+    /// The Kafka user's password.
+    pub kafka_password: PathBuf,
+    /// The ClickHouse user's password.
+    pub clickhouse_password: PathBuf,
+    /// The CA that signed both servers' certificates.
+    pub ca: PathBuf,
+}
+
+impl SecureFiles {
+    /// The files of the running stack's secure profile; panics with what to do when it is off.
+    pub fn of_stack() -> SecureFiles {
+        let state = std::env::var_os("LEDGER_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".state"));
+        let dir = state.join("secure");
+        let files = SecureFiles {
+            config: dir.join("ledger.toml"),
+            kafka_password: dir.join("kafka-password"),
+            clickhouse_password: dir.join("clickhouse-password"),
+            ca: dir.join("ca.pem"),
+            dir,
+        };
+        assert!(
+            files.config.exists(),
+            "{} is missing: start the stack with `scripts/stack.sh up --secure` (scripts/test.sh does)",
+            files.config.display()
+        );
+        files
+    }
+
+    /// Every secret the profile holds, to search logs for.
+    pub fn secrets(&self) -> Vec<String> {
+        [&self.kafka_password, &self.clickhouse_password]
+            .iter()
+            .map(|p| std::fs::read_to_string(p).expect("reading a password file").trim().to_owned())
+            .collect()
+    }
+}
+
 /// One test's private topics, consumer group and ClickHouse database.
 #[derive(Debug)]
 pub struct TestEnv {
@@ -68,6 +113,8 @@ pub struct TestEnv {
     pub clickhouse: ClickHouseConfig,
     /// This test's consumer group.
     pub group: String,
+    /// Set when the test talks to the secure listeners (SASL_SSL Kafka, HTTPS ClickHouse).
+    pub secure: Option<SecureFiles>,
 }
 
 impl TestEnv {
@@ -79,8 +126,36 @@ impl TestEnv {
             topics: TopicNames::with_prefix(&format!("test.{name}.{suffix}.")),
             clickhouse: ClickHouseConfig::new(clickhouse_url(), format!("ledger_test_{name}_{suffix}")),
             group: format!("test-{name}-{suffix}"),
+            secure: None,
         };
         env.check_services();
+        env
+    }
+
+    /// [`TestEnv::new`] whose clients, and the `ledger` commands it runs, reach the stack's
+    /// secure listeners: Kafka over SASL_SSL with SCRAM-SHA-512, ClickHouse over HTTPS with a
+    /// password, both verified against the profile's CA.
+    pub fn secure(name: &str) -> TestEnv {
+        let mut env = TestEnv::new(name);
+        let files = SecureFiles::of_stack();
+        let text = std::fs::read_to_string(&files.config).expect("reading the secure ledger.toml");
+        let doc: toml::Table = text.parse().expect("the secure ledger.toml parses");
+        let kafka = doc["kafka"].as_table().expect("[kafka]");
+        env.kafka.brokers = kafka["brokers"].as_str().expect("kafka.brokers").to_owned();
+        env.kafka.options = kafka["options"]
+            .as_table()
+            .expect("[kafka.options]")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().expect("a string option").to_owned()))
+            .collect();
+        env.kafka.sasl_password_file = Some(files.kafka_password.clone());
+        env.kafka.resolve_secrets().expect("reading the Kafka password");
+        let ch = doc["clickhouse"].as_table().expect("[clickhouse]");
+        env.clickhouse.url = ch["url"].as_str().expect("clickhouse.url").to_owned();
+        env.clickhouse.user = ch["user"].as_str().map(str::to_owned);
+        env.clickhouse.password_file = Some(files.clickhouse_password.clone());
+        env.clickhouse.ca_file = Some(files.ca.clone());
+        env.secure = Some(files);
         env
     }
 
@@ -93,7 +168,7 @@ impl TestEnv {
             reachable(&kafka_addr),
             "Kafka is not reachable at {kafka_addr}: start the stack with `scripts/stack.sh up` (or set LEDGER_TEST_KAFKA_BROKERS)"
         );
-        let ch = self.clickhouse.url.trim_start_matches("http://").trim_end_matches('/');
+        let ch = self.clickhouse.url.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
         assert!(
             reachable(ch),
             "ClickHouse is not reachable at {}: start the stack with `scripts/stack.sh up` (or set LEDGER_TEST_CLICKHOUSE_URL)",
@@ -114,6 +189,15 @@ impl TestEnv {
             .env("LEDGER__TOPICS__SIGNALS", &self.topics.signals)
             .env("LEDGER__PROCESSOR__GROUP_ID", &self.group)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        if let Some(files) = &self.secure {
+            for (k, v) in &self.kafka.options {
+                cmd.env(format!("LEDGER__KAFKA__OPTIONS__{}", k.replace('.', "_").to_uppercase()), v);
+            }
+            cmd.env("LEDGER__KAFKA__SASL_PASSWORD_FILE", &files.kafka_password)
+                .env("LEDGER__CLICKHOUSE__USER", self.clickhouse.user.as_deref().unwrap_or("ledger"))
+                .env("LEDGER__CLICKHOUSE__PASSWORD_FILE", &files.clickhouse_password)
+                .env("LEDGER__CLICKHOUSE__CA_FILE", &files.ca);
+        }
         cmd
     }
 
@@ -157,8 +241,9 @@ impl Drop for TestEnv {
             eprintln!("keeping database {} and topics {}* for inspection", self.clickhouse.database, self.topics.usage);
             return;
         }
+        // Through the plain listeners (the stack's default user), also for a secure test.
         let sql = format!("DROP DATABASE IF EXISTS {}", self.clickhouse.database);
-        let _ = Command::new("curl").args(["-s", "--data-binary", &sql, &self.clickhouse.url]).output();
+        let _ = Command::new("curl").args(["-s", "--data-binary", &sql, &clickhouse_url()]).output();
         // The test's topics too (everything under its prefix, such as a second signals topic),
         // so repeated runs do not fill the broker's disk. Best effort: a test that passed is
         // not failed by its cleanup.
@@ -166,7 +251,7 @@ impl Drop for TestEnv {
         let Some(prefix) = self.topics.usage.strip_suffix(&TopicNames::default().usage).filter(|p| !p.is_empty()) else {
             return;
         };
-        let (kafka, prefix) = (self.kafka.clone(), prefix.to_owned());
+        let (kafka, prefix) = (KafkaConfig { brokers: kafka_brokers(), ..KafkaConfig::default() }, prefix.to_owned());
         // Its own thread and runtime: Drop may run inside the test's runtime, which cannot be
         // blocked on from within.
         let cleanup = std::thread::spawn(move || -> Result<(), String> {
@@ -484,4 +569,49 @@ pub async fn assert_ledger_matches(env: &TestEnv, sent: &Sent) {
     }
     assert_eq!(env.dead_letter_count(), sent.invalid as i64, "dead-letter topic holds exactly the invalid events");
     assert_eq!(spend_topic_totals(env), (expected_picos, expected_rows as i64), "spend topic");
+}
+
+fn spawn_processor(env: &TestEnv) -> std::process::Child {
+    use std::process::Stdio;
+    env.ledger()
+        .args(["process"])
+        .env("LEDGER__PROCESSOR__BATCH__MAX_ROWS", "5000")
+        .env("LEDGER__PROCESSOR__BATCH__MAX_DELAY_MS", "100")
+        // Two lanes: kills also land with two inserts in flight (the other tests run one).
+        .env("LEDGER__PROCESSOR__BATCH__CONCURRENT_INSERTS", "2")
+        .env("LEDGER__PROCESSOR__INSTANCE_ID", "crash-test-instance")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning ledger process")
+}
+
+/// Invariants 1 and 2 under failure: produces `events` synthetic messages, kills the
+/// processor with SIGKILL at a random moment mid-stream `rounds` times, restarting it each time,
+/// then drains and checks the ledger, every rollup, the spend topic and the dead-letter topic
+/// against the independent pricer.
+pub async fn kill_9_rounds(env: &TestEnv, events: u64, rounds: u32) {
+    use rand::Rng;
+    env.run_ledger(&["migrate"]);
+    let sent = produce_synthetic(env, events, 23, 50_000, 10_000).await;
+    let mut rng = rand::thread_rng();
+    let mut rows_before = 0;
+    for round in 0..rounds {
+        let mut child = spawn_processor(env);
+        // Kill mid-stream: once this run has written something, after a random extra delay.
+        let started = std::time::Instant::now();
+        while env.totals().await.ledger.requests == rows_before && started.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let extra = Duration::from_millis(rng.gen_range(0..1_500));
+        tokio::time::sleep(extra).await;
+        child.kill().expect("kill -9");
+        let status = child.wait().expect("wait");
+        rows_before = env.totals().await.ledger.requests;
+        eprintln!("round {round}: killed after {:?} ({status}); ledger holds {rows_before} rows", started.elapsed());
+    }
+    let drain = std::time::Instant::now();
+    env.run_ledger(&["process", "--until-drained"]);
+    eprintln!("final drain took {:?}", drain.elapsed());
+    assert_ledger_matches(env, &sent).await;
 }
