@@ -142,14 +142,20 @@ fn real_litellm_1_110_2_file() {
     let (src, report) = CatalogSource::from_litellm_json("litellm-1.110.2", epoch(), &text).unwrap();
     assert_eq!(report.entries, 4_878);
     assert_eq!(report.priced + report.skipped.len(), 4_878);
-    // counted independently with python3 (json, membership of the two fields)
-    assert_eq!(report.priced, 3_882);
+    // counted independently with python3: 3,882 entries with both fields (sample_spec aside), 98
+    // alias_of entries (all of priceable targets) and 49 tiered_pricing entries priced only
+    // through their tiers (56 have tiered_pricing: 5 with plain prices too, 2 per-query searches)
+    assert_eq!(report.priced, 3_882 + 98 + 49);
+    assert_eq!((report.aliases, report.tiered, report.off_peak), (98, 54, 12));
     let by_reason = report.skipped_by_reason();
     assert_eq!(by_reason.get("sample_spec"), Some(&1));
-    assert_eq!(by_reason.get("missing_input_and_output_cost_per_token"), Some(&932));
+    assert_eq!(by_reason.get("missing_input_and_output_cost_per_token"), Some(&(932 - 98 - 49)));
     assert_eq!(by_reason.get("missing_output_cost_per_token"), Some(&40));
     assert_eq!(by_reason.get("missing_input_cost_per_token"), Some(&23));
-    assert_eq!(src.len(), 3_882);
+    assert_eq!(by_reason.len(), 4, "{by_reason:?}");
+    assert_eq!(src.len(), 4_029);
+    // the weekday_timezone of two off-peak entries is listed as not used
+    assert_eq!(report.ignored.iter().filter(|i| i.field == "off_peak_pricing.weekday_timezone").count(), 2);
     let has = |model: &str, field: &str, text: &str, picos: i128| {
         report.rounded.iter().any(|r| r.model == model && r.field == field && r.text == text && r.rounded.picos() == picos)
     };
@@ -169,4 +175,15 @@ fn real_litellm_1_110_2_file() {
     let c = ledger_core::Catalog::new(vec![src]).unwrap();
     let p = c.price_event(&io("gpt-4o", 1_000_000, 1_000_000, None)).unwrap();
     assert_eq!(p.cost.picos(), 12_500_000_000_000);
+    // LiteLLM 1.110.2 has claude-sonnet-4-20250514 only as Bedrock ids: step 2.7 finds the
+    // unregioned one, at Anthropic's $3 / $15 (below its 200k long-context tier)
+    let mut e = io("claude-sonnet-4-20250514", 100_000, 100_000, None);
+    e.provider = "anthropic".into();
+    let p = c.price_event(&e).unwrap();
+    assert_eq!((p.model.as_ref(), p.cost.picos()), ("anthropic.claude-sonnet-4-20250514-v1:0", 1_800_000_000_000));
+    // an alias_of entry keeps its name and records its target
+    let p = c.price_event(&io("bedrock/claude-opus-latest", 1_000, 0, None)).unwrap();
+    assert_eq!(p.model.as_ref(), "bedrock/claude-opus-latest");
+    assert_eq!(p.alias_of.as_deref(), Some("global.anthropic.claude-opus-5-5"));
+    assert_eq!(p.price_version.as_ref(), "litellm-1.110.2@1970-01-01T00:00:00Z;alias_of=global.anthropic.claude-opus-5-5");
 }

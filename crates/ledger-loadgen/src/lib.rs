@@ -27,7 +27,8 @@ pub struct ModelSpec {
     pub cache_writes: bool,
 }
 
-/// The default model mix: every name is priced by `catalog/litellm-prices.json`.
+/// The default model mix: every name is priced by the shipped catalog and by the earlier
+/// 65-model `catalog/litellm-prices.json` (the same prices).
 pub const MODEL_MIX: &[ModelSpec] = &[
     ModelSpec { provider: "openai", model: "gpt-4o-mini", weight: 30, reasoning: false, cache_writes: false },
     ModelSpec { provider: "openai", model: "gpt-4o", weight: 10, reasoning: false, cache_writes: false },
