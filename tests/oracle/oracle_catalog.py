@@ -289,7 +289,7 @@ def in_windows(windows: list, t: tuple[int, int]) -> bool:
 class Entry:
     """One priceable entry: the base price set, its tiers and its off-peak window."""
 
-    __slots__ = ("key", "provider", "alias_of", "base", "tiers", "off_windows", "off_fields", "sets")
+    __slots__ = ("key", "provider", "alias_of", "base", "tiers", "off_windows", "off_fields", "sets", "limits")
 
     def __init__(self, key: str, provider, base: dict, tiers, off):
         self.key = key
@@ -300,10 +300,17 @@ class Entry:
         self.off_windows = off[0] if off else None
         self.off_fields = off[1] if off else None
         self.sets: dict = {}
+        self.limits = (None, None)  # (most input, most output tokens), twice the catalog's
+
+    def check_limits(self, i: int, o: int):
+        """implausible_tokens when the event's tokens exceed twice the entry's limits."""
+        for name, n, limit in (("input_tokens", i, self.limits[0]), ("output_tokens", o, self.limits[1])):
+            if limit is not None and n > limit:
+                raise Reject("implausible_tokens", f"{name} {n} is above {limit}, 2 times the catalog's limit for {self.key!r}")
 
     def as_alias(self, key: str) -> "Entry":
         e = Entry(key, self.provider, self.base, self.tiers, None)
-        e.off_windows, e.off_fields, e.sets = self.off_windows, self.off_fields, self.sets
+        e.off_windows, e.off_fields, e.sets, e.limits = self.off_windows, self.off_fields, self.sets, self.limits
         e.alias_of = self.key
         return e
 
@@ -354,7 +361,17 @@ def read_entry(key: str, val) -> Entry | str:
             return "not_priceable"
     elif not all(priceable({**base, **tf}) for _, tf in tiers):
         return "not_priceable"
-    return Entry(key, provider if isinstance(provider, str) else None, base, tiers, off)
+    e = Entry(key, provider if isinstance(provider, str) else None, base, tiers, off)
+    e.limits = (token_limit(val.get("max_input_tokens")),
+                token_limit(val.get("max_output_tokens")) or token_limit(val.get("max_tokens")))
+    return e
+
+
+def token_limit(v):
+    """Twice a positive JSON integer limit (docs/pricing.md "Plausible token counts"), else None."""
+    if isinstance(v, Decimal) and 0 < v <= 2**64 - 1:
+        return 2 * int(v)
+    return None
 
 
 class Source:

@@ -212,6 +212,7 @@ def price_names(cat: Catalog, ev: dict, names: list[str], suffix: str):
         raise Reject("unknown_model", f"no catalog entry prices {' / '.join(names)} at {format_rfc3339(t)}")
     else:
         _, src, entry = found
+        entry.check_limits(i, ev["output_tokens"])
         ps, off = entry.price_set(i, t)
         rates = ps.rates(suffix, i)
         alias_of = entry.alias_of

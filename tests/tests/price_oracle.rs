@@ -978,6 +978,9 @@ struct FullEvents {
     base_line: BTreeMap<String, usize>,
     /// Events per kind, for the summary.
     kinds: BTreeMap<&'static str, usize>,
+    /// The current entry's output limit: its events stay within it (input limits are crossed
+    /// on purpose by the long-context events).
+    max_output: u64,
 }
 
 impl FullEvents {
@@ -993,11 +996,12 @@ impl FullEvents {
         tenant: &str,
     ) -> usize {
         let n = self.lines.len();
+        let output = (1_500 + (n as u64 % 7) * 100).min(self.max_output);
         let mut e = json!({
             "event_id": format!("full-{n}"), "event_time": at, "tenant_id": tenant, "provider": provider,
             "request_model": model, "input_tokens": input, "cache_read_input_tokens": input / 4,
             "cache_creation_input_tokens": input / 8, "cache_creation_1h_input_tokens": input / 16,
-            "output_tokens": 1_500 + (n as u64 % 7) * 100, "reasoning_output_tokens": 300,
+            "output_tokens": output, "reasoning_output_tokens": output.min(300),
         });
         if let Some(t) = tier {
             e["service_tier"] = json!(t);
@@ -1037,13 +1041,16 @@ fn variants(e: &Map<String, Value>) -> (BTreeSet<String>, BTreeSet<u64>) {
 }
 
 fn generate_full(all: &Map<String, Value>) -> FullEvents {
-    let mut g = FullEvents { lines: Vec::new(), base_line: BTreeMap::new(), kinds: BTreeMap::new() };
+    let mut g = FullEvents { lines: Vec::new(), base_line: BTreeMap::new(), kinds: BTreeMap::new(), max_output: u64::MAX };
+    let limit = |e: &Map<String, Value>, name: &str| e.get(name).and_then(Value::as_u64).filter(|n| *n > 0);
     let otel_of = |litellm: &str| OTEL.iter().find(|(_, l)| litellm.starts_with(l)).map(|(o, _)| *o);
     for (i, (key, v)) in all.iter().enumerate() {
         let Some(e) = v.as_object() else { continue };
         let litellm = e.get("litellm_provider").and_then(Value::as_str).unwrap_or("openai");
         let provider = otel_of(litellm).unwrap_or(litellm);
-        let input = 1_000 + (i as u64 % 97) * 37;
+        // the plain event is one the model can serve: within its context and output limits
+        g.max_output = limit(e, "max_output_tokens").or_else(|| limit(e, "max_tokens")).unwrap_or(u64::MAX);
+        let input = (1_000 + (i as u64 % 97) * 37).min(limit(e, "max_input_tokens").unwrap_or(u64::MAX));
         let line = g.push("plain", provider, key, None, input, PEAK, "t");
         g.base_line.insert(key.clone(), line);
         let (tiers, above) = variants(e);
@@ -1099,6 +1106,7 @@ fn generate_full(all: &Map<String, Value>) -> FullEvents {
         }
     }
     // the local rules
+    g.max_output = u64::MAX;
     for (provider, model, tenant, at) in [
         ("azure.ai.openai", "deploy-a", "t", PEAK),
         ("openai", "deploy-a", "t", PEAK),
@@ -1184,6 +1192,8 @@ fn every_priced_model_of_the_shipped_catalog_agrees_with_the_python_oracle() {
         println!("{p}\n");
     }
     assert!(unpriced.is_empty(), "{} entries with token prices are not priced (first ones above)", unpriced.len());
+    // long-context events beyond twice a model's context check the per-model limit on both sides
+    assert!(outcomes.get("implausible_tokens").is_some_and(|n| *n > 50), "too few implausible_tokens lines: {outcomes:?}");
     assert!(
         problems.is_empty(),
         "{} of {} lines disagree (first ones above; files in {})",

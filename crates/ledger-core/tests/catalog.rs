@@ -173,8 +173,13 @@ fn real_litellm_1_110_2_file() {
     assert!(report.rounded.len() >= 3);
     // a well-known entry prices as its provider's page says: gpt-4o $2.50 / $10 per 1M tokens
     let c = ledger_core::Catalog::new(vec![src]).unwrap();
-    let p = c.price_event(&io("gpt-4o", 1_000_000, 1_000_000, None)).unwrap();
-    assert_eq!(p.cost.picos(), 12_500_000_000_000);
+    let p = c.price_event(&io("gpt-4o", 100_000, 10_000, None)).unwrap();
+    assert_eq!(p.cost.picos(), 350_000_000_000);
+    // and refuses what gpt-4o cannot have served: 128k context, 16,384 output tokens (twice each)
+    let over = |i, o| c.price_event(&io("gpt-4o", i, o, None)).unwrap_err().reason;
+    assert_eq!(over(256_001, 0), ledger_core::event::RejectReason::ImplausibleTokens);
+    assert_eq!(over(0, 32_769), ledger_core::event::RejectReason::ImplausibleTokens);
+    assert!(c.price_event(&io("gpt-4o", 256_000, 32_768, None)).is_ok());
     // LiteLLM 1.110.2 has claude-sonnet-4-20250514 only as Bedrock ids: step 2.7 finds the
     // unregioned one, at Anthropic's $3 / $15 (below its 200k long-context tier)
     let mut e = io("claude-sonnet-4-20250514", 100_000, 100_000, None);
@@ -186,4 +191,24 @@ fn real_litellm_1_110_2_file() {
     assert_eq!(p.model.as_ref(), "bedrock/claude-opus-latest");
     assert_eq!(p.alias_of.as_deref(), Some("global.anthropic.claude-opus-5-5"));
     assert_eq!(p.price_version.as_ref(), "litellm-1.110.2@1970-01-01T00:00:00Z;alias_of=global.anthropic.claude-opus-5-5");
+}
+
+#[test]
+fn tokens_beyond_twice_the_models_limits_are_implausible() {
+    let json = r#"{
+      "m": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "max_input_tokens": 1000, "max_output_tokens": 100},
+      "legacy": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "max_tokens": 50},
+      "open": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}
+    }"#;
+    let c = catalog(json);
+    let reason = |model: &str, input: i64, output: i64| c.price_event(&io(model, input, output, None)).err().map(|r| r.reason);
+    use ledger_core::event::RejectReason::ImplausibleTokens;
+    assert_eq!(reason("m", 2_000, 200), None, "twice the limit is still plausible");
+    assert_eq!(reason("m", 2_001, 0), Some(ImplausibleTokens));
+    assert_eq!(reason("m", 0, 201), Some(ImplausibleTokens));
+    assert_eq!(reason("legacy", 10_000_000, 100), None, "max_tokens limits only the output");
+    assert_eq!(reason("legacy", 0, 101), Some(ImplausibleTokens));
+    assert_eq!(reason("open", 1_000_000_000, 1_000_000_000), None, "no limit in the catalog: only the acceptance cap");
+    let detail = c.price_event(&io("m", 5_000, 0, None)).unwrap_err().detail;
+    assert!(detail.contains("input_tokens 5000 is above 2000, 2 times the catalog's limit"), "{detail}");
 }

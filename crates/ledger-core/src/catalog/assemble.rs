@@ -11,7 +11,7 @@ use super::forms::{OffPeak, TierRange};
 use super::litellm::Read;
 use super::lookup::bedrock_id;
 use super::report::{CatalogError, LoadReport, SkipReason, SkippedEntry};
-use super::source::{CatalogEntry, CatalogSource, NameMap};
+use super::source::{CatalogEntry, CatalogSource, NameMap, TokenLimits};
 use super::table::PriceTable;
 use crate::pricing::{FieldSet, PriceField};
 
@@ -23,6 +23,7 @@ pub(super) struct Parsed {
     pub(super) prices: FieldSet,
     pub(super) tiered: Vec<TierRange>,
     pub(super) off_peak: Option<OffPeak>,
+    pub(super) limits: TokenLimits,
 }
 
 /// Collects the entries of one source in file order.
@@ -179,6 +180,7 @@ fn build_entry(p: Parsed, version: &Arc<str>) -> CatalogEntry {
         off_peak: p.off_peak.map(Arc::new),
         tables: tables.into(),
         version: Arc::clone(version),
+        limits: p.limits,
     }
 }
 

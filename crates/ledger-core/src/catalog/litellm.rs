@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use super::assemble::{Parsed, SourceBuilder};
 use super::forms::{read_off_peak, read_tiered};
 use super::report::{CatalogError, IgnoredField, LoadReport, RoundedPrice, SkipReason};
-use super::source::{price_version, CatalogSource};
+use super::source::{price_version, CatalogSource, TokenLimits};
 use crate::decimal::Decimal;
 use crate::money::{Money, SCALE};
 use crate::pricing::{FieldSet, PriceField};
@@ -354,5 +354,7 @@ fn read_entry(key: &str, raw: &RawValue) -> Read {
             }
         }
     }
-    Read::Entry(Box::new(Parsed { key: key.into(), provider, prices, tiered, off_peak }), records)
+    let limit = |name: &str| get(name).and_then(|v| serde_json::from_str::<u64>(v.get()).ok()).filter(|n| *n > 0);
+    let limits = TokenLimits::with_margin(limit("max_input_tokens"), limit("max_output_tokens").or_else(|| limit("max_tokens")));
+    Read::Entry(Box::new(Parsed { key: key.into(), provider, prices, tiered, off_peak, limits }), records)
 }

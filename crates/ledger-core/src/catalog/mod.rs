@@ -43,7 +43,7 @@ pub use litellm::SAMPLE_SPEC_KEY;
 pub use lookup::{provider_prefixes, undated, LookupStep, BEDROCK_REGION_PREFIXES, PROVIDER_PREFIXES};
 pub use report::{CatalogError, IgnoredField, LoadReport, RoundedPrice, SkipReason, SkippedEntry};
 pub use rules::{OverrideKind, PriceOverride, PricingRules};
-pub use source::{price_version, CatalogEntry, CatalogSource};
+pub use source::{price_version, CatalogEntry, CatalogSource, TokenLimits, LIMIT_MARGIN};
 
 /// The price history: sources ordered by `effective_from`, and the local pricing rules.
 #[derive(Debug, Clone)]
@@ -224,6 +224,7 @@ impl Catalog {
             }
         }
         let Some(f) = found else { return Ok(None) };
+        f.entry.check_limits(tokens)?;
         let (prices, off_peak) = f.entry.prices_at(tier, tokens.input, event.event_time)?;
         let (override_version, scaled): (_, Option<ResolvedPrices>) = match ov {
             Some((o, _)) => match &o.kind {

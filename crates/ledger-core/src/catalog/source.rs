@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::forms::{OffPeak, TierRange};
 use super::table::PriceTable;
-use crate::event::{EventTime, RejectReason, Rejection};
+use crate::event::{EventTime, RejectReason, Rejection, TokenCounts};
 use crate::pricing::{FieldSet, PriceField, PriceVariants, ResolvedPrices};
 
 /// One priceable model of a source: only the fields pricing needs.
@@ -33,6 +33,37 @@ pub struct CatalogEntry {
     pub(super) version: Arc<str>,
     /// The same with `;off_peak`, when the entry has off-peak prices.
     pub(super) version_off_peak: Option<Arc<str>>,
+    /// The most tokens an event of this model may carry.
+    pub(super) limits: TokenLimits,
+}
+
+/// The most input and output tokens an event of a model may carry before it is
+/// `implausible_tokens`: twice the catalog's `max_input_tokens` and `max_output_tokens` (or
+/// `max_tokens`), a margin for catalogs that lag behind a model's context growing. Without a
+/// limit in the catalog only the acceptance rules' absolute cap applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenLimits {
+    /// Most input tokens (u64::MAX: no limit).
+    pub input: u64,
+    /// Most output tokens (u64::MAX: no limit).
+    pub output: u64,
+}
+
+/// The factor applied to a catalog limit.
+pub const LIMIT_MARGIN: u64 = 2;
+
+impl Default for TokenLimits {
+    fn default() -> Self {
+        TokenLimits { input: u64::MAX, output: u64::MAX }
+    }
+}
+
+impl TokenLimits {
+    /// The limits of a catalog entry's `max_input_tokens` and output limit, with the margin.
+    pub fn with_margin(max_input: Option<u64>, max_output: Option<u64>) -> Self {
+        let widen = |l: Option<u64>| l.map_or(u64::MAX, |n| n.saturating_mul(LIMIT_MARGIN));
+        TokenLimits { input: widen(max_input), output: widen(max_output) }
+    }
 }
 
 impl CatalogEntry {
@@ -87,6 +118,33 @@ impl CatalogEntry {
             [PriceField::Input, PriceField::Output].iter().any(|p| f[p.index()].tiers().iter().any(|t| &*t.tier == tier))
         };
         has(&self.prices) || self.tiered.iter().any(|t| has(&t.fields))
+    }
+
+    /// The entry's token limits (with [`LIMIT_MARGIN`]).
+    pub fn limits(&self) -> TokenLimits {
+        self.limits
+    }
+
+    /// `implausible_tokens` when the event's tokens exceed the model's limits.
+    #[inline(always)]
+    pub fn check_limits(&self, tokens: &TokenCounts) -> Result<(), Rejection> {
+        if tokens.input > self.limits.input || tokens.output > self.limits.output {
+            return Err(self.over_limits(tokens));
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn over_limits(&self, tokens: &TokenCounts) -> Rejection {
+        let (field, n, limit) = if tokens.input > self.limits.input {
+            ("input_tokens", tokens.input, self.limits.input)
+        } else {
+            ("output_tokens", tokens.output, self.limits.output)
+        };
+        Rejection::new(
+            RejectReason::ImplausibleTokens,
+            format!("{field} {n} is above {limit}, {LIMIT_MARGIN} times the catalog's limit for {:?}", &*self.key),
+        )
     }
 
     /// True when the entry's long-context thresholds are inclusive (`litellm_provider` `xai`).
