@@ -331,7 +331,10 @@ mod tests {
                    "user_id": "customer-1", "provider": "openai", "request_model": "gpt-4o-mini", "input_tokens": 1200,
                    "output_tokens": 300, "cache_read_input_tokens": 1000, "team": "search"})
         );
-        assert_eq!((m.origin("input_tokens"), m.origin("event_id"), m.origin("team")), ("data.prompt_tokens".into(), "id".into(), "data.team".into()));
+        assert_eq!(
+            (m.origin("input_tokens"), m.origin("event_id"), m.origin("team")),
+            ("data.prompt_tokens".into(), "id".into(), "data.team".into())
+        );
         // It passes the checks of /v1/usage.
         let raw = serde_json::value::to_raw_value(&m.object).unwrap();
         let e = parse_event(0, &raw, None, received(), &mut Vec::new()).expect("a valid usage event");

@@ -59,7 +59,9 @@ impl TraceReceiver {
         let key = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).and_then(server::bearer_key);
         let caller = server::caller(&self.state, key).map_err(|problem| {
             Status::unauthenticated(match problem {
-                server::Unauthorized::Missing => "send your tenant API key as the `authorization` metadata `Bearer <key>`".to_owned(),
+                server::Unauthorized::Missing => {
+                    "send your tenant API key as the `authorization` metadata `Bearer <key>`".to_owned()
+                }
                 invalid => invalid.message(),
             })
         })?;

@@ -45,23 +45,13 @@ const OUTPUT: [&str; 2] = ["gen_ai.usage.output_tokens", "gen_ai.usage.completio
 /// The part of the input read from a prompt cache.
 const CACHE_READ: [&str; 2] = ["gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens"];
 /// The part of the input written to a prompt cache.
-const CACHE_CREATION: [&str; 2] =
-    ["gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens"];
+const CACHE_CREATION: [&str; 2] = ["gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens"];
 /// The part of the output spent on reasoning.
 const REASONING: [&str; 1] = ["gen_ai.usage.reasoning.output_tokens"];
 
 /// The token attributes that make a span a usage span (current and deprecated names).
-pub const USAGE_ATTRIBUTES: [&str; 9] = [
-    INPUT[0],
-    INPUT[1],
-    OUTPUT[0],
-    OUTPUT[1],
-    CACHE_READ[0],
-    CACHE_READ[1],
-    CACHE_CREATION[0],
-    CACHE_CREATION[1],
-    REASONING[0],
-];
+pub const USAGE_ATTRIBUTES: [&str; 9] =
+    [INPUT[0], INPUT[1], OUTPUT[0], OUTPUT[1], CACHE_READ[0], CACHE_READ[1], CACHE_CREATION[0], CACHE_CREATION[1], REASONING[0]];
 
 /// What one export request yields.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -180,10 +170,8 @@ fn span_event(span: &Span, attrs: &Attributes<'_>, resource: &Attributes<'_>, te
         .text("gen_ai.provider.name")
         .or_else(|| attrs.text("gen_ai.system"))
         .ok_or("no `gen_ai.provider.name` (or `gen_ai.system`)")?;
-    let request_model = attrs
-        .text("gen_ai.request.model")
-        .or_else(|| attrs.text("gen_ai.response.model"))
-        .ok_or("no `gen_ai.request.model`")?;
+    let request_model =
+        attrs.text("gen_ai.request.model").or_else(|| attrs.text("gen_ai.response.model")).ok_or("no `gen_ai.request.model`")?;
     let failed = span.status.as_ref().is_some_and(|s| s.code == StatusCode::Error as i32);
     let event = UsageEvent {
         event_id: format!("otlp-{trace_id}-{span_id}"),

@@ -266,12 +266,9 @@ pub(crate) fn read_body(body: Result<Bytes, BytesRejection>, limit: usize, advic
             format!("the body exceeds {limit} bytes: {advice}"),
             vec![],
         ))),
-        Err(rejection) => Err(Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("cannot read the body: {rejection}"),
-            vec![],
-        ))),
+        Err(rejection) => {
+            Err(Box::new(error(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {rejection}"), vec![])))
+        }
     }
 }
 
@@ -294,10 +291,7 @@ pub(crate) async fn write_batch(
             foreign.push(FieldError {
                 index: Some(*i),
                 field: Some(tenant_field.to_owned()),
-                message: format!(
-                    "this API key may write usage of its own tenant only, not of {:?}",
-                    event.attribution.tenant_id
-                ),
+                message: format!("this API key may write usage of its own tenant only, not of {:?}", event.attribution.tenant_id),
             });
         }
     }

@@ -232,7 +232,9 @@ fn success(encoding: Encoding, exported: &Exported) -> Response {
         Encoding::Json => {
             let body = match &partial {
                 None => serde_json::json!({}),
-                Some(p) => serde_json::json!({"partialSuccess": {"rejectedSpans": p.rejected_spans, "errorMessage": p.error_message}}),
+                Some(p) => {
+                    serde_json::json!({"partialSuccess": {"rejectedSpans": p.rejected_spans, "errorMessage": p.error_message}})
+                }
             };
             (StatusCode::OK, Json(body)).into_response()
         }
@@ -268,9 +270,7 @@ fn decompress(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, (
             "payload_too_large",
             format!("the body exceeds {limit} bytes once decompressed (ingest.otlp_max_bytes): export smaller batches"),
         ),
-        Inflate::Corrupt(e) => {
-            (StatusCode::BAD_REQUEST, "invalid_body", format!("the body is not valid {coding} ({e})"))
-        }
+        Inflate::Corrupt(e) => (StatusCode::BAD_REQUEST, "invalid_body", format!("the body is not valid {coding} ({e})")),
     })
 }
 
