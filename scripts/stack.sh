@@ -3,7 +3,7 @@
 # (KRaft, broker jars from Maven Central, run on the machine's Java 17) and a real ClickHouse server
 # (Debian's clickhouse-server package), both on loopback, all state under one folder.
 #
-#   scripts/stack.sh up [--secure]           install what is missing, start, wait until healthy
+#   scripts/stack.sh up [--secure|--cluster] install what is missing, start, wait until healthy
 #   scripts/stack.sh status                  exit 0 if both run and answer, 3 otherwise
 #   scripts/stack.sh logs [kafka|clickhouse] [-f] [-n LINES]
 #   scripts/stack.sh down [--purge]          stop what `up` started; --purge also deletes the state
@@ -19,6 +19,11 @@
 # both servers with it; a later `up` without --secure keeps it (and says so), with the same
 # certificate and passwords; `status` shows it; `down` keeps it; `purge` deletes it with the rest.
 # To drop it but keep the data: `down`, `rm -r $STATE/secure`, `up` (the Kafka user stays, unused).
+#
+# The cluster profile, `up --cluster` (scripts/stack/cluster.sh): three Kafka nodes (KRaft, each
+# broker and controller) on ports 9092, 9102, 9112 (controllers 9093, 9103, 9113) and
+# $STATE/cluster/ledger.toml, which makes the ledger's topics with 3 replicas and min ISR 2. It
+# needs a state dir of its own: LEDGER_STATE_DIR=/tmp/cluster scripts/stack.sh up --cluster.
 #
 # Environment (defaults in brackets):
 #   LEDGER_STATE_DIR [<repo>/.state]           kafka/ and clickhouse/ data, configs, logs, pid files
@@ -49,6 +54,8 @@ readonly STACK_SCRIPT SCRIPT_DIR REPO_ROOT
 source "$SCRIPT_DIR/stack/lib.sh"
 # shellcheck source=stack/secure.sh source-path=SCRIPTDIR
 source "$SCRIPT_DIR/stack/secure.sh"
+# shellcheck source=stack/cluster.sh source-path=SCRIPTDIR
+source "$SCRIPT_DIR/stack/cluster.sh"
 # shellcheck source=stack/kafka.sh source-path=SCRIPTDIR
 source "$SCRIPT_DIR/stack/kafka.sh"
 # shellcheck source=stack/kafka-config.sh source-path=SCRIPTDIR
@@ -61,7 +68,7 @@ source "$SCRIPT_DIR/stack/clickhouse-config.sh"
 # The instances of the stack, dependents first: `up` starts them from the last to the first,
 # `down` stops them from the first to the last, `status` and `logs` list them in this order.
 # A profile that runs more nodes (kafka-2, clickhouse-2, zookeeper, ...) lists them here.
-stack_instances() { echo kafka clickhouse; }
+stack_instances() { echo "$(kafka_instances) clickhouse"; }
 
 # The services of the instances, each once.
 stack_services() {
@@ -90,14 +97,16 @@ validate_env() {
 # ---------------------------------------------------------------------------------------- commands
 
 cmd_up() {
-    local arg want_secure=0
+    local arg want_secure=0 want_cluster=0
     for arg in "$@"; do
         case $arg in
         --secure) want_secure=1 ;;
-        *) die "up: unknown argument '$arg' (expected --secure)" ;;
+        --cluster) want_cluster=1 ;;
+        *) die "up: unknown argument '$arg' (expected --secure or --cluster)" ;;
         esac
     done
     select_profile "$want_secure"
+    select_cluster "$want_cluster"
     validate_env
     local t_all t0
     t_all=$(now_ms)
@@ -180,6 +189,7 @@ cmd_up() {
         secure_write_ledger_toml
         say "secure profile: ledger <command> --config $SECURE_LEDGER_TOML (CA $SECURE_CA)"
     fi
+    cluster_write_ledger_toml
 }
 
 # How the profile of a running instance differs from the wanted one (stamps $1 and $2).
@@ -243,7 +253,7 @@ purge_state() {
     local entry name svc ours
     for entry in "$STATE_DIR"/* "$STATE_DIR"/.[!.]*; do
         name=${entry##*/} ours=0
-        [[ $name != .lock && $name != secure ]] || ours=1
+        [[ $name != .lock && $name != secure && $name != cluster ]] || ours=1
         for svc in "${STACK_SERVICES[@]}"; do
             [[ $name != "$svc" && ! $name =~ ^$svc-[0-9]+$ ]] || ours=1
         done

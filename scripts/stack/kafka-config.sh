@@ -27,6 +27,15 @@ kafka_write_config() {
 # Who the node is and where the controller quorum is.
 kafka_properties_roles() {
     kafka_node "$1"
+    if ((CLUSTER)); then
+        cat <<EOF
+# Cluster profile: every node is broker and controller; a static quorum of all of them.
+process.roles=broker,controller
+node.id=$KN_ID
+controller.quorum.voters=$(cluster_voters)
+EOF
+        return 0
+    fi
     cat <<EOF
 # Single-node KRaft: one process is both broker and controller.
 process.roles=broker,controller
@@ -67,6 +76,26 @@ EOF
 
 # Replication of the internal topics and the broker's session with the controller.
 kafka_properties_replication() {
+    if ((CLUSTER)); then
+        cat <<EOF
+# Cluster profile: internal topics on every node, and a write needs two of them.
+num.partitions=1
+default.replication.factor=$CLUSTER_NODES
+min.insync.replicas=2
+offsets.topic.replication.factor=$CLUSTER_NODES
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=$CLUSTER_NODES
+transaction.state.log.min.isr=2
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=$CLUSTER_NODES
+share.coordinator.state.topic.min.isr=2
+share.coordinator.state.topic.num.partitions=1
+group.initial.rebalance.delay.ms=0
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=5000
+EOF
+        return 0
+    fi
     cat <<'EOF'
 # One node: the internal topics default to replication 3 / min ISR 2, which never works here.
 num.partitions=1

@@ -23,14 +23,16 @@ readonly KAFKA_START_TIMEOUT=${LEDGER_KAFKA_START_TIMEOUT:-90}
 
 # Sets node $1's globals: KN_ID, KN_DIR, KN_PORT, KN_CONTROLLER_PORT, KN_SECURE_PORT (the SASL_SSL
 # listener of the secure profile), KN_PROPERTIES, KN_LOG, KN_STDOUT.
+# Node N of the cluster profile (scripts/stack/cluster.sh) has its ports CLUSTER_PORT_STEP * (N-1) up.
 kafka_node() {
-    (($1 == 1)) || die "kafka node $1: the stack has a single Kafka node (a cluster profile would add more)"
+    (($1 == 1 || (CLUSTER && $1 <= CLUSTER_NODES))) || die "kafka node $1: not a node of this stack's profile"
+    local offset=$((CLUSTER_PORT_STEP * ($1 - 1)))
     # shellcheck disable=SC2034 # KN_ID is read by kafka-config.sh
     KN_ID=$1
-    KN_DIR="$STATE_DIR/kafka"
-    KN_PORT=$KAFKA_PORT
-    KN_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT
-    KN_SECURE_PORT=$KAFKA_SECURE_PORT
+    KN_DIR="$STATE_DIR/$(instance_name kafka "$1")"
+    KN_PORT=$((KAFKA_PORT + offset))
+    KN_CONTROLLER_PORT=$((KAFKA_CONTROLLER_PORT + offset))
+    KN_SECURE_PORT=$((KAFKA_SECURE_PORT + offset))
     KN_PROPERTIES="$KN_DIR/server.properties"
     KN_LOG="$KN_DIR/logs/server.log"
     KN_STDOUT="$KN_DIR/logs/stdout.log"
@@ -151,7 +153,10 @@ new_cluster_id() {
 # Formats node $1's KRaft storage once; the cluster id is kept in its cluster.id file.
 kafka_format() {
     kafka_node "$1"
-    local meta="$KN_DIR/data/meta.properties" id_file="$KN_DIR/cluster.id" id
+    local meta="$KN_DIR/data/meta.properties" id_file="$KN_DIR/cluster.id" id quorum=(--standalone)
+    # A cluster's nodes share node 1's id; their quorum is the static controller.quorum.voters.
+    ((CLUSTER == 0)) || id_file="$STATE_DIR/kafka/cluster.id" quorum=()
+    mkdir -p "$(dirname "$id_file")"
     if [[ -f $meta ]]; then
         [[ -f $id_file ]] || sed -n 's/^cluster.id=//p' "$meta" >"$id_file"
         return 0
@@ -167,7 +172,7 @@ kafka_format() {
         scram=(--add-scram "SCRAM-SHA-512=[name=$SECURE_USER,password=$password]")
     fi
     if ! out=$(kafka_java -XX:TieredStopAtLevel=1 -Dlog4j2.configurationFile="$KN_DIR/log4j2.yaml" -Dkafka.logs.dir="$KN_DIR/logs" \
-        kafka.tools.StorageTool format --standalone -g -t "$id" -c "$KN_PROPERTIES" "${scram[@]}" 2>&1); then
+        kafka.tools.StorageTool format "${quorum[@]}" -g -t "$id" -c "$KN_PROPERTIES" "${scram[@]}" 2>&1); then
         printf '%s\n' "$out" >&2
         die "formatting the Kafka storage failed"
     fi

@@ -188,7 +188,11 @@ impl TestEnv {
             .env("LEDGER__TOPICS__SPEND", &self.topics.spend)
             .env("LEDGER__TOPICS__SIGNALS", &self.topics.signals)
             .env("LEDGER__PROCESSOR__GROUP_ID", &self.group)
+            .env("LEDGER__TOPICS__REPLICATION_FACTOR", self.topics.replication_factor.to_string())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        if let Some(m) = self.topics.min_insync_replicas {
+            cmd.env("LEDGER__TOPICS__MIN_INSYNC_REPLICAS", m.to_string());
+        }
         if let Some(files) = &self.secure {
             for (k, v) in &self.kafka.options {
                 cmd.env(format!("LEDGER__KAFKA__OPTIONS__{}", k.replace('.', "_").to_uppercase()), v);
@@ -572,7 +576,8 @@ pub async fn assert_ledger_matches(env: &TestEnv, sent: &Sent) {
     assert_eq!(spend_topic_totals(env), (expected_picos, expected_rows as i64), "spend topic");
 }
 
-fn spawn_processor(env: &TestEnv) -> std::process::Child {
+/// `ledger process` in the background with small batches and two inserts in flight.
+pub fn spawn_processor(env: &TestEnv) -> std::process::Child {
     use std::process::Stdio;
     env.ledger()
         .args(["process"])

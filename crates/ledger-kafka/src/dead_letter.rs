@@ -104,11 +104,21 @@ pub fn dead_letter_fence(
                     _ => -1,
                 });
             }
+            // One broker of a cluster gone: librdkafka reconnects to the partition's new leader.
+            Some(Err(e)) if is_transient(&e) => continue,
             Some(Err(e)) => return Err(e),
             None => continue,
         }
     }
     Err(rdkafka::error::KafkaError::MessageConsumption(rdkafka::types::RDKafkaErrorCode::OperationTimedOut))
+}
+
+fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::BrokerTransportFailure | C::AllBrokersDown | C::NotLeaderForPartition | C::LeaderNotAvailable)
+    )
 }
 
 /// A dead letter read back from the dead-letter topic: where it sits, what the processor wrote

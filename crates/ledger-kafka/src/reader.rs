@@ -187,7 +187,18 @@ impl<'a> BoundedRead<'a> {
                     // Everything up to the partition's current end is read: its range is done.
                     pending.remove(&p);
                 }
-                Some(Err(e)) => return Err(KafkaError::client(format!("reading {topic}"), e)),
+                Some(Err(e)) => {
+                    // A lost connection to one broker of a cluster heals (leaders move, librdkafka
+                    // reconnects); only the stall timeout ends the read then.
+                    let e = KafkaError::client(format!("reading {topic}"), e);
+                    if !e.is_retryable() {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "transient error while reading; going on");
+                    if last_progress.elapsed() > self.stall {
+                        return Err(e);
+                    }
+                }
                 None => {
                     // Compaction can leave gaps past a range's last record: ask where we stand.
                     if let Ok(pos) = consumer.position() {

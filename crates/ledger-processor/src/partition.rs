@@ -39,14 +39,7 @@ impl Core {
         let writer = self.writer.clone();
         let fence_ledger =
             retrying("reading the ledger fence", || writer.high_watermarks(&topic)).await?.get(&partition).copied().unwrap_or(-1);
-        let kafka = self.config.kafka.clone();
-        let dlq = self.config.topics.dead_letter.clone();
-        let t2 = topic.clone();
-        let fence_dead_letter =
-            tokio::task::spawn_blocking(move || dead_letter_fence(&kafka, &dlq, &t2, partition, Duration::from_secs(10)))
-                .await
-                .map_err(|e| ProcessorError::Internal(e.to_string()))?
-                .map_err(|e| ProcessorError::kafka("reading the dead-letter fence", e))?;
+        let fence_dead_letter = self.dead_letter_fence(partition).await?;
         let horizon_ms = (self.config.settings.dedupe.horizon_secs * 1000) as i64;
         let mut dedupe = DedupeWindow::new(horizon_ms, self.config.settings.dedupe.capacity_per_partition);
         let since = Utc::now() - chrono::Duration::milliseconds(horizon_ms);
@@ -89,6 +82,29 @@ impl Core {
         );
         self.relane();
         self.publish_touched(partition).await
+    }
+
+    /// The last source offset the partition's dead letters hold; retried while the cause is
+    /// transient (a broker of a cluster gone and its partitions' leaders not yet moved).
+    async fn dead_letter_fence(&self, partition: i32) -> Result<i64, ProcessorError> {
+        let mut attempt = 0u32;
+        loop {
+            let (kafka, dlq, topic) =
+                (self.config.kafka.clone(), self.config.topics.dead_letter.clone(), self.config.topics.usage.clone());
+            let read =
+                tokio::task::spawn_blocking(move || dead_letter_fence(&kafka, &dlq, &topic, partition, Duration::from_secs(10)))
+                    .await
+                    .map_err(|e| ProcessorError::Internal(e.to_string()))?;
+            match read.map_err(|e| ProcessorError::kafka("reading the dead-letter fence", e)) {
+                Ok(fence) => return Ok(fence),
+                Err(ProcessorError::Kafka(e)) if e.is_retryable() && attempt < 12 => {
+                    attempt += 1;
+                    tracing::warn!(partition, attempt, error = %e, "reading the dead-letter fence failed; retrying");
+                    tokio::time::sleep(crate::insert::backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Handles one message: skipped below the fence, else decided ([`decide`]) and its row

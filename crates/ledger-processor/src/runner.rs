@@ -262,8 +262,12 @@ impl Core {
                     }
                 }
                 RebalanceEvent::Assigned(parts) => {
+                    // Initialised now, not at its first message: a predecessor killed before its
+                    // last spend updates were acknowledged left them unpublished, and a partition
+                    // with nothing new to read would otherwise never republish them.
                     for (_, p) in parts {
                         self.partitions.remove(&p);
+                        self.init_partition(p).await?;
                     }
                 }
             }
