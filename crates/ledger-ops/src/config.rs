@@ -13,12 +13,13 @@ use ledger_clickhouse::ClickHouseConfig;
 use ledger_enforcer::config::EnforcerSettings;
 use ledger_ingest::config::IngestSettings;
 use ledger_kafka::{KafkaConfig, TopicNames};
+use ledger_notify::NotifySettings;
 use ledger_processor::config::{ProcessorConfig, ProcessorSettings};
 
 use crate::OpsError;
 
 /// The sections of the configuration file.
-const SECTIONS: [&str; 6] = ["kafka", "topics", "clickhouse", "processor", "enforcer", "ingest"];
+const SECTIONS: [&str; 7] = ["kafka", "topics", "clickhouse", "processor", "enforcer", "ingest", "notify"];
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -36,6 +37,8 @@ pub struct LedgerConfig {
     pub enforcer: EnforcerSettings,
     /// `ledger ingest` settings.
     pub ingest: IngestSettings,
+    /// `ledger notify` settings.
+    pub notify: NotifySettings,
 }
 
 impl LedgerConfig {
@@ -75,6 +78,7 @@ impl LedgerConfig {
             processor: section(&figment, "processor", &mut errors),
             enforcer: section(&figment, "enforcer", &mut errors),
             ingest: section(&figment, "ingest", &mut errors),
+            notify: section(&figment, "notify", &mut errors),
         };
         if errors.is_empty() {
             if let Err(e) = config.kafka.resolve_secrets() {

@@ -4,19 +4,24 @@
 //! - [`reconcile`]: the ledger against its rollups and its Kafka offsets.
 //! - [`dlq`]: the dead-letter topic by reason, and replays that count once.
 //! - [`chargeback`]: a month's spend charged to teams, projects or cost centers.
+//! - [`focus`]: a month's AI spend as FOCUS rows; [`close`]: the month-end close and its corrections.
+//! - [`provider`]: the ledger against a provider's own usage and cost exports.
 //! - [`spend`]: spend grouped by attribution dimensions, and the daily chart.
 //! - [`range`], [`format`](mod@format): time ranges of the command line, and exact money as text.
 
 pub mod bench;
 pub mod chargeback;
 pub mod chart;
+pub mod close;
 pub mod config;
 pub mod dlq;
+pub mod focus;
 pub mod format;
 pub mod metrics_endpoint;
 pub mod price;
 pub mod prices;
 pub mod produce;
+pub mod provider;
 pub mod range;
 pub mod reconcile;
 pub mod service;

@@ -28,6 +28,30 @@ pub struct CheckReport {
     pub entries: Vec<Vec<String>>,
 }
 
+impl CheckReport {
+    /// The report for people: counts, providers, rounded and ignored prices; `verbose` adds
+    /// the skipped entries and every priced model.
+    pub fn to_text(&self, verbose: bool) -> String {
+        let t = |title: &str, header: &[&str], rows: &[Vec<String>]| format!("{title}{}\n", crate::format::table(header, rows.to_vec(), &[]));
+        let mut out = format!("catalog {} (price version {})\n", self.source, self.version);
+        out.push_str(&t("", &["", "count"], &self.counts));
+        out.push_str(&t("\npriced models by litellm_provider\n", &["litellm_provider", "priced models"], &self.by_provider));
+        if !self.rounded.is_empty() {
+            let header = ["model", "field", "text in file", "price used (USD/token)"];
+            out.push_str(&t("\nrounded prices (half to even, 12 fractional digits)\n", &header, &self.rounded));
+        }
+        if !self.ignored.is_empty() {
+            out.push_str(&t("\nignored price fields\n", &["model", "field", "value", "why ignored"], &self.ignored));
+        }
+        if verbose {
+            out.push_str(&t("\nskipped entries\n", &["skipped entry", "reason"], &self.skipped));
+            let header = ["model", "litellm_provider", "input", "output", "cache read", "cache write", "variants"];
+            out.push_str(&t("\npriced models (USD per token)\n", &header, &self.entries));
+        }
+        out
+    }
+}
+
 /// Loads `spec` (`FILE[@RFC3339]`) and reports what it holds; an error names what is wrong.
 pub fn check(spec: &str) -> Result<CheckReport, OpsError> {
     let loaded = parse_catalog_arg(spec).and_then(|s| load_catalogs(std::slice::from_ref(&s)));
