@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use ledger_ops::prices::CheckReport;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -44,34 +43,12 @@ pub(crate) async fn run(args: PricesArgs) -> anyhow::Result<ExitCode> {
 fn check(args: &CheckArgs) -> ExitCode {
     match ledger_ops::prices::check(&args.file) {
         Ok(report) => {
-            print_report(&report, args.verbose);
+            print!("{}", report.to_text(args.verbose));
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn print_table(title: &str, header: &[&str], rows: &[Vec<String>]) {
-    println!("{title}{}", super::table(header, rows.to_vec(), &[]));
-}
-
-fn print_report(r: &CheckReport, verbose: bool) {
-    println!("catalog {} (price version {})", r.source, r.version);
-    print_table("", &["", "count"], &r.counts);
-    print_table("\npriced models by litellm_provider\n", &["litellm_provider", "priced models"], &r.by_provider);
-    if !r.rounded.is_empty() {
-        let header = ["model", "field", "text in file", "price used (USD/token)"];
-        print_table("\nrounded prices (half to even, 12 fractional digits)\n", &header, &r.rounded);
-    }
-    if !r.ignored.is_empty() {
-        print_table("\nignored price fields\n", &["model", "field", "value", "why ignored"], &r.ignored);
-    }
-    if verbose {
-        print_table("\nskipped entries\n", &["skipped entry", "reason"], &r.skipped);
-        let header = ["model", "litellm_provider", "input", "output", "cache read", "cache write", "variants"];
-        print_table("\npriced models (USD per token)\n", &header, &r.entries);
     }
 }
