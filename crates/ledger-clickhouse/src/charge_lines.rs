@@ -233,7 +233,7 @@ struct RawLine {
     kafka_topic: String,
     kafka_partition: i32,
     ingest_month: u32,
-    unit_price: i128,
+    unit_price: i64,
     events: u64,
     tokens: u64,
     cost: i128,
@@ -256,9 +256,11 @@ pub async fn charge_lines(
         let (tokens, cost) = class_sql(class);
         // 18.16: a Decimal divided by an integer keeps its scale and divides the raw value, so
         // `cost / tokens` is the exact per-token price (prices have at most 12 fractional digits).
+        // The key is its whole pico-dollars as an Int64: 18.16 crashes (SIGSEGV in
+        // ColumnDecimal::deserializeAndInsertFromArena) grouping by a Decimal128 key.
         let sql = format!(
             "SELECT toUInt32(toStartOfDay(event_time)) AS day, tenant_id, team, project, feature, provider, model, \
-             price_version, kafka_topic, kafka_partition, {ingest} AS ingest_month, {cost} / {tokens} AS unit_price, \
+             price_version, kafka_topic, kafka_partition, {ingest} AS ingest_month, toInt64({cost} / {tokens} * 1000000000000) AS unit_price, \
              count() AS events, sum({tokens}) AS tokens, sum({cost}) AS cost, \
              min(kafka_offset) AS first_offset, max(kafka_offset) AS last_offset \
              FROM {database}.usage_ledger WHERE {} AND {} AND {tokens} > 0 \
@@ -283,7 +285,7 @@ pub async fn charge_lines(
                 model: r.model,
                 price_version: r.price_version,
                 class,
-                unit_price: Money::from_picos(r.unit_price),
+                unit_price: Money::from_picos(i128::from(r.unit_price)),
                 kafka_topic: r.kafka_topic,
                 kafka_partition: r.kafka_partition,
                 first_offset: r.first_offset,
