@@ -452,6 +452,23 @@ mod tests {
     }
 
     #[test]
+    fn the_samples_in_the_repository_parse_and_csv_equals_json() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/provider/");
+        let read = |f: &str| std::fs::read_to_string(format!("{dir}{f}")).unwrap();
+        let json = parse_json(&read("openai-usage-completions.json"), "o").unwrap();
+        let csv = parse_csv(&read("openai-usage-completions.csv"), "o.csv").unwrap();
+        assert_eq!((json.usage.len(), json.buckets.len()), (3, 3));
+        assert_eq!(csv.usage, json.usage, "the CSV holds the same results");
+        let json = parse_json(&read("anthropic-usage-report.json"), "a").unwrap();
+        assert_eq!(parse_csv(&read("anthropic-usage-report.csv"), "a.csv").unwrap().usage, json.usage);
+        let costs = parse_json(&read("openai-costs.json"), "c").unwrap();
+        assert_eq!(costs.costs.iter().map(|c| c.measure).collect::<Vec<_>>(), vec![Some(Measure::InputUncached), Some(Measure::CacheRead), Some(Measure::OutputTotal)]);
+        let costs = parse_json(&read("anthropic-cost-report.json"), "c").unwrap();
+        assert_eq!(costs.costs[0].amount, "4.5".parse().unwrap(), "450 cents");
+        assert_eq!(costs.costs[2].measure, None, "web search");
+    }
+
+    #[test]
     fn bad_exports_say_what_is_wrong() {
         assert!(parse_json("{\"data\":[]}", "x").unwrap_err().to_string().contains("no buckets"));
         assert!(parse_json("[1,2]", "x").is_err());
