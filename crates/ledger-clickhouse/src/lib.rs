@@ -22,6 +22,7 @@ pub mod provider_usage;
 pub mod reconcile;
 pub mod report;
 pub mod row;
+pub mod usage;
 pub mod writer;
 
 pub use clickhouse;
@@ -31,4 +32,5 @@ pub use error::{Error, ErrorKind, Result};
 pub use migrate::{Migration, MigrationOutcome, MigrationReport, MigrationStatus, Migrator, MIGRATIONS};
 pub use report::{Dimension, GroupedSpendRow, LedgerReader, LedgerTotals, Rollup, SpendRow, TableTotals};
 pub use row::{LedgerRow, Lineage};
+pub use usage::UsageRow;
 pub use writer::{LedgerWriter, MAX_BATCH_ROWS};

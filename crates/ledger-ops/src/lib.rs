@@ -7,6 +7,9 @@
 //! - [`focus`]: a month's AI spend as FOCUS rows; [`close`]: the month-end close and its corrections.
 //! - [`provider`]: the ledger against a provider's own usage and cost exports.
 //! - [`spend`]: spend grouped by attribution dimensions, and the daily chart.
+//! - [`price`], [`prices`], [`price_lookup`], [`price_diff`]: pricing JSON lines, what a catalog
+//!   holds, what a model name resolves to, and what changed between two catalogs (and what the
+//!   ledger's traffic would cost under the newer one).
 //! - [`range`], [`format`](mod@format): time ranges of the command line, and exact money as text.
 
 pub mod bench;
@@ -19,6 +22,8 @@ pub mod focus;
 pub mod format;
 pub mod metrics_endpoint;
 pub mod price;
+pub mod price_diff;
+pub mod price_lookup;
 pub mod prices;
 pub mod produce;
 pub mod provider;
