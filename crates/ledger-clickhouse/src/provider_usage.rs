@@ -53,12 +53,15 @@ pub async fn usage_by_day_and_model(
     to: DateTime<Utc>,
 ) -> Result<Vec<DayModelUsage>> {
     validate_database_name(database)?;
-    let mut sums = Vec::new();
+    // RowBinary is read by position: the columns in `Raw`'s field order (every t, then every c).
+    let (mut token_sums, mut cost_sums) = (Vec::new(), Vec::new());
     for class in TokenClass::ALL {
         let (tokens, cost) = class_sql(class);
         let i = class.index();
-        sums.push(format!("sum({tokens}) AS t{i}, sum({cost}) AS c{i}"));
+        token_sums.push(format!("sum({tokens}) AS t{i}"));
+        cost_sums.push(format!("sum({cost}) AS c{i}"));
     }
+    let sums = [token_sums, cost_sums].concat();
     let sql = format!(
         "SELECT toUInt32(toStartOfDay(event_time)) AS day, if(response_model != '', response_model, request_model) AS \
          served_model, count() AS requests, {} FROM {database}.usage_ledger \
