@@ -58,7 +58,16 @@ const REQUIRED: [&str; 33] = [
 ];
 
 #[allow(clippy::too_many_arguments)]
-fn event(id: usize, at: &str, tenant: &str, team: Option<&str>, provider: &str, model: &str, tokens: [u64; 6], tier: Option<&str>) -> Value {
+fn event(
+    id: usize,
+    at: &str,
+    tenant: &str,
+    team: Option<&str>,
+    provider: &str,
+    model: &str,
+    tokens: [u64; 6],
+    tier: Option<&str>,
+) -> Value {
     let mut e = json!({
         "event_id": format!("focus-{id}"), "event_time": at, "tenant_id": tenant, "provider": provider,
         "request_model": model, "feature": if id % 3 == 0 { "search" } else { "chat" },
@@ -132,7 +141,6 @@ async fn the_focus_export_adds_up_to_the_ledger_and_every_row_traces_to_its_offs
     for c in REQUIRED {
         assert!(header.contains(&c), "column {c} is present");
     }
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
     let rows: Vec<BTreeMap<&str, &str>> = rows[1..]
         .iter()
         .map(|r| {
@@ -179,8 +187,13 @@ async fn the_focus_export_adds_up_to_the_ledger_and_every_row_traces_to_its_offs
         let per_million = money(r["ListUnitPrice"]).picos();
         assert_eq!(money(r["PricingQuantity"]).picos(), i128::from(tokens) * 1_000_000);
         assert_eq!(per_million * i128::from(tokens) % 1_000_000, 0);
-        assert_eq!(per_million * i128::from(tokens) / 1_000_000, cost.picos(), "ListCost = ListUnitPrice x PricingQuantity: {r:?}");
-        let tags: BTreeMap<String, Value> = if r["Tags"].is_empty() { BTreeMap::new() } else { serde_json::from_str(r["Tags"]).expect("Tags is a JSON object") };
+        assert_eq!(
+            per_million * i128::from(tokens) / 1_000_000,
+            cost.picos(),
+            "ListCost = ListUnitPrice x PricingQuantity: {r:?}"
+        );
+        let tags: BTreeMap<String, Value> =
+            if r["Tags"].is_empty() { BTreeMap::new() } else { serde_json::from_str(r["Tags"]).expect("Tags is a JSON object") };
         assert!(tags.values().all(Value::is_string) && tags.contains_key("feature"), "{tags:?}");
 
         // Lineage: the row is exactly the ledger rows of its offset range with its attributes.
@@ -206,12 +219,17 @@ async fn the_focus_export_adds_up_to_the_ledger_and_every_row_traces_to_its_offs
             r["ChargePeriodStart"].trim_end_matches('Z').replace('T', " ")
         );
         let traced: Vec<ClassRow> = client.query(&sql).fetch_all().await.expect("the lineage query");
-        let same_price: Vec<&ClassRow> = traced.iter().filter(|t| t.cost * 1_000_000 == per_million * i128::from(t.tokens)).collect();
+        let same_price: Vec<&ClassRow> =
+            traced.iter().filter(|t| t.cost * 1_000_000 == per_million * i128::from(t.tokens)).collect();
         assert_eq!(same_price.len().to_string(), r["x_EventCount"], "events of {r:?}");
         assert_eq!(same_price.iter().map(|t| t.tokens).sum::<u64>(), tokens);
         assert_eq!(same_price.iter().map(|t| t.cost).sum::<i128>(), cost.picos());
     }
     assert_eq!(meters.len(), 6, "every token class appears");
     let batch = rows.iter().filter(|r| r["SkuId"] == "gpt-4o-mini" && r["SkuMeter"] == "Input Tokens").count();
-    assert!(batch > 0 && rows.iter().all(|r| r["SkuId"] != "gpt-4o-mini" || r["ListUnitPrice"] == "0.075" || r["ListUnitPrice"] == "0.3"), "batch prices");
+    assert!(
+        batch > 0
+            && rows.iter().all(|r| r["SkuId"] != "gpt-4o-mini" || r["ListUnitPrice"] == "0.075" || r["ListUnitPrice"] == "0.3"),
+        "batch prices"
+    );
 }

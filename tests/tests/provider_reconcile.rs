@@ -21,8 +21,14 @@ const GPT4O: &str = "gpt-4o-2024-08-06";
 const MINI: &str = "gpt-4o-mini-2024-07-18";
 const SONNET: &str = "claude-sonnet-4-5-20250929";
 const HAIKU: &str = "claude-haiku-4-5-20251001";
-const COSTS: [&str; 6] =
-    ["input_cost_usd", "cache_read_cost_usd", "cache_write_cost_usd", "cache_write_1h_cost_usd", "output_cost_usd", "reasoning_cost_usd"];
+const COSTS: [&str; 6] = [
+    "input_cost_usd",
+    "cache_read_cost_usd",
+    "cache_write_cost_usd",
+    "cache_write_1h_cost_usd",
+    "output_cost_usd",
+    "reasoning_cost_usd",
+];
 
 /// One (day, model) as the provider would report it: requests, tokens and cost per token class.
 #[derive(Debug, Clone, Default)]
@@ -177,8 +183,9 @@ fn reconcile(env: &TestEnv, provider: &str, files: &[&PathBuf], tolerance: &str)
         cmd.arg("--file").arg(f);
     }
     let out = cmd.output().expect("running ledger");
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("JSON report ({e}):\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("JSON report ({e}):\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
     (out.status.code().unwrap_or(-1), report)
 }
 
@@ -278,7 +285,14 @@ async fn provider_exports_reconcile_and_three_known_differences_are_found_and_cl
             gap(1, HAIKU, "missing_calls / missing calls (not billed by the provider)"),
         ]
     );
-    let table = env.ledger().args(["reconcile", "provider", "--provider", "anthropic", "--file"]).arg(&du2).arg("--file").arg(&dc2).output().unwrap();
+    let table = env
+        .ledger()
+        .args(["reconcile", "provider", "--provider", "anthropic", "--file"])
+        .arg(&du2)
+        .arg("--file")
+        .arg(&dc2)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("FAIL: 3 gap(s) beyond the tolerance") && text.contains("cache write 1h"), "{text}");
     for f in [ou, oc, ocsv, au, ac, du, dc, du2, dc2] {

@@ -221,7 +221,14 @@ pub fn parse_json(text: &str, what: &str) -> Result<Export, OpsError> {
                 let (start, end) = (unix(b.start_time, what)?, unix(b.end_time, what)?);
                 export.buckets.push((start, end));
                 for r in b.results {
-                    export.costs.push(openai_cost(r.line_item.unwrap_or_default(), r.amount.value.get(), &r.amount.currency, start, end, what)?);
+                    export.costs.push(openai_cost(
+                        r.line_item.unwrap_or_default(),
+                        r.amount.value.get(),
+                        &r.amount.currency,
+                        start,
+                        end,
+                        what,
+                    )?);
                 }
             }
         }
@@ -335,7 +342,9 @@ pub fn parse_csv(text: &str, what: &str) -> Result<Export, OpsError> {
     let (provider, start_col, end_col) = match (col("start_time"), col("end_time"), col("starting_at"), col("ending_at")) {
         (Some(s), Some(e), _, _) => (Provider::OpenAi, s, e),
         (_, _, Some(s), Some(e)) => (Provider::Anthropic, s, e),
-        _ => return Err(invalid(what, "the CSV needs start_time,end_time (OpenAI) or starting_at,ending_at (Anthropic) columns")),
+        _ => {
+            return Err(invalid(what, "the CSV needs start_time,end_time (OpenAI) or starting_at,ending_at (Anthropic) columns"))
+        }
     };
     let kind = if col("amount").is_some() || col("amount.value").is_some() { ExportKind::Costs } else { ExportKind::Usage };
     let mut export = Export { provider, kind, buckets: Vec::new(), usage: Vec::new(), costs: Vec::new() };
@@ -462,7 +471,10 @@ mod tests {
         let json = parse_json(&read("anthropic-usage-report.json"), "a").unwrap();
         assert_eq!(parse_csv(&read("anthropic-usage-report.csv"), "a.csv").unwrap().usage, json.usage);
         let costs = parse_json(&read("openai-costs.json"), "c").unwrap();
-        assert_eq!(costs.costs.iter().map(|c| c.measure).collect::<Vec<_>>(), vec![Some(Measure::InputUncached), Some(Measure::CacheRead), Some(Measure::OutputTotal)]);
+        assert_eq!(
+            costs.costs.iter().map(|c| c.measure).collect::<Vec<_>>(),
+            vec![Some(Measure::InputUncached), Some(Measure::CacheRead), Some(Measure::OutputTotal)]
+        );
         let costs = parse_json(&read("anthropic-cost-report.json"), "c").unwrap();
         assert_eq!(costs.costs[0].amount, "4.5".parse().unwrap(), "450 cents");
         assert_eq!(costs.costs[2].measure, None, "web search");
@@ -474,7 +486,8 @@ mod tests {
         assert!(parse_json("[1,2]", "x").is_err());
         let e = parse_csv("start_time,end_time,input_tokens\n0,86400,12\n", "u.csv").unwrap_err();
         assert!(e.to_string().contains("output_tokens is missing"), "{e}");
-        let e = parse_json(r#"{"data":[{"start_time":0,"end_time":1,"results":[{"amount":{"value":1,"currency":"eur"}}]}]}"#, "c");
+        let e =
+            parse_json(r#"{"data":[{"start_time":0,"end_time":1,"results":[{"amount":{"value":1,"currency":"eur"}}]}]}"#, "c");
         assert!(e.unwrap_err().to_string().contains("only USD"));
     }
 }
