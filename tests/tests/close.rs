@@ -123,7 +123,13 @@ async fn a_late_event_for_a_closed_month_is_a_correction_and_the_closed_total_st
     // The same through the library the CLI renders.
     let statement = ledger_ops::close::statement(&env.clickhouse, MONTH, None).await.expect("statement");
     assert_eq!(statement.lines_total().unwrap().picos(), recorded);
-    assert_eq!(statement.lines_total().unwrap().picos() + statement.corrections_total().unwrap().picos(), statement.ledger.cost.picos());
+    assert_eq!(
+        statement.lines_total().unwrap().picos() + statement.corrections_total().unwrap().picos(),
+        statement.ledger.cost.picos()
+    );
     let late_co = ledger_ops::close::statement(&env.clickhouse, MONTH, Some("late-co")).await.expect("one tenant's statement");
-    assert!(late_co.lines.is_empty() && late_co.corrections.len() == 3, "late-co has only corrections (input, cache read, output)");
+    assert!(
+        late_co.lines.is_empty() && late_co.corrections.len() == 3,
+        "late-co has only corrections (input, cache read, output)"
+    );
 }

@@ -75,7 +75,8 @@ type Inbox = Arc<Mutex<Vec<Post>>>;
 async fn receive(State(inbox): State<Inbox>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
     let header = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let post = Post { path: uri.path().to_owned(), idempotency_key: header("idempotency-key"), webhook_id: header("webhook-id"), body };
+    let post =
+        Post { path: uri.path().to_owned(), idempotency_key: header("idempotency-key"), webhook_id: header("webhook-id"), body };
     inbox.lock().unwrap().push(post);
     StatusCode::OK
 }
@@ -287,14 +288,18 @@ async fn one_message_per_transition_despite_a_receiver_down_for_20s_and_two_kill
     }
 
     // The generic body: budget, scope, spend, limit, state, forecast exhaustion, router action.
-    let generic: Vec<&Value> = posts.iter().filter(|p| p.path == "/generic" && p.body["budget"] == "acme-daily").map(|p| &p.body).collect();
+    let generic: Vec<&Value> =
+        posts.iter().filter(|p| p.path == "/generic" && p.body["budget"] == "acme-daily").map(|p| &p.body).collect();
     let states: Vec<(&str, &str)> =
         generic.iter().map(|b| (b["previous_state"].as_str().unwrap(), b["state"].as_str().unwrap())).collect();
     assert_eq!(states, vec![("OK", "NOTIFY"), ("NOTIFY", "THROTTLE"), ("THROTTLE", "REROUTE"), ("REROUTE", "BLOCK")]);
     let throttle = generic[1];
     assert_eq!(throttle["id"], posts.iter().find(|p| p.body == *throttle).unwrap().idempotency_key.as_str());
     assert_eq!(throttle["scope"]["tenant_id"], "acme");
-    assert_eq!((throttle["spend_usd"].as_str(), throttle["limit_usd"].as_str()), (Some("55.000000000000"), Some("100.000000000000")));
+    assert_eq!(
+        (throttle["spend_usd"].as_str(), throttle["limit_usd"].as_str()),
+        (Some("55.000000000000"), Some("100.000000000000"))
+    );
     let exhaustion = (signals.day + chrono::Duration::hours(20)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     assert_eq!(throttle["forecast_exhaustion"].as_str(), Some(exhaustion.as_str()));
     assert!(throttle["router_action"].as_str().unwrap().contains("50%"), "{throttle}");
@@ -303,7 +308,10 @@ async fn one_message_per_transition_despite_a_receiver_down_for_20s_and_two_kill
 
     // The Slack body: a `text` notification and blocks with the same facts.
     let slack: Vec<&Value> = posts.iter().filter(|p| p.path == "/slack").map(|p| &p.body).collect();
-    let reroute = slack.iter().find(|b| b["text"].as_str().unwrap_or_default().contains("REROUTE (was THROTTLE)")).expect("a REROUTE message");
+    let reroute = slack
+        .iter()
+        .find(|b| b["text"].as_str().unwrap_or_default().contains("REROUTE (was THROTTLE)"))
+        .expect("a REROUTE message");
     let text = reroute.to_string();
     for needle in ["acme-daily", "tenant_id=acme", "80.00 of 100.00 USD", &exhaustion, "gpt-4o -> gpt-4o-mini"] {
         assert!(text.contains(needle), "{needle} in the Slack message: {text}");

@@ -24,5 +24,5 @@ pub mod token_class;
 pub use catalog::{Catalog, CatalogEntry, CatalogError, CatalogSource, LoadReport};
 pub use event::{EventTime, TagsRef, TokenCounts, UsageEvent, UsageEventRef};
 pub use money::Money;
-pub use token_class::TokenClass;
 pub use pricing::{CostTerms, PriceField, PricedRef, PricedUsage, ResolvedPrices, RoutedFromCost};
+pub use token_class::TokenClass;

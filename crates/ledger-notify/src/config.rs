@@ -129,10 +129,8 @@ impl NotifySettings {
             problems.push(format!("notify.initial_backoff_ms must be within 10..=60000 (got {})", self.initial_backoff_ms));
         }
         if self.max_backoff_ms < self.initial_backoff_ms || self.max_backoff_ms > 3_600_000 {
-            problems.push(format!(
-                "notify.max_backoff_ms must be within initial_backoff_ms..=3600000 (got {})",
-                self.max_backoff_ms
-            ));
+            problems
+                .push(format!("notify.max_backoff_ms must be within initial_backoff_ms..=3600000 (got {})", self.max_backoff_ms));
         }
         if !(100..=300_000).contains(&self.request_timeout_ms) {
             problems.push(format!("notify.request_timeout_ms must be within 100..=300000 (got {})", self.request_timeout_ms));

@@ -259,7 +259,15 @@ mod tests {
         let a = Alert::new(&signal(BudgetState::Throttle), BudgetState::Notify, Some("acme-day"));
         assert_eq!(a.id, "day:tenant_id=acm%C3%A9@3", "a header-safe idempotency key");
         let slack = a.slack().to_string();
-        for needle in ["acme-day", "tenant_id=acmé", "85.00 of 100.00 USD", "THROTTLE (was NOTIFY)", "2026-12-07T14:30:00Z", "allows 25% of calls", "retry after 1000 ms"] {
+        for needle in [
+            "acme-day",
+            "tenant_id=acmé",
+            "85.00 of 100.00 USD",
+            "THROTTLE (was NOTIFY)",
+            "2026-12-07T14:30:00Z",
+            "allows 25% of calls",
+            "retry after 1000 ms",
+        ] {
             assert!(slack.contains(needle), "{needle} in {slack}");
         }
         let j = a.json();
@@ -267,12 +275,20 @@ mod tests {
         assert_eq!(j["spend_usd"], "85.000000000000");
         assert_eq!(j["forecast_exhaustion"], "2026-12-07T14:30:00Z");
         let reroute = Alert::new(&signal(BudgetState::Reroute), BudgetState::Throttle, None);
-        assert!(reroute.router.contains("gpt-4o -> gpt-4o-mini") && reroute.router.contains("still throttles"), "{}", reroute.router);
+        assert!(
+            reroute.router.contains("gpt-4o -> gpt-4o-mini") && reroute.router.contains("still throttles"),
+            "{}",
+            reroute.router
+        );
         assert_eq!(reroute.budget, "day:tenant_id=acmé", "an unknown budget is named by its key");
         let mut block = signal(BudgetState::Block);
         block.projected_exhaustion = None;
         let block = Alert::new(&block, BudgetState::Reroute, Some("acme-day"));
-        assert!(block.router.starts_with("refuses every call (retry after 1000 ms) until 2026-12-08 00:00 UTC"), "{}", block.router);
+        assert!(
+            block.router.starts_with("refuses every call (retry after 1000 ms) until 2026-12-08 00:00 UTC"),
+            "{}",
+            block.router
+        );
         assert!(block.slack().to_string().contains("limit reached"));
     }
 }

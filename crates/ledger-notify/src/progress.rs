@@ -55,7 +55,12 @@ pub fn read(kafka: &KafkaConfig, topic: &str, group: &str) -> Result<Progress, K
         let sequence = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| v["sequence"].as_i64());
         match (std::str::from_utf8(key), sequence) {
             (Ok(key), Some(sequence)) => progress.add(key, sequence),
-            _ => tracing::warn!(topic, partition = m.partition(), offset = m.offset(), "skipping a progress record that does not parse"),
+            _ => tracing::warn!(
+                topic,
+                partition = m.partition(),
+                offset = m.offset(),
+                "skipping a progress record that does not parse"
+            ),
         }
     })?;
     Ok(progress)
@@ -82,7 +87,14 @@ impl Recorder {
 
     /// Records that `webhook` handled signal `sequence` of `key` (in `state`; `alerted`: a message
     /// was delivered). Returns once Kafka has the record.
-    pub async fn record(&self, webhook: &str, key: &str, sequence: i64, state: BudgetState, alerted: bool) -> Result<(), KafkaError> {
+    pub async fn record(
+        &self,
+        webhook: &str,
+        key: &str,
+        sequence: i64,
+        state: BudgetState,
+        alerted: bool,
+    ) -> Result<(), KafkaError> {
         let value = serde_json::json!({
             "sequence": sequence,
             "state": state.as_str(),
@@ -96,7 +108,9 @@ impl Recorder {
         match delivery.await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err((e, _))) => Err(KafkaError::client(format!("recording progress on {}", self.topic), e)),
-            Err(_) => Err(KafkaError::Topic { topic: self.topic.clone(), problem: "the producer dropped a progress record".into() }),
+            Err(_) => {
+                Err(KafkaError::Topic { topic: self.topic.clone(), problem: "the producer dropped a progress record".into() })
+            }
         }
     }
 }

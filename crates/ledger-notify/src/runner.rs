@@ -262,9 +262,10 @@ impl Notifier {
     async fn follower(&self) -> Result<StreamConsumer, NotifyError> {
         let c = &self.config;
         let (kafka, topic) = (c.kafka.clone(), c.signals_topic.clone());
-        let partitions = tokio::task::spawn_blocking(move || ledger_kafka::admin::partition_count(&kafka, &topic, Duration::from_secs(30)))
-            .await
-            .map_err(|e| NotifyError::Task(e.to_string()))??;
+        let partitions =
+            tokio::task::spawn_blocking(move || ledger_kafka::admin::partition_count(&kafka, &topic, Duration::from_secs(30)))
+                .await
+                .map_err(|e| NotifyError::Task(e.to_string()))??;
         let cfg = c.kafka.consumer_config(&[
             ("group.id", &c.settings.group_id),
             ("enable.auto.commit", "false"),

@@ -85,8 +85,16 @@ pub async fn statement(config: &ClickHouseConfig, month: &str, tenant: Option<&s
             (lines, charge_lines::charge_lines(&client, db, &what, after).await.map_err(ch)?)
         }
     };
-    let statement =
-        MonthStatement { month, range, database: db.clone(), tenant: tenant.map(str::to_owned), close, lines, corrections, ledger };
+    let statement = MonthStatement {
+        month,
+        range,
+        database: db.clone(),
+        tenant: tenant.map(str::to_owned),
+        close,
+        lines,
+        corrections,
+        ledger,
+    };
     let sum = statement.lines_total()?.checked_add(statement.corrections_total()?)?;
     if sum != statement.ledger.cost {
         return Err(OpsError::Inconsistent(format!(

@@ -211,7 +211,10 @@ impl InspectReport {
         }
         let matched = self.matched();
         if (self.listed.len() as u64) < matched {
-            out.push_str(&format!("first {} of {matched} listed; --limit N lists more, --format json lists all\n", self.listed.len()));
+            out.push_str(&format!(
+                "first {} of {matched} listed; --limit N lists more, --format json lists all\n",
+                self.listed.len()
+            ));
         }
         out
     }

@@ -236,7 +236,8 @@ pub async fn reconcile_provider(
     let ledger = usage_by_day_and_model(&client, &config.database, provider.ledger_name(), from, to)
         .await
         .map_err(|e| OpsError::clickhouse(e, &config.url))?;
-    let ledger: BTreeMap<DayModel, LedgerFigures> = ledger.into_iter().map(|u| ((u.day.date_naive(), u.model.clone()), u)).collect();
+    let ledger: BTreeMap<DayModel, LedgerFigures> =
+        ledger.into_iter().map(|u| ((u.day.date_naive(), u.model.clone()), u)).collect();
     let gaps = compare(&data, &ledger, tolerance);
     let days = ((to - from) + Duration::seconds(86_399)).num_days();
     Ok(ProviderReport {

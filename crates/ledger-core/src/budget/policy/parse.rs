@@ -67,8 +67,18 @@ fn timezone(v: &toml::Value) -> Result<Tz, String> {
 
 const TOP_KEYS: &[&str] = &["defaults", "budget"];
 const DEFAULT_KEYS: &[&str] = &["timezone", "lookahead_secs", "burn_window_secs"];
-const BUDGET_KEYS: &[&str] =
-    &["name", "scope", "period", "timezone", "limit_usd", "limit_tokens", "threshold", "lookahead_secs", "burn_window_secs", "alert"];
+const BUDGET_KEYS: &[&str] = &[
+    "name",
+    "scope",
+    "period",
+    "timezone",
+    "limit_usd",
+    "limit_tokens",
+    "threshold",
+    "lookahead_secs",
+    "burn_window_secs",
+    "alert",
+];
 pub(super) const THRESHOLD_KEYS: &[&str] =
     &["at_percent", "action", "throttle_fraction", "throttle_rate_per_sec", "retry_after_ms", "reroute"];
 
