@@ -285,6 +285,12 @@ impl Notifier {
 }
 
 impl Stats {
+    /// One line for people: messages delivered and failed attempts.
+    pub fn summary(&self) -> String {
+        let (delivered, failed) = (self.delivered.load(Ordering::Relaxed), self.failed_attempts.load(Ordering::Relaxed));
+        format!("{delivered} messages delivered, {failed} failed attempts (retried)")
+    }
+
     fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }

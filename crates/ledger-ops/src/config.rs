@@ -42,6 +42,19 @@ pub struct LedgerConfig {
 }
 
 impl LedgerConfig {
+    /// What `ledger notify` runs with; the budgets file is `budgets`, else `notify.budgets_file`,
+    /// else `enforcer.budgets_file`.
+    pub fn notifier_config(&self, budgets: Option<std::path::PathBuf>) -> ledger_notify::NotifierConfig {
+        let budgets_file = budgets.or(self.notify.budgets_file.clone()).unwrap_or(self.enforcer.budgets_file.clone());
+        ledger_notify::NotifierConfig {
+            kafka: self.kafka.clone(),
+            signals_topic: self.topics.signals.clone(),
+            partitions: self.enforcer.partitions,
+            settings: self.notify.clone(),
+            budgets_file,
+        }
+    }
+
     /// Loads the layers; every error is reported with where it came from. Each section is read
     /// on its own, so a mistake in one does not hide the mistakes in the others (within a
     /// section, the first one is reported).

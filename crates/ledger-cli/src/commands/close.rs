@@ -11,11 +11,9 @@ Examples:
   ledger close --month 2026-11
   ledger export focus --month 2026-11      # the closed rows, then any correction rows
 
-Records the month's charge lines (the FOCUS grain) in ClickHouse (chargeback_closes,
-chargeback_close_lines) with the Kafka offsets they cover. The closed total never changes: rows
-that reach the ledger for the month afterwards (a late event, a replayed dead letter) are
-reported as correction lines (FOCUS ChargeClass \"Correction\"), and closed total + corrections =
-the ledger. A month is closed once, after it ended (UTC); run `ledger migrate` first.")]
+Records the month's charge lines and the Kafka offsets they cover (chargeback_closes). Rows that
+reach the ledger for the month later are correction lines (FOCUS ChargeClass \"Correction\"):
+closed total + corrections = the ledger. Once per month, after it ended (UTC). docs/finance.md.")]
 pub(crate) struct CloseArgs {
     #[command(flatten)]
     clickhouse: ClickHouseArgs,

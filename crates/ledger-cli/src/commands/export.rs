@@ -22,11 +22,9 @@ Examples:
   ledger export focus --month 2026-11 --output focus-2026-11.csv
   ledger export focus --month 2026-11 --tenant acme --mapping config/cost-centers.example.toml
 
-One row per UTC day, tenant, team, project, feature, provider, model, price version, token class,
-per-token price and Kafka partition; BilledCost adds up exactly to the ledger's month. Lineage is
-in the x_ columns (price version, Kafka topic, partition, first and last offset). After `ledger
-close --month M`, the month's rows are the ones recorded at the close, and what reached the ledger
-for M later follows as rows with ChargeClass \"Correction\". Columns: docs/finance.md.")]
+One row per day, tenant, attribution, model, price version, token class, price and partition;
+BilledCost adds up exactly to the ledger; x_ columns trace each row to its Kafka offsets. After
+`ledger close`, rows that came later are ChargeClass \"Correction\". Columns: docs/finance.md.")]
     Focus(FocusArgs),
 }
 

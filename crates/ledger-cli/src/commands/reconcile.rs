@@ -63,13 +63,9 @@ Examples:
   ledger reconcile provider --provider anthropic --file usage_report.json --tolerance 0.5
   ledger reconcile provider --provider openai --file usage.csv --format json
 
-Files are the providers' own API responses saved as JSON (one page or an array of pages): OpenAI
-/v1/organization/usage/completions (group_by model) and /v1/organization/costs (group_by
-line_item); Anthropic /v1/organizations/usage_report/messages (group_by model) and
-/v1/organizations/cost_report (group_by description). A .csv file has the same fields as columns.
-Samples: tests/data/provider/. Gaps: missing calls, token class mismatch (cache, input/output),
-price mismatch (needs a cost export). Exit status: 0 when no gap is beyond --tolerance, 2 when
-one is, 1 on errors.")]
+Files: the providers' own usage/cost API responses saved as JSON, or their fields as CSV columns
+(docs/finance.md; samples in tests/data/provider/). Gaps: missing calls, token class mismatch,
+price mismatch (with a cost export). Exit 0 when no gap is beyond --tolerance, 2 when one is.")]
     Provider(ProviderArgs),
 }
 
@@ -126,12 +122,10 @@ pub(crate) async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let step = |message: &str| {
-        if bar.message().is_empty() {
-            bar.set_message(message.to_owned());
-        } else {
+        if !bar.message().is_empty() {
             bar.inc(1);
-            bar.set_message(message.to_owned());
         }
+        bar.set_message(message.to_owned());
     };
     let limit = args.limit.max(1);
     let report = ledger_ops::reconcile::reconcile(&config, &full.kafka, &full.topics, range, limit, &step).await;
