@@ -24,7 +24,8 @@ fn emitter() -> Emitter {
     let kafka = KafkaConfig { brokers, ..KafkaConfig::default() };
     let topic = "bench.sdk-emit.v1".to_owned();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let spec = ledger_kafka::admin::TopicSpec { name: topic.clone(), partitions: 4, compacted: false };
+    let spec =
+        ledger_kafka::admin::TopicSpec { name: topic.clone(), partitions: 4, compacted: false, replication: Default::default() };
     if let Err(e) = runtime.block_on(ledger_kafka::admin::ensure_topics(&kafka, &[spec])) {
         eprintln!("could not create {topic} ({e}); is the stack up? (`scripts/stack.sh up`)");
     }

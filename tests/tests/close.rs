@@ -84,8 +84,8 @@ async fn a_late_event_for_a_closed_month_is_a_correction_and_the_closed_total_st
     process_events(&env, &late);
 
     let after = export(&env);
-    let (charges, corrections): (Vec<&BTreeMap<String, String>>, Vec<&BTreeMap<String, String>>) =
-        after.iter().partition(|r| r["ChargeClass"].is_empty());
+    type Rows<'a> = Vec<&'a BTreeMap<String, String>>;
+    let (charges, corrections): (Rows, Rows) = after.iter().partition(|r| r["ChargeClass"].is_empty());
     assert_eq!(charges.len(), before.len(), "the closed rows are repeated");
     for (a, b) in charges.iter().zip(&before) {
         assert_eq!(*a, b, "a closed row never changes");

@@ -70,7 +70,7 @@ fn event(
 ) -> Value {
     let mut e = json!({
         "event_id": format!("focus-{id}"), "event_time": at, "tenant_id": tenant, "provider": provider,
-        "request_model": model, "feature": if id % 3 == 0 { "search" } else { "chat" },
+        "request_model": model, "feature": if id.is_multiple_of(3) { "search" } else { "chat" },
         "input_tokens": tokens[0], "cache_read_input_tokens": tokens[1], "cache_creation_input_tokens": tokens[2],
         "cache_creation_1h_input_tokens": tokens[3], "output_tokens": tokens[4], "reasoning_output_tokens": tokens[5],
     });

@@ -95,6 +95,12 @@ async fn refused_requests_write_nothing() {
     let mut batch = good.clone();
     batch[3]["output_tokens"] = json!(-5);
     batch[7]["cache_read_input_tokens"] = json!(10_000_000);
+    // Within the absolute cap but beyond twice gpt-4o's 16,384 output tokens (catalog limit).
+    for (k, v) in [("provider", json!("openai")), ("request_model", json!("gpt-4o")), ("output_tokens", json!(40_000))] {
+        batch[5][k] = v;
+    }
+    batch[5].as_object_mut().unwrap().remove("response_model");
+    batch[5]["reasoning_output_tokens"] = json!(0);
     batch[8]["input_tokenz"] = json!(10);
     batch[9].as_object_mut().unwrap().remove("tenant_id");
     let (status, answer) = post(&client, &ingest.url(), Some(ACME_KEY), json!(batch).to_string()).await;
@@ -111,6 +117,7 @@ async fn refused_requests_write_nothing() {
         found,
         vec![
             (3, "output_tokens".to_owned()),
+            (5, "output_tokens".to_owned()),
             (7, "input_tokens".to_owned()),
             (8, "input_tokenz".to_owned()),
             (9, "tenant_id".to_owned())

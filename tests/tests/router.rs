@@ -57,8 +57,11 @@ fn with_valid_until(mut s: BudgetSignal, valid_until: DateTime<Utc>) -> BudgetSi
 /// Creates the test's compacted signals topic (3 partitions, so scopes spread out).
 fn create_signals_topic(env: &TestEnv) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(ensure_topics(&env.kafka, &[TopicSpec { name: env.topics.signals.clone(), partitions: 3, compacted: true }]))
-        .expect("creating the signals topic");
+    rt.block_on(ensure_topics(
+        &env.kafka,
+        &[TopicSpec { name: env.topics.signals.clone(), partitions: 3, compacted: true, replication: Default::default() }],
+    ))
+    .expect("creating the signals topic");
 }
 
 /// Publishes signals as the enforcer does: key = scope, value = single-object Avro.

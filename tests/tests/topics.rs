@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use ledger_kafka::admin::{delete_topics, ensure_topics, topics_with_prefix, TopicSpec};
+use ledger_kafka::admin::{delete_topics, ensure_topics, topic_replication, topics_with_prefix, Replication, TopicSpec};
 use ledger_kafka::KafkaConfig;
 use ledger_tests::{kafka_brokers, random_suffix};
 
 fn spec(name: &str) -> TopicSpec {
-    TopicSpec { name: name.to_owned(), partitions: 2, compacted: false }
+    TopicSpec { name: name.to_owned(), partitions: 2, compacted: false, replication: Default::default() }
 }
 
 #[tokio::test]
@@ -42,4 +42,25 @@ async fn topics_under_a_prefix_are_listed_and_deleted_and_no_others() {
     let survivors = topics_with_prefix(&kafka, &format!("test.topics.{run}"), Duration::from_secs(10)).expect("listing");
     assert_eq!(survivors, vec![neighbour.clone()]);
     delete_topics(&kafka, &[neighbour.as_str()]).await.expect("cleanup");
+}
+
+#[tokio::test]
+async fn topics_are_created_with_the_configured_replication_and_impossible_numbers_name_the_setting() {
+    let kafka = KafkaConfig { brokers: kafka_brokers(), ..KafkaConfig::default() };
+    let name = format!("test.topics.{}.replicated", random_suffix());
+    let replication = Replication { factor: 1, min_insync_replicas: Some(1) };
+    ensure_topics(&kafka, &[TopicSpec { replication, ..spec(&name) }]).await.expect("creating");
+    let described = topic_replication(&kafka, &name, Duration::from_secs(10)).await.expect("describing");
+    assert_eq!(described, replication);
+    delete_topics(&kafka, &[name.as_str()]).await.expect("cleanup");
+
+    // More in-sync replicas than replicas: refused before anything is created, naming the setting.
+    let impossible = Replication { factor: 1, min_insync_replicas: Some(2) };
+    let err = ensure_topics(&kafka, &[TopicSpec { replication: impossible, ..spec(&name) }]).await.unwrap_err();
+    assert!(err.is_settings() && err.to_string().contains("topics.min_insync_replicas"), "{err}");
+    // Three replicas on this one broker: the broker's refusal is passed on.
+    let three = Replication { factor: 3, min_insync_replicas: Some(2) };
+    let err = ensure_topics(&kafka, &[TopicSpec { replication: three, ..spec(&name) }]).await.unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("replication"), "{err}");
+    assert!(topics_with_prefix(&kafka, &name, Duration::from_secs(10)).expect("listing").is_empty());
 }

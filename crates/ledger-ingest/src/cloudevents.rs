@@ -289,7 +289,7 @@ pub(crate) async fn post_events(
         let Some(mapped) = usage_object(i, event, &entry.tenant_id, now, &mut errors) else { continue };
         let Ok(raw) = serde_json::value::to_raw_value(&mapped.object) else { continue };
         let before = errors.len();
-        if let Some(e) = parse_event(i, &raw, state.window.as_ref(), now, &mut errors) {
+        if let Some(e) = parse_event(i, &raw, &state.door, now, &mut errors) {
             usage.push((i, e));
         }
         for e in &mut errors[before..] {
@@ -337,7 +337,8 @@ mod tests {
         );
         // It passes the checks of /v1/usage.
         let raw = serde_json::value::to_raw_value(&m.object).unwrap();
-        let e = parse_event(0, &raw, None, received(), &mut Vec::new()).expect("a valid usage event");
+        let e =
+            parse_event(0, &raw, &crate::validate::Door::default(), received(), &mut Vec::new()).expect("a valid usage event");
         assert_eq!((e.input_tokens, e.output_tokens, e.attribution.user_id.as_deref()), (1200, 300, Some("customer-1")));
     }
 
@@ -406,7 +407,7 @@ mod tests {
         let m = map(e).unwrap();
         let raw = serde_json::value::to_raw_value(&m.object).unwrap();
         let mut errors = Vec::new();
-        assert!(parse_event(0, &raw, None, received(), &mut errors).is_none());
+        assert!(parse_event(0, &raw, &crate::validate::Door::default(), received(), &mut errors).is_none());
         let fields: Vec<String> = errors.iter().map(|e| m.origin(e.field.as_deref().unwrap())).collect();
         assert_eq!(fields, ["data.input_token", "data.output_tokens"], "{errors:?}");
     }

@@ -23,6 +23,7 @@
 
 pub mod cloudevents;
 pub mod config;
+pub mod door;
 mod grpc;
 pub mod keys;
 pub mod limit;

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ledger_core::acceptance::AcceptanceRules;
+use crate::validate::Door;
 use ledger_kafka::{KafkaConfig, TopicNames};
 
 use crate::config::IngestSettings;
@@ -24,14 +24,14 @@ pub struct Launch {
     pub partitions: i32,
     /// `[ingest]`, with the command line's overrides applied.
     pub settings: IngestSettings,
-    /// The acceptance window events must be in (the processor's).
-    pub window: Option<AcceptanceRules>,
+    /// What the processor would reject, refused at the door.
+    pub door: Door,
 }
 
 /// Runs the server until `shutdown` resolves. Settings, keys file and TLS files are checked
 /// before anything listens; Kafka may be down (requests are then answered 503 until it is back).
 pub async fn run(launch: Launch, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), IngestError> {
-    let Launch { kafka, topics, partitions, settings, window } = launch;
+    let Launch { kafka, topics, partitions, settings, door } = launch;
     let problems = settings.problems();
     if !problems.is_empty() {
         return Err(IngestError::Config(problems.join("; ")));
@@ -47,7 +47,7 @@ pub async fn run(launch: Launch, shutdown: impl Future<Output = ()> + Send + 'st
     ledger_kafka::admin::ensure_topics_best_effort(&kafka, &specs, Duration::from_secs(10)).await.map_err(IngestError::Kafka)?;
 
     let (count, active) = (keys.len(), keys.active());
-    let state = Arc::new(IngestState::new(&kafka, topics.usage.clone(), settings.clone(), keys, window)?);
+    let state = Arc::new(IngestState::new(&kafka, topics.usage.clone(), settings.clone(), keys, door)?);
     let tcp = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .map_err(|e| IngestError::Io(format!("cannot listen on {} ({e}): in use? pass --listen HOST:PORT", settings.listen)))?;

@@ -23,9 +23,8 @@ use crate::config::IngestSettings;
 use crate::keys::{ApiKeys, Lookup};
 use crate::limit::{RateLimit, RateLimiter, Refusal};
 use crate::metrics::Metrics;
-use crate::validate::{parse_event, split_body, BodyError, FieldError};
+use crate::validate::{parse_event, split_body, BodyError, Door, FieldError};
 use crate::IngestError;
-use ledger_core::acceptance::AcceptanceRules;
 
 /// The OpenAPI document served at `GET /openapi.yaml`.
 pub const OPENAPI_YAML: &str = include_str!("../../../docs/openapi.yaml");
@@ -45,7 +44,7 @@ pub struct IngestState {
     topic: String,
     producer: FutureProducer,
     codec: UsageEventCodec,
-    pub(crate) window: Option<AcceptanceRules>,
+    pub(crate) door: Door,
 }
 
 impl std::fmt::Debug for IngestState {
@@ -63,7 +62,7 @@ impl IngestState {
         topic: String,
         settings: IngestSettings,
         keys: ApiKeys,
-        window: Option<AcceptanceRules>,
+        door: Door,
     ) -> Result<IngestState, IngestError> {
         let problems = settings.problems();
         if !problems.is_empty() {
@@ -84,7 +83,7 @@ impl IngestState {
             topic,
             producer,
             codec,
-            window,
+            door,
         })
     }
 
@@ -249,7 +248,7 @@ async fn post_usage(
     let mut errors = Vec::new();
     let mut events = Vec::with_capacity(count);
     for (i, raw) in values.into_iter().enumerate() {
-        if let Some(event) = parse_event(i, raw, state.window.as_ref(), now, &mut errors) {
+        if let Some(event) = parse_event(i, raw, &state.door, now, &mut errors) {
             events.push((i, event));
         }
     }

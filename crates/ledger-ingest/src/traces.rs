@@ -90,7 +90,7 @@ pub(crate) async fn export(
     for event in spans {
         let mut window_errors = Vec::new();
         let id = event.event_id.clone();
-        match crate::validate::check_window(0, event, state.window.as_ref(), now, &mut window_errors) {
+        match crate::door::check_window(0, event, &state.door, now, &mut window_errors) {
             Some(e) => events.push(e),
             None => problems.extend(window_errors.into_iter().map(|e| format!("{id}: {}", e.message))),
         }

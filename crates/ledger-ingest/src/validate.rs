@@ -4,21 +4,21 @@
 //! so that every problem names its field: unknown fields (a typo such as `input_token` would
 //! otherwise silently price zero tokens), wrong JSON types, empty required strings, negative
 //! token counts, money given as a JSON number, unparsable times; then the ledger's own
-//! validation (token parts within their totals) and, when configured, the processor's
-//! acceptance window.
+//! validation (token parts within their totals) and, when configured, what the processor
+//! would reject ([`Door`]: its acceptance rules and the catalog's per-model token limits).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use ledger_core::acceptance::AcceptanceRules;
 use ledger_core::attribution::Attribution;
-use ledger_core::event::RejectReason;
-use ledger_core::EventTime;
 use ledger_core::{Money, UsageEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use crate::door::check_window;
+pub use crate::door::Door;
 
 /// One problem of one event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,7 +32,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn at(index: usize, field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn at(index: usize, field: &str, message: impl Into<String>) -> Self {
         FieldError { index: Some(index), field: Some(field.to_owned()), message: message.into() }
     }
 }
@@ -340,7 +340,7 @@ fn has_overlong_string(e: &UsageEvent) -> bool {
 pub fn parse_event(
     index: usize,
     raw: &RawValue,
-    rules: Option<&AcceptanceRules>,
+    door: &Door,
     now: DateTime<Utc>,
     errors: &mut Vec<FieldError>,
 ) -> Option<UsageEvent> {
@@ -348,7 +348,7 @@ pub fn parse_event(
         Some(event) => event,
         None => parse_checked(index, raw, errors)?,
     };
-    check_window(index, event, rules, now, errors)
+    check_window(index, event, door, now, errors)
 }
 
 /// The fast path: the event when it is plainly valid, else none.
@@ -409,37 +409,6 @@ fn parse_checked(index: usize, raw: &RawValue, errors: &mut Vec<FieldError>) -> 
     Some(event)
 }
 
-/// The processor's time window, checked at the door so the client hears about it
-/// ([`AcceptanceRules::check_time`], the rule the processor applies).
-pub(crate) fn check_window(
-    index: usize,
-    event: UsageEvent,
-    rules: Option<&AcceptanceRules>,
-    now: DateTime<Utc>,
-    errors: &mut Vec<FieldError>,
-) -> Option<UsageEvent> {
-    if let Some(rules) = rules {
-        let view = event.as_view();
-        let plausible = event.validate().and_then(|tokens| rules.check_plausible(&view, &tokens));
-        if let Err(r) = plausible {
-            // The detail starts with the field's name.
-            let field = r.detail.split_whitespace().next().unwrap_or("event").to_owned();
-            errors.push(FieldError::at(index, &field, format!("{}: the ledger would reject it as {}", r.detail, r.reason)));
-            return None;
-        }
-        if let Err(r) = rules.check_time(EventTime::from_datetime(event.event_time), now.timestamp_millis()) {
-            let hint = if r.reason == RejectReason::InFuture { " (check the sender's clock)" } else { "" };
-            errors.push(FieldError::at(
-                index,
-                "event_time",
-                format!("{}: the ledger would reject it as {}{hint}", r.detail, r.reason),
-            ));
-            return None;
-        }
-    }
-    Some(event)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,9 +423,9 @@ mod tests {
     fn errors_of(v: Value) -> Vec<FieldError> {
         let mut errors = Vec::new();
         let now = DateTime::parse_from_rfc3339("2026-11-01T12:00:00Z").unwrap().with_timezone(&Utc);
-        let rules = AcceptanceRules::default();
+        let rules = ledger_core::acceptance::AcceptanceRules::default();
         let raw = RawValue::from_string(v.to_string()).unwrap();
-        let event = parse_event(0, &raw, Some(&rules), now, &mut errors);
+        let event = parse_event(0, &raw, &Door { rules: Some(rules), catalog: None }, now, &mut errors);
         assert_eq!(event.is_some(), errors.is_empty());
         errors
     }
@@ -522,7 +491,7 @@ mod tests {
     fn the_field_table_is_the_event_schema() {
         let mut errors = Vec::new();
         let raw = RawValue::from_string(valid().to_string()).unwrap();
-        let event = parse_event(0, &raw, None, Utc::now(), &mut errors).unwrap();
+        let event = parse_event(0, &raw, &Door::default(), Utc::now(), &mut errors).unwrap();
         let serialized = serde_json::to_value(&event).unwrap();
         let mut names: Vec<&str> = serialized.as_object().unwrap().keys().map(String::as_str).collect();
         let mut table: Vec<&str> = FIELDS.iter().map(|(f, _)| *f).collect();

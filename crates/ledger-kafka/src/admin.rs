@@ -19,16 +19,54 @@ pub struct TopicSpec {
     pub partitions: i32,
     /// `cleanup.policy=compact` (latest value per key is kept forever).
     pub compacted: bool,
+    /// Replicas per partition and `min.insync.replicas`.
+    pub replication: Replication,
+}
+
+/// How a topic is replicated when created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    /// Replicas of each partition.
+    pub factor: i32,
+    /// `min.insync.replicas` (unset: the broker's default).
+    pub min_insync_replicas: Option<i32>,
+}
+
+impl Default for Replication {
+    /// One replica: a single broker.
+    fn default() -> Self {
+        Replication { factor: 1, min_insync_replicas: None }
+    }
+}
+
+impl Replication {
+    /// The replication `[topics]` asks for.
+    pub fn of(names: &TopicNames) -> Replication {
+        Replication { factor: names.replication_factor, min_insync_replicas: names.min_insync_replicas }
+    }
+
+    /// A settings error naming what to fix, when the numbers cannot work.
+    pub fn check(&self) -> Result<(), KafkaError> {
+        let problem = match self.min_insync_replicas {
+            _ if self.factor < 1 => format!("replication factor {} is below 1", self.factor),
+            Some(m) if m < 1 || m > self.factor => {
+                format!("min.insync.replicas {m} is not between 1 and the replication factor {}", self.factor)
+            }
+            _ => return Ok(()),
+        };
+        Err(KafkaError::Config { setting: "topics.replication_factor / topics.min_insync_replicas".to_owned(), problem })
+    }
 }
 
 /// The ledger's four topics with `partitions` partitions each (DLQ as many as the usage topic:
 /// a source partition's dead letters go to the DLQ partition of the same number).
 pub fn ledger_topics(names: &TopicNames, partitions: i32) -> Vec<TopicSpec> {
+    let replication = Replication::of(names);
     vec![
-        TopicSpec { name: names.usage.clone(), partitions, compacted: false },
-        TopicSpec { name: names.dead_letter.clone(), partitions, compacted: false },
-        TopicSpec { name: names.spend.clone(), partitions, compacted: true },
-        TopicSpec { name: names.signals.clone(), partitions, compacted: true },
+        TopicSpec { name: names.usage.clone(), partitions, compacted: false, replication },
+        TopicSpec { name: names.dead_letter.clone(), partitions, compacted: false, replication },
+        TopicSpec { name: names.spend.clone(), partitions, compacted: true, replication },
+        TopicSpec { name: names.signals.clone(), partitions, compacted: true, replication },
     ]
 }
 
@@ -40,13 +78,20 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
     tokio::task::spawn_blocking(move || crate::check_connection(&checked, Duration::from_secs(15)))
         .await
         .map_err(|e| KafkaError::Topic { topic: String::new(), problem: format!("connection check failed: {e}") })??;
+    topics.iter().try_for_each(|t| t.replication.check())?;
     let admin = admin_client(config)?;
+    let min_insync: Vec<Option<String>> =
+        topics.iter().map(|t| t.replication.min_insync_replicas.map(|m| m.to_string())).collect();
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| {
-            let mut nt = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(1));
+        .zip(&min_insync)
+        .map(|(t, min_insync)| {
+            let mut nt = NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication.factor));
             if t.compacted {
                 nt = nt.set("cleanup.policy", "compact").set("min.cleanable.dirty.ratio", "0.1");
+            }
+            if let Some(m) = min_insync {
+                nt = nt.set("min.insync.replicas", m);
             }
             nt
         })
@@ -127,6 +172,28 @@ pub fn partition_count(config: &KafkaConfig, topic: &str, timeout: Duration) -> 
         return Err(KafkaError::Topic { topic: topic.to_owned(), problem: format!("{:?}", err) });
     }
     Ok(t.partitions().len() as i32)
+}
+
+/// Replicas of the topic's first partition, and its `min.insync.replicas`.
+pub async fn topic_replication(config: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Replication, KafkaError> {
+    let not_there = || KafkaError::Topic { topic: topic.to_owned(), problem: "not in metadata".into() };
+    let md = metadata_client(config)?
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| KafkaError::client(format!("fetching metadata of {topic}"), e))?;
+    let t = md.topics().iter().find(|t| t.name() == topic).ok_or_else(not_there)?;
+    let factor = t.partitions().first().map(|p| p.replicas().len() as i32).ok_or_else(not_there)?;
+    let resource = rdkafka::admin::ResourceSpecifier::Topic(topic);
+    let described = admin_client(config)?
+        .describe_configs([&resource], &admin_options())
+        .await
+        .map_err(|e| KafkaError::client(format!("describing {topic}"), e))?;
+    let min_insync_replicas = described
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.entries)
+        .find(|e| e.name == "min.insync.replicas")
+        .and_then(|e| e.value?.parse().ok());
+    Ok(Replication { factor, min_insync_replicas })
 }
 
 /// [`ensure_topics`] for a service that can start without Kafka: brokers that fail or do not

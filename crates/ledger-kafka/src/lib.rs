@@ -25,7 +25,8 @@ pub use config::{is_secret, property_name, KafkaConfig};
 pub use connect::check_connection;
 pub use error::KafkaError;
 
-/// The ledger's topic names (`docs/architecture.md`, "Contracts").
+/// `[topics]`: the ledger's topic names (`docs/architecture.md`, "Contracts") and the
+/// replication of the topics the tools create (docs/deploy.md: 3 and 2 in production).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicNames {
@@ -37,6 +38,11 @@ pub struct TopicNames {
     pub spend: String,
     /// Budget signals (compacted, key = scope).
     pub signals: String,
+    /// Replicas of each partition of a topic the tools create (1: a single broker).
+    pub replication_factor: i32,
+    /// `min.insync.replicas` of the topics the tools create (unset: the broker's default). With
+    /// the producers' `acks=all`, a write is acknowledged once this many replicas have it.
+    pub min_insync_replicas: Option<i32>,
 }
 
 impl Default for TopicNames {
@@ -46,6 +52,8 @@ impl Default for TopicNames {
             dead_letter: "llm.usage.dlq.v1".to_owned(),
             spend: "llm.spend.v1".to_owned(),
             signals: "llm.budget-signals.v1".to_owned(),
+            replication_factor: 1,
+            min_insync_replicas: None,
         }
     }
 }
@@ -59,6 +67,7 @@ impl TopicNames {
             dead_letter: format!("{prefix}{}", d.dead_letter),
             spend: format!("{prefix}{}", d.spend),
             signals: format!("{prefix}{}", d.signals),
+            ..d
         }
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ledger_core::budget::BudgetPolicy;
 use ledger_core::signal::{BudgetSignal, BudgetState};
-use ledger_kafka::admin::TopicSpec;
+use ledger_kafka::admin::{Replication, TopicSpec};
 use ledger_kafka::reader::BoundedRead;
 use ledger_kafka::{KafkaConfig, KafkaError};
 use ledger_schema::BudgetSignalCodec;
@@ -45,6 +45,8 @@ pub struct NotifierConfig {
     pub signals_topic: String,
     /// Partitions of the signals topic when the notifier has to create it.
     pub partitions: i32,
+    /// Replication of the topics the notifier creates (`[topics]`).
+    pub replication: Replication,
     /// The notifier's settings.
     pub settings: NotifySettings,
     /// The budgets file.
@@ -106,8 +108,8 @@ impl Notifier {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), NotifyError> {
         let c = &self.config;
         let topics = [
-            TopicSpec { name: c.signals_topic.clone(), partitions: c.partitions, compacted: true },
-            TopicSpec { name: c.settings.progress_topic.clone(), partitions: 1, compacted: true },
+            TopicSpec { name: c.signals_topic.clone(), partitions: c.partitions, compacted: true, replication: c.replication },
+            TopicSpec { name: c.settings.progress_topic.clone(), partitions: 1, compacted: true, replication: c.replication },
         ];
         ledger_kafka::admin::ensure_topics(&c.kafka, &topics).await?;
         let Some(mut progress) = self.blocking("reading the progress topic", &shutdown, Self::read_progress).await? else {

@@ -50,8 +50,27 @@ impl LedgerConfig {
             kafka: self.kafka.clone(),
             signals_topic: self.topics.signals.clone(),
             partitions: self.enforcer.partitions,
+            replication: ledger_kafka::admin::Replication::of(&self.topics),
             settings: self.notify.clone(),
             budgets_file,
+        }
+    }
+
+    /// What `ledger ingest` runs with: these settings (the command line's overrides applied), the
+    /// Kafka connection and topics, and the processor's acceptance rules and catalog so that what
+    /// the processor would reject is refused at the door. A catalog that does not load leaves
+    /// only the per-model token limits unchecked there (a warning): the processor checks them.
+    pub fn ingest_launch(&self, settings: IngestSettings) -> ledger_ingest::Launch {
+        let (catalogs, rules) = (&self.processor.catalogs, self.processor.pricing_rules.as_deref());
+        let catalog = ledger_processor::catalog::load_catalog(catalogs, rules)
+            .inspect_err(|e| tracing::warn!("per-model token limits are not checked at the door: {e}"))
+            .ok();
+        ledger_ingest::Launch {
+            kafka: self.kafka.clone(),
+            topics: self.topics.clone(),
+            partitions: self.processor.partitions,
+            settings,
+            door: ledger_ingest::validate::Door { rules: Some(self.processor.acceptance), catalog: catalog.map(Into::into) },
         }
     }
 

@@ -155,6 +155,16 @@ impl Catalog {
         self.price(event, &tokens)
     }
 
+    /// `implausible_tokens` when the catalog prices the event's model and its tokens exceed
+    /// that model's limits ([`CatalogEntry::check_limits`]); every other outcome, unknown models
+    /// included, is `Ok` and left to the processor. Ingest checks this at the door.
+    pub fn check_limits(&self, event: &UsageEvent) -> Result<(), Rejection> {
+        match self.price_event(event) {
+            Err(r) if r.reason == RejectReason::ImplausibleTokens => Err(r),
+            _ => Ok(()),
+        }
+    }
+
     /// Prices an event with validated token counts, following docs/pricing.md exactly.
     ///
     /// The entry is found for `response_model`, else (absent or unknown) for `request_model`;
