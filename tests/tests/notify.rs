@@ -6,8 +6,12 @@
 //! is down (messages pending) and once after deliveries. Each webhook still gets exactly one
 //! message per transition (NOTIFY, THROTTLE, REROUTE, BLOCK), in order, each with its
 //! idempotency key; a budget that alerts only on `block` gets only its BLOCK.
+//!
+//! A second test runs the whole path: spend -> `ledger enforce` -> signals -> `ledger notify` ->
+//! receiver, one message per crossing and none for spend that stays within a state.
 
 use std::collections::BTreeMap;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use ledger_core::budget::BudgetPolicy;
 use ledger_core::signal::{BudgetSignal, BudgetState};
 use ledger_core::Money;
@@ -317,5 +321,98 @@ async fn one_message_per_transition_despite_a_receiver_down_for_20s_and_two_kill
         assert!(text.contains(needle), "{needle} in the Slack message: {text}");
     }
     assert!(reroute["blocks"].as_array().is_some_and(|b| b.len() >= 3), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Cumulative spend of `tenant` this hour on source partition 0, as `ledger process` publishes it.
+fn spend(tenant: &str, usd: &str, offset: i64) -> ledger_core::spend::SpendUpdate {
+    let hour = Utc::now().date_naive().and_hms_opt(Utc::now().hour(), 0, 0).unwrap().and_utc();
+    ledger_core::spend::SpendUpdate {
+        scope: ledger_core::attribution::Attribution::tenant(tenant).with_model(None).to_owned_key(),
+        period_start: hour,
+        bucket: ledger_core::spend::BUCKET_HOUR.into(),
+        source_topic: "llm.usage.v1".into(),
+        source_partition: 0,
+        cost_usd: usd.parse().expect("amount"),
+        input_tokens: 1000,
+        output_tokens: 100,
+        total_tokens: 1100,
+        request_count: 1,
+        last_offset: offset,
+        max_event_time: hour,
+        updated_at: Utc::now(),
+    }
+}
+
+/// The whole alert path on the real services: spend -> `ledger enforce` -> signals -> `ledger
+/// notify` -> a local receiver. Spend that stays within a state sends nothing; each crossing
+/// sends one message, NOTIFY, THROTTLE, REROUTE, BLOCK, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforcer_signals_become_one_message_per_transition() {
+    let env = TestEnv::new("notifyenf");
+    ledger_kafka::admin::ensure_topics(&env.kafka, &ledger_kafka::admin::ledger_topics(&env.topics, 1)).await.expect("topics");
+    let dir = std::env::temp_dir().join(format!("notifyenf-{}", random_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let budgets = dir.join("budgets.toml");
+    std::fs::write(&budgets, BUDGETS.replace("limit_usd = \"100\"", "limit_usd = \"100\"\nlookahead_secs = 0")).unwrap();
+    let inbox: Inbox = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(listener, axum::Router::new().fallback(receive).with_state(inbox.clone())).into_future());
+    let config = dir.join("ledger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[notify]\nprogress_topic = \"{}notify-progress\"\ngroup_id = \"{}-notify\"\n\n\
+             [[notify.webhooks]]\nname = \"finops\"\nurl = \"http://{addr}/generic\"\nformat = \"json\"\n",
+            env.topics.signals, env.group
+        ),
+    )
+    .unwrap();
+    let notifier = Notifier::start(&env, &config, &budgets, 1);
+    let mut enforcer = env
+        .ledger()
+        .args(["enforce", "--budgets"])
+        .arg(&budgets)
+        .env("LEDGER__ENFORCER__GROUP_ID", format!("{}-enforcer", env.group))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting ledger enforce");
+
+    let producer = ledger_kafka::producer::idempotent_producer(&env.kafka).expect("producer");
+    let codec = ledger_schema::SpendUpdateCodec::new().expect("codec");
+    let mut offset = 0;
+    let states = ["NOTIFY", "THROTTLE", "REROUTE", "BLOCK"];
+    // Two updates per state: the first crosses a threshold, the second stays in the state.
+    for (i, amounts) in [["30", "31"], ["55", "60"], ["80", "85"], ["100", "101"]].iter().enumerate() {
+        for usd in amounts {
+            offset += 1;
+            let update = spend("acme", usd, offset);
+            let payload = codec.encode(&update).expect("encode");
+            let key = update.key();
+            let record = FutureRecord::to(&env.topics.spend).key(&key).payload(&payload);
+            ledger_kafka::producer::enqueue(&producer, record).await.expect("enqueue").await.expect("delivery").expect("ack");
+        }
+        wait_posts(&inbox, states[i], Duration::from_secs(60), |p| p.iter().any(|p| p.body["state"] == states[i]));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = enforcer.kill();
+    let _ = enforcer.wait();
+    notifier.kill_9();
+
+    let posts = inbox.lock().unwrap().clone();
+    let seen: Vec<(&str, &str)> =
+        posts.iter().map(|p| (p.body["previous_state"].as_str().unwrap(), p.body["state"].as_str().unwrap())).collect();
+    assert_eq!(seen, vec![("OK", "NOTIFY"), ("NOTIFY", "THROTTLE"), ("THROTTLE", "REROUTE"), ("REROUTE", "BLOCK")]);
+    for p in &posts {
+        assert_eq!(p.body["budget"], "acme-daily");
+        assert_eq!((p.idempotency_key.as_str(), p.body["id"].as_str()), (p.webhook_id.as_str(), Some(p.webhook_id.as_str())));
+    }
+    let spends: Vec<&str> = posts.iter().map(|p| p.body["spend_usd"].as_str().unwrap()).collect();
+    for (spend, amounts) in spends.iter().zip([["30", "31"], ["55", "60"], ["80", "85"], ["100", "101"]]) {
+        assert!(amounts.iter().any(|a| *spend == format!("{a}.000000000000")), "the spend of the crossing: {spends:?}");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
