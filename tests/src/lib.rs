@@ -621,3 +621,48 @@ pub async fn kill_9_rounds(env: &TestEnv, events: u64, rounds: u32) {
     eprintln!("final drain took {:?}", drain.elapsed());
     assert_ledger_matches(env, &sent).await;
 }
+
+/// Sends `events` (JSON objects) with `ledger produce --json` and prices them with
+/// `ledger process --until-drained`, accepting events up to ten years old (finance tests use
+/// fixed past months, so they never depend on today's date).
+pub fn process_events(env: &TestEnv, events: &[serde_json::Value]) {
+    let file = std::env::temp_dir().join(format!("events-{}.jsonl", random_suffix()));
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+    std::fs::write(&file, text).expect("writing the events file");
+    env.run_ledger(&["produce", "--json", file.to_str().expect("utf-8 path")]);
+    let out = env
+        .ledger()
+        .args(["process", "--until-drained"])
+        .env("LEDGER__PROCESSOR__ACCEPTANCE__MAX_AGE_DAYS", "3650")
+        .output()
+        .expect("running ledger process");
+    assert!(out.status.success(), "ledger process failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let _ = std::fs::remove_file(file);
+}
+
+/// The independent oracle's priced line for each event (tests/oracle/price_oracle.py): every
+/// cost term as exact text. Panics if it rejects any event.
+pub fn oracle_priced(events: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    let root = workspace_root();
+    let mut child = Command::new("python3")
+        .arg(root.join("tests/oracle/price_oracle.py"))
+        .args(["--catalog", "catalog/litellm-prices.json"])
+        .current_dir(&root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running python3 tests/oracle/price_oracle.py");
+    let input: String = events.iter().map(|e| format!("{e}\n")).collect();
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().expect("oracle output");
+    writer.join().expect("writer thread").expect("writing to the oracle");
+    assert!(out.status.success(), "oracle failed");
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("oracle JSON line")).collect();
+    for l in &lines {
+        assert!(l.get("error").is_none(), "the oracle rejected an event: {l}");
+    }
+    lines
+}

@@ -25,6 +25,7 @@ Examples:
   ledger enforce --budgets config/budgets.example.toml   # publish budget signals
   ledger budgets status                  # spend, limit, state and forecast per budget
   ledger report chargeback --month 2026-11 --by team
+  ledger export focus --month 2026-11    # FOCUS 1.2 rows for FinOps tools; `ledger close --month` freezes them
   ledger reconcile                       # ledger = rollups, no offset gaps; fails if not
   ledger ingest                          # HTTP POST /v1/usage for any language
   ledger price < events.jsonl             # price JSON lines with the shipped catalog, no Kafka
@@ -71,6 +72,12 @@ enum Command {
     Budgets(commands::budgets::BudgetsArgs),
     /// Run the HTTP ingest server (POST /v1/usage) for services in any language.
     Ingest(commands::ingest::IngestArgs),
+    /// Post one message per budget state change to webhooks (Slack or JSON), exactly once.
+    Notify(commands::notify::NotifyArgs),
+    /// Export a month's spend for finance tools (FOCUS 1.2).
+    Export(commands::export::ExportArgs),
+    /// Close a month's chargeback; later changes become correction lines.
+    Close(commands::close::CloseArgs),
     /// Consume-only baseline for benches/pipeline.sh (reads a topic, prints the rate).
     #[command(hide = true)]
     BenchConsume(commands::bench::BenchConsumeArgs),
@@ -83,11 +90,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Services log their progress; one-shot commands print their own results and log only
     // warnings unless RUST_LOG says otherwise.
-    ledger_ops::service::init_tracing(if matches!(cli.command, Command::Process(_) | Command::Enforce(_) | Command::Ingest(_)) {
-        "info"
-    } else {
-        "warn"
-    });
+    ledger_ops::service::init_tracing(
+        if matches!(cli.command, Command::Process(_) | Command::Enforce(_) | Command::Ingest(_) | Command::Notify(_)) {
+            "info"
+        } else {
+            "warn"
+        },
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -109,6 +118,9 @@ fn main() -> ExitCode {
             Command::Enforce(args) => commands::enforce::run(args).await,
             Command::Budgets(args) => commands::budgets::run(args).await,
             Command::Ingest(args) => commands::ingest::run(args).await,
+            Command::Notify(args) => commands::notify::run(args).await,
+            Command::Export(args) => commands::export::run(args).await,
+            Command::Close(args) => commands::close::run(args).await,
             Command::BenchConsume(args) => commands::bench::run(args).await,
             Command::BenchDeleteTopics(args) => commands::bench::delete_topics(args).await,
         }

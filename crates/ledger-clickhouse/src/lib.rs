@@ -6,15 +6,19 @@
 //! * [`LedgerRow`] is one `usage_ledger` row; [`LedgerWriter`] writes batches with the
 //!   offset fence of docs/architecture.md (exactly once in money) and reads the fence state back.
 //! * [`LedgerReader`] answers spend reports and the ledger-versus-rollups reconciliation.
+//! * [`charge_lines`] reads the ledger at the grain finance exports and closes ([`close`]).
 //!
 //! Every error is an [`Error`] tagged [`ErrorKind::Retryable`] or [`ErrorKind::Fatal`].
 
+pub mod charge_lines;
 pub mod chargeback;
+pub mod close;
 pub mod config;
 pub mod encoded;
 pub mod error;
 pub mod lookup;
 pub mod migrate;
+pub mod provider_usage;
 pub mod reconcile;
 pub mod report;
 pub mod row;

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "usage_ledger", sql: include_str!("../../../schemas/clickhouse/0001_usage_ledger.sql") },
     Migration { version: 2, name: "rollups", sql: include_str!("../../../schemas/clickhouse/0002_rollups.sql") },
     Migration { version: 3, name: "views", sql: include_str!("../../../schemas/clickhouse/0003_views.sql") },
+    Migration {
+        version: 4,
+        name: "chargeback_close",
+        sql: include_str!("../../../schemas/clickhouse/0004_chargeback_close.sql"),
+    },
 ];
 
 /// What happened to one migration during [`Migrator::migrate`].
@@ -76,6 +81,21 @@ pub struct MigrationReport {
 }
 
 impl MigrationReport {
+    /// One line per migration and a summary, for people.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for o in &self.outcomes {
+            let status = match o.status {
+                MigrationStatus::Applied => "applied",
+                MigrationStatus::AlreadyApplied => "already present",
+            };
+            out.push_str(&format!("{:04}_{:<20} {status}\n", o.version, o.name));
+        }
+        let (applied, present) = (self.applied().len(), self.already_applied().len());
+        out.push_str(&format!("database {}: {applied} applied, {present} already present\n", self.database));
+        out
+    }
+
     /// Versions applied by this run.
     pub fn applied(&self) -> Vec<u32> {
         self.versions(MigrationStatus::Applied)

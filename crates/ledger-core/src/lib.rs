@@ -19,8 +19,10 @@ pub mod pricing;
 pub mod secret;
 pub mod signal;
 pub mod spend;
+pub mod token_class;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogError, CatalogSource, LoadReport};
 pub use event::{EventTime, TagsRef, TokenCounts, UsageEvent, UsageEventRef};
 pub use money::Money;
 pub use pricing::{CostTerms, PriceField, PricedRef, PricedUsage, ResolvedPrices, RoutedFromCost};
+pub use token_class::TokenClass;

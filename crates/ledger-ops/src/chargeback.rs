@@ -217,6 +217,50 @@ impl ChargebackReport {
         Ok(rows)
     }
 
+    /// The report for people: a table (amounts rounded to `decimals` by largest remainder, so
+    /// the columns add up), the exact total and the allocation rule.
+    pub fn to_text(&self, decimals: u32) -> Result<String, OpsError> {
+        use std::fmt::Write as _;
+        let c = &self.chargeback;
+        let scope = self.tenant.as_ref().map(|t| format!("tenant {t}, ")).unwrap_or_default();
+        if c.total_requests == 0 {
+            return Ok(format!(
+                "No spend in database {} for {scope}{} (event time, UTC). Check --month, or run `ledger process`.\n",
+                self.database, self.month
+            ));
+        }
+        let name = self.by.name().replace('_', " ");
+        let header = [name.as_str(), "requests", "direct (USD)", "share of unattributed (USD)", "charged (USD)"];
+        let money = |m: Money| crate::format::fmt_money(m, decimals);
+        let cells = self
+            .display_rows(decimals)?
+            .into_iter()
+            .map(|w| vec![w.label, w.requests.to_string(), money(w.direct), money(w.share), money(w.charged)])
+            .collect();
+        let mut out = format!("{}\n", crate::format::table(&header, cells, &[1, 2, 3, 4]));
+        writeln!(
+            out,
+            "Chargeback of {scope}{} by {} in database {}. Total (exact): {} USD over {} requests = the ledger's total for \
+             the month.",
+            self.month,
+            self.by.name(),
+            self.database,
+            c.total,
+            c.total_requests
+        )?;
+        if c.unattributed != Money::ZERO && c.unallocated == Money::ZERO {
+            writeln!(out, "Allocation rule: {RULE}.")?;
+        } else if c.unattributed != Money::ZERO {
+            writeln!(out, "No spend is attributed, so the unattributed spend could not be allocated; it stays on its own line.")?;
+        }
+        writeln!(
+            out,
+            "Amounts are rounded to {decimals} decimals for display by largest remainder, so the columns add up to the total; \
+             --format csv|json is exact."
+        )?;
+        Ok(out)
+    }
+
     /// CSV: `line,key,requests,direct_usd,allocated_usd,charged_usd`; `line` is `attributed`,
     /// `unattributed` or `total`. The charged column of the attributed and unattributed lines
     /// adds up to the total line, exactly; so does the direct column.

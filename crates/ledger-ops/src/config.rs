@@ -13,12 +13,13 @@ use ledger_clickhouse::ClickHouseConfig;
 use ledger_enforcer::config::EnforcerSettings;
 use ledger_ingest::config::IngestSettings;
 use ledger_kafka::{KafkaConfig, TopicNames};
+use ledger_notify::NotifySettings;
 use ledger_processor::config::{ProcessorConfig, ProcessorSettings};
 
 use crate::OpsError;
 
 /// The sections of the configuration file.
-const SECTIONS: [&str; 6] = ["kafka", "topics", "clickhouse", "processor", "enforcer", "ingest"];
+const SECTIONS: [&str; 7] = ["kafka", "topics", "clickhouse", "processor", "enforcer", "ingest", "notify"];
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -36,9 +37,25 @@ pub struct LedgerConfig {
     pub enforcer: EnforcerSettings,
     /// `ledger ingest` settings.
     pub ingest: IngestSettings,
+    /// `ledger notify` settings.
+    pub notify: NotifySettings,
 }
 
 impl LedgerConfig {
+    /// What `ledger notify` runs with; the budgets file is `budgets`, else `notify.budgets_file`,
+    /// else `enforcer.budgets_file`.
+    pub fn notifier_config(&self, budgets: Option<std::path::PathBuf>) -> ledger_notify::NotifierConfig {
+        let budgets_file = budgets.or(self.notify.budgets_file.clone()).unwrap_or(self.enforcer.budgets_file.clone());
+        ledger_notify::NotifierConfig {
+            kafka: self.kafka.clone(),
+            signals_topic: self.topics.signals.clone(),
+            partitions: self.enforcer.partitions,
+            replication: ledger_kafka::admin::Replication::of(&self.topics),
+            settings: self.notify.clone(),
+            budgets_file,
+        }
+    }
+
     /// What `ledger ingest` runs with: these settings (the command line's overrides applied), the
     /// Kafka connection and topics, and the processor's acceptance rules and catalog so that what
     /// the processor would reject is refused at the door. A catalog that does not load leaves
@@ -93,6 +110,7 @@ impl LedgerConfig {
             processor: section(&figment, "processor", &mut errors),
             enforcer: section(&figment, "enforcer", &mut errors),
             ingest: section(&figment, "ingest", &mut errors),
+            notify: section(&figment, "notify", &mut errors),
         };
         if errors.is_empty() {
             if let Err(e) = config.kafka.resolve_secrets() {

@@ -201,6 +201,24 @@ impl InspectReport {
             .collect()
     }
 
+    /// The summary table by reason, the listed records, and how to see more.
+    pub fn to_text(&self) -> String {
+        let header = ["reason", "count", "first rejected", "last rejected", "example detail"];
+        let mut out = format!("{}\n", crate::format::table(&header, self.summary_rows(), &[1]));
+        if !self.listed.is_empty() {
+            let header = ["dlq p/offset", "source p/offset", "event_id", "reason", "detail"];
+            out.push_str(&format!("{}\n", crate::format::table(&header, self.listed_rows(), &[])));
+        }
+        let matched = self.matched();
+        if (self.listed.len() as u64) < matched {
+            out.push_str(&format!(
+                "first {} of {matched} listed; --limit N lists more, --format json lists all\n",
+                self.listed.len()
+            ));
+        }
+        out
+    }
+
     /// `(dlq partition/offset, source partition/offset, event id, reason, detail)` per listed record.
     pub fn listed_rows(&self) -> Vec<Vec<String>> {
         self.listed
@@ -333,6 +351,12 @@ pub struct ReplayPlan {
 }
 
 impl ReplayPlan {
+    /// The plan as a table, per reason, under the records read of `topic`.
+    pub fn to_text(&self, topic: &str) -> String {
+        let header = ["reason", "selected", "no event_id (skip)", "repeated id (skip)", "in ledger (skip)", "to replay"];
+        format!("{topic}: {} dead letters read\n{}\n", self.read, crate::format::table(&header, self.rows(), &[1, 2, 3, 4, 5]))
+    }
+
     /// `(reason, selected, no event id, repeated, in ledger, to replay)` per reason, and a total
     /// row when there are several reasons.
     pub fn rows(&self) -> Vec<Vec<String>> {
@@ -412,6 +436,20 @@ pub struct ReplayResult {
     pub first_error: Option<String>,
     /// How long sending took.
     pub elapsed: Duration,
+}
+
+impl ReplayResult {
+    /// One paragraph for people: what was sent to `usage_topic` from `dlq_topic`.
+    pub fn to_text(&self, usage_topic: &str, dlq_topic: &str) -> String {
+        let total: u64 = self.sent.values().sum();
+        let by_reason: Vec<String> = self.sent.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        format!(
+            "replayed {total} events to {usage_topic} in {:.1?} ({}); each carries {HEADER_REPLAYED_FROM}. \
+             The processor prices them as it consumes them (`ledger process`); the dead letters stay in {dlq_topic}.",
+            self.elapsed,
+            if by_reason.is_empty() { "none".to_owned() } else { by_reason.join(", ") }
+        )
+    }
 }
 
 /// Sends the plan's dead letters to `usage_topic`: the original key and bytes, to the source

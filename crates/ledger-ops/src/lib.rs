@@ -4,6 +4,8 @@
 //! - [`reconcile`]: the ledger against its rollups and its Kafka offsets.
 //! - [`dlq`]: the dead-letter topic by reason, and replays that count once.
 //! - [`chargeback`]: a month's spend charged to teams, projects or cost centers.
+//! - [`focus`]: a month's AI spend as FOCUS rows; [`close`]: the month-end close and its corrections.
+//! - [`provider`]: the ledger against a provider's own usage and cost exports.
 //! - [`spend`]: spend grouped by attribution dimensions, and the daily chart.
 //! - [`price`], [`prices`], [`price_lookup`], [`price_diff`]: pricing JSON lines, what a catalog
 //!   holds, what a model name resolves to, and what changed between two catalogs (and what the
@@ -13,8 +15,10 @@
 pub mod bench;
 pub mod chargeback;
 pub mod chart;
+pub mod close;
 pub mod config;
 pub mod dlq;
+pub mod focus;
 pub mod format;
 pub mod metrics_endpoint;
 pub mod price;
@@ -22,6 +26,7 @@ pub mod price_diff;
 pub mod price_lookup;
 pub mod prices;
 pub mod produce;
+pub mod provider;
 pub mod range;
 pub mod reconcile;
 pub mod service;

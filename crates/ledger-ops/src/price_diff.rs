@@ -206,7 +206,7 @@ pub async fn diff(
     ledger: Option<&ClickHouseConfig>,
     month: Option<&str>,
 ) -> Result<String, OpsError> {
-    use crate::format::table;
+    use crate::format::titled_table as table;
     let d = diff_sources(&old.sources()[0], &new.sources()[0]);
     let (added, removed, changed) = (d.added.len(), d.removed.len(), d.changed.len());
     let mut out = format!(

@@ -58,7 +58,7 @@ impl CheckReport {
     /// ignored prices; with `verbose` also every skipped entry, every priced model and every
     /// model a tier leaves at the plain prices.
     pub fn render(&self, verbose: bool) -> String {
-        use crate::format::table;
+        use crate::format::titled_table as table;
         let mut out = format!("catalog {} (price version {})\n", self.source, self.version);
         out += &table("", &["", "count"], &self.counts);
         out += &table("\npriced models by litellm_provider", &["litellm_provider", "priced models"], &self.by_provider);

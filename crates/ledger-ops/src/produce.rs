@@ -45,6 +45,33 @@ impl Sent {
         self.valid + self.duplicates + self.invalid
     }
 
+    /// `N new, N resent duplicates, N invalid`.
+    pub fn kinds(&self) -> String {
+        format!("{} new, {} resent duplicates, {} invalid", self.valid, self.duplicates, self.invalid)
+    }
+
+    /// What a paced run (`rate` events/s planned for `duration`) achieved, for people.
+    pub fn paced_summary(&self, topic: &str, rate: u64, duration: Duration) -> String {
+        let achieved = u128::from(self.total()) * 1_000_000 / self.sending.as_micros().max(1);
+        let mut text = format!(
+            "produced {} messages to {topic} in {:.1?}: achieved {achieved} events/s (target {rate}/s); all {} acknowledged \
+             by Kafka after {:.1?}; {}; most behind schedule: {} events",
+            self.total(),
+            self.sending,
+            self.acknowledged,
+            self.all_acknowledged,
+            self.kinds(),
+            self.max_behind
+        );
+        if self.sending > duration + Duration::from_secs(1) {
+            text.push_str(&format!(
+                "\nnote: the run took {:.1?} instead of {duration:?}: this machine could not sustain {rate} events/s",
+                self.sending
+            ));
+        }
+        text
+    }
+
     fn count(&mut self, message: &Synthetic) {
         match message {
             Synthetic::Valid(_) => self.valid += 1,

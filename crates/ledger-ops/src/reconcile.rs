@@ -101,6 +101,22 @@ impl ReconcileReport {
         (duplicates, gaps, dead)
     }
 
+    /// What `ledger reconcile` prints: a pass/fail table of the checks over `range` (its
+    /// description), then [`ReconcileReport::findings`].
+    pub fn to_text(&self, limit: usize, range: &str) -> String {
+        use comfy_table::{Cell, Color};
+        let mut table = crate::format::table(&["check", "result", "detail"], Vec::new(), &[]);
+        for c in &self.checks {
+            let result = if c.passed { Cell::new("PASS").fg(Color::Green) } else { Cell::new("FAIL").fg(Color::Red) };
+            table.add_row(vec![Cell::new(&c.name), result, Cell::new(&c.detail)]);
+        }
+        format!(
+            "Reconciliation of database {} ({range}; rows by event time, UTC)\n{table}\n{}",
+            self.database,
+            self.findings(limit)
+        )
+    }
+
     /// What `ledger reconcile` prints below its table of checks: the duplicate, gap and
     /// dead-letter lists (at most `limit` lines each) with what to do, and the verdict.
     pub fn findings(&self, limit: usize) -> String {

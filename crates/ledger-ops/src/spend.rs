@@ -70,6 +70,26 @@ pub async fn spend(
 }
 
 impl SpendReport {
+    /// The report for people: a table (costs rounded to `decimals`) and the exact total, or
+    /// what to do when `range` has no spend.
+    pub fn to_text(&self, range: &str, decimals: u32) -> String {
+        if self.rows.is_empty() {
+            return format!(
+                "No spend recorded in database {} for {range}.\nRun `ledger process` to fill the ledger, or widen --from/--to.\n",
+                self.database
+            );
+        }
+        let mut header: Vec<&str> = self.by.iter().map(|d| d.name()).collect();
+        header.extend(["requests", "input tokens", "output tokens", "cost (USD)"]);
+        let right: Vec<usize> = (self.by.len()..header.len()).collect();
+        let table = crate::format::table(&header, self.display_rows(decimals), &right);
+        format!(
+            "Spend in database {} for {range}\n{table}\nTotal (exact): {} USD over {} requests. Costs above are rounded \
+             half-to-even to {decimals} decimals; the total is the exact sum of the unrounded costs.\n",
+            self.database, self.total.cost, self.total.requests
+        )
+    }
+
     /// CSV with exact 12-digit costs: one column per dimension, then the counters.
     pub fn to_csv(&self) -> String {
         let mut header: Vec<&str> = self.by.iter().map(|d| d.name()).collect();

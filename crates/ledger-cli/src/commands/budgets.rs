@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 
 use ledger_enforcer::status::BudgetStatus;
 
@@ -105,18 +105,7 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             let rows: Vec<serde_json::Value> = report.budgets.iter().map(BudgetStatus::to_json).collect();
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
-        Format::Table => print_table(&report.budgets, now),
+        Format::Table => print!("{}", ledger_ops::format::budget_status_text(&report.budgets, now)),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_table(rows: &[BudgetStatus], now: DateTime<Utc>) {
-    if rows.is_empty() {
-        println!("no budgets in the budgets file");
-        return;
-    }
-    let right: Vec<usize> = (0..BudgetStatus::NUMERIC.len()).filter(|&i| BudgetStatus::NUMERIC[i]).collect();
-    let cells = rows.iter().map(|r| r.cells(now).to_vec()).collect();
-    println!("{}", super::table(&BudgetStatus::COLUMNS, cells, &right));
-    println!("state, burn rate and exhaustion come from the enforcer's last signal; forecast = spend at the period's average rate so far");
 }

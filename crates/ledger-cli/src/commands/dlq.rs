@@ -6,10 +6,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ledger_kafka::dead_letter::HEADER_REPLAYED_FROM;
-use ledger_ops::dlq::{self, Found, InspectReport, ReplayPlan, Selection};
+use ledger_ops::dlq::{self, Found, Selection};
 
-use super::{progress_bar, table};
+use super::progress_bar;
 use crate::config::ConfigArgs;
 
 /// Arguments of `ledger dlq`.
@@ -150,23 +149,9 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{topic}: {} dead letters read{matching}, {} listed", report.read, report.listed.len());
         }
         Format::Table if matched == 0 => println!("{topic}: {} dead letters, none{filter}.", report.read),
-        Format::Table => {
-            println!("{topic}: {} dead letters{matching}", report.read);
-            print_inspect(&report);
-        }
+        Format::Table => print!("{topic}: {} dead letters{matching}\n{}", report.read, report.to_text()),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_inspect(report: &InspectReport) {
-    println!("{}", table(&["reason", "count", "first rejected", "last rejected", "example detail"], report.summary_rows(), &[1]));
-    if !report.listed.is_empty() {
-        println!("{}", table(&["dlq p/offset", "source p/offset", "event_id", "reason", "detail"], report.listed_rows(), &[]));
-    }
-    let matched = report.matched();
-    if (report.listed.len() as u64) < matched {
-        println!("first {} of {matched} listed; --limit N lists more, --format json lists all", report.listed.len());
-    }
 }
 
 async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -203,7 +188,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         println!("{dlq_topic}: {read} dead letters, none matches the selection; nothing to replay.");
         return Ok(ExitCode::SUCCESS);
     }
-    print_plan(&dlq_topic, &plan);
+    print!("{}", plan.to_text(&dlq_topic));
     let to_send = plan.to_send.len();
     if to_send == 0 {
         println!("nothing to replay: every selected event is already in the ledger or cannot be replayed.");
@@ -220,14 +205,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let result = dlq::send_replay(&config.kafka, &usage_topic, &plan)
         .await
         .with_context(|| format!("replaying to {usage_topic} (is Kafka running? `ledger stack status`)"))?;
-    let total: u64 = result.sent.values().sum();
-    let by_reason: Vec<String> = result.sent.iter().map(|(r, n)| format!("{n} {r}")).collect();
-    println!(
-        "replayed {total} events to {usage_topic} in {:.1?} ({}); each carries {HEADER_REPLAYED_FROM}. \
-         The processor prices them as it consumes them (`ledger process`); the dead letters stay in {dlq_topic}.",
-        result.elapsed,
-        if by_reason.is_empty() { "none".to_owned() } else { by_reason.join(", ") }
-    );
+    println!("{}", result.to_text(&usage_topic, &dlq_topic));
     if result.failed > 0 {
         anyhow::bail!(
             "{} of {to_send} replays were not acknowledged by Kafka ({}); run the same replay again: \
@@ -237,12 +215,6 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_plan(topic: &str, plan: &ReplayPlan) {
-    let header = ["reason", "selected", "no event_id (skip)", "repeated id (skip)", "in ledger (skip)", "to replay"];
-    println!("{topic}: {} dead letters read", plan.read);
-    println!("{}", table(&header, plan.rows(), &[1, 2, 3, 4, 5]));
 }
 
 /// Asks on the terminal; refuses when stdin is not one.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ledger_clickhouse::{ClickHouseConfig, MigrationStatus, Migrator};
+use ledger_clickhouse::{ClickHouseConfig, Migrator};
 
 /// Where the ledger lives; shared by `ledger migrate` and `ledger report`. The flags override
 /// the config file and the `LEDGER__CLICKHOUSE__*` environment variables.
@@ -53,18 +53,6 @@ pub(crate) async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let client = config.client().context("invalid ClickHouse settings")?;
     let migrator = Migrator::new(&config.database)?;
     let report = migrator.migrate(&client).await.map_err(|e| ledger_ops::OpsError::clickhouse(e, &config.url))?;
-    for o in &report.outcomes {
-        let status = match o.status {
-            MigrationStatus::Applied => "applied",
-            MigrationStatus::AlreadyApplied => "already present",
-        };
-        println!("{:04}_{:<20} {status}", o.version, o.name);
-    }
-    println!(
-        "database {}: {} applied, {} already present",
-        report.database,
-        report.applied().len(),
-        report.already_applied().len()
-    );
+    print!("{}", report.to_text());
     Ok(ExitCode::SUCCESS)
 }

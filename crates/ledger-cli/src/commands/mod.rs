@@ -2,10 +2,13 @@
 
 pub(crate) mod bench;
 pub(crate) mod budgets;
+pub(crate) mod close;
 pub(crate) mod dlq;
 pub(crate) mod enforce;
+pub(crate) mod export;
 pub(crate) mod ingest;
 pub(crate) mod migrate;
+pub(crate) mod notify;
 pub(crate) mod price;
 pub(crate) mod prices;
 pub(crate) mod process;
@@ -13,6 +16,8 @@ pub(crate) mod produce;
 pub(crate) mod reconcile;
 pub(crate) mod report;
 pub(crate) mod stack;
+
+pub(crate) use ledger_ops::format::table;
 
 /// `error` with a hint of what to check as context, unless the error names a wrong setting
 /// itself (then a hint that a service may not be running would mislead).
@@ -63,22 +68,4 @@ impl ReadProgress {
     pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
     }
-}
-
-/// A table of `rows` under `header`, the columns `right` aligned right.
-pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> comfy_table::Table {
-    let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-    table.set_header(header.to_vec());
-    for r in rows {
-        table.add_row(r.into_iter().enumerate().map(|(i, c)| {
-            let cell = comfy_table::Cell::new(c);
-            if right.contains(&i) {
-                cell.set_alignment(comfy_table::CellAlignment::Right)
-            } else {
-                cell
-            }
-        }));
-    }
-    table
 }

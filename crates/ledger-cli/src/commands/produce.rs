@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use ledger_loadgen::Synthetic;
-use ledger_ops::produce::{self, Sent};
+use ledger_ops::produce;
 use ledger_ops::OpsError;
 
 use crate::config::ConfigArgs;
@@ -80,23 +80,7 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         bar.set_message(rate.to_string());
         let sent = produce::send_paced(&producer, &topic, generator, rate, total, &|n| bar.set_position(n)).await?;
         bar.finish_and_clear();
-        let achieved = u128::from(sent.total()) * 1_000_000 / sent.sending.as_micros().max(1);
-        eprintln!(
-            "produced {} messages to {topic} in {:.1?}: achieved {achieved} events/s (target {rate}/s); all {} acknowledged \
-             by Kafka after {:.1?}; {}; most behind schedule: {} events",
-            sent.total(),
-            sent.sending,
-            sent.acknowledged,
-            sent.all_acknowledged,
-            kinds(&sent),
-            sent.max_behind
-        );
-        if sent.sending > duration + std::time::Duration::from_secs(1) {
-            eprintln!(
-                "note: the run took {:.1?} instead of {duration:?}: this machine could not sustain {rate} events/s",
-                sent.sending
-            );
-        }
+        eprintln!("{}", sent.paced_summary(&topic, rate, duration));
         return Ok(ExitCode::SUCCESS);
     }
     let messages: Box<dyn Iterator<Item = Result<Synthetic, OpsError>>> = match (&args.synthetic, &args.json) {
@@ -112,12 +96,8 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     let sent = produce::send_all(&producer, &topic, messages, &|n| bar.set_position(n)).await?;
     bar.finish_and_clear();
     let per_sec = u128::from(sent.total()) * 1_000_000 / sent.all_acknowledged.as_micros().max(1);
-    eprintln!("produced {} messages to {topic} in {:.1?} ({per_sec}/s): {}", sent.total(), sent.all_acknowledged, kinds(&sent));
+    eprintln!("produced {} messages to {topic} in {:.1?} ({per_sec}/s): {}", sent.total(), sent.all_acknowledged, sent.kinds());
     Ok(ExitCode::SUCCESS)
-}
-
-fn kinds(sent: &Sent) -> String {
-    format!("{} new, {} resent duplicates, {} invalid", sent.valid, sent.duplicates, sent.invalid)
 }
 
 fn bar(quiet: bool, len: u64, template: &str) -> ProgressBar {

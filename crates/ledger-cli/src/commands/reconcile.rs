@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use comfy_table::{Cell, Color};
 use indicatif::{ProgressBar, ProgressStyle};
-use ledger_ops::reconcile::{ReconcileReport, STEPS};
+use ledger_ops::provider::Provider;
+use ledger_ops::reconcile::STEPS;
 
 use super::migrate::ClickHouseArgs;
 
@@ -32,8 +32,12 @@ Checks, each printed as pass or fail:
 Exit status: 0 when every check passes, 2 when one fails, 1 on errors (e.g. unreachable services).
 Offsets below the lowest one of the range are not checked (narrow ranges see only their span).
 Run it on closed ranges or with the processor caught up: rows written during the checks can
-show up as differences.")]
+show up as differences.
+`ledger reconcile provider --help`: the ledger against a provider's own usage export.")]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct ReconcileArgs {
+    #[command(subcommand)]
+    against: Option<Against>,
     #[command(flatten)]
     clickhouse: ClickHouseArgs,
     /// Start (inclusive): a date (YYYY-MM-DD, midnight UTC) or an RFC 3339 time. Default: all data.
@@ -50,6 +54,50 @@ pub(crate) struct ReconcileArgs {
     format: Format,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Against {
+    /// Compare the ledger with a provider's usage (and cost) export by day, model and token class.
+    #[command(after_help = "\
+Examples:
+  ledger reconcile provider --provider openai --file usage.json --file costs.json
+  ledger reconcile provider --provider anthropic --file usage_report.json --tolerance 0.5
+  ledger reconcile provider --provider openai --file usage.csv --format json
+
+Files: the providers' own usage/cost API responses saved as JSON, or their fields as CSV columns
+(docs/finance.md; samples in tests/data/provider/). Gaps: missing calls, token class mismatch,
+price mismatch (with a cost export). Exit 0 when no gap is beyond --tolerance, 2 when one is.")]
+    Provider(ProviderArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProviderArgs {
+    #[command(flatten)]
+    clickhouse: ClickHouseArgs,
+    /// Whose export format the files are: openai or anthropic.
+    #[arg(long, value_name = "NAME")]
+    provider: Provider,
+    /// A usage or cost export (.json, or .csv); repeat for both.
+    #[arg(long = "file", value_name = "FILE", required = true)]
+    files: Vec<std::path::PathBuf>,
+    /// Differences up to this percentage of the larger side do not fail the run.
+    #[arg(long, default_value = "0", value_name = "PERCENT")]
+    tolerance: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+async fn provider(args: ProviderArgs) -> anyhow::Result<ExitCode> {
+    let tolerance = ledger_ops::provider::parse_tolerance(&args.tolerance)?;
+    let files: Vec<&std::path::Path> = args.files.iter().map(|p| p.as_path()).collect();
+    let report = ledger_ops::provider::reconcile_provider(&args.clickhouse.config()?, args.provider, &files, tolerance).await?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
+        Format::Table => print!("{}", report.to_text()),
+    }
+    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CHECK_FAILED) })
+}
+
 /// Output format of `ledger reconcile`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Format {
@@ -60,6 +108,9 @@ enum Format {
 }
 
 pub(crate) async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    if let Some(Against::Provider(a)) = args.against {
+        return provider(a).await;
+    }
     let range = ledger_ops::range::parse_range(args.from.as_deref(), args.to.as_deref())?;
     let full = args.clickhouse.config.load()?;
     let config = args.clickhouse.config()?;
@@ -71,12 +122,10 @@ pub(crate) async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     let step = |message: &str| {
-        if bar.message().is_empty() {
-            bar.set_message(message.to_owned());
-        } else {
+        if !bar.message().is_empty() {
             bar.inc(1);
-            bar.set_message(message.to_owned());
         }
+        bar.set_message(message.to_owned());
     };
     let limit = args.limit.max(1);
     let report = ledger_ops::reconcile::reconcile(&config, &full.kafka, &full.topics, range, limit, &step).await;
@@ -87,18 +136,7 @@ pub(crate) async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     if args.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&report.to_json(limit))?);
     } else {
-        print_report(&report, limit, &ledger_ops::range::describe(range.0, range.1, all_time));
+        print!("{}", report.to_text(limit, &ledger_ops::range::describe(range.0, range.1, all_time)));
     }
     Ok(code)
-}
-
-fn print_report(r: &ReconcileReport, limit: usize, range: &str) {
-    let mut table = super::table(&["check", "result", "detail"], Vec::new(), &[]);
-    for c in &r.checks {
-        let result = if c.passed { Cell::new("PASS").fg(Color::Green) } else { Cell::new("FAIL").fg(Color::Red) };
-        table.add_row(vec![Cell::new(&c.name), result, Cell::new(&c.detail)]);
-    }
-    println!("Reconciliation of database {} ({range}; rows by event time, UTC)", r.database);
-    println!("{table}");
-    print!("{}", r.findings(limit));
 }

@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ledger_ops::spend::SpendReport;
 
 use super::migrate::ClickHouseArgs;
 
@@ -34,6 +33,8 @@ enum Format {
     Csv,
     /// JSON with exact 12-digit costs as strings.
     Json,
+    /// FOCUS 1.2 rows as CSV (`report chargeback` only; see docs/finance.md).
+    Focus,
 }
 
 /// Arguments of `ledger report spend`.
@@ -97,33 +98,13 @@ async fn spend(args: SpendArgs) -> anyhow::Result<ExitCode> {
     let all_time = args.from.is_none() && args.to.is_none();
     let range = format!("{} (event time, UTC)", ledger_ops::range::describe(from, to, all_time));
     match args.format {
+        Format::Focus => anyhow::bail!("--format focus is for `ledger report chargeback` (or `ledger export focus`)"),
         Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
         Format::Csv => print!("{}", report.to_csv()),
-        Format::Table if report.rows.is_empty() => {
-            println!(
-                "No spend recorded in database {} for {range}.\nRun `ledger process` to fill the ledger, or widen --from/--to.",
-                config.database
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-        Format::Table => print_spend(&report, &range, args.decimals),
+        Format::Table => print!("{}", report.to_text(&range, args.decimals)),
     }
     if report.rows.is_empty() && args.format != Format::Table {
         eprintln!("note: no spend recorded in database {} for {range}", config.database);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_spend(report: &SpendReport, range: &str, decimals: u32) {
-    let mut header: Vec<&str> = report.by.iter().map(|d| d.name()).collect();
-    header.extend(["requests", "input tokens", "output tokens", "cost (USD)"]);
-    let right: Vec<usize> = (report.by.len()..header.len()).collect();
-    println!("Spend in database {} for {range}", report.database);
-    println!("{}", super::table(&header, report.display_rows(decimals), &right));
-    let t = report.total;
-    println!(
-        "Total (exact): {} USD over {} requests. Costs above are rounded half-to-even to {decimals} decimals; the total is \
-         the exact sum of the unrounded costs.",
-        t.cost, t.requests
-    );
 }

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ledger_core::chargeback::CostCenterMapping;
-use ledger_core::Money;
-use ledger_ops::chargeback::{ChargeBy, ChargebackReport, ChargebackRequest, RULE};
-use ledger_ops::format::fmt_money;
+use ledger_ops::chargeback::{ChargeBy, ChargebackRequest};
 
 use super::Format;
 use crate::commands::migrate::ClickHouseArgs;
@@ -47,7 +45,8 @@ project), and with --by cost-center spend of a team the mapping does not list, i
 it is shown as its own line and allocated to the other lines in proportion to their attributed
 spend (largest remainder at the pico-dollar), so the charged column adds up exactly to the
 ledger's total for the month. CSV and JSON carry exact 12-digit amounts; the table rounds for
-display (--decimals) and prints the exact total.")]
+display (--decimals) and prints the exact total. --format focus writes the month as FOCUS 1.2
+rows (as `ledger export focus`; --by does not apply, --mapping adds a cost_center tag).")]
 pub(crate) struct ChargebackArgs {
     #[command(flatten)]
     clickhouse: ClickHouseArgs,
@@ -84,54 +83,17 @@ pub(super) async fn run(args: ChargebackArgs) -> anyhow::Result<ExitCode> {
     };
     let config = args.clickhouse.config()?;
     let request = ChargebackRequest { month: &args.month, by, mapping, tenant: args.tenant.as_deref() };
-    let report = ledger_ops::chargeback::chargeback(&config, &request).await?;
+    let report = || ledger_ops::chargeback::chargeback(&config, &request);
     match args.format {
-        Format::Csv => print!("{}", report.to_csv()),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report.to_json())?),
-        Format::Table => print_report(&report, args.decimals)?,
+        Format::Focus => {
+            let mapping = args.mapping.is_some().then(|| request.mapping.clone());
+            let export = ledger_ops::focus::export(&config, &args.month, request.tenant, mapping).await?;
+            print!("{}", export.to_csv());
+            eprintln!("{}", export.summary()?);
+        }
+        Format::Csv => print!("{}", report().await?.to_csv()),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report().await?.to_json())?),
+        Format::Table => print!("{}", report().await?.to_text(args.decimals)?),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_report(r: &ChargebackReport, decimals: u32) -> anyhow::Result<()> {
-    let c = &r.chargeback;
-    let scope = r.tenant.as_ref().map(|t| format!("tenant {t}, ")).unwrap_or_default();
-    if c.total_requests == 0 {
-        println!(
-            "No spend in database {} for {scope}{} (event time, UTC). Check --month, or run `ledger process`.",
-            r.database, r.month
-        );
-        return Ok(());
-    }
-    let rows = r.display_rows(decimals)?;
-    let name = r.by.name().replace('_', " ");
-    let header = [name.as_str(), "requests", "direct (USD)", "share of unattributed (USD)", "charged (USD)"];
-    let money = |m: Money| fmt_money(m, decimals);
-    let cells = rows
-        .into_iter()
-        .map(|w| vec![w.label, w.requests.to_string(), money(w.direct), money(w.share), money(w.charged)])
-        .collect();
-    let table = crate::commands::table(&header, cells, &[1, 2, 3, 4]);
-    println!("{table}");
-    println!(
-        "Chargeback of {scope}{} by {} in database {}. Total (exact): {} USD over {} requests = the ledger's total for \
-         the month.",
-        r.month,
-        r.by.name(),
-        r.database,
-        c.total,
-        c.total_requests
-    );
-    if c.unattributed != Money::ZERO {
-        if c.unallocated == Money::ZERO {
-            println!("Allocation rule: {RULE}.");
-        } else {
-            println!("No spend is attributed, so the unattributed spend could not be allocated; it stays on its own line.");
-        }
-    }
-    println!(
-        "Amounts are rounded to {decimals} decimals for display by largest remainder, so the columns add up to the total; \
-         --format csv|json is exact."
-    );
-    Ok(())
 }

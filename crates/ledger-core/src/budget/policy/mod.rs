@@ -10,7 +10,7 @@ mod parse;
 mod tests;
 mod thresholds;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono_tz::Tz;
@@ -155,6 +155,8 @@ pub struct Budget {
     pub lookahead_secs: u32,
     /// Burn rate = spend increase over this trailing window.
     pub burn_window_secs: u32,
+    /// The states whose transitions `ledger notify` sends to people (default: every state).
+    pub alert: BTreeSet<BudgetState>,
 }
 
 impl Budget {

@@ -14,7 +14,7 @@ use crate::aggregate::SpendScope;
 use crate::budget::scope::{shape_description, BudgetScope, SCOPE_FIELDS};
 use crate::decimal::Decimal;
 use crate::money::Money;
-use crate::signal::BudgetPeriod;
+use crate::signal::{BudgetPeriod, BudgetState};
 
 pub(super) struct Problems(Vec<PolicyProblem>);
 
@@ -67,8 +67,18 @@ fn timezone(v: &toml::Value) -> Result<Tz, String> {
 
 const TOP_KEYS: &[&str] = &["defaults", "budget"];
 const DEFAULT_KEYS: &[&str] = &["timezone", "lookahead_secs", "burn_window_secs"];
-const BUDGET_KEYS: &[&str] =
-    &["name", "scope", "period", "timezone", "limit_usd", "limit_tokens", "threshold", "lookahead_secs", "burn_window_secs"];
+const BUDGET_KEYS: &[&str] = &[
+    "name",
+    "scope",
+    "period",
+    "timezone",
+    "limit_usd",
+    "limit_tokens",
+    "threshold",
+    "lookahead_secs",
+    "burn_window_secs",
+    "alert",
+];
 pub(super) const THRESHOLD_KEYS: &[&str] =
     &["at_percent", "action", "throttle_fraction", "throttle_rate_per_sec", "retry_after_ms", "reroute"];
 
@@ -220,6 +230,7 @@ fn parse_budget(index: usize, v: &toml::Value, defaults: &Defaults, problems: &m
     }
 
     let thresholds = parse_thresholds(t.get("threshold"), loc, problems);
+    let alert = parse_alert(t.get("alert"), loc, problems);
 
     if problems.0.len() != before {
         return None;
@@ -234,7 +245,29 @@ fn parse_budget(index: usize, v: &toml::Value, defaults: &Defaults, problems: &m
         thresholds,
         lookahead_secs,
         burn_window_secs,
+        alert,
     })
+}
+
+/// `alert = ["throttle", "block"]`: the states whose transitions are sent to people.
+fn parse_alert(v: Option<&toml::Value>, loc: &str, problems: &mut Problems) -> BTreeSet<BudgetState> {
+    let Some(v) = v else { return BudgetState::ALL.into_iter().collect() };
+    let names = "\"ok\", \"notify\", \"throttle\", \"reroute\", \"block\"";
+    let Some(items) = v.as_array() else {
+        problems.add(loc, "alert", format!("expected a list of states ({names}), found a {}", type_name(v)));
+        return BTreeSet::new();
+    };
+    let mut states = BTreeSet::new();
+    for (i, item) in items.iter().enumerate() {
+        match string(item).map(|s| (s, BudgetState::parse(&s.to_ascii_uppercase()))) {
+            Ok((_, Some(state))) => {
+                states.insert(state);
+            }
+            Ok((s, None)) => problems.add(loc, format!("alert[{}]", i + 1), format!("{s:?} is not a state: one of {names}")),
+            Err(e) => problems.add(loc, format!("alert[{}]", i + 1), e),
+        }
+    }
+    states
 }
 
 fn allowed_shapes() -> String {

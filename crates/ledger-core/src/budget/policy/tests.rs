@@ -139,3 +139,15 @@ fn a_budget_describes_itself_in_one_line() {
          100% block; look-ahead 2 s, burn window 60 s"
     );
 }
+
+#[test]
+fn alert_states_default_to_every_state_and_are_checked() {
+    let b = &BudgetPolicy::parse(EXAMPLE).unwrap().budgets[0];
+    assert_eq!(b.alert.len(), BudgetState::ALL.len());
+    let text = EXAMPLE.replace("limit_usd = \"1000.00\"", "limit_usd = \"1000.00\"\nalert = [\"throttle\", \"BLOCK\"]");
+    let b = &BudgetPolicy::parse(&text).unwrap().budgets[0];
+    assert_eq!(b.alert.iter().copied().collect::<Vec<_>>(), vec![BudgetState::Throttle, BudgetState::Block]);
+    let bad = EXAMPLE.replace("limit_usd = \"1000.00\"", "limit_usd = \"1000.00\"\nalert = [\"panic\", 3]");
+    let err = BudgetPolicy::parse(&bad).unwrap_err().to_string();
+    assert!(err.contains("field `alert[1]`: \"panic\" is not a state") && err.contains("field `alert[2]`"), "{err}");
+}
