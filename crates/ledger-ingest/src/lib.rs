@@ -48,4 +48,7 @@ pub enum IngestError {
     /// The listener failed.
     #[error("{0}")]
     Io(String),
+    /// The schema settings are wrong, or the registry did not give the schema's id.
+    #[error(transparent)]
+    Registry(#[from] ledger_registry::RegistryError),
 }

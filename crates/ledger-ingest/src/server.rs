@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ledger_core::UsageEvent;
 use ledger_kafka::KafkaConfig;
-use ledger_schema::UsageEventCodec;
+use ledger_schema::{UsageEventCodec, WireFormat};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use tokio::time::Instant;
@@ -45,6 +45,7 @@ pub struct IngestState {
     topic: String,
     producer: FutureProducer,
     codec: UsageEventCodec,
+    wire: WireFormat,
     window: Option<AcceptanceRules>,
 }
 
@@ -84,8 +85,15 @@ impl IngestState {
             topic,
             producer,
             codec,
+            wire: WireFormat::SingleObject,
             window,
         })
+    }
+
+    /// Frames the events it writes as `wire` says (single-object by default).
+    pub fn with_wire_format(mut self, wire: WireFormat) -> Self {
+        self.wire = wire;
+        self
     }
 
     /// Puts new keys in force (a changed keys file): the next request sees them.
@@ -447,7 +455,7 @@ async fn write_all(state: &IngestState, events: &[UsageEvent]) -> Result<(), Str
     let deadline = Instant::now() + timeout;
     let mut deliveries = Vec::with_capacity(events.len());
     for event in events {
-        let payload = state.codec.encode(event).map_err(|e| format!("encoding failed: {e}"))?;
+        let payload = state.codec.encode_framed(event, state.wire).map_err(|e| format!("encoding failed: {e}"))?;
         // The key is the tenant id, exactly as every other producer keys the usage topic: the
         // processor's partitioning and dedupe rely on it.
         let mut record = FutureRecord::to(&state.topic).key(event.attribution.tenant_id.as_bytes()).payload(&payload);

@@ -100,7 +100,8 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let (config, mut settings) = args.keys.settings()?;
     settings.listen = args.listen.unwrap_or(settings.listen);
     let (kafka, topics, partitions) = (config.kafka.clone(), config.topics.clone(), config.processor.partitions);
-    let launch = ledger_ingest::Launch { kafka, topics, partitions, settings, window: Some(config.processor.acceptance) };
+    let (window, schema) = (Some(config.processor.acceptance), config.schema.clone());
+    let launch = ledger_ingest::Launch { kafka, topics, partitions, settings, window, schema };
     let shutdown = ledger_ops::service::start(None, String::new);
     ledger_ingest::run(launch, async move { shutdown.cancelled().await }).await?;
     tracing::info!("ingest stopped");

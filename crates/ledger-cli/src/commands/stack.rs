@@ -10,44 +10,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::ValueEnum as _;
 
-const AFTER_HELP: &str = "\
-Examples:
-  ledger stack up               # install what is missing, start both, wait until healthy
-  ledger stack up --secure      # also Kafka SASL_SSL (SCRAM) and ClickHouse HTTPS, then e.g.
-  ledger report spend --config .state/secure/ledger.toml
-  ledger stack status           # exit 0 when both run and answer, 3 otherwise
-  ledger stack logs kafka -f    # follow the broker log
-  ledger stack down             # stop what `up` started (data is kept)
-  ledger stack down --purge     # stop and delete all state
-
-  # a second, independent stack on other ports:
-  LEDGER_STATE_DIR=/tmp/s2 LEDGER_KAFKA_PORT=19092 LEDGER_KAFKA_CONTROLLER_PORT=19093 \\
-    LEDGER_CLICKHOUSE_HTTP_PORT=18123 LEDGER_CLICKHOUSE_TCP_PORT=19000 ledger stack up
-
-What runs (loopback only):
-  Apache Kafka 4.1.1, single node KRaft (broker + controller), jars resolved from Maven Central with
-  mvn, on the machine's Java 17; ClickHouse from Debian's clickhouse-server package. `up` installs
-  missing packages with apt-get (needs root or sudo). Topics are not auto-created.
-
-Environment (defaults in brackets):
-  LEDGER_STATE_DIR [<repo>/.state]      data, generated configs, logs and pid files
-  LEDGER_CACHE_DIR [~/.cache/llm-ledger] Kafka jars, under kafka-4.1.1/lib
-  LEDGER_KAFKA_PORT [9092]              LEDGER_KAFKA_CONTROLLER_PORT [9093]
-  LEDGER_CLICKHOUSE_HTTP_PORT [8123]    LEDGER_CLICKHOUSE_TCP_PORT [9000]
-  LEDGER_KAFKA_SECURE_PORT [9094]       LEDGER_CLICKHOUSE_HTTPS_PORT [8443]  (--secure)
-  LEDGER_CLICKHOUSE_INTERSERVER_PORT [disabled]
-  LEDGER_KAFKA_HEAP [-Xms512m -Xmx1g]   LEDGER_KAFKA_AUTO_CREATE_TOPICS [false]
-  LEDGER_CLICKHOUSE_MAX_MEMORY [2000000000 bytes]
-  LEDGER_KAFKA_START_TIMEOUT [90 s]     LEDGER_CLICKHOUSE_START_TIMEOUT [60 s]
-  LEDGER_STOP_TIMEOUT [30 s]            LEDGER_SCRIPTS_DIR [found automatically]
-
-The script is looked up in --scripts-dir / LEDGER_SCRIPTS_DIR, then in `scripts/` of the current
-directory and its parents, then next to the `ledger` binary's checkout, then in the source tree
-`ledger` was built from.";
-
 /// Arguments of `ledger stack`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = AFTER_HELP)]
+#[command(after_help = ledger_ops::stack::AFTER_HELP)]
 pub(crate) struct StackArgs {
     #[command(subcommand)]
     command: StackCommand,
@@ -65,6 +30,9 @@ enum StackCommand {
         /// and user `ledger`; writes `<state>/secure/ledger.toml`. Kept by later `up`s of the state dir.
         #[arg(long)]
         secure: bool,
+        /// Also a schema registry (Apicurio, Confluent-compatible API) on 127.0.0.1:8081. Kept likewise.
+        #[arg(long)]
+        registry: bool,
     },
     /// Stop the servers `up` started (SIGTERM, SIGKILL after 30 s). Idempotent.
     Down {
@@ -93,12 +61,15 @@ enum StackCommand {
 enum Service {
     Kafka,
     Clickhouse,
+    Registry,
 }
 
 impl StackCommand {
     fn script_args(&self) -> Vec<String> {
         match self {
-            Self::Up { secure } => ["up"].into_iter().chain(secure.then_some("--secure")).map(Into::into).collect(),
+            Self::Up { secure, registry } => {
+                ["up"].into_iter().chain(secure.then_some("--secure")).chain(registry.then_some("--registry")).map(Into::into).collect()
+            }
             Self::Down { purge } => ["down"].into_iter().chain(purge.then_some("--purge")).map(Into::into).collect(),
             Self::Status => vec!["status".into()],
             Self::Logs { service, follow, lines } => {
