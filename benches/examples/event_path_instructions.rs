@@ -30,7 +30,11 @@ fn main() {
         }
     };
     let codec = Codec::<UsageEvent>::new().expect("codec");
-    let catalog = ledger_benches::repo_catalog();
+    // `EVENT_PATH_CATALOG=small`: the earlier 65-model catalog instead of the shipped one
+    let catalog = match std::env::var("EVENT_PATH_CATALOG").as_deref() {
+        Ok("small") => ledger_benches::small_catalog(),
+        _ => ledger_benches::repo_catalog(),
+    };
     // `confluent` as the second argument: the messages in the Confluent wire format.
     let wire = match std::env::args().nth(2).as_deref() {
         Some("confluent") => WireFormat::Confluent { schema_id: ledger_benches::CONFLUENT_ID },
