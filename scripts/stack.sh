@@ -40,6 +40,8 @@
 #   LEDGER_CLICKHOUSE_MAX_MEMORY [2000000000]  bytes, per query and for all queries together
 #   LEDGER_KAFKA_START_TIMEOUT [90]  LEDGER_CLICKHOUSE_START_TIMEOUT [60]  seconds
 #   LEDGER_STOP_TIMEOUT [30]  seconds between SIGTERM and SIGKILL
+#   LEDGER_STACK_ONLY [all]  the instances to act on, e.g. `registry` (with --registry, in a state
+#                            dir of its own, beside a stack running from another one)
 #   LEDGER_CLICKHOUSE_SERVER [/usr/sbin/clickhouse-server]
 set -euo pipefail
 shopt -s nullglob
@@ -72,8 +74,15 @@ source "$SCRIPT_DIR/stack/registry.sh"
 # The instances of the stack, dependents first: `up` starts them from the last to the first,
 # `down` stops them from the first to the last, `status` and `logs` list them in this order.
 # A profile that runs more nodes (kafka-2, clickhouse-2, zookeeper, ...) lists them here.
+# LEDGER_STACK_ONLY (instance names) keeps only those, e.g. a registry of its own beside a stack
+# that runs from another state dir.
 stack_instances() {
-    if ((REGISTRY)); then echo registry kafka clickhouse; else echo kafka clickhouse; fi
+    local inst all=(kafka clickhouse) kept=()
+    ((REGISTRY == 0)) || all=(registry "${all[@]}")
+    for inst in "${all[@]}"; do
+        [[ -n ${LEDGER_STACK_ONLY:-} && " $LEDGER_STACK_ONLY " != *" $inst "* ]] || kept+=("$inst")
+    done
+    echo "${kept[@]}"
 }
 
 # The services of the instances, each once.

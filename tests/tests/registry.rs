@@ -15,7 +15,9 @@ use ledger_loadgen::{Generator, GeneratorOptions};
 use ledger_registry::{value_subject, RegistryClient, RegistryConfig, SchemaSettings};
 use ledger_schema::{AvroRecord, Codec, Framing, WireFormat};
 use ledger_sdk::{Emitter, EmitterConfig};
-use ledger_tests::{assert_ledger_matches, produce_synthetic, random_suffix, read_topic, running_registry, SecureFiles, Sent, TestEnv};
+use ledger_tests::{
+    assert_ledger_matches, produce_synthetic, random_suffix, read_topic, running_registry, workspace_root, SecureFiles, Sent, TestEnv,
+};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureRecord;
 
@@ -273,4 +275,60 @@ async fn the_registry_over_https_is_verified_against_the_profiles_ca() {
     let untrusted = RegistryClient::new(&RegistryConfig { retries: 0, ..RegistryConfig::new(&url) }).expect("client");
     let err = untrusted.schema_by_id(id).await.expect_err("an unknown CA").to_string();
     assert!(err.contains("certificate") || err.contains("UnknownIssuer"), "{err}");
+}
+
+/// The python of the virtualenv with chDB (made by tests/chdb/setup.sh on first use).
+fn chdb_python() -> String {
+    let out = Command::new(workspace_root().join("tests/chdb/setup.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("running tests/chdb/setup.sh");
+    assert!(out.status.success(), "tests/chdb/setup.sh failed (python3 with venv and PyPI are needed)");
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+}
+
+/// An external reader: ClickHouse's `AvroConfluent` input format decodes the messages `ledger
+/// produce` wrote, fetching the schema from the registry by the id in each message, as a
+/// ClickHouse Kafka table would. The stack's ClickHouse 18.16 has no Avro formats at all (it
+/// answers "Unknown format AvroConfluent"), so a current ClickHouse runs in process (chDB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_avro_confluent_decodes_our_records_by_schema_id() {
+    let registry = running_registry();
+    let python = chdb_python();
+    let env = TestEnv::new("registry_chdb");
+    let sent = events(40, 61);
+    produce_json(&env, &sent, &confluent_with_registry(&registry));
+    let messages = read_topic(&env, &env.topics.usage);
+    assert_eq!(messages.len(), sent.len());
+    let file = std::env::temp_dir().join(format!("ledger-registry-{}.avro-confluent", random_suffix()));
+    let bytes: Vec<u8> = messages.iter().flat_map(|m| m.payload().unwrap_or_default().to_vec()).collect();
+    assert_eq!(bytes.first(), Some(&ledger_schema::CONFLUENT_MAGIC));
+    std::fs::write(&file, &bytes).expect("writing the messages");
+    let out = Command::new(&python)
+        .arg(workspace_root().join("tests/chdb/read_avro_confluent.py"))
+        .args([file.to_str().expect("utf-8 path"), &registry])
+        .output()
+        .expect("running read_avro_confluent.py");
+    std::fs::remove_file(&file).expect("removing the messages file");
+    assert!(out.status.success(), "chDB could not read the messages:\n{}", String::from_utf8_lossy(&out.stderr));
+    let read: BTreeMap<String, serde_json::Value> = String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON row"))
+        .map(|row| (row["event_id"].as_str().expect("event_id").to_owned(), row))
+        .collect();
+    assert_eq!(read.len(), sent.len(), "{read:?}");
+    for e in &sent {
+        let row = &read[&e.event_id];
+        let expected = serde_json::json!({
+            "event_id": e.event_id,
+            "event_time": e.event_time.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+            "tenant_id": e.attribution.tenant_id,
+            "request_model": e.request_model,
+            "input_tokens": e.input_tokens,
+            "output_tokens": e.output_tokens,
+            "provided_cost_usd": e.provided_cost_usd.as_ref().map(|m| m.to_string()),
+        });
+        assert_eq!(row, &expected);
+    }
 }
