@@ -64,10 +64,8 @@ pub fn registry_url() -> String {
 pub fn running_registry() -> String {
     let url = registry_url();
     let authority = url.trim_start_matches("http://").trim_start_matches("https://").split('/').next().unwrap_or_default();
-    let reachable = authority
-        .parse()
-        .ok()
-        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    let reachable =
+        authority.parse().ok().is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
     assert!(
         reachable,
         "the schema registry is not reachable at {url}: start it with `scripts/stack.sh up --registry` \

@@ -16,7 +16,8 @@ use ledger_registry::{value_subject, RegistryClient, RegistryConfig, SchemaSetti
 use ledger_schema::{AvroRecord, Codec, Framing, WireFormat};
 use ledger_sdk::{Emitter, EmitterConfig};
 use ledger_tests::{
-    assert_ledger_matches, produce_synthetic, random_suffix, read_topic, running_registry, workspace_root, SecureFiles, Sent, TestEnv,
+    assert_ledger_matches, produce_synthetic, random_suffix, read_topic, running_registry, workspace_root, SecureFiles, Sent,
+    TestEnv,
 };
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureRecord;
@@ -26,8 +27,11 @@ const UNKNOWN_ID: u32 = 2_000_000_000;
 
 /// `count` valid synthetic events with their own ids.
 fn events(count: usize, seed: u64) -> Vec<UsageEvent> {
-    let mut generator =
-        Generator::new(GeneratorOptions { seed, id_prefix: format!("registry-{}", random_suffix()), ..GeneratorOptions::default() });
+    let mut generator = Generator::new(GeneratorOptions {
+        seed,
+        id_prefix: format!("registry-{}", random_suffix()),
+        ..GeneratorOptions::default()
+    });
     (0..count).map(|_| generator.valid_event()).collect()
 }
 
@@ -130,9 +134,13 @@ async fn both_framings_in_one_topic_land_once_with_the_schema_from_the_registry(
         registry: Some(RegistryConfig::new(&registry)),
         ..SchemaSettings::default()
     };
-    let emitter =
-        Emitter::new(EmitterConfig { kafka: env.kafka.clone(), topic: env.topics.usage.clone(), schema, ..EmitterConfig::default() })
-            .expect("emitter");
+    let emitter = Emitter::new(EmitterConfig {
+        kafka: env.kafka.clone(),
+        topic: env.topics.usage.clone(),
+        schema,
+        ..EmitterConfig::default()
+    })
+    .expect("emitter");
     for e in &from_sdk {
         emitter.emit(e.clone()).expect("emit");
     }
@@ -152,7 +160,8 @@ async fn both_framings_in_one_topic_land_once_with_the_schema_from_the_registry(
     let (single, confluent) = framings(&env);
     assert_eq!(single, 2_000, "the single-object messages");
     assert_eq!(confluent, BTreeMap::from([(id, 1_800), (UNKNOWN_ID, 5)]), "Confluent messages by schema id");
-    let unknown: Vec<_> = dead_letters(&env).into_iter().filter(|(_, d)| d.contains(&format!("schema id {UNKNOWN_ID}"))).collect();
+    let unknown: Vec<_> =
+        dead_letters(&env).into_iter().filter(|(_, d)| d.contains(&format!("schema id {UNKNOWN_ID}"))).collect();
     assert_eq!(unknown.len(), 5, "{unknown:?}");
     for (reason, detail) in &unknown {
         assert_eq!(reason, "decode_error");
@@ -188,7 +197,9 @@ async fn configured_ids_need_no_registry_and_unknown_ids_are_dead_letters() {
     for (reason, detail) in letters {
         assert_eq!(reason, "decode_error");
         assert!(
-            detail.contains("Confluent schema id 8: unknown (not among the configured schema.ids, and no schema.registry is configured)"),
+            detail.contains(
+                "Confluent schema id 8: unknown (not among the configured schema.ids, and no schema.registry is configured)"
+            ),
             "{detail}"
         );
     }
@@ -261,7 +272,12 @@ async fn the_registry_over_https_is_verified_against_the_profiles_ca() {
         .and_then(|s| s.get("registry"))
         .and_then(|r| r.get("url"))
         .and_then(|u| u.as_str())
-        .unwrap_or_else(|| panic!("{} has no [schema.registry]: start the stack with `scripts/stack.sh up --secure --registry`", files.config.display()))
+        .unwrap_or_else(|| {
+            panic!(
+                "{} has no [schema.registry]: start the stack with `scripts/stack.sh up --secure --registry`",
+                files.config.display()
+            )
+        })
         .to_owned();
     assert!(url.starts_with("https://"), "{url}");
     let config = RegistryConfig { ca_file: Some(files.ca.clone()), ..RegistryConfig::new(&url) };

@@ -128,29 +128,30 @@ impl Core {
         let (catalog, rules, ids) = (&self.catalog, &self.config.settings.acceptance, self.schema_ids.ids());
         // The borrowed view is validated, priced, encoded into the batch and aggregated without
         // allocating; nothing of an accepted event is copied but its bytes into the batch.
-        let decoded = self.codec.decode_framed_with(ids, payload, |event| match decide(catalog, rules, event, &state.dedupe, now_ms) {
-            Verdict::Duplicate => Outcome::Duplicate,
-            // The event id is copied only for a rejection (it goes into the dead-letter headers).
-            Verdict::Reject(r) => Outcome::Reject(r, Some(event.event_id.to_owned())),
-            Verdict::Accept(priced, tokens, id) => {
-                let batch = state.batch.as_mut().expect("opened above");
-                if let Err(e) = batch.push(event, &priced, offset) {
-                    // Unreachable inside the acceptance window; a dead letter, not a panic.
-                    return Outcome::Reject(
-                        Rejection::new(RejectReason::DecodeError, e.to_string()),
-                        Some(event.event_id.to_owned()),
-                    );
+        let decoded =
+            self.codec.decode_framed_with(ids, payload, |event| match decide(catalog, rules, event, &state.dedupe, now_ms) {
+                Verdict::Duplicate => Outcome::Duplicate,
+                // The event id is copied only for a rejection (it goes into the dead-letter headers).
+                Verdict::Reject(r) => Outcome::Reject(r, Some(event.event_id.to_owned())),
+                Verdict::Accept(priced, tokens, id) => {
+                    let batch = state.batch.as_mut().expect("opened above");
+                    if let Err(e) = batch.push(event, &priced, offset) {
+                        // Unreachable inside the acceptance window; a dead letter, not a panic.
+                        return Outcome::Reject(
+                            Rejection::new(RejectReason::DecodeError, e.to_string()),
+                            Some(event.event_id.to_owned()),
+                        );
+                    }
+                    state.dedupe.insert_fingerprint(id, now_ms);
+                    let bucket = hour_bucket(event.event_time.secs());
+                    let key = event.attribution.with_model(Some(priced.model));
+                    let micros = event.event_time.micros();
+                    match state.batch_spend.add_call(&key, bucket, priced.cost, &tokens, offset, micros) {
+                        Ok(()) => Outcome::Accepted,
+                        Err(_) => Outcome::SpendOverflow,
+                    }
                 }
-                state.dedupe.insert_fingerprint(id, now_ms);
-                let bucket = hour_bucket(event.event_time.secs());
-                let key = event.attribution.with_model(Some(priced.model));
-                let micros = event.event_time.micros();
-                match state.batch_spend.add_call(&key, bucket, priced.cost, &tokens, offset, micros) {
-                    Ok(()) => Outcome::Accepted,
-                    Err(_) => Outcome::SpendOverflow,
-                }
-            }
-        });
+            });
         let outcome = decoded.unwrap_or_else(|e| Outcome::Reject(Rejection::new(RejectReason::DecodeError, e.to_string()), None));
         match outcome {
             Outcome::Duplicate => self.stats.duplicates.inc(),

@@ -236,7 +236,12 @@ impl RegistryClient {
             return Err(RegistryError::Unauthorized { url, what, status: status.as_u16(), detail });
         }
         if retryable(status) {
-            return Err(RegistryError::Unavailable { url, what, attempts: self.retries + 1, detail: format!("HTTP {status}: {detail}") });
+            return Err(RegistryError::Unavailable {
+                url,
+                what,
+                attempts: self.retries + 1,
+                detail: format!("HTTP {status}: {detail}"),
+            });
         }
         Err(RegistryError::Refused { url, what, status: status.as_u16(), detail })
     }

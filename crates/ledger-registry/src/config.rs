@@ -241,13 +241,12 @@ mod tests {
         let ids = ok.configured_ids(schema).unwrap();
         assert!(matches!(ids[0], (1, IdWriter::Current | IdWriter::Older(_))), "{ids:?}");
         assert!(matches!(ids[1], (3, IdWriter::Current)), "{ids:?}");
-        let bad = SchemaSettings {
-            ids: BTreeMap::from([("9".into(), other.display().to_string())]),
-            ..SchemaSettings::default()
-        };
+        let bad =
+            SchemaSettings { ids: BTreeMap::from([("9".into(), other.display().to_string())]), ..SchemaSettings::default() };
         let err = bad.configured_ids(schema).unwrap_err().to_string();
         assert!(err.contains("schema.ids.9") && err.contains("cannot be read as the current UsageEvent schema"), "{err}");
-        let missing = SchemaSettings { ids: BTreeMap::from([("2".into(), "/nonexistent.avsc".into())]), ..SchemaSettings::default() };
+        let missing =
+            SchemaSettings { ids: BTreeMap::from([("2".into(), "/nonexistent.avsc".into())]), ..SchemaSettings::default() };
         assert!(missing.configured_ids(schema).unwrap_err().to_string().contains("schema.ids.2: cannot read /nonexistent.avsc"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

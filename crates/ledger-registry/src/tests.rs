@@ -88,7 +88,9 @@ async fn registers_under_the_subject_with_basic_auth_and_caches_the_id() {
 
 #[tokio::test]
 async fn retries_what_may_pass_and_reports_what_does_not() {
-    let server = scripted(vec![(503, "busy"), (500, r#"{"error_code":50001,"message":"store"}"#), (200, r#"{"schema":"\"string\""}"#)]).await;
+    let server =
+        scripted(vec![(503, "busy"), (500, r#"{"error_code":50001,"message":"store"}"#), (200, r#"{"schema":"\"string\""}"#)])
+            .await;
     let client = RegistryClient::new(&config(&server.url)).unwrap();
     let found = client.schema_by_id(3).await.unwrap().unwrap();
     assert_eq!((found.schema_type.as_str(), &*found.schema), ("AVRO", "\"string\""));
@@ -98,7 +100,10 @@ async fn retries_what_may_pass_and_reports_what_does_not() {
     let down = scripted(vec![(503, r#"{"error_code":50003,"message":"not ready"}"#)]).await;
     let err = RegistryClient::new(&config(&down.url)).unwrap().schema_by_id(1).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
-    assert!(err.to_string().contains("failed after 3 attempt(s): HTTP 503 Service Unavailable: not ready (error code 50003)"), "{err}");
+    assert!(
+        err.to_string().contains("failed after 3 attempt(s): HTTP 503 Service Unavailable: not ready (error code 50003)"),
+        "{err}"
+    );
 
     let missing = scripted(vec![(404, r#"{"error_code":40403,"message":"Schema not found"}"#)]).await;
     let client = RegistryClient::new(&config(&missing.url)).unwrap();
@@ -132,7 +137,8 @@ async fn refused_credentials_name_the_settings_and_never_the_password() {
 async fn unreachable_registries_are_retryable() {
     // A port nothing listens on: bind one, note it, close it.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let client = RegistryClient::new(&RegistryConfig { retries: 1, ..RegistryConfig::new(format!("http://127.0.0.1:{port}")) }).unwrap();
+    let client =
+        RegistryClient::new(&RegistryConfig { retries: 1, ..RegistryConfig::new(format!("http://127.0.0.1:{port}")) }).unwrap();
     let err = client.schema_by_id(1).await.unwrap_err();
     assert!(err.is_retryable() && err.to_string().contains("fetching schema id 1 failed after 2 attempt(s)"), "{err}");
 }
@@ -147,7 +153,8 @@ async fn producers_take_a_configured_id_or_register_the_current_schema() {
     };
     assert_eq!(crate::wire_format(&pinned, "t").await.unwrap(), WireFormat::Confluent { schema_id: 4 }, "no registry call");
     let server = scripted(vec![(200, r#"{"id":21}"#)]).await;
-    let registered = SchemaSettings { framing: Framing::Confluent, registry: Some(config(&server.url)), ..SchemaSettings::default() };
+    let registered =
+        SchemaSettings { framing: Framing::Confluent, registry: Some(config(&server.url)), ..SchemaSettings::default() };
     assert_eq!(crate::wire_format_blocking(&registered, "usage").unwrap(), WireFormat::Confluent { schema_id: 21 });
     assert!(server.seen.lock().unwrap()[0].line.contains("/subjects/usage-value/versions"));
     let lookup = scripted(vec![(404, r#"{"error_code":40403,"message":"Schema not found"}"#)]).await;

@@ -16,8 +16,8 @@ pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConf
             let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| {
-                    RegistryError::Config(format!("schema.registry.ca_file: cannot read certificates from {}: {e}", path.display()))
-                })?;
+                RegistryError::Config(format!("schema.registry.ca_file: cannot read certificates from {}: {e}", path.display()))
+            })?;
             let (added, _) = roots.add_parsable_certificates(certs);
             if added == 0 {
                 return Err(RegistryError::Config(format!(

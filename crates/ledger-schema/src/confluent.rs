@@ -131,7 +131,9 @@ impl RecordSchema {
         }
         match check_can_read(self.name(), &writer, self.schema()) {
             Ok(fingerprint) => IdWriter::Older(Arc::new(OtherWriter(WriterSchema { fingerprint, schema: writer }))),
-            Err(e) => IdWriter::Rejected(format!("{} cannot be read as the current {} schema: {e}", writer_fingerprint, self.name()).into()),
+            Err(e) => IdWriter::Rejected(
+                format!("{} cannot be read as the current {} schema: {e}", writer_fingerprint, self.name()).into(),
+            ),
         }
     }
 }

@@ -77,9 +77,7 @@ pub enum SchemaError {
         len: usize,
     },
     /// **Poison.** The message starts with neither framing a reader of both accepts.
-    #[error(
-        "{record}: neither Avro single-object (c3 01) nor Confluent wire format (00): the message starts with {first:02x}"
-    )]
+    #[error("{record}: neither Avro single-object (c3 01) nor Confluent wire format (00): the message starts with {first:02x}")]
     UnknownFraming {
         /// Record the codec expected.
         record: &'static str,

@@ -54,12 +54,16 @@ fn an_id_of_another_readable_schema_is_resolved_and_an_unreadable_one_is_poison(
     let c = UsageEventCodec::new().unwrap();
     let older = edited(|f| f.retain(|x| x["name"] != "trace_id" && x["name"] != "routed_from_model"));
     // The registry's copy may differ in layout and documentation only: still the current schema.
-    let reformatted = serde_json::to_string_pretty(&serde_json::from_str::<Json>(&edited(|f| {
-        f[0]["doc"] = json!("reworded");
-    })).unwrap())
+    let reformatted = serde_json::to_string_pretty(
+        &serde_json::from_str::<Json>(&edited(|f| {
+            f[0]["doc"] = json!("reworded");
+        }))
+        .unwrap(),
+    )
     .unwrap();
     assert!(matches!(schema.id_writer(&reformatted), IdWriter::Current));
-    let incompatible = edited(|f| f.push(json!({"name": "region", "type": "string"})));
+    // A writer without a field the current schema needs (no default): unreadable.
+    let incompatible = edited(|f| f.retain(|x| x["name"] != "event_id"));
     let mut ids = table();
     ids.insert(3, schema.id_writer(&older));
     ids.insert(4, schema.id_writer(&incompatible));
@@ -82,7 +86,11 @@ fn an_id_of_another_readable_schema_is_resolved_and_an_unreadable_one_is_poison(
     // A corrupt datum of that writer: poison, not a panic.
     assert!(c.decode_framed(&ids, &message[..CONFLUENT_HEADER_LEN + 5]).unwrap_err().is_poison());
 
-    for (id, says) in [(4, "cannot be read as the current UsageEvent schema"), (5, "not an Avro schema"), (9, "unknown (not in this test's table)")] {
+    for (id, says) in [
+        (4, "cannot be read as the current UsageEvent schema"),
+        (5, "not an Avro schema"),
+        (9, "unknown (not in this test's table)"),
+    ] {
         message[1..CONFLUENT_HEADER_LEN].copy_from_slice(&u32::to_be_bytes(id));
         let err = c.decode_framed_with(&ids, &message, |_| ()).unwrap_err();
         assert!(matches!(err, SchemaError::SchemaId { id: i, .. } if i == id), "{err}");

@@ -67,9 +67,12 @@ enum Service {
 impl StackCommand {
     fn script_args(&self) -> Vec<String> {
         match self {
-            Self::Up { secure, registry } => {
-                ["up"].into_iter().chain(secure.then_some("--secure")).chain(registry.then_some("--registry")).map(Into::into).collect()
-            }
+            Self::Up { secure, registry } => ["up"]
+                .into_iter()
+                .chain(secure.then_some("--secure"))
+                .chain(registry.then_some("--registry"))
+                .map(Into::into)
+                .collect(),
             Self::Down { purge } => ["down"].into_iter().chain(purge.then_some("--purge")).map(Into::into).collect(),
             Self::Status => vec!["status".into()],
             Self::Logs { service, follow, lines } => {
