@@ -3,9 +3,9 @@
 # (KRaft, broker jars from Maven Central, run on the machine's Java 17) and a real ClickHouse server
 # (Debian's clickhouse-server package), both on loopback, all state under one folder.
 #
-#   scripts/stack.sh up [--secure|--cluster] install what is missing, start, wait until healthy
-#   scripts/stack.sh status                  exit 0 if both run and answer, 3 otherwise
-#   scripts/stack.sh logs [kafka|clickhouse] [-f] [-n LINES]
+#   scripts/stack.sh up [--secure] [--registry] | --cluster   install what is missing, start, wait until healthy
+#   scripts/stack.sh status                  exit 0 if all run and answer, 3 otherwise
+#   scripts/stack.sh logs [kafka|kafka-N|clickhouse|registry] [-f] [-n LINES]
 #   scripts/stack.sh down [--purge]          stop what `up` started; --purge also deletes the state
 #   scripts/stack.sh purge                   same as `down --purge`
 #
@@ -20,6 +20,12 @@
 # certificate and passwords; `status` shows it; `down` keeps it; `purge` deletes it with the rest.
 # To drop it but keep the data: `down`, `rm -r $STATE/secure`, `up` (the Kafka user stays, unused).
 #
+# The registry option, `up --registry` (combinable with --secure): also a schema registry, Apicurio
+# Registry 2.6 with the Confluent-compatible REST API at http://127.0.0.1:8081/apis/ccompat/v7 (the
+# ledger's schema.registry.url), from Maven Central, schemas kept in $STATE/registry/data. With the
+# secure profile it also serves HTTPS (same certificate; the secure ledger.toml points there). Like
+# the secure profile it belongs to the state dir: later `up`s start it too (scripts/stack/registry.sh).
+#
 # The cluster profile, `up --cluster` (scripts/stack/cluster.sh): three Kafka nodes (KRaft, each
 # broker and controller) on ports 9092, 9102, 9112 (controllers 9093, 9103, 9113) and
 # $STATE/cluster/ledger.toml, which makes the ledger's topics with 3 replicas and min ISR 2. It
@@ -27,15 +33,20 @@
 #
 # Environment (defaults in brackets):
 #   LEDGER_STATE_DIR [<repo>/.state]           kafka/ and clickhouse/ data, configs, logs, pid files
-#   LEDGER_CACHE_DIR [$HOME/.cache/llm-ledger] Kafka jars go to kafka-<version>/lib below it
+#   LEDGER_CACHE_DIR [$HOME/.cache/llm-ledger] Kafka jars go to kafka-<version>/lib below it, the
+#                                              registry to apicurio-registry-<version>
 #   LEDGER_KAFKA_PORT [9092]  LEDGER_KAFKA_CONTROLLER_PORT [9093]
 #   LEDGER_CLICKHOUSE_HTTP_PORT [8123]  LEDGER_CLICKHOUSE_TCP_PORT [9000]
 #   LEDGER_CLICKHOUSE_INTERSERVER_PORT [unset = disabled]
 #   LEDGER_KAFKA_SECURE_PORT [9094]  LEDGER_CLICKHOUSE_HTTPS_PORT [8443]  the secure profile's
+#   LEDGER_REGISTRY_PORT [8081]  LEDGER_REGISTRY_HTTPS_PORT [8444, with --secure]  --registry's
+#   LEDGER_REGISTRY_HEAP [-Xms64m -Xmx384m]  LEDGER_REGISTRY_START_TIMEOUT [90]
 #   LEDGER_KAFKA_HEAP [-Xms512m -Xmx1g]  LEDGER_KAFKA_AUTO_CREATE_TOPICS [false]
 #   LEDGER_CLICKHOUSE_MAX_MEMORY [2000000000]  bytes, per query and for all queries together
 #   LEDGER_KAFKA_START_TIMEOUT [90]  LEDGER_CLICKHOUSE_START_TIMEOUT [60]  seconds
 #   LEDGER_STOP_TIMEOUT [30]  seconds between SIGTERM and SIGKILL
+#   LEDGER_STACK_ONLY [all]  the instances to act on, e.g. `registry` (with --registry, in a state
+#                            dir of its own, beside a stack running from another one)
 #   LEDGER_CLICKHOUSE_SERVER [/usr/sbin/clickhouse-server]
 set -euo pipefail
 shopt -s nullglob
@@ -64,11 +75,23 @@ source "$SCRIPT_DIR/stack/kafka-config.sh"
 source "$SCRIPT_DIR/stack/clickhouse.sh"
 # shellcheck source=stack/clickhouse-config.sh source-path=SCRIPTDIR
 source "$SCRIPT_DIR/stack/clickhouse-config.sh"
+# shellcheck source=stack/registry.sh source-path=SCRIPTDIR
+source "$SCRIPT_DIR/stack/registry.sh"
 
 # The instances of the stack, dependents first: `up` starts them from the last to the first,
 # `down` stops them from the first to the last, `status` and `logs` list them in this order.
 # A profile that runs more nodes (kafka-2, clickhouse-2, zookeeper, ...) lists them here.
-stack_instances() { echo "$(kafka_instances) clickhouse"; }
+# LEDGER_STACK_ONLY (instance names) keeps only those, e.g. a registry of its own beside a stack
+# that runs from another state dir.
+stack_instances() {
+    local inst all kept=()
+    read -r -a all <<<"$(kafka_instances) clickhouse"
+    ((REGISTRY == 0)) || all=(registry "${all[@]}")
+    for inst in "${all[@]}"; do
+        [[ -n ${LEDGER_STACK_ONLY:-} && " $LEDGER_STACK_ONLY " != *" $inst "* ]] || kept+=("$inst")
+    done
+    echo "${kept[@]}"
+}
 
 # The services of the instances, each once.
 stack_services() {
@@ -97,15 +120,17 @@ validate_env() {
 # ---------------------------------------------------------------------------------------- commands
 
 cmd_up() {
-    local arg want_secure=0 want_cluster=0
+    local arg want_secure=0 want_registry=0 want_cluster=0
     for arg in "$@"; do
         case $arg in
         --secure) want_secure=1 ;;
+        --registry) want_registry=1 ;;
         --cluster) want_cluster=1 ;;
-        *) die "up: unknown argument '$arg' (expected --secure or --cluster)" ;;
+        *) die "up: unknown argument '$arg' (expected --secure, --registry or --cluster)" ;;
         esac
     done
     select_profile "$want_secure"
+    select_registry "$want_registry"
     select_cluster "$want_cluster"
     validate_env
     local t_all t0

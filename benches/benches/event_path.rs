@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ledger_core::aggregate::SpendAggregator;
 use ledger_core::catalog::CatalogSource;
 use ledger_core::UsageEvent;
-use ledger_schema::Codec;
+use ledger_schema::{Codec, WireFormat};
 
 /// The `ledger` binary's allocator, so the numbers are the processor's.
 #[global_allocator]
@@ -23,13 +23,18 @@ fn event_path(c: &mut Criterion) {
     let codec = Codec::<UsageEvent>::new().expect("codec");
     let catalog = ledger_benches::repo_catalog();
     let messages = ledger_benches::encoded_events(&codec, EVENTS);
+    // The processor reads both framings through one call; a Confluent message whose id stands
+    // for the current schema takes the same fast decoder.
+    let ids = ledger_benches::schema_ids();
+    let confluent = WireFormat::Confluent { schema_id: ledger_benches::CONFLUENT_ID };
+    let confluent_messages = ledger_benches::encoded_events_framed(&codec, EVENTS, confluent);
 
     let mut group = c.benchmark_group("event_path");
     group.throughput(Throughput::Elements(EVENTS as u64));
     group.bench_function("decode (borrowed view)", |b| {
         b.iter(|| {
             for m in &messages {
-                black_box(codec.decode_with(m, |e| e.input_tokens).expect("decode"));
+                black_box(codec.decode_framed_with(&ids, m, |e| e.input_tokens).expect("decode"));
             }
         })
     });
@@ -58,7 +63,13 @@ fn event_path(c: &mut Criterion) {
     let mut spend = SpendAggregator::new();
     group.bench_function("decode+validate+price+aggregate", |b| {
         b.iter(|| {
-            ledger_benches::event_path(&codec, &catalog, &messages, &mut spend);
+            ledger_benches::event_path(&codec, &ids, &catalog, &messages, &mut spend);
+            black_box(spend.len());
+        })
+    });
+    group.bench_function("decode+validate+price+aggregate, Confluent framing", |b| {
+        b.iter(|| {
+            ledger_benches::event_path(&codec, &ids, &catalog, &confluent_messages, &mut spend);
             black_box(spend.len());
         })
     });

@@ -35,6 +35,7 @@ fn emitter() -> Emitter {
         queue_capacity: 50_000_000,
         overflow: OverflowPolicy::DropNewest,
         drop_flush_timeout: Duration::from_secs(60),
+        ..EmitterConfig::default()
     })
     .expect("emitter")
 }

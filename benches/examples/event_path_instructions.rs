@@ -5,14 +5,14 @@
 //! ```text
 //! cargo build --release -p ledger-benches --example event_path_instructions
 //! valgrind --tool=callgrind --toggle-collect='ledger_benches::event_path' \
-//!     target/release/examples/event_path_instructions 3
+//!     target/release/examples/event_path_instructions 3 [confluent]
 //! ```
 //! (instructions "I refs" / (3 + 1 warm-up round) / 10,000 events). Without valgrind it prints
 //! the time per event of the rounds after the first.
 
 use ledger_core::aggregate::SpendAggregator;
 use ledger_core::UsageEvent;
-use ledger_schema::Codec;
+use ledger_schema::{Codec, WireFormat};
 
 /// The `ledger` binary's allocator, so the numbers are the processor's.
 #[global_allocator]
@@ -25,7 +25,7 @@ fn main() {
         None => 20,
         Some(Ok(n)) if n > 0 => n,
         Some(_) => {
-            eprintln!("usage: event_path_instructions [ROUNDS > 0]");
+            eprintln!("usage: event_path_instructions [ROUNDS > 0] [single_object|confluent]");
             std::process::exit(2);
         }
     };
@@ -35,12 +35,18 @@ fn main() {
         Ok("small") => ledger_benches::small_catalog(),
         _ => ledger_benches::repo_catalog(),
     };
-    let messages = ledger_benches::encoded_events(&codec, EVENTS);
+    // `confluent` as the second argument: the messages in the Confluent wire format.
+    let wire = match std::env::args().nth(2).as_deref() {
+        Some("confluent") => WireFormat::Confluent { schema_id: ledger_benches::CONFLUENT_ID },
+        _ => WireFormat::SingleObject,
+    };
+    let ids = ledger_benches::schema_ids();
+    let messages = ledger_benches::encoded_events_framed(&codec, EVENTS, wire);
     let mut spend = SpendAggregator::new();
-    ledger_benches::event_path(&codec, &catalog, &messages, &mut spend);
+    ledger_benches::event_path(&codec, &ids, &catalog, &messages, &mut spend);
     let started = std::time::Instant::now();
     for _ in 0..rounds {
-        ledger_benches::event_path(&codec, &catalog, &messages, &mut spend);
+        ledger_benches::event_path(&codec, &ids, &catalog, &messages, &mut spend);
     }
     let nanos = started.elapsed().as_nanos() / (u128::from(rounds) * EVENTS as u128);
     println!("{rounds} rounds of {EVENTS} events: {nanos} ns per event");

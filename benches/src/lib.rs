@@ -7,7 +7,7 @@ use ledger_core::aggregate::{hour_bucket, SpendAggregator};
 use ledger_core::catalog::{Catalog, CatalogSource};
 use ledger_core::UsageEvent;
 use ledger_loadgen::{Generator, GeneratorOptions};
-use ledger_schema::Codec;
+use ledger_schema::{Codec, IdWriter, SchemaIds, WireFormat};
 
 /// The shipped catalog (LiteLLM's whole file, `catalog/sources/...`), in effect since the epoch:
 /// what `ledger process` prices with by default.
@@ -27,20 +27,47 @@ fn catalog_file(path: &str) -> Catalog {
     Catalog::new(vec![source]).expect("catalog")
 }
 
-/// `count` valid events of the load generator, encoded as Kafka message values.
+/// `count` valid events of the load generator, encoded as Kafka message values
+/// (single-object framing).
 pub fn encoded_events(codec: &Codec<UsageEvent>, count: usize) -> Vec<Vec<u8>> {
-    let mut generator = Generator::new(GeneratorOptions { start: Utc::now(), ..GeneratorOptions::default() });
-    (0..count).map(|_| codec.encode(&generator.valid_event()).expect("encode")).collect()
+    encoded_events_framed(codec, count, WireFormat::SingleObject)
 }
 
-/// The processor's per-event CPU path over `messages`: Avro decode to a borrowed view,
-/// validate, price, and add to the hour-bucket spend map; then settle the map's pending cells,
-/// as the processor does once per batch. Panics on an event that is not valid and priced.
+/// [`encoded_events`] framed as `wire` says.
+pub fn encoded_events_framed(codec: &Codec<UsageEvent>, count: usize, wire: WireFormat) -> Vec<Vec<u8>> {
+    let mut generator = Generator::new(GeneratorOptions { start: Utc::now(), ..GeneratorOptions::default() });
+    (0..count).map(|_| codec.encode_framed(&generator.valid_event(), wire).expect("encode")).collect()
+}
+
+/// The Confluent schema id of the benchmarks' Confluent messages.
+pub const CONFLUENT_ID: u32 = 1;
+
+/// The processor's table of Confluent schema ids as the registry would fill it: a few older
+/// schema versions, then [`CONFLUENT_ID`] for the current schema.
+pub fn schema_ids() -> SchemaIds {
+    let mut ids = SchemaIds::new("not in the benchmark's table");
+    for old in 100..103 {
+        ids.insert(old, IdWriter::Rejected("an old version".into()));
+    }
+    ids.insert(CONFLUENT_ID, IdWriter::Current);
+    ids
+}
+
+/// The processor's per-event CPU path over `messages`: Avro decode to a borrowed view (either
+/// framing, as the processor reads them, with `ids` for Confluent messages), validate, price,
+/// and add to the hour-bucket spend map; then settle the map's pending cells, as the processor
+/// does once per batch. Panics on an event that is not valid and priced.
 #[inline(never)]
-pub fn event_path(codec: &Codec<UsageEvent>, catalog: &Catalog, messages: &[Vec<u8>], spend: &mut SpendAggregator) {
+pub fn event_path(
+    codec: &Codec<UsageEvent>,
+    ids: &SchemaIds,
+    catalog: &Catalog,
+    messages: &[Vec<u8>],
+    spend: &mut SpendAggregator,
+) {
     for m in messages {
         codec
-            .decode_with(m, |event| {
+            .decode_framed_with(ids, m, |event| {
                 let tokens = event.validate().expect("valid");
                 let priced = catalog.price_view(event, &tokens).expect("priced");
                 let attribution = event.attribution.with_model(Some(priced.model));

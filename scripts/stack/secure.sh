@@ -62,6 +62,7 @@ profile_wanted() {
     case $INST_SVC in
     kafka) port=$KAFKA_SECURE_PORT password=$SECURE_KAFKA_PASSWORD_FILE ;;
     clickhouse) port=$CH_HTTPS_PORT password=$SECURE_CH_PASSWORD_FILE ;;
+    registry) port=$REGISTRY_HTTPS_PORT password=/dev/null ;;
     *) die "no secure profile for $INST_SVC" ;;
     esac
     echo "secure $({ echo "$port"; cat "$SECURE_CERT" "$password"; } | sha256sum | cut -c1-16)"
@@ -192,6 +193,9 @@ user = "$SECURE_USER"
 password_file = "$SECURE_CH_PASSWORD_FILE"
 ca_file = "$SECURE_CA"
 EOF
+    if ((REGISTRY)); then
+        printf '%s\n' "[schema.registry]" "url = \"$(registry_https_url)\"" "ca_file = \"$SECURE_CA\"" >>"$SECURE_LEDGER_TOML.tmp"
+    fi
     chmod 644 "$SECURE_LEDGER_TOML.tmp"
     mv -f "$SECURE_LEDGER_TOML.tmp" "$SECURE_LEDGER_TOML"
 }

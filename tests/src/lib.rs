@@ -51,6 +51,29 @@ pub fn clickhouse_url() -> String {
     std::env::var("LEDGER_TEST_CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".to_owned())
 }
 
+/// Base URL of the stack's schema registry (Confluent-compatible API): `LEDGER_TEST_REGISTRY_URL`,
+/// else the API of `scripts/stack.sh up --registry` on `LEDGER_REGISTRY_PORT` (8081).
+pub fn registry_url() -> String {
+    std::env::var("LEDGER_TEST_REGISTRY_URL").unwrap_or_else(|_| {
+        let port = std::env::var("LEDGER_REGISTRY_PORT").unwrap_or_else(|_| "8081".to_owned());
+        format!("http://127.0.0.1:{port}/apis/ccompat/v7")
+    })
+}
+
+/// [`registry_url`], after checking that the registry answers; panics saying how to start it.
+pub fn running_registry() -> String {
+    let url = registry_url();
+    let authority = url.trim_start_matches("http://").trim_start_matches("https://").split('/').next().unwrap_or_default();
+    let reachable =
+        authority.parse().ok().is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    assert!(
+        reachable,
+        "the schema registry is not reachable at {url}: start it with `scripts/stack.sh up --registry` \
+         (scripts/test.sh does), or set LEDGER_TEST_REGISTRY_URL"
+    );
+    url
+}
+
 /// A random lowercase hex suffix.
 pub fn random_suffix() -> String {
     let n: u64 = rand::thread_rng().gen();

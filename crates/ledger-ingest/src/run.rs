@@ -26,12 +26,14 @@ pub struct Launch {
     pub settings: IngestSettings,
     /// What the processor would reject, refused at the door.
     pub door: Door,
+    /// How events are framed (`[schema]`); the Confluent framing's schema id is resolved at start.
+    pub schema: ledger_registry::SchemaSettings,
 }
 
 /// Runs the server until `shutdown` resolves. Settings, keys file and TLS files are checked
 /// before anything listens; Kafka may be down (requests are then answered 503 until it is back).
 pub async fn run(launch: Launch, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), IngestError> {
-    let Launch { kafka, topics, partitions, settings, door } = launch;
+    let Launch { kafka, topics, partitions, settings, door, schema } = launch;
     let problems = settings.problems();
     if !problems.is_empty() {
         return Err(IngestError::Config(problems.join("; ")));
@@ -46,8 +48,10 @@ pub async fn run(launch: Launch, shutdown: impl Future<Output = ()> + Send + 'st
     let specs = ledger_kafka::admin::ledger_topics(&topics, partitions);
     ledger_kafka::admin::ensure_topics_best_effort(&kafka, &specs, Duration::from_secs(10)).await.map_err(IngestError::Kafka)?;
 
+    // The schema id before anything listens: a registry that refuses it stops the start.
+    let wire = ledger_registry::wire_format(&schema, &topics.usage).await?;
     let (count, active) = (keys.len(), keys.active());
-    let state = Arc::new(IngestState::new(&kafka, topics.usage.clone(), settings.clone(), keys, door)?);
+    let state = Arc::new(IngestState::new(&kafka, topics.usage.clone(), settings.clone(), keys, door)?.with_wire_format(wire));
     let tcp = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .map_err(|e| IngestError::Io(format!("cannot listen on {} ({e}): in use? pass --listen HOST:PORT", settings.listen)))?;

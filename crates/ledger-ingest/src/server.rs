@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ledger_core::UsageEvent;
 use ledger_kafka::KafkaConfig;
-use ledger_schema::UsageEventCodec;
+use ledger_schema::{UsageEventCodec, WireFormat};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use tokio::time::Instant;
@@ -44,6 +44,7 @@ pub struct IngestState {
     topic: String,
     producer: FutureProducer,
     codec: UsageEventCodec,
+    wire: WireFormat,
     pub(crate) door: Door,
 }
 
@@ -83,8 +84,15 @@ impl IngestState {
             topic,
             producer,
             codec,
+            wire: WireFormat::SingleObject,
             door,
         })
+    }
+
+    /// Frames the events it writes as `wire` says (single-object by default).
+    pub fn with_wire_format(mut self, wire: WireFormat) -> Self {
+        self.wire = wire;
+        self
     }
 
     /// Puts new keys in force (a changed keys file): the next request sees them.
@@ -435,7 +443,7 @@ pub(crate) async fn write_all(state: &IngestState, events: &[UsageEvent]) -> Res
     let deadline = Instant::now() + timeout;
     let mut deliveries = Vec::with_capacity(events.len());
     for event in events {
-        let payload = state.codec.encode(event).map_err(|e| format!("encoding failed: {e}"))?;
+        let payload = state.codec.encode_framed(event, state.wire).map_err(|e| format!("encoding failed: {e}"))?;
         // The key is the tenant id, exactly as every other producer keys the usage topic: the
         // processor's partitioning and dedupe rely on it.
         let mut record = FutureRecord::to(&state.topic).key(event.attribution.tenant_id.as_bytes()).payload(&payload);

@@ -15,11 +15,12 @@ use ledger_ingest::config::IngestSettings;
 use ledger_kafka::{KafkaConfig, TopicNames};
 use ledger_notify::NotifySettings;
 use ledger_processor::config::{ProcessorConfig, ProcessorSettings};
+use ledger_registry::SchemaSettings;
 
 use crate::OpsError;
 
 /// The sections of the configuration file.
-const SECTIONS: [&str; 7] = ["kafka", "topics", "clickhouse", "processor", "enforcer", "ingest", "notify"];
+const SECTIONS: [&str; 8] = ["kafka", "topics", "clickhouse", "schema", "processor", "enforcer", "ingest", "notify"];
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -31,6 +32,8 @@ pub struct LedgerConfig {
     pub topics: TopicNames,
     /// ClickHouse connection.
     pub clickhouse: ClickHouseConfig,
+    /// Framing of usage events, Confluent schema ids and the schema registry.
+    pub schema: SchemaSettings,
     /// `ledger process` settings.
     pub processor: ProcessorSettings,
     /// `ledger enforce` settings.
@@ -71,6 +74,7 @@ impl LedgerConfig {
             partitions: self.processor.partitions,
             settings,
             door: ledger_ingest::validate::Door { rules: Some(self.processor.acceptance), catalog: catalog.map(Into::into) },
+            schema: self.schema.clone(),
         }
     }
 
@@ -107,6 +111,7 @@ impl LedgerConfig {
             kafka: section(&figment, "kafka", &mut errors),
             topics: section(&figment, "topics", &mut errors),
             clickhouse: section(&figment, "clickhouse", &mut errors),
+            schema: section(&figment, "schema", &mut errors),
             processor: section(&figment, "processor", &mut errors),
             enforcer: section(&figment, "enforcer", &mut errors),
             ingest: section(&figment, "ingest", &mut errors),
@@ -116,6 +121,7 @@ impl LedgerConfig {
             if let Err(e) = config.kafka.resolve_secrets() {
                 errors.push(e.to_string());
             }
+            errors.extend(config.schema.problems());
         }
         if !errors.is_empty() {
             let lines: Vec<String> = errors.into_iter().map(|e| format!("  - {e}")).collect();
@@ -130,6 +136,7 @@ impl LedgerConfig {
             kafka: self.kafka.clone(),
             topics: self.topics.clone(),
             clickhouse: self.clickhouse.clone(),
+            schema: self.schema.clone(),
             settings: self.processor.clone(),
         };
         config

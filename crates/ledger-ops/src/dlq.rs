@@ -28,6 +28,7 @@ use ledger_core::UsageEvent;
 use ledger_kafka::dead_letter::{DeadLetterRecord, HEADER_REPLAYED_FROM};
 use ledger_kafka::reader::{topic_watermarks, BoundedRead, PartitionMarks};
 use ledger_kafka::KafkaConfig;
+use ledger_registry::{IdResolver, SchemaSettings};
 
 use crate::format::truncate;
 use crate::OpsError;
@@ -381,19 +382,36 @@ impl ReplayPlan {
     }
 }
 
+/// The event id in a usage message of either framing (a Confluent message's schema id is
+/// looked up in `schema.ids` and the registry first), or `None` when it does not decode.
+pub(crate) async fn event_id_of(
+    resolver: &mut IdResolver,
+    codec: &ledger_schema::Codec<UsageEvent>,
+    payload: &[u8],
+) -> Result<Option<String>, OpsError> {
+    resolver.prepare(payload).await?;
+    Ok(codec.decode_framed(resolver.ids(), payload).ok().map(|e| e.event_id))
+}
+
 /// Decides what of `selected` a replay sends: every candidate needs an event id (from the
-/// header, else from the bytes), is sent once, and not at all when the ledger holds it.
+/// header, else from the bytes, in either framing), is sent once, and not at all when the
+/// ledger holds it.
 pub async fn plan_replay(
     clickhouse: &ClickHouseConfig,
+    schema: &SchemaSettings,
     selected: Selected,
     event_ids: &HashSet<String>,
 ) -> Result<ReplayPlan, OpsError> {
     let codec = ledger_schema::Codec::<UsageEvent>::new()?;
+    let mut resolver = IdResolver::new(schema)?;
     let mut plan = ReplayPlan { read: selected.read, ..ReplayPlan::default() };
     let mut seen: HashSet<String> = HashSet::new();
     let mut candidates = Vec::new();
     for r in selected.records {
-        let id = r.event_id.clone().or_else(|| codec.decode(&r.payload).ok().map(|e| e.event_id));
+        let id = match r.event_id.clone() {
+            Some(id) => Some(id),
+            None => event_id_of(&mut resolver, &codec, &r.payload).await?,
+        };
         if !event_ids.is_empty() && !id.as_ref().is_some_and(|id| event_ids.contains(id)) {
             continue;
         }

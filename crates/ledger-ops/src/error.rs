@@ -25,6 +25,9 @@ pub enum OpsError {
     /// The Avro schemas could not be loaded.
     #[error(transparent)]
     Schema(#[from] ledger_schema::SchemaError),
+    /// The schema settings are wrong, or the schema registry failed or refused a request.
+    #[error(transparent)]
+    Registry(#[from] ledger_registry::RegistryError),
     /// The input (arguments, a mapping file) is wrong; the message says how to fix it.
     #[error("{0}")]
     Invalid(String),
@@ -58,6 +61,7 @@ impl OpsError {
             OpsError::Unreachable { .. } | OpsError::Inconsistent(_) => true,
             OpsError::ClickHouse(e) => e.is_retryable(),
             OpsError::Kafka(e) => e.is_retryable(),
+            OpsError::Registry(e) => e.is_retryable(),
             OpsError::Schema(_) | OpsError::Invalid(_) => false,
         }
     }

@@ -9,6 +9,8 @@ use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
 use ledger_core::UsageEvent;
 use ledger_kafka::producer::AckCounter;
 use ledger_loadgen::{Generator, GeneratorOptions, InvalidKind, Synthetic};
+use ledger_registry::SchemaSettings;
+use ledger_schema::WireFormat;
 
 use crate::OpsError;
 
@@ -18,6 +20,12 @@ pub type LoadProducer = ThreadedProducer<AckCounter>;
 /// A producer of load for `kafka` (batches for up to 25 ms: fewer, larger requests).
 pub fn load_producer(kafka: &ledger_kafka::KafkaConfig) -> Result<LoadProducer, OpsError> {
     Ok(ledger_kafka::producer::counting_producer(kafka, &[("linger.ms", "25")])?)
+}
+
+/// How the events for `topic` are framed (`schema.framing`); for the Confluent framing, the
+/// current schema's id from `schema.ids` or the registry.
+pub async fn wire_format(schema: &SchemaSettings, topic: &str) -> Result<WireFormat, OpsError> {
+    Ok(ledger_registry::wire_format(schema, topic).await?)
 }
 
 /// What a run sent.
@@ -119,13 +127,14 @@ const GARBAGE: &[u8] = b"\xC3\x01not an avro datum";
 /// and dedupe rely on it).
 fn encode_message<'m>(
     codec: &ledger_schema::Codec<UsageEvent>,
+    wire: WireFormat,
     message: &'m Synthetic,
     buf: &mut Vec<u8>,
 ) -> Result<&'m [u8], OpsError> {
     buf.clear();
     match message.event() {
         Some(e) => {
-            codec.encode_into(e, buf)?;
+            codec.encode_framed_into(e, wire, buf)?;
             Ok(e.attribution.tenant_id.as_bytes())
         }
         None => {
@@ -198,11 +207,12 @@ pub fn json_lines(path: &str) -> Result<impl Iterator<Item = Result<Synthetic, O
     }))
 }
 
-/// Sends `messages` as fast as Kafka takes them and waits for every acknowledgement;
-/// `progress` hears the number acknowledged so far.
+/// Sends `messages` as fast as Kafka takes them, framed as `wire` says, and waits for every
+/// acknowledgement; `progress` hears the number acknowledged so far.
 pub async fn send_all(
     producer: &LoadProducer,
     topic: &str,
+    wire: WireFormat,
     messages: impl Iterator<Item = Result<Synthetic, OpsError>>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sent, OpsError> {
@@ -212,7 +222,7 @@ pub async fn send_all(
     let mut payload = Vec::with_capacity(512);
     for message in messages {
         let message = message?;
-        let key = encode_message(&codec, &message, &mut payload)?;
+        let key = encode_message(&codec, wire, &message, &mut payload)?;
         send(producer, topic, key, &payload).await?;
         sent.count(&message);
         if sent.total() % 10_000 == 0 {
@@ -229,10 +239,11 @@ pub async fn send_all(
 /// Paced synthetic load: `total` events at `rate` per second. Each step sends what is due by
 /// the clock (`rate * elapsed`), so a slow moment is caught up instead of lowering the
 /// average; the delivery reports are counted beside it, so pacing never waits for them.
-/// `progress` hears the number sent so far.
+/// `progress` hears the number sent so far. Events are framed as `wire` says.
 pub async fn send_paced(
     producer: &LoadProducer,
     topic: &str,
+    wire: WireFormat,
     mut generator: Generator,
     rate: u64,
     total: u64,
@@ -263,7 +274,7 @@ pub async fn send_paced(
         for _ in 0..step {
             generator.next_message_into(&mut message);
             sent.count(&message);
-            let key = encode_message(&codec, &message, &mut payload)?;
+            let key = encode_message(&codec, wire, &message, &mut payload)?;
             send(producer, topic, key, &payload).await?;
         }
         count += step;

@@ -20,6 +20,7 @@ use ledger_core::UsageEvent;
 use ledger_kafka::dead_letter::DeadLetterRecord;
 use ledger_kafka::reader::{topic_watermarks, BoundedRead, OffsetRange, PartitionMarks};
 use ledger_kafka::{KafkaConfig, TopicNames};
+use ledger_registry::{IdResolver, SchemaSettings};
 
 use crate::OpsError;
 
@@ -190,6 +191,9 @@ impl ReconcileReport {
 /// Event ids read back per (topic, partition, offset); `None` where the bytes do not decode.
 type EventIds = HashMap<(String, i32, i64), Option<String>>;
 
+/// Messages read back per (topic, partition, offset).
+type Payloads = HashMap<(String, i32, i64), Vec<u8>>;
+
 /// Dead letters per source (topic, partition): source offset -> dead letter.
 type DeadLetters = HashMap<(String, i32), HashMap<i64, DeadLettered>>;
 
@@ -199,6 +203,7 @@ pub async fn reconcile(
     clickhouse: &ClickHouseConfig,
     kafka: &KafkaConfig,
     topics: &TopicNames,
+    schema: &SchemaSettings,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     limit: usize,
     step: &(dyn Fn(&str) + Sync),
@@ -263,14 +268,21 @@ pub async fn reconcile(
 
     step("reading unexplained offsets back from the usage topic");
     let (unexplained, to_read) = subtract_dead_letters(&missing, &dead_letters);
-    let read_back = if !unexplained.is_empty() && to_read <= MAX_READBACK {
+    let payloads = if !unexplained.is_empty() && to_read <= MAX_READBACK {
         let (k, ranges) = (kafka.clone(), unexplained.clone());
-        tokio::task::spawn_blocking(move || read_event_ids(&k, &ranges))
+        tokio::task::spawn_blocking(move || read_payloads(&k, &ranges))
             .await
             .map_err(|e| OpsError::Inconsistent(format!("the topic reader failed: {e}")))??
     } else {
         HashMap::new()
     };
+    let mut read_back = EventIds::new();
+    if !payloads.is_empty() {
+        let (codec, mut resolver) = (ledger_schema::Codec::<UsageEvent>::new()?, IdResolver::new(schema)?);
+        for (key, payload) in payloads {
+            read_back.insert(key, crate::dlq::event_id_of(&mut resolver, &codec, &payload).await?);
+        }
+    }
     let ids: Vec<String> = read_back.values().filter_map(|v| v.clone()).collect::<HashSet<_>>().into_iter().collect();
     let in_ledger = if ids.is_empty() {
         HashSet::new()
@@ -373,11 +385,10 @@ fn read_dead_letters(kafka: &KafkaConfig, topic: &str, spans: &[(String, i32, i6
     Ok(out)
 }
 
-/// The event ids at the given offsets of usage topics (`None`: the bytes do not decode). Each
-/// partition is read once, from its first to its last wanted offset: one fetch per small range
-/// would cost a broker round trip each (thousands of resends took minutes).
-fn read_event_ids(kafka: &KafkaConfig, ranges: &[PartitionRanges]) -> Result<EventIds, OpsError> {
-    let codec = ledger_schema::Codec::<UsageEvent>::new()?;
+/// The messages at the given offsets of usage topics. Each partition is read once, from its
+/// first to its last wanted offset: one fetch per small range would cost a broker round trip
+/// each (thousands of resends took minutes).
+fn read_payloads(kafka: &KafkaConfig, ranges: &[PartitionRanges]) -> Result<Payloads, OpsError> {
     let mut out = HashMap::new();
     let mut by_topic: BTreeMap<&str, Vec<&PartitionRanges>> = BTreeMap::new();
     for r in ranges {
@@ -400,8 +411,7 @@ fn read_event_ids(kafka: &KafkaConfig, ranges: &[PartitionRanges]) -> Result<Eve
         };
         BoundedRead::new(kafka, topic).group("ledger-reconcile-reader").ranges(&reads, |msg| {
             if wanted(msg.partition(), msg.offset()) {
-                let id = msg.payload().and_then(|p| codec.decode(p).ok()).map(|e| e.event_id);
-                out.insert((topic.to_owned(), msg.partition(), msg.offset()), id);
+                out.insert((topic.to_owned(), msg.partition(), msg.offset()), msg.payload().unwrap_or_default().to_vec());
             }
         })?;
     }

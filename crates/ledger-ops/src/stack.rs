@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 
 use crate::OpsError;
 
-/// The script's file name.
-pub const SCRIPT: &str = "stack.sh";
-
-/// `ledger stack --help`'s examples and the environment `scripts/stack.sh` reads.
-pub const HELP: &str = "\
+/// The help text after `ledger stack --help`'s options: examples, what runs, the environment.
+pub const AFTER_HELP: &str = "\
 Examples:
   ledger stack up               # install what is missing, start both, wait until healthy
   ledger stack up --secure      # also Kafka SASL_SSL (SCRAM) and ClickHouse HTTPS, then e.g.
   ledger report spend --config .state/secure/ledger.toml
+  ledger stack up --registry    # also a schema registry (Apicurio, Confluent API) on 127.0.0.1:8081
+  ledger stack up --secure --registry   # both; the registry then also serves HTTPS
+  LEDGER_STATE_DIR=/tmp/cluster ledger stack up --cluster   # three Kafka nodes (9092, 9102, 9112)
   ledger stack status           # exit 0 when both run and answer, 3 otherwise
   ledger stack logs kafka -f    # follow the broker log
   ledger stack down             # stop what `up` started (data is kept)
@@ -26,14 +26,19 @@ Examples:
 What runs (loopback only):
   Apache Kafka 4.1.1, single node KRaft (broker + controller), jars resolved from Maven Central with
   mvn, on the machine's Java 17; ClickHouse from Debian's clickhouse-server package. `up` installs
-  missing packages with apt-get (needs root or sudo). Topics are not auto-created.
+  missing packages with apt-get (needs root or sudo). Topics are not auto-created. With --registry:
+  Apicurio Registry 2.6 from Maven Central (Confluent-compatible API at /apis/ccompat/v7, schemas
+  kept in an H2 file under the state dir); like --secure, kept by later `up`s of the state dir.
+  With --cluster (a state dir of its own): three Kafka nodes, each broker and controller, and
+  <state>/cluster/ledger.toml, which makes the ledger's topics with 3 replicas and min ISR 2.
 
 Environment (defaults in brackets):
   LEDGER_STATE_DIR [<repo>/.state]      data, generated configs, logs and pid files
-  LEDGER_CACHE_DIR [~/.cache/llm-ledger] Kafka jars, under kafka-4.1.1/lib
+  LEDGER_CACHE_DIR [~/.cache/llm-ledger] Kafka jars (kafka-4.1.1/lib), the registry's (apicurio-*)
   LEDGER_KAFKA_PORT [9092]              LEDGER_KAFKA_CONTROLLER_PORT [9093]
   LEDGER_CLICKHOUSE_HTTP_PORT [8123]    LEDGER_CLICKHOUSE_TCP_PORT [9000]
   LEDGER_KAFKA_SECURE_PORT [9094]       LEDGER_CLICKHOUSE_HTTPS_PORT [8443]  (--secure)
+  LEDGER_REGISTRY_PORT [8081]           LEDGER_REGISTRY_HTTPS_PORT [8444]  (--registry, + --secure)
   LEDGER_CLICKHOUSE_INTERSERVER_PORT [disabled]
   LEDGER_KAFKA_HEAP [-Xms512m -Xmx1g]   LEDGER_KAFKA_AUTO_CREATE_TOPICS [false]
   LEDGER_CLICKHOUSE_MAX_MEMORY [2000000000 bytes]
@@ -43,6 +48,9 @@ Environment (defaults in brackets):
 The script is looked up in --scripts-dir / LEDGER_SCRIPTS_DIR, then in `scripts/` of the current
 directory and its parents, then next to the `ledger` binary's checkout, then in the source tree
 `ledger` was built from.";
+
+/// The script's file name.
+pub const SCRIPT: &str = "stack.sh";
 
 /// Where stack.sh is: the explicit folder, then `scripts/` in the current directory or a parent,
 /// then in a parent of the binary (e.g. `<repo>/target/release/ledger`), then in the source tree

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use ledger_clickhouse::ClickHouseConfig;
 use ledger_core::acceptance::AcceptanceRules;
 use ledger_kafka::{KafkaConfig, TopicNames};
+use ledger_registry::SchemaSettings;
 use serde::{Deserialize, Serialize};
 
 /// Everything `ledger process` needs: the shared connections plus its own settings.
@@ -17,6 +18,8 @@ pub struct ProcessorConfig {
     pub topics: TopicNames,
     /// ClickHouse connection and database.
     pub clickhouse: ClickHouseConfig,
+    /// Confluent schema ids and the registry (the `[schema]` section; the framing is the producers').
+    pub schema: SchemaSettings,
     /// The processor's own settings (the `[processor]` section of the config file).
     pub settings: ProcessorSettings,
 }
@@ -179,6 +182,7 @@ impl ProcessorConfig {
             problems.push("processor.dedupe.horizon_secs must be positive".to_owned());
         }
         problems.extend(s.acceptance.problems("processor.acceptance"));
+        problems.extend(self.schema.problems());
         let names = [&self.topics.usage, &self.topics.dead_letter, &self.topics.spend, &self.topics.signals];
         for (i, a) in names.iter().enumerate() {
             if a.is_empty() {

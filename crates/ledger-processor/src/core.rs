@@ -23,6 +23,8 @@ pub(crate) struct Core {
     pub(crate) config: ProcessorConfig,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) codec: ledger_schema::Codec<UsageEvent>,
+    /// The writer schemas of the Confluent schema ids seen (configured ids, then the registry).
+    pub(crate) schema_ids: ledger_registry::IdResolver,
     pub(crate) spend_codec: ledger_schema::Codec<SpendUpdate>,
     pub(crate) writer: LedgerWriter,
     pub(crate) producer: FutureProducer,

@@ -49,6 +49,9 @@ pub enum ProcessorError {
     /// The Avro schemas could not be loaded.
     #[error(transparent)]
     Schema(#[from] ledger_schema::SchemaError),
+    /// The schema settings are wrong, or the schema registry refused a request.
+    #[error(transparent)]
+    Registry(#[from] ledger_registry::RegistryError),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -61,6 +64,7 @@ impl ProcessorError {
             ProcessorError::Config(_) => true,
             ProcessorError::Kafka(e) => e.is_settings(),
             ProcessorError::ClickHouse(e) => e.is_settings(),
+            ProcessorError::Registry(e) => e.is_settings(),
             _ => false,
         }
     }

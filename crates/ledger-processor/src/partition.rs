@@ -15,7 +15,7 @@ use ledger_kafka::dead_letter::{dead_letter_fence, DeadLetter};
 
 use crate::core::Core;
 use crate::decision::{decide, Verdict};
-use crate::insert::retrying;
+use crate::insert::{backoff, retrying};
 use crate::spend::restore_bucket;
 use crate::state::PartitionState;
 use crate::ProcessorError;
@@ -117,6 +117,9 @@ impl Core {
         }
         self.stats.consumed.inc();
         let payload = msg.payload().unwrap_or(&[]);
+        if payload.first() == Some(&ledger_schema::CONFLUENT_MAGIC) {
+            self.learn_schema_id(payload).await?;
+        }
         let state = self.partitions.get_mut(&partition).expect("initialised above");
         if let Some(previous) = state.last_seen.filter(|&p| offset != p + 1) {
             // Offsets are contiguous for this topic's producers (no transactions, no
@@ -138,32 +141,33 @@ impl Core {
                 .map(|b| state.batch = Some(b)),
         }
         .map_err(|e| ProcessorError::Internal(format!("opening a batch: {e}")))?;
-        let (catalog, rules) = (&self.catalog, &self.config.settings.acceptance);
+        let (catalog, rules, ids) = (&self.catalog, &self.config.settings.acceptance, self.schema_ids.ids());
         // The borrowed view is validated, priced, encoded into the batch and aggregated without
         // allocating; nothing of an accepted event is copied but its bytes into the batch.
-        let decoded = self.codec.decode_with(payload, |event| match decide(catalog, rules, event, &state.dedupe, now_ms) {
-            Verdict::Duplicate => Outcome::Duplicate,
-            // The event id is copied only for a rejection (it goes into the dead-letter headers).
-            Verdict::Reject(r) => Outcome::Reject(r, Some(event.event_id.to_owned())),
-            Verdict::Accept(priced, tokens, id) => {
-                let batch = state.batch.as_mut().expect("opened above");
-                if let Err(e) = batch.push(event, &priced, offset) {
-                    // Unreachable inside the acceptance window; a dead letter, not a panic.
-                    return Outcome::Reject(
-                        Rejection::new(RejectReason::DecodeError, e.to_string()),
-                        Some(event.event_id.to_owned()),
-                    );
+        let decoded =
+            self.codec.decode_framed_with(ids, payload, |event| match decide(catalog, rules, event, &state.dedupe, now_ms) {
+                Verdict::Duplicate => Outcome::Duplicate,
+                // The event id is copied only for a rejection (it goes into the dead-letter headers).
+                Verdict::Reject(r) => Outcome::Reject(r, Some(event.event_id.to_owned())),
+                Verdict::Accept(priced, tokens, id) => {
+                    let batch = state.batch.as_mut().expect("opened above");
+                    if let Err(e) = batch.push(event, &priced, offset) {
+                        // Unreachable inside the acceptance window; a dead letter, not a panic.
+                        return Outcome::Reject(
+                            Rejection::new(RejectReason::DecodeError, e.to_string()),
+                            Some(event.event_id.to_owned()),
+                        );
+                    }
+                    state.dedupe.insert_fingerprint(id, now_ms);
+                    let bucket = hour_bucket(event.event_time.secs());
+                    let key = event.attribution.with_model(Some(priced.model));
+                    let micros = event.event_time.micros();
+                    match state.batch_spend.add_call(&key, bucket, priced.cost, &tokens, offset, micros) {
+                        Ok(()) => Outcome::Accepted,
+                        Err(_) => Outcome::SpendOverflow,
+                    }
                 }
-                state.dedupe.insert_fingerprint(id, now_ms);
-                let bucket = hour_bucket(event.event_time.secs());
-                let key = event.attribution.with_model(Some(priced.model));
-                let micros = event.event_time.micros();
-                match state.batch_spend.add_call(&key, bucket, priced.cost, &tokens, offset, micros) {
-                    Ok(()) => Outcome::Accepted,
-                    Err(_) => Outcome::SpendOverflow,
-                }
-            }
-        });
+            });
         let outcome = decoded.unwrap_or_else(|e| Outcome::Reject(Rejection::new(RejectReason::DecodeError, e.to_string()), None));
         match outcome {
             Outcome::Duplicate => self.stats.duplicates.inc(),
@@ -194,5 +198,23 @@ impl Core {
             }
         }
         Ok(())
+    }
+
+    /// Makes sure the schema id of a Confluent message is known, or known to be unknown (its
+    /// messages are then dead letters). While the registry cannot be asked, the partition waits,
+    /// as it does for ClickHouse: nothing is skipped.
+    async fn learn_schema_id(&mut self, payload: &[u8]) -> Result<(), ProcessorError> {
+        let mut attempt = 0u32;
+        loop {
+            match self.schema_ids.prepare(payload).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_retryable() => {
+                    attempt += 1;
+                    tracing::warn!(attempt, error = %e, "asking the schema registry failed; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }

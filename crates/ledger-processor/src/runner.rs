@@ -84,12 +84,14 @@ impl Processor {
             .subscribe(&[config.topics.usage.as_str()])
             .map_err(|e| ProcessorError::kafka(format!("subscribing to {}", config.topics.usage), e))?;
         let codec = ledger_schema::Codec::<UsageEvent>::new()?;
+        let schema_ids = ledger_registry::IdResolver::new(&config.schema)?;
         let spend_codec = ledger_schema::Codec::<SpendUpdate>::new()?;
         stats.set_lag_source(context.clone());
         let core = Core {
             config,
             catalog,
             codec,
+            schema_ids,
             spend_codec,
             writer,
             producer,

@@ -137,7 +137,7 @@ impl<T: AvroRecord> Codec<T> {
     }
 
     /// Resolves a datum of an older writer schema to the current schema and re-encodes it.
-    fn transcode(
+    pub(crate) fn transcode(
         &self,
         fingerprint: Fingerprint,
         writer: &apache_avro::Schema,

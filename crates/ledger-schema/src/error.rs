@@ -67,6 +67,34 @@ pub enum SchemaError {
         /// The first two bytes of the message.
         found: [u8; 2],
     },
+    /// **Poison.** The message starts with the Confluent marker `00` but is shorter than the
+    /// 5-byte Confluent header.
+    #[error("{record}: message of {len} bytes is shorter than the 5-byte Confluent wire-format header")]
+    ConfluentTruncated {
+        /// Record the codec expected.
+        record: &'static str,
+        /// Length of the message.
+        len: usize,
+    },
+    /// **Poison.** The message starts with neither framing a reader of both accepts.
+    #[error("{record}: neither Avro single-object (c3 01) nor Confluent wire format (00): the message starts with {first:02x}")]
+    UnknownFraming {
+        /// Record the codec expected.
+        record: &'static str,
+        /// The message's first byte.
+        first: u8,
+    },
+    /// **Poison** (until the id becomes known). A Confluent message names a schema id the reader
+    /// does not know, or one whose schema it cannot read.
+    #[error("{record}: Confluent schema id {id}: {detail}")]
+    SchemaId {
+        /// Record the codec expected.
+        record: &'static str,
+        /// The schema id in the message header.
+        id: u32,
+        /// Why it cannot be read (where the reader looked, or what the schema is).
+        detail: String,
+    },
     /// **Poison** (for this version of the program). The message was written with a schema this
     /// codec does not know: not the current schema nor any released version in its history.
     #[error("{record}: unknown writer schema fingerprint {fingerprint} (known: {known})")]
@@ -221,6 +249,9 @@ impl SchemaError {
             SchemaError::Truncated { .. }
             | SchemaError::BadMagic { .. }
             | SchemaError::UnknownFingerprint { .. }
+            | SchemaError::ConfluentTruncated { .. }
+            | SchemaError::UnknownFraming { .. }
+            | SchemaError::SchemaId { .. }
             | SchemaError::Datum { .. }
             | SchemaError::Resolve { .. }
             | SchemaError::TrailingBytes { .. }

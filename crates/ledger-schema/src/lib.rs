@@ -6,7 +6,9 @@
 //! fingerprints, compatibility) and by serde_avro_fast (the hot-path datum codec).
 //!
 //! Messages use Avro single-object encoding: `C3 01`, the 8-byte little-endian CRC-64-AVRO
-//! fingerprint of the writer schema's Parsing Canonical Form, then the binary datum.
+//! fingerprint of the writer schema's Parsing Canonical Form, then the binary datum; usage
+//! events may also use the Confluent wire format (`00`, a 4-byte big-endian registry schema id,
+//! the datum), which readers tell apart by the first byte (see [`SchemaIds`]).
 //!
 //! ```
 //! use ledger_schema::UsageEventCodec;
@@ -24,12 +26,17 @@
 //! ```
 
 mod codec;
+mod confluent;
 mod error;
 mod records;
 mod schema;
 mod usage_fast;
 
 pub use codec::{split_single_object, BudgetSignalCodec, Codec, SpendUpdateCodec, UsageEventCodec, HEADER_LEN, MAGIC};
+pub use confluent::{
+    confluent_schema_id, split_confluent, Framing, IdWriter, OtherWriter, SchemaIds, WireFormat, CONFLUENT_HEADER_LEN,
+    CONFLUENT_MAGIC,
+};
 pub use error::{Fingerprint, SchemaError};
 pub use schema::{
     check_backward_compatible, crc64_avro, fingerprint, parsing_canonical_form, schema_of, AvroRecord, RecordSchema,

@@ -206,7 +206,7 @@ pub fn check_backward_compatible(record: &'static str, writer_avsc: &str, reader
     check_can_read(record, &writer, &reader)
 }
 
-fn check_can_read(record: &'static str, writer: &Schema, reader: &Schema) -> Result<Fingerprint, SchemaError> {
+pub(crate) fn check_can_read(record: &'static str, writer: &Schema, reader: &Schema) -> Result<Fingerprint, SchemaError> {
     let writer_fingerprint = fingerprint(writer);
     SchemaCompatibility::can_read(writer, reader).map_err(|e| SchemaError::Incompatible {
         record,

@@ -8,7 +8,9 @@
 //!    idempotence, lz4), keyed by `tenant_id` like every producer of the ledger.
 //! 3. On shutdown call [`Emitter::shutdown`] with a deadline.
 //!
-//! No async runtime is needed.
+//! No async runtime is needed. Events are framed as Avro single objects by default; with
+//! [`EmitterConfig::schema`] set to the Confluent framing, the emitter asks the schema registry
+//! (or the configured ids) for the schema id once, when it is built.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -31,6 +33,8 @@ pub use builder::{AnthropicUsage, BedrockUsage, EventBuilder, GeminiUsage, Norma
 pub use emitter::{DeliveryFailure, EmitError, Emitter, EmitterConfig, EmitterMetrics, FailureReason, OverflowPolicy};
 pub use ledger_core::UsageEvent;
 pub use ledger_kafka::KafkaConfig;
+pub use ledger_registry::{RegistryConfig, SchemaSettings};
+pub use ledger_schema::Framing;
 
 /// Errors of the SDK.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +56,14 @@ pub enum SdkError {
     /// The Kafka client could not be created.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// The schema settings are wrong, or the registry did not give the schema's id.
+    #[error("{message}")]
+    Registry {
+        /// What went wrong (names the setting when one is wrong; never a password).
+        message: String,
+        /// True when the registry could not be reached: building the emitter again may work.
+        retryable: bool,
+    },
     /// Events were still undelivered at a flush or shutdown deadline (retryable: flush again,
     /// or resend the reported events; their ids make resending safe).
     #[error("{outstanding} events were still undelivered after {timeout:?} (is Kafka reachable?)")]
@@ -70,6 +82,6 @@ impl SdkError {
 
     /// True when the same call may succeed later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SdkError::FlushTimeout { .. } | SdkError::Kafka(_))
+        matches!(self, SdkError::FlushTimeout { .. } | SdkError::Kafka(_) | SdkError::Registry { retryable: true, .. })
     }
 }

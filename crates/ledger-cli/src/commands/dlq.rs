@@ -178,7 +178,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let read = selected.read;
-    let plan = dlq::plan_replay(&config.clickhouse, selected, &selection.event_ids).await.with_context(|| {
+    let plan = dlq::plan_replay(&config.clickhouse, &config.schema, selected, &selection.event_ids).await.with_context(|| {
         format!(
             "checking which events {}.usage_ledger already holds (does the database exist? `ledger migrate`)",
             config.clickhouse.database

@@ -12,18 +12,7 @@ use crate::config::ConfigArgs;
 #[derive(Debug, clap::Args)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "\
-Examples:
-  ledger ingest keys add --tenant acme --name 'acme backend'   # prints the new key once
-  ledger ingest --listen 0.0.0.0:8443 --api-keys /etc/ledger/api-keys.toml
-  curl -X POST http://127.0.0.1:8080/v1/usage -H \"Authorization: Bearer $KEY\" \\
-    -H 'Content-Type: application/json' -d @event.json
-
-202 only after Kafka acknowledged every event; 400 lists field errors, 401/403 a missing, unknown
-or revoked key or another tenant's events, 413 too large, 429 over the key's rate limit
-(Retry-After), 503 Kafka did not acknowledge in time (resend: an event_id counts once). Nothing
-of a refused request is written. HTTPS with ingest.tls_cert_file and ingest.tls_key_file; GET
-/metrics, GET /openapi.yaml; guide: docs/ingest.md."
+    after_help = ledger_ingest::HELP
 )]
 pub(crate) struct IngestArgs {
     #[command(subcommand)]

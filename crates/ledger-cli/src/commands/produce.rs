@@ -22,7 +22,9 @@ Examples:
   ledger produce --rate 50000 --duration 5m             # paced load: 50,000 events/s for 5 minutes
   ledger produce --rate 2000 --duration 30s --duplicates 2 --invalid 0.5 --tenants 12
 
-Events are Avro (single-object encoding, schemas/avro/usage_event.avsc), keyed by tenant_id.
+Events are Avro (schemas/avro/usage_event.avsc), keyed by tenant_id, framed as schema.framing says:
+single-object encoding (the default) or the Confluent wire format (schema id from schema.ids or
+the registry, where `produce` registers the schema under <topic>-value).
 The producer batches for up to 25 ms (linger.ms; set kafka.options to change it): a load
 generator trades that latency for fewer, larger requests.")]
 pub(crate) struct ProduceArgs {
@@ -70,7 +72,7 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
             let settings = e.is_settings();
             super::hinted(e, settings, "creating topics (is Kafka running? try `ledger stack up`)")
         })?;
-    let producer = produce::load_producer(&config.kafka)?;
+    let (producer, wire) = (produce::load_producer(&config.kafka)?, produce::wire_format(&config.schema, &topic).await?);
     if let (Some(rate), Some(duration)) = (args.rate, args.duration) {
         let planned = u64::try_from(u128::from(rate) * duration.as_millis() / 1000).unwrap_or(u64::MAX);
         let total = args.synthetic.map_or(planned, |n| n.min(planned)).max(1);
@@ -78,7 +80,7 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
         let bar =
             bar(args.quiet, total, "{spinner} {elapsed_precise} [{bar:40}] {pos}/{len} ({per_sec}, target {msg}/s, eta {eta})");
         bar.set_message(rate.to_string());
-        let sent = produce::send_paced(&producer, &topic, generator, rate, total, &|n| bar.set_position(n)).await?;
+        let sent = produce::send_paced(&producer, &topic, wire, generator, rate, total, &|n| bar.set_position(n)).await?;
         bar.finish_and_clear();
         eprintln!("{}", sent.paced_summary(&topic, rate, duration));
         return Ok(ExitCode::SUCCESS);
@@ -93,7 +95,7 @@ pub(crate) async fn run(args: ProduceArgs) -> anyhow::Result<ExitCode> {
     };
     let quiet = args.quiet || args.synthetic.is_none();
     let bar = bar(quiet, args.synthetic.unwrap_or(0), "{spinner} producing [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})");
-    let sent = produce::send_all(&producer, &topic, messages, &|n| bar.set_position(n)).await?;
+    let sent = produce::send_all(&producer, &topic, wire, messages, &|n| bar.set_position(n)).await?;
     bar.finish_and_clear();
     let per_sec = u128::from(sent.total()) * 1_000_000 / sent.all_acknowledged.as_micros().max(1);
     eprintln!("produced {} messages to {topic} in {:.1?} ({per_sec}/s): {}", sent.total(), sent.all_acknowledged, sent.kinds());

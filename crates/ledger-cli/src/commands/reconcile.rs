@@ -128,7 +128,7 @@ pub(crate) async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         bar.set_message(message.to_owned());
     };
     let limit = args.limit.max(1);
-    let report = ledger_ops::reconcile::reconcile(&config, &full.kafka, &full.topics, range, limit, &step).await;
+    let report = ledger_ops::reconcile::reconcile(&config, &full.kafka, &full.topics, &full.schema, range, limit, &step).await;
     bar.finish_and_clear();
     let report = report?;
     let code = if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CHECK_FAILED) };

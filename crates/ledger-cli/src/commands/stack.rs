@@ -12,7 +12,7 @@ use clap::ValueEnum as _;
 
 /// Arguments of `ledger stack`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = ledger_ops::stack::HELP)]
+#[command(after_help = ledger_ops::stack::AFTER_HELP)]
 pub(crate) struct StackArgs {
     #[command(subcommand)]
     command: StackCommand,
@@ -30,6 +30,9 @@ enum StackCommand {
         /// and user `ledger`; writes `<state>/secure/ledger.toml`. Kept by later `up`s of the state dir.
         #[arg(long)]
         secure: bool,
+        /// Also a schema registry (Apicurio, Confluent-compatible API) on 127.0.0.1:8081. Kept likewise.
+        #[arg(long)]
+        registry: bool,
     },
     /// Stop the servers `up` started (SIGTERM, SIGKILL after 30 s). Idempotent.
     Down {
@@ -58,12 +61,18 @@ enum StackCommand {
 enum Service {
     Kafka,
     Clickhouse,
+    Registry,
 }
 
 impl StackCommand {
     fn script_args(&self) -> Vec<String> {
         match self {
-            Self::Up { secure } => ["up"].into_iter().chain(secure.then_some("--secure")).map(Into::into).collect(),
+            Self::Up { secure, registry } => ["up"]
+                .into_iter()
+                .chain(secure.then_some("--secure"))
+                .chain(registry.then_some("--registry"))
+                .map(Into::into)
+                .collect(),
             Self::Down { purge } => ["down"].into_iter().chain(purge.then_some("--purge")).map(Into::into).collect(),
             Self::Status => vec!["status".into()],
             Self::Logs { service, follow, lines } => {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use ledger_kafka::KafkaConfig;
+use ledger_registry::SchemaSettings;
 
 /// What `emit` does when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,9 @@ pub struct EmitterConfig {
     pub kafka: KafkaConfig,
     /// Usage topic.
     pub topic: String,
+    /// How events are framed (`schema.framing`), and for the Confluent framing where the
+    /// schema id comes from (`schema.ids`, `schema.registry`).
+    pub schema: SchemaSettings,
     /// Events held in the in-process queue at most.
     pub queue_capacity: usize,
     /// What happens when the queue is full.
@@ -38,6 +42,7 @@ impl Default for EmitterConfig {
         EmitterConfig {
             kafka: KafkaConfig::default(),
             topic: "llm.usage.v1".to_owned(),
+            schema: SchemaSettings::default(),
             queue_capacity: 100_000,
             overflow: OverflowPolicy::DropNewest,
             drop_flush_timeout: Duration::from_secs(5),

@@ -146,6 +146,8 @@ impl Emitter {
             return Err(SdkError::Config("topic must not be empty".to_owned()));
         }
         let codec = UsageEventCodec::new().map_err(|e| SdkError::Config(format!("usage event schema: {e}")))?;
+        let wire = ledger_registry::wire_format_blocking(&config.schema, &config.topic)
+            .map_err(|e| SdkError::Registry { message: e.to_string(), retryable: e.is_retryable() })?;
         let shared = Arc::new(Shared {
             queue: Mutex::new(QueueState {
                 events: VecDeque::with_capacity(config.queue_capacity.min(65_536)),
@@ -183,7 +185,7 @@ impl Emitter {
             let topic = config.topic.clone();
             std::thread::Builder::new()
                 .name("ledger-sdk-emitter".to_owned())
-                .spawn(move || drain_queue(&shared, &producer, &topic, codec))
+                .spawn(move || drain_queue(&shared, &producer, &topic, codec, wire))
                 .map_err(|e| SdkError::Config(format!("cannot start the emitter thread: {e}")))?
         };
         Ok(Emitter { shared, producer, worker: Some(worker), drop_flush_timeout: config.drop_flush_timeout })

@@ -14,6 +14,7 @@ fn stalled(capacity: usize, overflow: OverflowPolicy, failures: Arc<Mutex<Vec<De
         queue_capacity: capacity,
         overflow,
         drop_flush_timeout: Duration::from_millis(10),
+        ..EmitterConfig::default()
     };
     Emitter::with_failure_handler(config, move |f| failures.lock().unwrap().push(f.clone())).unwrap()
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ledger_core::UsageEvent;
-use ledger_schema::UsageEventCodec;
+use ledger_schema::{UsageEventCodec, WireFormat};
 use rdkafka::error::KafkaError as RdKafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -40,7 +40,13 @@ impl ProducerContext for DeliveryContext {
 /// The worker: takes events off the queue, encodes them and hands them to librdkafka, waiting
 /// (and so letting the queue fill, which is what the overflow policy is for) while
 /// librdkafka's own buffer is full.
-pub(super) fn drain_queue(shared: &Shared, producer: &ThreadedProducer<DeliveryContext>, topic: &str, codec: UsageEventCodec) {
+pub(super) fn drain_queue(
+    shared: &Shared,
+    producer: &ThreadedProducer<DeliveryContext>,
+    topic: &str,
+    codec: UsageEventCodec,
+    wire: WireFormat,
+) {
     const BATCH: usize = 2048;
     let mut batch: Vec<UsageEvent> = Vec::with_capacity(BATCH);
     let mut payload = Vec::with_capacity(512);
@@ -71,7 +77,7 @@ pub(super) fn drain_queue(shared: &Shared, producer: &ThreadedProducer<DeliveryC
                 continue;
             }
             payload.clear();
-            if let Err(e) = codec.encode_into(&event, &mut payload) {
+            if let Err(e) = codec.encode_framed_into(&event, wire, &mut payload) {
                 shared.counters.failed.fetch_add(1, Ordering::Relaxed);
                 shared.finish(Some(DeliveryFailure { event_id: event.event_id, reason: FailureReason::Encode(e.to_string()) }));
                 continue;
