@@ -211,4 +211,13 @@ fn tokens_beyond_twice_the_models_limits_are_implausible() {
     assert_eq!(reason("open", 1_000_000_000, 1_000_000_000), None, "no limit in the catalog: only the acceptance cap");
     let detail = c.price_event(&io("m", 5_000, 0, None)).unwrap_err().detail;
     assert!(detail.contains("input_tokens 5000 is above 2000, 2 times the catalog's limit"), "{detail}");
+
+    // The pricing rules widen the margin (a dead letter replayed after raising it is priced) or turn it off.
+    let rules = |text: &str| c.clone().with_rules(ledger_core::catalog::PricingRules::from_toml(text).expect("rules"));
+    let (wider, off) = (rules("token_limit_margin = 3"), rules("token_limit_margin = 0"));
+    assert!(wider.price_event(&io("m", 2_500, 0, None)).is_ok());
+    assert_eq!(wider.price_event(&io("m", 3_001, 0, None)).err().map(|r| r.reason), Some(ImplausibleTokens));
+    assert!(off.price_event(&io("m", 1_000_000, 1_000_000, None)).is_ok());
+    let problems = ledger_core::catalog::PricingRules::from_toml("token_limit_margin = -1").unwrap_err();
+    assert!(problems[0].contains("token_limit_margin"), "{problems:?}");
 }

@@ -355,6 +355,6 @@ fn read_entry(key: &str, raw: &RawValue) -> Read {
         }
     }
     let limit = |name: &str| get(name).and_then(|v| serde_json::from_str::<u64>(v.get()).ok()).filter(|n| *n > 0);
-    let limits = TokenLimits::with_margin(limit("max_input_tokens"), limit("max_output_tokens").or_else(|| limit("max_tokens")));
+    let limits = TokenLimits::from_catalog(limit("max_input_tokens"), limit("max_output_tokens").or_else(|| limit("max_tokens")));
     Read::Entry(Box::new(Parsed { key: key.into(), provider, prices, tiered, off_peak, limits }), records)
 }

@@ -112,6 +112,11 @@ impl Catalog {
 
     /// The same price history with local pricing rules (aliases and overrides).
     pub fn with_rules(mut self, rules: PricingRules) -> Catalog {
+        if let Some(margin) = rules.limit_margin() {
+            for entry in self.sources.iter_mut().flat_map(|s| s.entries.iter_mut()) {
+                entry.limits = entry.limits.with_margin(margin);
+            }
+        }
         self.rules = rules;
         self
     }

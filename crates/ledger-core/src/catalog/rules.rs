@@ -23,6 +23,8 @@ pub struct PricingRules {
     by_model: HashMap<Arc<str>, Vec<usize>>,
     /// Positions of those without a `model`.
     any_model: Vec<usize>,
+    /// `token_limit_margin`: the factor on the catalog's per-model token limits.
+    limit_margin: Option<u64>,
 }
 
 /// One `[[overrides]]` table.
@@ -94,7 +96,7 @@ impl PriceOverride {
     }
 }
 
-const TOP_KEYS: [&str; 3] = ["aliases", "aliases_by_provider", "overrides"];
+const TOP_KEYS: [&str; 4] = ["aliases", "aliases_by_provider", "overrides", "token_limit_margin"];
 const OVERRIDE_KEYS: [&str; 8] = ["id", "tenant", "provider", "model", "effective_from", "effective_to", "multiplier", "prices"];
 
 /// `effective_from` rounded up to a whole microsecond (events carry microseconds).
@@ -109,7 +111,15 @@ impl PricingRules {
         let mut problems = Vec::new();
         let mut rules = PricingRules::default();
         for key in table.keys().filter(|k| !TOP_KEYS.contains(&k.as_str())) {
-            problems.push(format!("unknown key `{key}` (expected aliases, aliases_by_provider or overrides)"));
+            problems
+                .push(format!("unknown key `{key}` (expected aliases, aliases_by_provider, overrides or token_limit_margin)"));
+        }
+        match table.get("token_limit_margin") {
+            None => {}
+            Some(toml::Value::Integer(n)) if *n >= 0 => rules.limit_margin = Some(*n as u64),
+            Some(v) => problems.push(format!(
+                "token_limit_margin: a whole number >= 0 (the factor on a model's catalog token limits; 0 turns them off), got {v}"
+            )),
         }
         if let Some(v) = table.get("aliases") {
             rules.aliases = string_map(v, "aliases", &mut problems);
@@ -159,6 +169,11 @@ impl PricingRules {
             }
         }
         Ok(rules)
+    }
+
+    /// `token_limit_margin`, when the rules set it.
+    pub fn limit_margin(&self) -> Option<u64> {
+        self.limit_margin
     }
 
     /// The overrides, in file order.

@@ -38,31 +38,43 @@ pub struct CatalogEntry {
 }
 
 /// The most input and output tokens an event of a model may carry before it is
-/// `implausible_tokens`: twice the catalog's `max_input_tokens` and `max_output_tokens` (or
-/// `max_tokens`), a margin for catalogs that lag behind a model's context growing. Without a
-/// limit in the catalog only the acceptance rules' absolute cap applies.
+/// `implausible_tokens`: the catalog's `max_input_tokens` and `max_output_tokens` (or
+/// `max_tokens`) times a margin ([`LIMIT_MARGIN`] unless the pricing rules' `token_limit_margin`
+/// says otherwise), for catalogs that lag behind a model's context growing. Without a limit in
+/// the catalog, or with a margin of 0, only the acceptance rules' absolute cap applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenLimits {
     /// Most input tokens (u64::MAX: no limit).
     pub input: u64,
     /// Most output tokens (u64::MAX: no limit).
     pub output: u64,
+    /// The catalog's input limit.
+    pub max_input: Option<u64>,
+    /// The catalog's output limit.
+    pub max_output: Option<u64>,
+    /// The factor `input` and `output` are the catalog's limits times (0: no limit).
+    pub margin: u64,
 }
 
-/// The factor applied to a catalog limit.
+/// The default factor applied to a catalog limit.
 pub const LIMIT_MARGIN: u64 = 2;
 
 impl Default for TokenLimits {
     fn default() -> Self {
-        TokenLimits { input: u64::MAX, output: u64::MAX }
+        TokenLimits::from_catalog(None, None)
     }
 }
 
 impl TokenLimits {
-    /// The limits of a catalog entry's `max_input_tokens` and output limit, with the margin.
-    pub fn with_margin(max_input: Option<u64>, max_output: Option<u64>) -> Self {
-        let widen = |l: Option<u64>| l.map_or(u64::MAX, |n| n.saturating_mul(LIMIT_MARGIN));
-        TokenLimits { input: widen(max_input), output: widen(max_output) }
+    /// The limits of a catalog entry's `max_input_tokens` and output limit, with [`LIMIT_MARGIN`].
+    pub fn from_catalog(max_input: Option<u64>, max_output: Option<u64>) -> Self {
+        TokenLimits { input: u64::MAX, output: u64::MAX, max_input, max_output, margin: LIMIT_MARGIN }.with_margin(LIMIT_MARGIN)
+    }
+
+    /// The same catalog limits times `margin` (0: no per-model limit).
+    pub fn with_margin(self, margin: u64) -> Self {
+        let widen = |l: Option<u64>| l.filter(|_| margin > 0).map_or(u64::MAX, |n| n.saturating_mul(margin));
+        TokenLimits { input: widen(self.max_input), output: widen(self.max_output), margin, ..self }
     }
 }
 
@@ -120,7 +132,7 @@ impl CatalogEntry {
         has(&self.prices) || self.tiered.iter().any(|t| has(&t.fields))
     }
 
-    /// The entry's token limits (with [`LIMIT_MARGIN`]).
+    /// The entry's token limits.
     pub fn limits(&self) -> TokenLimits {
         self.limits
     }
@@ -143,7 +155,10 @@ impl CatalogEntry {
         };
         Rejection::new(
             RejectReason::ImplausibleTokens,
-            format!("{field} {n} is above {limit}, {LIMIT_MARGIN} times the catalog's limit for {:?}", &*self.key),
+            format!(
+                "{field} {n} is above {limit}, {} times the catalog's limit for {:?} (pricing rules: token_limit_margin)",
+                self.limits.margin, &*self.key
+            ),
         )
     }
 
