@@ -187,6 +187,8 @@ impl TestEnv {
             .env("LEDGER__TOPICS__DEAD_LETTER", &self.topics.dead_letter)
             .env("LEDGER__TOPICS__SPEND", &self.topics.spend)
             .env("LEDGER__TOPICS__SIGNALS", &self.topics.signals)
+            .env("LEDGER__TOPICS__LEASE_REQUESTS", &self.topics.lease_requests)
+            .env("LEDGER__TOPICS__LEASE_GRANTS", &self.topics.lease_grants)
             .env("LEDGER__PROCESSOR__GROUP_ID", &self.group)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
         if let Some(files) = &self.secure {

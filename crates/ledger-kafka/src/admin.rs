@@ -32,6 +32,15 @@ pub fn ledger_topics(names: &TopicNames, partitions: i32) -> Vec<TopicSpec> {
     ]
 }
 
+/// The quota-lease topics (requests and grants; plain, time-retained): created by the enforcer,
+/// read and written by routers (docs/budgets.md).
+pub fn lease_topics(names: &TopicNames, partitions: i32) -> Vec<TopicSpec> {
+    vec![
+        TopicSpec { name: names.lease_requests.clone(), partitions, compacted: false },
+        TopicSpec { name: names.lease_grants.clone(), partitions, compacted: false },
+    ]
+}
+
 /// Creates each topic that does not exist yet; existing topics are left alone. Checks the
 /// connection first ([`crate::check_connection`]), so wrong settings fail at once with the
 /// setting to fix instead of a timeout.

@@ -25,11 +25,15 @@
 
 mod codec;
 mod error;
+mod lease_records;
 mod records;
 mod schema;
 mod usage_fast;
 
-pub use codec::{split_single_object, BudgetSignalCodec, Codec, SpendUpdateCodec, UsageEventCodec, HEADER_LEN, MAGIC};
+pub use codec::{
+    split_single_object, BudgetSignalCodec, Codec, LeaseGrantCodec, LeaseRequestCodec, SpendUpdateCodec, UsageEventCodec, HEADER_LEN,
+    MAGIC,
+};
 pub use error::{Fingerprint, SchemaError};
 pub use schema::{
     check_backward_compatible, crc64_avro, fingerprint, parsing_canonical_form, schema_of, AvroRecord, RecordSchema,

@@ -14,7 +14,7 @@ use crate::aggregate::SpendScope;
 use crate::budget::scope::{shape_description, BudgetScope, SCOPE_FIELDS};
 use crate::decimal::Decimal;
 use crate::money::Money;
-use crate::signal::BudgetPeriod;
+use crate::signal::{BudgetPeriod, Enforcement};
 
 pub(super) struct Problems(Vec<PolicyProblem>);
 
@@ -67,8 +67,18 @@ fn timezone(v: &toml::Value) -> Result<Tz, String> {
 
 const TOP_KEYS: &[&str] = &["defaults", "budget"];
 const DEFAULT_KEYS: &[&str] = &["timezone", "lookahead_secs", "burn_window_secs"];
-const BUDGET_KEYS: &[&str] =
-    &["name", "scope", "period", "timezone", "limit_usd", "limit_tokens", "threshold", "lookahead_secs", "burn_window_secs"];
+const BUDGET_KEYS: &[&str] = &[
+    "name",
+    "scope",
+    "period",
+    "timezone",
+    "limit_usd",
+    "limit_tokens",
+    "threshold",
+    "lookahead_secs",
+    "burn_window_secs",
+    "enforcement",
+];
 pub(super) const THRESHOLD_KEYS: &[&str] =
     &["at_percent", "action", "throttle_fraction", "throttle_rate_per_sec", "retry_after_ms", "reroute"];
 
@@ -220,6 +230,20 @@ fn parse_budget(index: usize, v: &toml::Value, defaults: &Defaults, problems: &m
     }
 
     let thresholds = parse_thresholds(t.get("threshold"), loc, problems);
+    let enforcement = match t.get("enforcement").map(string) {
+        None => Enforcement::Signal,
+        Some(Ok(e)) => Enforcement::parse(e).unwrap_or_else(|| {
+            problems.add(loc, "enforcement", format!("{e:?} is not an enforcement: \"signal\" (the default) or \"lease\""));
+            Enforcement::Signal
+        }),
+        Some(Err(e)) => {
+            problems.add(loc, "enforcement", e);
+            Enforcement::Signal
+        }
+    };
+    if enforcement == Enforcement::Lease && !t.contains_key("limit_usd") {
+        problems.add(loc, "enforcement", "quota leases cap a USD limit: set limit_usd (e.g. \"1000.00\")");
+    }
 
     if problems.0.len() != before {
         return None;
@@ -234,6 +258,7 @@ fn parse_budget(index: usize, v: &toml::Value, defaults: &Defaults, problems: &m
         thresholds,
         lookahead_secs,
         burn_window_secs,
+        enforcement,
     })
 }
 
