@@ -16,6 +16,8 @@ use ledger_clickhouse::ClickHouseConfig;
 use ledger_kafka::{KafkaConfig, TopicNames};
 use rand::Rng;
 
+pub mod burst;
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()

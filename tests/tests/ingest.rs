@@ -414,7 +414,7 @@ fn openapi_document_is_served_and_parses() {
     assert!(doc["paths"]["/v1/usage"]["post"]["responses"]["429"].is_mapping());
     assert!(doc["components"]["responses"]["RateLimited"]["headers"]["Retry-After"].is_mapping());
     // The documented event fields are exactly the schema's.
-    let documented: std::collections::BTreeSet<String> = doc["components"]["schemas"]["UsageEvent"]["properties"]
+    let mut documented: std::collections::BTreeSet<String> = doc["components"]["schemas"]["UsageEvent"]["properties"]
         .as_mapping()
         .expect("properties")
         .keys()
@@ -426,7 +426,9 @@ fn openapi_document_is_served_and_parses() {
     .expect("avsc JSON");
     let schema_fields: std::collections::BTreeSet<String> =
         avsc["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_owned()).collect();
+    assert!(documented.remove("decision_id"), "the echo of POST /v1/decide is documented (and not stored)");
     assert_eq!(documented, schema_fields);
+    assert!(doc["paths"]["/v1/decide"]["post"]["responses"]["200"].is_mapping());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,7 @@ Examples:
   ledger report chargeback --month 2026-11 --by team
   ledger reconcile                       # ledger = rollups, no offset gaps; fails if not
   ledger ingest                          # HTTP POST /v1/usage for any language
+  ledger router serve                    # HTTP POST /v1/decide (and /v1/usage) for any language
   ledger price --catalog catalog/litellm-prices.json < events.jsonl
 
 Every setting can also come from a config file (--config) or LEDGER__* environment variables.";
@@ -71,6 +72,8 @@ enum Command {
     Budgets(commands::budgets::BudgetsArgs),
     /// Run the HTTP ingest server (POST /v1/usage) for services in any language.
     Ingest(commands::ingest::IngestArgs),
+    /// Run the router as a service: POST /v1/decide (and /v1/usage) for any language.
+    Router(commands::router::RouterArgs),
     /// Consume-only baseline for benches/pipeline.sh (reads a topic, prints the rate).
     #[command(hide = true)]
     BenchConsume(commands::bench::BenchConsumeArgs),
@@ -83,7 +86,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Services log their progress; one-shot commands print their own results and log only
     // warnings unless RUST_LOG says otherwise.
-    ledger_ops::service::init_tracing(if matches!(cli.command, Command::Process(_) | Command::Enforce(_) | Command::Ingest(_)) {
+    ledger_ops::service::init_tracing(if matches!(cli.command, Command::Process(_) | Command::Enforce(_) | Command::Ingest(_) | Command::Router(_)) {
         "info"
     } else {
         "warn"
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
             Command::Enforce(args) => commands::enforce::run(args).await,
             Command::Budgets(args) => commands::budgets::run(args).await,
             Command::Ingest(args) => commands::ingest::run(args).await,
+            Command::Router(args) => commands::router::run(args).await,
             Command::BenchConsume(args) => commands::bench::run(args).await,
             Command::BenchDeleteTopics(args) => commands::bench::delete_topics(args).await,
         }

@@ -10,7 +10,8 @@
 //! - [`otlp`]: `POST /v1/traces` (OTLP/HTTP JSON): OpenTelemetry GenAI spans as usage events.
 //! - [`metrics`]: `GET /metrics` (Prometheus text).
 //! - [`tls`]: the optional HTTPS listener.
-//! - [`mod@run`]: `ledger ingest` as a service.
+//! - [`decide`]: `POST /v1/decide`, the router as a service (`ledger router serve`).
+//! - [`mod@run`]: `ledger ingest` (and `ledger router serve`) as a service.
 //!
 //! A batch is all or nothing: if any event is invalid (400) or belongs to another tenant than
 //! the API key's (403), or the key is over its rate limit (429), nothing is written. If Kafka does not acknowledge every event within
@@ -18,6 +19,7 @@
 //! the processor counts an `event_id` once. See docs/ingest.md.
 
 pub mod config;
+pub mod decide;
 pub mod keys;
 pub mod limit;
 pub mod metrics;
@@ -30,7 +32,7 @@ pub mod validate;
 
 pub use config::IngestSettings;
 pub use keys::{ApiKeys, KeyRecord, KeysError};
-pub use run::{run, Launch};
+pub use run::{run, Launch, SidecarLaunch};
 pub use server::{router, serve, IngestState, OPENAPI_YAML};
 
 /// Errors of the ingest server (startup; request problems are HTTP answers).
@@ -48,4 +50,7 @@ pub enum IngestError {
     /// The listener failed.
     #[error("{0}")]
     Io(String),
+    /// The router of `ledger router serve` could not start.
+    #[error("router: {0}")]
+    Router(#[from] ledger_router::RouterError),
 }

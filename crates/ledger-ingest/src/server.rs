@@ -23,7 +23,8 @@ use crate::config::IngestSettings;
 use crate::keys::{ApiKeys, Lookup};
 use crate::limit::{RateLimit, RateLimiter, Refusal};
 use crate::metrics::Metrics;
-use crate::validate::{parse_event, split_body, BodyError, FieldError};
+use crate::decide::Sidecar;
+use crate::validate::{decision_id_of, parse_event, split_body, BodyError, FieldError};
 use crate::IngestError;
 use ledger_core::acceptance::AcceptanceRules;
 
@@ -46,6 +47,8 @@ pub struct IngestState {
     producer: FutureProducer,
     codec: UsageEventCodec,
     window: Option<AcceptanceRules>,
+    /// `POST /v1/decide` (`ledger router serve`).
+    sidecar: Option<Arc<Sidecar>>,
 }
 
 impl std::fmt::Debug for IngestState {
@@ -85,7 +88,14 @@ impl IngestState {
             producer,
             codec,
             window,
+            sidecar: None,
         })
+    }
+
+    /// Serves `POST /v1/decide` with this router as well (`ledger router serve`).
+    pub fn with_sidecar(mut self, sidecar: Arc<Sidecar>) -> IngestState {
+        self.sidecar = Some(sidecar);
+        self
     }
 
     /// Puts new keys in force (a changed keys file): the next request sees them.
@@ -110,20 +120,25 @@ impl IngestState {
 }
 
 /// The routes: `POST /v1/usage`, `POST /v1/traces`, `GET /healthz`, `GET /metrics`,
-/// `GET /openapi.yaml`.
+/// `GET /openapi.yaml`, and `POST /v1/decide` with a sidecar.
 pub fn router(state: Arc<IngestState>) -> Router {
     let limit = state.settings.max_body_bytes;
-    Router::new()
+    let app = Router::new()
         .route("/v1/usage", post(post_usage))
         .route("/v1/traces", post(post_traces))
         // Only the two routes above: counted by status, and timed from here to Kafka's ack.
-        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), track))
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), track));
+    let app = if state.sidecar.is_some() { app.route("/v1/decide", post(post_decide)) } else { app };
+    app.route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route(
             "/metrics",
             get(|State(state): State<Arc<IngestState>>| async move {
                 let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
-                ([(header::CONTENT_TYPE, content_type)], state.metrics.render_prometheus())
+                let mut text = state.metrics.render_prometheus();
+                if let Some(sidecar) = &state.sidecar {
+                    text.push_str(&sidecar.render_prometheus());
+                }
+                ([(header::CONTENT_TYPE, content_type)], text)
             }),
         )
         .route(
@@ -230,7 +245,11 @@ async fn post_usage(
     let mut errors = Vec::new();
     let mut foreign = Vec::new();
     let mut events: Vec<UsageEvent> = Vec::with_capacity(count);
+    let mut decisions: Vec<(usize, String)> = Vec::new();
     for (i, raw) in values.into_iter().enumerate() {
+        if state.sidecar.is_some() {
+            decisions.extend(decision_id_of(raw).map(|id| (events.len(), id)));
+        }
         if let Some(event) = parse_event(i, raw, state.window.as_ref(), now, &mut errors) {
             if event.attribution.tenant_id != entry.tenant_id {
                 foreign.push(FieldError {
@@ -270,6 +289,12 @@ async fn post_usage(
     match write_all(&state, &events).await {
         Ok(()) => {
             state.metrics.acknowledged(count, received.0.elapsed());
+            // Only now, with the usage in Kafka: the lease learns the actual cost.
+            if let Some(sidecar) = &state.sidecar {
+                for (i, id) in &decisions {
+                    sidecar.report(id, &events[*i]);
+                }
+            }
             (StatusCode::ACCEPTED, Json(Accepted { accepted: count })).into_response()
         }
         Err(problem) => {
@@ -348,6 +373,23 @@ fn admit(state: &IngestState, caller: &Caller, events: usize) -> Result<(), Box<
         }
     };
     Err(Box::new(answer))
+}
+
+/// `POST /v1/decide`: the router's decision for one call ([`Sidecar`]).
+async fn post_decide(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let Some(sidecar) = &state.sidecar else { return StatusCode::NOT_FOUND.into_response() };
+    let caller = match authenticate(&state, &headers) {
+        Ok(caller) => caller,
+        Err(answer) => return *answer,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return error(rejection.status(), "bad_request", format!("cannot read the body: {rejection}"), vec![]),
+    };
+    match sidecar.decide(&caller.tenant_id, &body) {
+        Ok(answer) => answer,
+        Err((status, code, message)) => error(status, code, message, vec![]),
+    }
 }
 
 /// `POST /v1/traces`: OTLP/HTTP with JSON encoding. GenAI spans become usage events of the

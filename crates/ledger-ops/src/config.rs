@@ -14,11 +14,12 @@ use ledger_enforcer::config::EnforcerSettings;
 use ledger_ingest::config::IngestSettings;
 use ledger_kafka::{KafkaConfig, TopicNames};
 use ledger_processor::config::{ProcessorConfig, ProcessorSettings};
+use ledger_router::RouterSettings;
 
 use crate::OpsError;
 
 /// The sections of the configuration file.
-const SECTIONS: [&str; 6] = ["kafka", "topics", "clickhouse", "processor", "enforcer", "ingest"];
+const SECTIONS: [&str; 7] = ["kafka", "topics", "clickhouse", "processor", "enforcer", "ingest", "router"];
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -34,8 +35,10 @@ pub struct LedgerConfig {
     pub processor: ProcessorSettings,
     /// `ledger enforce` settings.
     pub enforcer: EnforcerSettings,
-    /// `ledger ingest` settings.
+    /// `ledger ingest` settings (also the HTTP server of `ledger router serve`).
     pub ingest: IngestSettings,
+    /// `ledger router serve` settings.
+    pub router: RouterSettings,
 }
 
 impl LedgerConfig {
@@ -75,6 +78,7 @@ impl LedgerConfig {
             processor: section(&figment, "processor", &mut errors),
             enforcer: section(&figment, "enforcer", &mut errors),
             ingest: section(&figment, "ingest", &mut errors),
+            router: section(&figment, "router", &mut errors),
         };
         if errors.is_empty() {
             if let Err(e) = config.kafka.resolve_secrets() {
@@ -86,6 +90,33 @@ impl LedgerConfig {
             return Err(OpsError::Invalid(format!("invalid configuration:\n{}", lines.join("\n"))));
         }
         Ok(config)
+    }
+
+    /// What `ledger ingest` runs with; with `router`, what `ledger router serve` runs with: the
+    /// same server plus the router, with the processor's price catalog loaded.
+    pub fn ingest_launch(&self, router: bool) -> Result<ledger_ingest::Launch, OpsError> {
+        let sidecar = if router {
+            let problems = self.router.leases.problems();
+            if !problems.is_empty() {
+                return Err(OpsError::Invalid(format!("invalid configuration:\n  - {}", problems.join("\n  - "))));
+            }
+            let catalog = ledger_processor::catalog::load_catalog(&self.processor.catalogs).map_err(OpsError::Invalid)?;
+            Some(ledger_ingest::SidecarLaunch {
+                config: self.router.router_config(&self.kafka, &self.topics),
+                catalog: std::sync::Arc::new(catalog),
+                ready_timeout: std::time::Duration::from_millis(self.router.ready_timeout_ms),
+            })
+        } else {
+            None
+        };
+        Ok(ledger_ingest::Launch {
+            kafka: self.kafka.clone(),
+            topics: self.topics.clone(),
+            partitions: self.processor.partitions,
+            settings: self.ingest.clone(),
+            window: Some(self.processor.acceptance),
+            router: sidecar,
+        })
     }
 
     /// The processor's view of the configuration, with cross-field checks.

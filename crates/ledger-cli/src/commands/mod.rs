@@ -11,6 +11,7 @@ pub(crate) mod prices;
 pub(crate) mod process;
 pub(crate) mod produce;
 pub(crate) mod reconcile;
+pub(crate) mod router;
 pub(crate) mod report;
 pub(crate) mod stack;
 

@@ -147,8 +147,13 @@ impl LeaseBook {
         }
     }
 
-    fn answer(&mut self, request: &LeaseRequest, facts: Option<BudgetFacts>, now: DateTime<Utc>) -> LeaseGrant {
-        let mut grant = LeaseGrant {
+    /// A `WAIT` answer to `request` (e.g. while a period rollover is not evaluated yet).
+    pub fn wait(&self, request: &LeaseRequest, now: DateTime<Utc>, reason: String) -> LeaseGrant {
+        LeaseGrant { status: LeaseStatus::Wait, reason, ..self.base_answer(request, now) }
+    }
+
+    fn base_answer(&self, request: &LeaseRequest, now: DateTime<Utc>) -> LeaseGrant {
+        LeaseGrant {
             request_id: request.request_id.clone(),
             instance_id: request.instance_id.clone(),
             budget: request.budget.clone(),
@@ -160,7 +165,11 @@ impl LeaseBook {
             call_timeout_ms: self.rules.call_timeout.num_milliseconds(),
             retry_after_ms: self.rules.wait_retry.num_milliseconds(),
             reason: String::new(),
-        };
+        }
+    }
+
+    fn answer(&mut self, request: &LeaseRequest, facts: Option<BudgetFacts>, now: DateTime<Utc>) -> LeaseGrant {
+        let mut grant = self.base_answer(request, now);
         let Some(facts) = facts else {
             grant.reason = format!("{} is not a lease budget of the enforcer's policy: its signals apply", request.budget);
             return grant;
@@ -312,10 +321,11 @@ impl LeaseBook {
         self.answered.insert(grant.request_id.clone(), grant.clone());
     }
 
-    /// Rebuild: a request read back from the requests topic, after every grant was restored.
-    /// Its returns apply; the settle points are fixed by [`LeaseBook::finish_restore`].
-    pub fn restore_request(&mut self, request: &LeaseRequest) {
-        self.apply_returns(request, DateTime::<Utc>::MIN_UTC);
+    /// Rebuild: a request read back from the requests topic (appended at `appended`), after
+    /// every grant was restored. Its returns apply as when it was read live; a restarted
+    /// enforcer raises the settle points with [`LeaseBook::finish_restore`].
+    pub fn restore_request(&mut self, request: &LeaseRequest, appended: DateTime<Utc>) {
+        self.apply_returns(request, appended + self.rules.settle_margin);
     }
 
     /// Ends a rebuild at `now`: expired leases close, and no closed lease settles before the

@@ -116,11 +116,12 @@ fn a_rebuilt_book_counts_what_the_topics_say_and_settles_no_earlier_than_now() {
     let back = request("r3", "a", "0", "0", vec![ret("r1", "0.4", true)]);
     live.handle(&back, Some(facts("0")), t(100));
     let mut rebuilt = LeaseBook::new(LeaseRules::default());
-    rebuilt.restore_request(&back); // requests may be read before the grants they return
+    rebuilt.restore_request(&back, t(100)); // requests may be read before the grants they return
     for g in [&g1, &g2] {
         rebuilt.restore_grant(g, p);
     }
-    rebuilt.restore_request(&back);
+    rebuilt.restore_request(&back, t(100));
+    assert_eq!(rebuilt.earliest_settle_point(), Some(t(1_100)), "as when read live");
     rebuilt.finish_restore(t(500));
     assert_eq!(rebuilt.outstanding(BUDGET, p), live.outstanding(BUDGET, p));
     assert_eq!(rebuilt.earliest_settle_point(), Some(t(1_500)), "settles against the usage topic after the restart");

@@ -37,6 +37,8 @@ mod scope;
 mod snapshot;
 mod table;
 #[cfg(test)]
+mod lease_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
