@@ -26,7 +26,7 @@ COPY --from=builder /usr/local/bin/ledger /usr/local/bin/ledger
 # Fail the build, not the container, if a shared library is missing.
 RUN ! ldd /usr/local/bin/ledger | grep 'not found' && ledger --version
 WORKDIR /app
-# Relative paths in the default configuration (catalog/litellm-prices.json, schemas/) resolve here.
+# Relative paths in the default configuration (catalog/sources/litellm-1.110.2-..., schemas/) resolve here.
 COPY catalog/ /app/catalog/
 COPY schemas/ /app/schemas/
 USER ledger

@@ -2,7 +2,8 @@
 # Installs the system packages the build and the tests need and this machine lacks (Debian, as
 # root or with sudo): a C toolchain for the bundled librdkafka, OpenSSL's headers and pkg-config
 # for its TLS and SASL/SCRAM support (and openssl to make the secure profile's certificates),
-# Python 3 for the independent pricing oracle, and docker-compose to validate
+# Python 3 for the independent pricing oracle (and its venv module, for the OpenTelemetry SDK
+# the OTLP test installs from PyPI: tests/otel/setup.sh), and docker-compose to validate
 # docker-compose.yml (no Docker engine needed).
 # ClickHouse, Java and the Kafka jars are installed by scripts/stack.sh up.
 set -euo pipefail
@@ -17,6 +18,7 @@ command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)

@@ -30,7 +30,11 @@ fn main() {
         }
     };
     let codec = Codec::<UsageEvent>::new().expect("codec");
-    let catalog = ledger_benches::repo_catalog();
+    // `EVENT_PATH_CATALOG=small`: the earlier 65-model catalog instead of the shipped one
+    let catalog = match std::env::var("EVENT_PATH_CATALOG").as_deref() {
+        Ok("small") => ledger_benches::small_catalog(),
+        _ => ledger_benches::repo_catalog(),
+    };
     let messages = ledger_benches::encoded_events(&codec, EVENTS);
     let mut spend = SpendAggregator::new();
     ledger_benches::event_path(&codec, &catalog, &messages, &mut spend);

@@ -9,11 +9,21 @@ use ledger_core::UsageEvent;
 use ledger_loadgen::{Generator, GeneratorOptions};
 use ledger_schema::Codec;
 
-/// The repository's catalog (`catalog/litellm-prices.json`), in effect since the epoch.
+/// The shipped catalog (LiteLLM's whole file, `catalog/sources/...`), in effect since the epoch:
+/// what `ledger process` prices with by default.
 pub fn repo_catalog() -> Catalog {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../catalog/litellm-prices.json");
-    let text = std::fs::read_to_string(path).expect("catalog/litellm-prices.json");
-    let (source, _) = CatalogSource::from_litellm_json("litellm-prices", DateTime::UNIX_EPOCH, &text).expect("catalog");
+    catalog_file("sources/litellm-1.110.2-model_prices_and_context_window.json")
+}
+
+/// The earlier 65-model selection (`catalog/litellm-prices.json`), for comparison.
+pub fn small_catalog() -> Catalog {
+    catalog_file("litellm-prices.json")
+}
+
+fn catalog_file(path: &str) -> Catalog {
+    let path = format!("{}/../catalog/{path}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let (source, _) = CatalogSource::from_litellm_json("litellm", DateTime::UNIX_EPOCH, &text).expect("catalog");
     Catalog::new(vec![source]).expect("catalog")
 }
 

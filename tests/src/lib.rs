@@ -367,10 +367,11 @@ pub async fn resend_valid(env: &TestEnv, sent: &Sent, n: usize) -> u64 {
     resent
 }
 
-/// The independent oracle's total for JSON-lines events (tests/oracle/price_oracle.py):
-/// `(priced count, total cost in pico-dollars)`. Panics if it rejects any event.
+/// The independent oracle's total for JSON-lines events (tests/oracle/price_oracle.py), with the
+/// catalog `ledger process` prices with by default: `(priced count, total cost in pico-dollars)`.
+/// Panics if it rejects any event.
 pub fn oracle_total(jsonl: &str) -> (u64, i128) {
-    oracle_total_with(jsonl, &["catalog/litellm-prices.json"])
+    oracle_total_with(jsonl, &[ledger_processor::config::DEFAULT_CATALOG])
 }
 
 /// [`oracle_total`] with the given `--catalog` sources (`FILE[@RFC3339]`).

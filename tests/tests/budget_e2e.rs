@@ -205,8 +205,8 @@ fn clickhouse(env: &TestEnv, sql: &str) -> String {
 }
 
 fn catalog() -> Catalog {
-    let text = std::fs::read_to_string(workspace_root().join("catalog/litellm-prices.json")).expect("catalog");
-    let (source, _) = CatalogSource::from_litellm_json("litellm-prices", chrono::DateTime::UNIX_EPOCH, &text).expect("catalog");
+    let text = std::fs::read_to_string(workspace_root().join(ledger_processor::config::DEFAULT_CATALOG)).expect("catalog");
+    let (source, _) = CatalogSource::from_litellm_json("litellm", chrono::DateTime::UNIX_EPOCH, &text).expect("catalog");
     Catalog::new(vec![source]).expect("catalog")
 }
 

@@ -9,7 +9,7 @@
 //! Needs `python3` (3.11+, standard library only). Run with
 //! `cargo test -p ledger-tests --test price_oracle -- --nocapture`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -123,6 +123,73 @@ const SYNTHETIC: &[(&str, &str)] = &[
     ("gpt-4o-mini", r#"{"litellm_provider":"openai","input_cost_per_token":1e-03,"output_cost_per_cha":1}"#),
     // Not priceable either (per-request only).
     ("oracle-per-request", r#"{"litellm_provider":"openai","input_cost_per_request":0.01,"output_cost_per_request":0.02}"#),
+    // alias_of: a valid alias (its own price fields ignored), and the load errors of the contract.
+    ("oracle-alias", r#"{"alias_of":"oracle-tiered","input_cost_per_token":1}"#),
+    ("oracle-alias-missing", r#"{"alias_of":"no-such-entry"}"#),
+    ("oracle-alias-chain", r#"{"alias_of":"oracle-alias"}"#),
+    ("oracle-alias-unpriced", r#"{"alias_of":"oracle-per-request"}"#),
+    ("oracle-alias-number", r#"{"alias_of":5}"#),
+    // tiered_pricing: three tiers (the first range written with a fraction-free float), tier fields
+    // replacing the entry's, a service-tier price of the entry kept, a reasoning price in one tier.
+    (
+        "oracle-tiered-pricing",
+        r#"{"litellm_provider":"dashscope","input_cost_per_token":9e-06,"cache_read_input_token_cost":1e-07,
+            "input_cost_per_token_batches":5e-07,
+            "tiered_pricing":[{"input_cost_per_token":1e-06,"output_cost_per_token":4e-06,"range":[0,32000.0]},
+              {"input_cost_per_token":2e-06,"output_cost_per_token":8e-06,"cache_read_input_token_cost":2e-07,"range":[32000.0,128000]},
+              {"input_cost_per_token":3e-06,"output_cost_per_token":1.2e-05,"output_cost_per_reasoning_token":2e-05,
+               "input_cost_per_query":1,"range":[128000,256000]}]}"#,
+    ),
+    (
+        "oracle-tiered-gap",
+        r#"{"tiered_pricing":[{"input_cost_per_token":1e-06,"output_cost_per_token":1e-06,"range":[0,1000]},{"input_cost_per_token":2e-06,"output_cost_per_token":2e-06,"range":[2000,3000]}]}"#,
+    ),
+    (
+        "oracle-tiered-fraction",
+        r#"{"tiered_pricing":[{"input_cost_per_token":1e-06,"output_cost_per_token":1e-06,"range":[0,1000.5]}]}"#,
+    ),
+    (
+        "oracle-tiered-late-start",
+        r#"{"tiered_pricing":[{"input_cost_per_token":1e-06,"output_cost_per_token":1e-06,"range":[10,1000]}]}"#,
+    ),
+    ("oracle-tiered-search", r#"{"tiered_pricing":[{"input_cost_per_query":0.005,"max_results_range":[0,25]}]}"#),
+    (
+        "oracle-tiered-no-output",
+        r#"{"input_cost_per_token":1e-06,"tiered_pricing":[{"input_cost_per_token":1e-06,"range":[0,1000]}]}"#,
+    ),
+    // off_peak_pricing: weekday windows with a range to midnight, the whole weekend, a field the
+    // contract does not use (windows are UTC).
+    (
+        "oracle-off-peak",
+        r#"{"litellm_provider":"deepseek","input_cost_per_token":6e-07,"output_cost_per_token":2e-06,"cache_read_input_token_cost":6e-08,
+            "off_peak_pricing":{"input_cost_per_token":3e-07,"output_cost_per_token":1e-06,"weekday_timezone":"Asia/Shanghai",
+              "windows":[{"hours_utc":["00:00-01:00","16:30-00:00"],"weekdays":[1,2,3,4,5]},{"hours_utc":"00:00-00:00","weekdays":[6,7]}]}}"#,
+    ),
+    (
+        "oracle-off-peak-bad",
+        r#"{"input_cost_per_token":1e-06,"output_cost_per_token":1e-06,"off_peak_pricing":{"windows":[{"hours_utc":"06:00-04:00","weekdays":[1]}]}}"#,
+    ),
+    // xAI's inclusive long-context threshold, with tier prices.
+    (
+        "oracle-xai",
+        r#"{"litellm_provider":"xai","input_cost_per_token":2e-06,"output_cost_per_token":1e-05,"input_cost_per_token_above_128k_tokens":4e-06,
+            "output_cost_per_token_above_128k_tokens":2e-05,"cache_read_input_token_cost":5e-07,"input_cost_per_token_batches":1e-06,
+            "output_cost_per_token_batches":5e-06,"input_cost_per_token_above_128k_tokens_batches":2e-06}"#,
+    ),
+    // The tier ratio of step 1.3: cache and reasoning prices of a tier the entry prices only for
+    // input and output, with a ratio of 1/7 (rounded) and a half-way tie; a zero plain price.
+    (
+        "oracle-ratio",
+        r#"{"litellm_provider":"anthropic","input_cost_per_token":7e-06,"output_cost_per_token":1.4e-05,
+            "cache_read_input_token_cost":1e-06,"cache_creation_input_token_cost":3.5e-11,"cache_creation_input_token_cost_above_1hr":6e-06,
+            "output_cost_per_reasoning_token":2.1e-05,"input_cost_per_token_batches":3.5e-06,"output_cost_per_token_batches":7e-06,
+            "input_cost_per_token_priority":1e-06,"output_cost_per_token_flex":3e-06,
+            "input_cost_per_token_above_200k_tokens":1.4e-05,"input_cost_per_token_above_200k_tokens_priority":2e-06}"#,
+    ),
+    (
+        "oracle-zero",
+        r#"{"input_cost_per_token":0,"output_cost_per_token":1e-06,"input_cost_per_token_batches":1e-07,"cache_read_input_token_cost":1e-07}"#,
+    ),
 ];
 
 /// Keys of the repository catalog that the modified catalog drops (older sources keep them).
@@ -457,6 +524,65 @@ fn edge_lines() -> Vec<String> {
     obj("x-per-request-only", &|m| {
         m.insert("request_model".into(), json!("oracle-per-request"));
     });
+    // the forms of docs/pricing.md "Catalog entries": every boundary
+    for model in ["oracle-alias", "oracle-alias-missing", "oracle-alias-chain", "oracle-alias-unpriced", "oracle-alias-number"] {
+        obj(&format!("x-{model}"), &|m| {
+            m.insert("request_model".into(), json!(model));
+        });
+    }
+    for (i, input) in [0u64, 1, 32_000, 32_001, 128_000, 128_001, 200_000, 256_000, 256_001, 9_000_000].into_iter().enumerate() {
+        for (j, tier) in [None, Some("batch"), Some("priority")].into_iter().enumerate() {
+            for model in ["oracle-tiered-pricing", "oracle-xai", "oracle-ratio", "oracle-zero"] {
+                obj(&format!("x-{model}-{i}-{j}"), &|m| {
+                    m.insert("request_model".into(), json!(model));
+                    m.insert("input_tokens".into(), json!(input));
+                    m.insert("cache_read_input_tokens".into(), json!(input / 4));
+                    m.insert("cache_creation_input_tokens".into(), json!(input / 8));
+                    m.insert("cache_creation_1h_input_tokens".into(), json!(input / 16));
+                    m.insert("output_tokens".into(), json!(3_000));
+                    m.insert("reasoning_output_tokens".into(), json!(1_000));
+                    if let Some(t) = tier {
+                        m.insert("service_tier".into(), json!(t));
+                    }
+                });
+            }
+        }
+    }
+    for model in [
+        "oracle-tiered-gap",
+        "oracle-tiered-fraction",
+        "oracle-tiered-late-start",
+        "oracle-tiered-search",
+        "oracle-tiered-no-output",
+        "oracle-off-peak-bad",
+    ] {
+        obj(&format!("x-{model}"), &|m| {
+            m.insert("request_model".into(), json!(model));
+        });
+    }
+    // 2026-07-06 is a Monday, 2026-07-11 a Saturday
+    for (i, at) in [
+        "2026-07-06T00:00:00Z",
+        "2026-07-06T00:59:59.999999Z",
+        "2026-07-06T01:00:00Z",
+        "2026-07-06T16:29:59Z",
+        "2026-07-06T16:30:00Z",
+        "2026-07-06T23:59:59Z",
+        "2026-07-06T18:00:00+02:00",
+        "2026-07-10T23:59:59Z",
+        "2026-07-11T00:00:00Z",
+        "2026-07-12T23:59:59Z",
+        "2026-07-13T00:30:00-01:00",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        obj(&format!("x-off-peak-{i}"), &|m| {
+            m.insert("request_model".into(), json!("oracle-off-peak"));
+            m.insert("event_time".into(), json!(at));
+            m.insert("cache_read_input_tokens".into(), json!(100));
+        });
+    }
     // 9e6 $/token: each term below 10^26, the total at or beyond it
     for (id, input, output) in [
         ("x-huge-max-input", MAX, 0),
@@ -513,6 +639,7 @@ const COMPARED: &[&str] = &[
     "event_id",
     "model",
     "price_version",
+    "alias_of",
     "input_cost_usd",
     "cache_read_cost_usd",
     "cache_write_cost_usd",
@@ -584,7 +711,7 @@ fn diff(input: &[&str], rust: &BTreeMap<u64, Value>, oracle: &BTreeMap<u64, Valu
                     }
                 }
                 if let Some(c) = r["cost_usd"].as_str() {
-                    let terms: i128 = COMPARED[3..9].iter().map(|f| picos(r[*f].as_str().unwrap())).sum();
+                    let terms: i128 = COMPARED[4..10].iter().map(|f| picos(r[*f].as_str().unwrap())).sum();
                     if terms != picos(c) {
                         bad.push(format!("rust cost_usd {c} is not the sum of its terms"));
                     }
@@ -741,5 +868,338 @@ fn ledger_price_agrees_with_the_python_oracle() {
         dir.display()
     );
 
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shipped catalog, entry by entry
+
+/// The shipped catalog (processor default): LiteLLM's file itself.
+const SHIPPED: &str = "catalog/sources/litellm-1.110.2-model_prices_and_context_window.json";
+/// A Wednesday, outside DeepSeek's off-peak windows.
+const PEAK: &str = "2026-11-04T08:00:00Z";
+/// Off-peak probes: Monday 00:30 (in), Monday 01:00 (out), Monday 10:00 (in), Saturday noon (in).
+const OFF_PEAK_TIMES: &[&str] = &["2026-11-02T00:30:00Z", "2026-11-02T01:00:00Z", "2026-11-02T10:00:00Z", "2026-11-07T12:00:00Z"];
+/// docs/pricing.md's provider table, written down again here: OpenTelemetry name, LiteLLM prefix.
+const OTEL: &[(&str, &str)] = &[
+    ("gcp.gemini", "gemini"),
+    ("gcp.vertex_ai", "vertex_ai"),
+    ("aws.bedrock", "bedrock"),
+    ("azure.ai.openai", "azure"),
+    ("azure.ai.inference", "azure_ai"),
+    ("x_ai", "xai"),
+    ("mistral_ai", "mistral"),
+    ("openai", "openai"),
+    ("anthropic", "anthropic"),
+    ("deepseek", "deepseek"),
+    ("groq", "groq"),
+    ("cohere", "cohere"),
+    ("perplexity", "perplexity"),
+    ("ibm.watsonx.ai", "watsonx"),
+];
+
+/// Local rules of the test: aliases (global and per provider), a tenant's provider-wide discount
+/// with a more specific model override inside it, a provider-wide multiplier, a negotiated price
+/// list for one tenant and a self-hosted model.
+const RULES: &str = r#"
+[aliases]
+"deploy-a" = "azure/gpt-4o"
+"my-claude" = "claude-sonnet-4-5"
+"points-nowhere" = "no-such-entry"
+
+[aliases_by_provider."azure.ai.openai"]
+"deploy-a" = "azure/gpt-4o-mini"
+"gpt4o-prod" = "azure/gpt-4o"
+
+[[overrides]]
+id = "discount-azure"
+tenant = "discounted"
+provider = "azure.ai.openai"
+effective_from = "2026-01-01T00:00:00Z"
+effective_to = "2027-01-01T00:00:00Z"
+multiplier = "0.85"
+
+[[overrides]]
+id = "discount-azure-gpt4o"
+tenant = "discounted"
+model = "azure/gpt-4o"
+effective_from = "2026-11-01T00:00:00Z"
+multiplier = "0.333"
+
+[[overrides]]
+id = "xai-markup"
+provider = "x_ai"
+effective_from = "2026-01-01T00:00:00Z"
+multiplier = "1.1"
+
+[[overrides]]
+id = "negotiated-gpt4o"
+tenant = "negotiated"
+model = "gpt-4o"
+effective_from = "2026-01-01T00:00:00Z"
+prices = { input_cost_per_token = "2e-06", output_cost_per_token = "8.000000000001e-06", input_cost_per_token_batches = 1 }
+
+[[overrides]]
+id = "llama-onprem"
+model = "acme-llama-3-70b"
+effective_from = "2026-06-01T00:00:00Z"
+prices = { input_cost_per_token = "1e-07", output_cost_per_token = "3e-07", cache_read_input_token_cost = "1e-08" }
+"#;
+
+fn is_number(v: Option<&Value>) -> bool {
+    v.is_some_and(Value::is_number)
+}
+
+/// Whether an entry has token prices, read from the JSON here (independently of both pricers):
+/// an input and an output price directly, through `alias_of`, or in every `tiered_pricing` tier.
+fn has_token_prices(all: &Map<String, Value>, key: &str, depth: u8) -> bool {
+    let Some(e) = all.get(key).and_then(Value::as_object) else { return false };
+    if key == "sample_spec" {
+        return false;
+    }
+    if let Some(t) = e.get("alias_of") {
+        let target = t.as_str().and_then(|t| all.get(t).map(|v| (t, v)));
+        return depth == 0 && target.is_some_and(|(t, v)| v.get("alias_of").is_none() && has_token_prices(all, t, 1));
+    }
+    let plain = |f: &str| is_number(e.get(f));
+    match e.get("tiered_pricing").and_then(Value::as_array) {
+        Some(tiers) if tiers.iter().any(|t| t.get("range").is_some()) => tiers.iter().all(|t| {
+            (plain("input_cost_per_token") || is_number(t.get("input_cost_per_token")))
+                && (plain("output_cost_per_token") || is_number(t.get("output_cost_per_token")))
+        }),
+        _ => plain("input_cost_per_token") && plain("output_cost_per_token"),
+    }
+}
+
+/// The events of one entry: its plain event, then its variants and alias forms.
+struct FullEvents {
+    lines: Vec<String>,
+    /// The line (1-based) of each entry's plain event.
+    base_line: BTreeMap<String, usize>,
+    /// Events per kind, for the summary.
+    kinds: BTreeMap<&'static str, usize>,
+    /// The current entry's output limit: its events stay within it (input limits are crossed
+    /// on purpose by the long-context events).
+    max_output: u64,
+}
+
+impl FullEvents {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        kind: &'static str,
+        provider: &str,
+        model: &str,
+        tier: Option<&str>,
+        input: u64,
+        at: &str,
+        tenant: &str,
+    ) -> usize {
+        let n = self.lines.len();
+        let output = (1_500 + (n as u64 % 7) * 100).min(self.max_output);
+        let mut e = json!({
+            "event_id": format!("full-{n}"), "event_time": at, "tenant_id": tenant, "provider": provider,
+            "request_model": model, "input_tokens": input, "cache_read_input_tokens": input / 4,
+            "cache_creation_input_tokens": input / 8, "cache_creation_1h_input_tokens": input / 16,
+            "output_tokens": output, "reasoning_output_tokens": output.min(300),
+        });
+        if let Some(t) = tier {
+            e["service_tier"] = json!(t);
+        }
+        if n % 11 == 5 {
+            e["routed_from_model"] = json!("gpt-4o");
+        }
+        self.lines.push(e.to_string());
+        *self.kinds.entry(kind).or_default() += 1;
+        n + 1
+    }
+}
+
+/// The service tiers (event spelling) and long-context thresholds an entry's field names carry.
+fn variants(e: &Map<String, Value>) -> (BTreeSet<String>, BTreeSet<u64>) {
+    let (mut tiers, mut above) = (BTreeSet::new(), BTreeSet::new());
+    let fields = e
+        .iter()
+        .chain(e.get("tiered_pricing").and_then(Value::as_array).into_iter().flatten().flat_map(|t| t.as_object()).flatten());
+    for (f, _) in fields {
+        let Some(base) = ["input_cost_per_token", "output_cost_per_token"].into_iter().find(|b| f.starts_with(b)) else {
+            continue;
+        };
+        let mut rest = &f[base.len()..];
+        if let Some(r) = rest.strip_prefix("_above_") {
+            let digits: String = r.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(n) = digits.parse::<u64>() {
+                above.insert(n);
+            }
+            rest = r.split_once("k_tokens").map_or("", |(_, t)| t);
+        }
+        if let Some(t) = rest.strip_prefix('_') {
+            tiers.insert(if t == "batches" { "batch".to_owned() } else { t.to_owned() });
+        }
+    }
+    (tiers, above)
+}
+
+fn generate_full(all: &Map<String, Value>) -> FullEvents {
+    let mut g = FullEvents { lines: Vec::new(), base_line: BTreeMap::new(), kinds: BTreeMap::new(), max_output: u64::MAX };
+    let limit = |e: &Map<String, Value>, name: &str| e.get(name).and_then(Value::as_u64).filter(|n| *n > 0);
+    let otel_of = |litellm: &str| OTEL.iter().find(|(_, l)| litellm.starts_with(l)).map(|(o, _)| *o);
+    for (i, (key, v)) in all.iter().enumerate() {
+        let Some(e) = v.as_object() else { continue };
+        let litellm = e.get("litellm_provider").and_then(Value::as_str).unwrap_or("openai");
+        let provider = otel_of(litellm).unwrap_or(litellm);
+        // the plain event is one the model can serve: within its context and output limits
+        g.max_output = limit(e, "max_output_tokens").or_else(|| limit(e, "max_tokens")).unwrap_or(u64::MAX);
+        let input = (1_000 + (i as u64 % 97) * 37).min(limit(e, "max_input_tokens").unwrap_or(u64::MAX));
+        let line = g.push("plain", provider, key, None, input, PEAK, "t");
+        g.base_line.insert(key.clone(), line);
+        let (tiers, above) = variants(e);
+        for t in &tiers {
+            g.push("service tier", provider, key, Some(t), input, PEAK, "t");
+        }
+        let first_tier = tiers.iter().next().map(String::as_str);
+        for n in &above {
+            for input in [n * 1000, n * 1000 + 1] {
+                g.push("long context", provider, key, None, input, PEAK, "t");
+                g.push("long context", provider, key, first_tier, input, PEAK, "t");
+            }
+        }
+        for t in e.get("tiered_pricing").and_then(Value::as_array).into_iter().flatten() {
+            // the real file's bounds are integers, some written `256000.0`
+            let hi = t.get("range").and_then(|r| r.get(1)).map(Value::to_string).unwrap_or_default();
+            let hi = hi.split('.').next().and_then(|h| h.parse::<u64>().ok()).unwrap_or(0);
+            for input in [hi, hi + 1] {
+                g.push("tiered", provider, key, None, input, PEAK, "t");
+            }
+        }
+        if e.contains_key("off_peak_pricing") {
+            for at in OFF_PEAK_TIMES {
+                g.push("off-peak", provider, key, None, input, at, "t");
+                g.push("off-peak", provider, key, first_tier, input, at, "t");
+            }
+        }
+        // alias forms: the OpenTelemetry provider with the bare name, a Bedrock cross-region
+        // prefix, an Anthropic model name of a Bedrock id, a date after an undated name
+        if let Some((prefix, rest)) = key.split_once('/') {
+            if let Some((otel, _)) = OTEL.iter().find(|(_, l)| *l == prefix) {
+                g.push("alias: provider prefix", otel, rest, None, input, PEAK, "t");
+            }
+        }
+        if key.contains("anthropic.") || key.starts_with("meta.") || key.starts_with("amazon.") {
+            let bare = ["us.", "eu.", "apac.", "global."].iter().find_map(|r| key.strip_prefix(r)).unwrap_or(key);
+            g.push(
+                "alias: Bedrock region",
+                "aws.bedrock",
+                &format!("{}.{bare}", ["us", "eu", "apac", "global"][i % 4]),
+                None,
+                input,
+                PEAK,
+                "t",
+            );
+            if let Some(name) = bare.strip_prefix("anthropic.").and_then(|n| n.rsplit_once("-v")).map(|(n, _)| n) {
+                g.push("alias: Anthropic name of a Bedrock id", "anthropic", name, None, input, PEAK, "t");
+            }
+        }
+        if i % 3 == 0 && !key.contains('@') {
+            let dated = if i % 2 == 0 { format!("{key}-20991231") } else { format!("{key}-2099-12-31") };
+            g.push("alias: dated name", provider, &dated, None, input, PEAK, "t");
+        }
+    }
+    // the local rules
+    g.max_output = u64::MAX;
+    for (provider, model, tenant, at) in [
+        ("azure.ai.openai", "deploy-a", "t", PEAK),
+        ("openai", "deploy-a", "t", PEAK),
+        ("azure.ai.openai", "gpt4o-prod", "t", PEAK),
+        ("openai", "gpt4o-prod", "t", PEAK),
+        ("anthropic", "my-claude", "t", PEAK),
+        ("openai", "points-nowhere", "t", PEAK),
+        ("azure.ai.openai", "gpt4o-prod", "discounted", PEAK),
+        ("azure.ai.openai", "gpt4o-prod", "discounted", "2026-10-31T23:59:59Z"),
+        ("azure.ai.openai", "deploy-a", "discounted", PEAK),
+        ("azure.ai.openai", "deploy-a", "discounted", "2027-01-01T00:00:00Z"),
+        ("openai", "azure/gpt-4o-mini", "discounted", PEAK),
+        ("x_ai", "grok-4.3", "t", PEAK),
+        ("x_ai", "xai/grok-code-fast-1", "t", "2025-12-31T23:59:59Z"),
+        ("openai", "gpt-4o", "negotiated", PEAK),
+        ("openai", "gpt-4o", "someone-else", PEAK),
+        ("vllm", "acme-llama-3-70b", "t", PEAK),
+        ("vllm", "acme-llama-3-70b", "t", "2026-05-31T23:59:59Z"),
+    ] {
+        for tier in [None, Some("batch")] {
+            g.push("local rules", provider, model, tier, 12_345, at, tenant);
+        }
+    }
+    g
+}
+
+#[test]
+fn every_priced_model_of_the_shipped_catalog_agrees_with_the_python_oracle() {
+    let root = workspace_root();
+    let bin = ledger_bin();
+    let oracle = root.join("tests/oracle/price_oracle.py");
+    let dir = temp_dir();
+    let shipped = root.join(SHIPPED);
+    let all = load_object(&shipped);
+    let rules = dir.join("pricing-rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let g = generate_full(&all);
+    let input = g.lines.join("\n") + "\n";
+    std::fs::write(dir.join("events.jsonl"), &input).unwrap();
+    let input_lines: Vec<&str> = input.lines().collect();
+
+    let started = std::time::Instant::now();
+    let mut rust_cmd = Command::new(bin.as_path());
+    rust_cmd.arg("price").arg("--catalog").arg(&shipped).arg("--rules").arg(&rules);
+    let (rc, rust_out, rust_err) = run(&mut rust_cmd, &input);
+    assert!(matches!(rc, Some(0 | 1)), "ledger price failed ({rc:?}):\n{rust_err}");
+    let rust_time = started.elapsed();
+    let started = std::time::Instant::now();
+    let mut oracle_cmd = Command::new("python3");
+    oracle_cmd.arg(&oracle).arg("--catalog").arg(&shipped).arg("--rules").arg(&rules);
+    let (oc, oracle_out, oracle_err) = run(&mut oracle_cmd, &input);
+    assert_eq!(oc, Some(0), "oracle failed:\n{oracle_err}");
+    let oracle_time = started.elapsed();
+    std::fs::write(dir.join("rust.jsonl"), &rust_out).unwrap();
+    std::fs::write(dir.join("oracle.jsonl"), &oracle_out).unwrap();
+    let rust = by_line(&rust_out, "ledger price");
+    let orc = by_line(&oracle_out, "oracle");
+
+    let with_prices: Vec<&String> = all.keys().filter(|k| has_token_prices(&all, k, 0)).collect();
+    let unpriced: Vec<(&String, &Value)> =
+        with_prices.iter().map(|k| (*k, &rust[&(g.base_line[*k] as u64)])).filter(|(_, v)| v.get("error").is_some()).collect();
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    for v in orc.values() {
+        let k = v.get("error").map_or("priced".to_owned(), |e| e["reason"].as_str().unwrap().to_owned());
+        *outcomes.entry(k).or_default() += 1;
+    }
+    println!(
+        "{} entries, {} with token prices; {} events ({:?}); outcomes {outcomes:?}; ledger price {:.1?}, oracle {:.1?}; files in {}",
+        all.len(),
+        with_prices.len(),
+        g.lines.len(),
+        g.kinds,
+        rust_time,
+        oracle_time,
+        dir.display()
+    );
+    println!("models the catalog lists but the ledger cannot price: {} among entries with token prices", unpriced.len());
+    for (k, v) in unpriced.iter().take(20) {
+        println!("  {k}: {}", v["error"]);
+    }
+    let problems = diff(&input_lines, &rust, &orc);
+    for p in problems.iter().take(40) {
+        println!("{p}\n");
+    }
+    assert!(unpriced.is_empty(), "{} entries with token prices are not priced (first ones above)", unpriced.len());
+    // long-context events beyond twice a model's context check the per-model limit on both sides
+    assert!(outcomes.get("implausible_tokens").is_some_and(|n| *n > 50), "too few implausible_tokens lines: {outcomes:?}");
+    assert!(
+        problems.is_empty(),
+        "{} of {} lines disagree (first ones above; files in {})",
+        problems.len(),
+        orc.len(),
+        dir.display()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

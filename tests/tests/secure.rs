@@ -64,8 +64,9 @@ async fn every_client_works_over_sasl_ssl_and_https() {
     assert_ledger_matches(&env, &sent).await;
 
     // The SDK.
-    let emitter = Emitter::new(EmitterConfig { kafka: env.kafka.clone(), topic: env.topics.usage.clone(), ..EmitterConfig::default() })
-        .expect("an emitter over SASL_SSL");
+    let emitter =
+        Emitter::new(EmitterConfig { kafka: env.kafka.clone(), topic: env.topics.usage.clone(), ..EmitterConfig::default() })
+            .expect("an emitter over SASL_SSL");
     let mut generator = ledger_loadgen::Generator::new(ledger_loadgen::GeneratorOptions { seed: 62, ..Default::default() });
     let sdk_events: Vec<UsageEvent> = (0..50).map(|_| generator.valid_event()).collect();
     for e in &sdk_events {

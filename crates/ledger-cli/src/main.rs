@@ -28,7 +28,7 @@ Examples:
   ledger reconcile                       # ledger = rollups, no offset gaps; fails if not
   ledger ingest                          # HTTP POST /v1/usage for any language
   ledger router serve                    # HTTP POST /v1/decide (and /v1/usage) for any language
-  ledger price --catalog catalog/litellm-prices.json < events.jsonl
+  ledger price < events.jsonl             # price JSON lines with the shipped catalog, no Kafka
 
 Every setting can also come from a config file (--config) or LEDGER__* environment variables.";
 

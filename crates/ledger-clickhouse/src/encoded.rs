@@ -276,7 +276,7 @@ impl LedgerBatch {
                 row.fixed(&0i128.to_le_bytes());
             }
         }
-        row.str(priced.price_version.as_ref());
+        row.str(&priced.price_version_text());
         row.nullable(event.latency_ms.map(i64::to_le_bytes));
         row.str(event.response_id.unwrap_or_default());
         row.str(event.trace_id.unwrap_or_default());
@@ -450,6 +450,8 @@ mod tests {
         PricedUsage {
             model: "gpt-4o".into(),
             price_version: "v".into(),
+            override_version: None,
+            alias_of: None,
             terms: ledger_core::pricing::CostTerms::default(),
             cost: ledger_core::Money::ZERO,
             routed_from: None,

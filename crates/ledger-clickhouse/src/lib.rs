@@ -18,6 +18,7 @@ pub mod migrate;
 pub mod reconcile;
 pub mod report;
 pub mod row;
+pub mod usage;
 pub mod writer;
 
 pub use clickhouse;
@@ -27,4 +28,5 @@ pub use error::{Error, ErrorKind, Result};
 pub use migrate::{Migration, MigrationOutcome, MigrationReport, MigrationStatus, Migrator, MIGRATIONS};
 pub use report::{Dimension, GroupedSpendRow, LedgerReader, LedgerTotals, Rollup, SpendRow, TableTotals};
 pub use row::{LedgerRow, Lineage};
+pub use usage::UsageRow;
 pub use writer::{LedgerWriter, MAX_BATCH_ROWS};

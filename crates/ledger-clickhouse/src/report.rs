@@ -174,6 +174,15 @@ impl LedgerReader {
         Ok(LedgerReader { client, database })
     }
 
+    /// The database read.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub(crate) fn client(&self) -> &clickhouse::Client {
+        &self.client
+    }
+
     /// Spend by tenant and model for rollup buckets starting in `[from, to)`, ordered by tenant,
     /// then cost descending. Reads the day rollup when both bounds are midnights (UTC), else the
     /// hour rollup (an hour counts when it starts in the range).

@@ -166,7 +166,7 @@ impl LedgerRow {
             provided_cost_usd: event.provided_cost_usd.map(Money::picos),
             routed_from_cost_usd,
             savings_usd,
-            price_version: priced.price_version.to_string(),
+            price_version: priced.price_version_text().into_owned(),
             latency_ms: event.latency_ms,
             response_id: opt(event.response_id),
             trace_id: opt(event.trace_id),
@@ -218,6 +218,8 @@ mod tests {
         let priced: PricedUsage = PricedUsage {
             model: Arc::from("gpt-4o-mini"),
             price_version: Arc::from("litellm@2026-01-01T00:00:00Z"),
+            override_version: None,
+            alias_of: None,
             terms,
             cost: terms.total().unwrap(),
             routed_from: Some(RoutedFromCost {

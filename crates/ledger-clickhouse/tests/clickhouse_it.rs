@@ -89,6 +89,8 @@ fn row(s: &Spec<'_>) -> LedgerRow {
     let priced: PricedUsage = PricedUsage {
         model: Arc::from(s.model),
         price_version: Arc::from("litellm-1.110.2@2026-01-01T00:00:00Z"),
+        override_version: None,
+        alias_of: None,
         terms,
         cost: terms.total().unwrap(),
         routed_from: None,
@@ -453,6 +455,8 @@ async fn encoded_batch_reads_back_as_ledger_rows() {
         let rerouted: PricedUsage = PricedUsage {
             model: Arc::from("claude-haiku-4-5"),
             price_version: Arc::from("litellm@2026-01-01T00:00:00Z"),
+            override_version: None,
+            alias_of: None,
             terms,
             cost: terms.total().unwrap(),
             routed_from: Some(ledger_core::pricing::RoutedFromCost {
@@ -533,6 +537,8 @@ async fn a_large_encoded_insert_reads_back_whole() {
         let priced: PricedUsage = PricedUsage {
             model: Arc::from("gpt-4o"),
             price_version: Arc::from("v@2026-01-01T00:00:00Z"),
+            override_version: None,
+            alias_of: None,
             terms: CostTerms { input: money("0.000000000007"), ..CostTerms::default() },
             cost: money("0.000000000007"),
             routed_from: None,
@@ -589,6 +595,8 @@ async fn encoded_batches_of_several_partitions_go_in_one_insert() {
         let priced: PricedUsage = PricedUsage {
             model: Arc::from("gpt-4o"),
             price_version: Arc::from("v@2026-01-01T00:00:00Z"),
+            override_version: None,
+            alias_of: None,
             terms,
             cost: terms.total().unwrap(),
             routed_from: None,

@@ -76,6 +76,53 @@ impl Money {
     }
 }
 
+/// `a * b / c` rounded half to even, exactly (a 256-bit product when `a * b` leaves `u128`), for
+/// `c` in `1..2^127`; `None` when `c` is out of that range or the result does not fit a `u128`.
+/// Used where a price is scaled by an exact ratio: the service-tier ratio of docs/pricing.md
+/// (formula step 1.3) and a price override's multiplier.
+pub fn mul_div_half_even(a: u128, b: u128, c: u128) -> Option<u128> {
+    if c == 0 || c >= 1 << 127 {
+        return None;
+    }
+    let (q, r) = match a.checked_mul(b) {
+        Some(p) => (p / c, p % c),
+        None => {
+            let (hi, lo) = mul_wide(a, b);
+            if hi >= c {
+                return None;
+            }
+            // Long division of hi:lo by c, one bit at a time; rem < c < 2^127, so rem << 1 fits.
+            let (mut rem, mut q) = (hi, 0u128);
+            for i in (0..128).rev() {
+                rem = (rem << 1) | ((lo >> i) & 1);
+                q <<= 1;
+                if rem >= c {
+                    rem -= c;
+                    q |= 1;
+                }
+            }
+            (q, rem)
+        }
+    };
+    let twice = r * 2;
+    if twice > c || (twice == c && q % 2 == 1) {
+        q.checked_add(1)
+    } else {
+        Some(q)
+    }
+}
+
+/// The 256-bit product of two `u128`s as `(high, low)` halves.
+fn mul_wide(a: u128, b: u128) -> (u128, u128) {
+    const MASK: u128 = u64::MAX as u128;
+    let (a1, a0, b1, b0) = (a >> 64, a & MASK, b >> 64, b & MASK);
+    let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
+    let mid = (p00 >> 64) + (p01 & MASK) + (p10 & MASK);
+    let lo = (p00 & MASK) | (mid << 64);
+    let hi = p11 + (p01 >> 64) + (p10 >> 64) + (mid >> 64);
+    (hi, lo)
+}
+
 impl fmt::Display for Money {
     /// Always 12 fractional digits: `"0.000002500000"`. Exact and re-parseable.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -159,6 +206,23 @@ mod tests {
         assert_eq!(m.round_to(2).to_string(), "0.140000000000");
         let m: Money = "-0.135".parse().unwrap();
         assert_eq!(m.round_to(2).to_string(), "-0.140000000000");
+    }
+
+    #[test]
+    fn mul_div_is_exact_and_rounds_half_to_even() {
+        // 6e-6 $/token times 1.5e-6/3e-6 (a batch ratio): exactly 3e-6
+        assert_eq!(mul_div_half_even(6_000_000, 1_500_000, 3_000_000), Some(3_000_000));
+        // 1 * 1 / 3 rounds down, 2 * 1 / 3 rounds up; ties go to even
+        assert_eq!(mul_div_half_even(1, 1, 3), Some(0));
+        assert_eq!(mul_div_half_even(2, 1, 3), Some(1));
+        assert_eq!(mul_div_half_even(5, 1, 2), Some(2));
+        assert_eq!(mul_div_half_even(7, 1, 2), Some(4));
+        // a product beyond u128: (2^100 * 3^40) / 3^40 = 2^100, and a remainder half way
+        let three40 = 3u128.pow(40);
+        assert_eq!(mul_div_half_even(1 << 100, three40, three40), Some(1 << 100));
+        assert_eq!(mul_div_half_even(u128::MAX, 3, 6), Some(u128::MAX / 2 + 1));
+        assert_eq!(mul_div_half_even(u128::MAX, 2, 1), None);
+        assert_eq!(mul_div_half_even(1, 1, 0), None);
     }
 
     #[test]

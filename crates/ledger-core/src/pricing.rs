@@ -1,10 +1,11 @@
 //! The pricing formula of docs/pricing.md: which catalog entry, which price for each token class,
 //! and the exact cost terms of one event.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::event::{RejectReason, Rejection, TokenCounts};
-use crate::money::{Money, MoneyOverflow};
+use crate::money::{mul_div_half_even, Money, MoneyOverflow};
 
 /// The cost of one event, term by term (docs/pricing.md "The formula", step 3). Nothing is rounded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,8 +54,14 @@ pub struct RoutedFromCost<S = Arc<str>> {
 pub struct PricedUsage<S = Arc<str>> {
     /// The catalog key that priced the event (the ledger's `model` column).
     pub model: S,
-    /// `source@effective_from` of the catalog source used, so the cost can be recomputed.
+    /// Where the prices came from (docs/pricing.md "The price version"): the source version,
+    /// with `;alias_of=X` and `;off_peak` when they apply, or `override=ID@T` when a `prices`
+    /// override priced the event. [`PricedUsage::price_version_text`] adds `override_version`.
     pub price_version: S,
+    /// `;override=ID@T` when a `multiplier` override scaled the catalog prices.
+    pub override_version: Option<S>,
+    /// The target of the `alias_of` entry that priced the event (its prices were used).
+    pub alias_of: Option<S>,
     /// Each cost term.
     pub terms: CostTerms,
     /// The charged cost: the exact sum of `terms`.
@@ -66,12 +73,25 @@ pub struct PricedUsage<S = Arc<str>> {
 /// A [`PricedUsage`] that borrows its names from the catalog.
 pub type PricedRef<'c> = PricedUsage<&'c Arc<str>>;
 
+impl<S: AsRef<str>> PricedUsage<S> {
+    /// The whole price version text of the ledger line: `price_version` followed by
+    /// `override_version` (borrowed unless an override applied).
+    pub fn price_version_text(&self) -> Cow<'_, str> {
+        match &self.override_version {
+            None => Cow::Borrowed(self.price_version.as_ref()),
+            Some(o) => Cow::Owned(format!("{}{}", self.price_version.as_ref(), o.as_ref())),
+        }
+    }
+}
+
 impl PricedRef<'_> {
     /// The owned result, independent of the catalog.
     pub fn to_owned_priced(&self) -> PricedUsage {
         PricedUsage {
             model: Arc::clone(self.model),
             price_version: Arc::clone(self.price_version),
+            override_version: self.override_version.map(Arc::clone),
+            alias_of: self.alias_of.map(Arc::clone),
             terms: self.terms,
             cost: self.cost,
             routed_from: self.routed_from.as_ref().map(|r| RoutedFromCost {
@@ -133,6 +153,12 @@ impl PriceField {
     pub const fn index(self) -> usize {
         self as usize
     }
+
+    /// True for the input-side fields (input, cache read, both cache writes); the output and
+    /// reasoning prices are output-side (docs/pricing.md "The formula", step 1).
+    pub const fn is_input_side(self) -> bool {
+        matches!(self, PriceField::Input | PriceField::CacheRead | PriceField::CacheCreation | PriceField::CacheCreation1h)
+    }
 }
 
 impl std::fmt::Display for PriceField {
@@ -156,9 +182,12 @@ pub fn service_tier_suffix(service_tier: Option<&str>) -> Option<&str> {
 /// Long-context variants: `(N * 1000, price)`, sorted by threshold, largest first.
 type AboveList = Vec<(u64, Money)>;
 
-/// First price whose threshold the input exceeds (the list is sorted largest first).
-fn pick_above(list: &[(u64, Money)], input_tokens: u64) -> Option<Money> {
-    list.iter().find(|(threshold, _)| input_tokens > *threshold).map(|&(_, price)| price)
+/// First price whose threshold the input passes (the list is sorted largest first): `input > N*1000`,
+/// or `input >= N*1000` when `inclusive` (xAI's entries, docs/pricing.md "The formula", step 1).
+fn pick_above(list: &[(u64, Money)], input_tokens: u64, inclusive: bool) -> Option<Money> {
+    list.iter()
+        .find(|&&(threshold, _)| if inclusive { input_tokens >= threshold } else { input_tokens > threshold })
+        .map(|&(_, price)| price)
 }
 
 fn insert_above(list: &mut AboveList, threshold: u64, price: Money) {
@@ -180,7 +209,7 @@ pub struct TierVariants {
 }
 
 /// Every price variant of one field of one catalog entry, ready for
-/// [`PriceVariants::resolve`] (docs/pricing.md "The formula", step 1).
+/// [`resolve_field`] (docs/pricing.md "The formula", step 1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PriceVariants {
     plain: Option<Money>,
@@ -242,24 +271,75 @@ impl PriceVariants {
         }
     }
 
-    /// The price of this field for an event with service-tier suffix `tier`
-    /// (see [`service_tier_suffix`]) and `input_tokens` prompt tokens: the first of
-    /// `F_above_{N}k_tokens_{tier}` (largest `N` with `input_tokens > N*1000`), `F_{tier}`,
-    /// `F_above_{N}k_tokens` (same rule), `F`; `None` when the entry has none of them.
-    #[inline]
-    pub fn resolve(&self, tier: Option<&str>, input_tokens: u64) -> Option<Money> {
-        if let Some(name) = tier {
-            if let Some(t) = self.tiers.iter().find(|t| &*t.tier == name) {
-                if let Some(p) = pick_above(&t.above, input_tokens) {
-                    return Some(p);
-                }
-                if let Some(p) = t.plain {
-                    return Some(p);
-                }
+    /// Steps 1 and 2 of docs/pricing.md "The formula", step 1: `F_above_{N}k_tokens_{tier}` (the
+    /// largest `N` the input passes, see [`PriceVariants::plain_price`]), then `F_{tier}`.
+    pub fn tier_price(&self, tier: &str, input_tokens: u64, inclusive: bool) -> Option<Money> {
+        let t = self.tiers.iter().find(|t| &*t.tier == tier)?;
+        pick_above(&t.above, input_tokens, inclusive).or(t.plain)
+    }
+
+    /// Steps 4 and 5: `F_above_{N}k_tokens` with the largest `N` such that `input_tokens > N*1000`
+    /// (`>=` when `inclusive`), then `F`.
+    pub fn plain_price(&self, input_tokens: u64, inclusive: bool) -> Option<Money> {
+        pick_above(&self.above, input_tokens, inclusive).or(self.plain)
+    }
+
+    /// Replaces every price that `other` has (docs/pricing.md: a tier's or the off-peak fields
+    /// replace the entry's fields of the same name).
+    pub fn overlay(&mut self, other: &PriceVariants) {
+        if let Some(p) = other.plain {
+            self.plain = Some(p);
+        }
+        for &(threshold, p) in &other.above {
+            insert_above(&mut self.above, threshold, p);
+        }
+        for t in &other.tiers {
+            if let Some(p) = t.plain {
+                self.set(Some(&t.tier), None, p);
+            }
+            for &(threshold, p) in &t.above {
+                self.set(Some(&t.tier), Some(threshold), p);
             }
         }
-        pick_above(&self.above, input_tokens).or(self.plain)
     }
+
+    /// Every long-context threshold (`N * 1000`) of the plain and the tier variants.
+    pub(crate) fn thresholds(&self) -> impl Iterator<Item = u64> + '_ {
+        self.above.iter().chain(self.tiers.iter().flat_map(|t| t.above.iter())).map(|&(n, _)| n)
+    }
+}
+
+/// The price fields of one entry, indexed by [`PriceField::index`].
+pub type FieldSet = [PriceVariants; 6];
+
+/// The price of field `f` for service-tier suffix `tier` and `input_tokens`, by docs/pricing.md
+/// "The formula", step 1 (all five sub-steps, the tier ratio of 1.3 included); `inclusive` is
+/// xAI's `>=` threshold. `None` when no sub-step gives a price.
+pub fn resolve_field(fields: &FieldSet, f: PriceField, tier: Option<&str>, input_tokens: u64, inclusive: bool) -> Option<Money> {
+    let field = &fields[f.index()];
+    let plain = field.plain_price(input_tokens, inclusive);
+    if let Some(t) = tier {
+        if let Some(p) = field.tier_price(t, input_tokens, inclusive) {
+            return Some(p);
+        }
+        let side = if f.is_input_side() { PriceField::Input } else { PriceField::Output };
+        let side = &fields[side.index()];
+        if let (Some(p), Some(xs), Some(xp)) =
+            (plain, side.tier_price(t, input_tokens, inclusive), side.plain_price(input_tokens, inclusive))
+        {
+            if xp.picos() != 0 {
+                return Some(scale_price(p, xs.picos().unsigned_abs(), xp.picos().unsigned_abs()));
+            }
+        }
+    }
+    plain
+}
+
+/// `price * num / den` rounded half to even to the pico-dollar; a result beyond `i128` saturates
+/// (any token priced at it overflows the cost range anyway).
+pub(crate) fn scale_price(price: Money, num: u128, den: u128) -> Money {
+    let v = mul_div_half_even(price.picos().unsigned_abs(), num, den).and_then(|v| i128::try_from(v).ok());
+    Money::from_picos(v.unwrap_or(i128::MAX))
 }
 
 /// The six resolved per-token prices of one event, after the fallbacks of docs/pricing.md
@@ -278,6 +358,38 @@ pub struct ResolvedPrices {
     pub cache_write_1h: Money,
     /// `rs` (reasoning price, else `out`).
     pub reasoning: Money,
+}
+
+impl ResolvedPrices {
+    /// The six prices of docs/pricing.md "The formula", steps 1 and 2, for an entry's fields.
+    /// `None` when the fields lack an input or an output price.
+    pub fn resolve(fields: &FieldSet, tier: Option<&str>, input_tokens: u64, inclusive: bool) -> Option<ResolvedPrices> {
+        let get = |f: PriceField| resolve_field(fields, f, tier, input_tokens, inclusive);
+        let input = get(PriceField::Input)?;
+        let output = get(PriceField::Output)?;
+        let cache_write = get(PriceField::CacheCreation).unwrap_or(input);
+        Some(ResolvedPrices {
+            input,
+            output,
+            cache_read: get(PriceField::CacheRead).unwrap_or(input),
+            cache_write,
+            cache_write_1h: get(PriceField::CacheCreation1h).unwrap_or(cache_write),
+            reasoning: get(PriceField::Reasoning).unwrap_or(output),
+        })
+    }
+
+    /// Every price times `num / den`, rounded half to even (a `multiplier` override).
+    pub fn scaled(&self, num: u128, den: u128) -> ResolvedPrices {
+        let s = |p: Money| scale_price(p, num, den);
+        ResolvedPrices {
+            input: s(self.input),
+            output: s(self.output),
+            cache_read: s(self.cache_read),
+            cache_write: s(self.cache_write),
+            cache_write_1h: s(self.cache_write_1h),
+            reasoning: s(self.reasoning),
+        }
+    }
 }
 
 /// `price * count`, exactly, or `None` on overflow. Real per-token prices fit a `u64` of

@@ -142,14 +142,20 @@ fn real_litellm_1_110_2_file() {
     let (src, report) = CatalogSource::from_litellm_json("litellm-1.110.2", epoch(), &text).unwrap();
     assert_eq!(report.entries, 4_878);
     assert_eq!(report.priced + report.skipped.len(), 4_878);
-    // counted independently with python3 (json, membership of the two fields)
-    assert_eq!(report.priced, 3_882);
+    // counted independently with python3: 3,882 entries with both fields (sample_spec aside), 98
+    // alias_of entries (all of priceable targets) and 49 tiered_pricing entries priced only
+    // through their tiers (56 have tiered_pricing: 5 with plain prices too, 2 per-query searches)
+    assert_eq!(report.priced, 3_882 + 98 + 49);
+    assert_eq!((report.aliases, report.tiered, report.off_peak), (98, 54, 12));
     let by_reason = report.skipped_by_reason();
     assert_eq!(by_reason.get("sample_spec"), Some(&1));
-    assert_eq!(by_reason.get("missing_input_and_output_cost_per_token"), Some(&932));
+    assert_eq!(by_reason.get("missing_input_and_output_cost_per_token"), Some(&(932 - 98 - 49)));
     assert_eq!(by_reason.get("missing_output_cost_per_token"), Some(&40));
     assert_eq!(by_reason.get("missing_input_cost_per_token"), Some(&23));
-    assert_eq!(src.len(), 3_882);
+    assert_eq!(by_reason.len(), 4, "{by_reason:?}");
+    assert_eq!(src.len(), 4_029);
+    // the weekday_timezone of two off-peak entries is listed as not used
+    assert_eq!(report.ignored.iter().filter(|i| i.field == "off_peak_pricing.weekday_timezone").count(), 2);
     let has = |model: &str, field: &str, text: &str, picos: i128| {
         report.rounded.iter().any(|r| r.model == model && r.field == field && r.text == text && r.rounded.picos() == picos)
     };
@@ -167,6 +173,42 @@ fn real_litellm_1_110_2_file() {
     assert!(report.rounded.len() >= 3);
     // a well-known entry prices as its provider's page says: gpt-4o $2.50 / $10 per 1M tokens
     let c = ledger_core::Catalog::new(vec![src]).unwrap();
-    let p = c.price_event(&io("gpt-4o", 1_000_000, 1_000_000, None)).unwrap();
-    assert_eq!(p.cost.picos(), 12_500_000_000_000);
+    let p = c.price_event(&io("gpt-4o", 100_000, 10_000, None)).unwrap();
+    assert_eq!(p.cost.picos(), 350_000_000_000);
+    // and refuses what gpt-4o cannot have served: 128k context, 16,384 output tokens (twice each)
+    let over = |i, o| c.price_event(&io("gpt-4o", i, o, None)).unwrap_err().reason;
+    assert_eq!(over(256_001, 0), ledger_core::event::RejectReason::ImplausibleTokens);
+    assert_eq!(over(0, 32_769), ledger_core::event::RejectReason::ImplausibleTokens);
+    assert!(c.price_event(&io("gpt-4o", 256_000, 32_768, None)).is_ok());
+    // LiteLLM 1.110.2 has claude-sonnet-4-20250514 only as Bedrock ids: step 2.7 finds the
+    // unregioned one, at Anthropic's $3 / $15 (below its 200k long-context tier)
+    let mut e = io("claude-sonnet-4-20250514", 100_000, 100_000, None);
+    e.provider = "anthropic".into();
+    let p = c.price_event(&e).unwrap();
+    assert_eq!((p.model.as_ref(), p.cost.picos()), ("anthropic.claude-sonnet-4-20250514-v1:0", 1_800_000_000_000));
+    // an alias_of entry keeps its name and records its target
+    let p = c.price_event(&io("bedrock/claude-opus-latest", 1_000, 0, None)).unwrap();
+    assert_eq!(p.model.as_ref(), "bedrock/claude-opus-latest");
+    assert_eq!(p.alias_of.as_deref(), Some("global.anthropic.claude-opus-5-5"));
+    assert_eq!(p.price_version.as_ref(), "litellm-1.110.2@1970-01-01T00:00:00Z;alias_of=global.anthropic.claude-opus-5-5");
+}
+
+#[test]
+fn tokens_beyond_twice_the_models_limits_are_implausible() {
+    let json = r#"{
+      "m": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "max_input_tokens": 1000, "max_output_tokens": 100},
+      "legacy": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06, "max_tokens": 50},
+      "open": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}
+    }"#;
+    let c = catalog(json);
+    let reason = |model: &str, input: i64, output: i64| c.price_event(&io(model, input, output, None)).err().map(|r| r.reason);
+    use ledger_core::event::RejectReason::ImplausibleTokens;
+    assert_eq!(reason("m", 2_000, 200), None, "twice the limit is still plausible");
+    assert_eq!(reason("m", 2_001, 0), Some(ImplausibleTokens));
+    assert_eq!(reason("m", 0, 201), Some(ImplausibleTokens));
+    assert_eq!(reason("legacy", 10_000_000, 100), None, "max_tokens limits only the output");
+    assert_eq!(reason("legacy", 0, 101), Some(ImplausibleTokens));
+    assert_eq!(reason("open", 1_000_000_000, 1_000_000_000), None, "no limit in the catalog: only the acceptance cap");
+    let detail = c.price_event(&io("m", 5_000, 0, None)).unwrap_err().detail;
+    assert!(detail.contains("input_tokens 5000 is above 2000, 2 times the catalog's limit"), "{detail}");
 }

@@ -206,8 +206,8 @@ fn response_model_first_then_request_model() {
     let mut e = io("vendor-model", 1_000, 0, None);
     e.response_model = Some("gpt-x".into());
     assert_eq!(c.price_event(&e).unwrap().model.as_ref(), "gpt-x");
-    // unknown response model: request model prices
-    e.response_model = Some("gpt-x-2099-01-01".into());
+    // unknown response model: request model prices (not a date, so no undated alias either)
+    e.response_model = Some("gpt-x-2099-13-01".into());
     assert_eq!(c.price_event(&e).unwrap().model.as_ref(), "vendor-model");
     // empty response model counts as absent
     e.response_model = Some(String::new());

@@ -14,8 +14,11 @@ pub struct IngestSettings {
     pub api_keys_file: PathBuf,
     /// Most events one request may carry.
     pub max_events: usize,
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes (`/v1/usage`, `/v1/events`).
     pub max_body_bytes: usize,
+    /// Largest OTLP export (`/v1/traces` and gRPC), in bytes, both as received and once
+    /// decompressed; gRPC's and the OpenTelemetry Collector's default (4 MiB).
+    pub otlp_max_bytes: usize,
     /// How long a request waits for Kafka to acknowledge all its events before it fails with
     /// 503 (also the producer's `message.timeout.ms`, so nothing lingers after a 503).
     pub ack_timeout_ms: u64,
@@ -43,6 +46,7 @@ impl Default for IngestSettings {
             api_keys_file: PathBuf::from("config/api-keys.toml"),
             max_events: 1_000,
             max_body_bytes: 1024 * 1024,
+            otlp_max_bytes: 4 * 1024 * 1024,
             ack_timeout_ms: 10_000,
             shutdown_grace_secs: 30,
             reload_interval_ms: 1_000,
@@ -63,6 +67,9 @@ impl IngestSettings {
         }
         if self.max_body_bytes < 1024 {
             problems.push("ingest.max_body_bytes must be at least 1024".to_owned());
+        }
+        if self.otlp_max_bytes < 1024 {
+            problems.push("ingest.otlp_max_bytes must be at least 1024".to_owned());
         }
         if self.ack_timeout_ms < 100 {
             problems.push("ingest.ack_timeout_ms must be at least 100".to_owned());

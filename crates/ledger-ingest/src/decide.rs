@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -152,12 +152,12 @@ impl Sidecar {
         };
         match &call.decision {
             Decision::Allow => {}
-            Decision::Reroute { from, scope, .. } => (answer.requested_model, answer.scope) = (Some(from), Some(scope)),
+            Decision::Reroute { from, scope, .. } => (answer.requested_model, answer.scope) = (Some(&**from), Some(&**scope)),
             Decision::Throttle { retry_after, scope } => {
                 answer.retry_after_ms = Some(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1));
-                answer.scope = Some(scope);
+                answer.scope = Some(&**scope);
             }
-            Decision::Block { reason, scope } => (answer.reason, answer.scope) = (Some(reason), Some(scope)),
+            Decision::Block { reason, scope } => (answer.reason, answer.scope) = (Some(&**reason), Some(&**scope)),
         }
         if call.decision.is_allowed() {
             let id = format!("{}-{:x}", self.router.instance_id(), self.next_id.fetch_add(1, Ordering::Relaxed));

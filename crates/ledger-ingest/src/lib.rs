@@ -1,5 +1,6 @@
 //! HTTP ingest: `POST /v1/usage` validates usage events, writes them to Kafka and answers 202
-//! only once Kafka acknowledged every event.
+//! only once Kafka acknowledged every event. OpenTelemetry GenAI spans (OTLP over HTTP or
+//! gRPC) and CloudEvents take the same way.
 //!
 //! - [`config`]: the `[ingest]` settings.
 //! - [`keys`]: tenant API keys, stored hashed; the keys file and `ledger ingest keys`.
@@ -7,7 +8,10 @@
 //! - [`limit`]: per-key rate limits (token buckets; 429 with `Retry-After`).
 //! - [`validate`]: body and field-level validation (400 answers name index and field).
 //! - [`server`]: the axum routes and the acknowledge-after-Kafka write path.
-//! - [`otlp`]: `POST /v1/traces` (OTLP/HTTP JSON): OpenTelemetry GenAI spans as usage events.
+//! - [`otlp`]: OpenTelemetry GenAI spans as usage events, the one mapping of every OTLP
+//!   transport: `POST /v1/traces` (OTLP/HTTP, JSON or protobuf, gzip) and OTLP/gRPC's
+//!   `TraceService/Export` on the same port.
+//! - [`cloudevents`]: `POST /v1/events`: CloudEvents (structured or batch mode) as usage events.
 //! - [`metrics`]: `GET /metrics` (Prometheus text).
 //! - [`tls`]: the optional HTTPS listener.
 //! - [`decide`]: `POST /v1/decide`, the router as a service (`ledger router serve`).
@@ -18,8 +22,10 @@
 //! the ack timeout, the answer is 503 and nothing is acknowledged; resending is safe because
 //! the processor counts an `event_id` once. See docs/ingest.md.
 
+pub mod cloudevents;
 pub mod config;
 pub mod decide;
+mod grpc;
 pub mod keys;
 pub mod limit;
 pub mod metrics;
@@ -28,6 +34,7 @@ pub mod reload;
 pub mod run;
 pub mod server;
 pub mod tls;
+mod traces;
 pub mod validate;
 
 pub use config::IngestSettings;

@@ -8,6 +8,33 @@ use std::time::Duration;
 /// Statuses always shown, even at zero, so dashboards and alerts find their series.
 const SHOWN_STATUSES: [u16; 9] = [200, 202, 400, 401, 403, 413, 415, 429, 503];
 
+/// gRPC status codes by number, as Prometheus labels (the names of the gRPC spec).
+const GRPC_CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// gRPC codes always shown, even at zero (the answers the export can give).
+const SHOWN_GRPC_CODES: [usize; 5] = [0, 3, 8, 14, 16];
+
+/// The outcomes of OTLP spans, as labels, in the order of `Metrics::otlp_spans`.
+const SPAN_OUTCOMES: [&str; 3] = ["usage", "skipped", "rejected"];
+
 /// Upper bounds (microseconds) of the acknowledgement-time buckets, and their `le` labels (seconds).
 const ACK_SECONDS: [(u64, &str); 14] = [
     (1_000, "0.001"),
@@ -29,8 +56,12 @@ const ACK_SECONDS: [(u64, &str); 14] = [
 /// Every counter of the ingest server.
 #[derive(Debug)]
 pub struct Metrics {
-    /// Answers to `POST /v1/usage` and `POST /v1/traces`, by HTTP status (100..=599).
+    /// Answers to `POST /v1/usage`, `/v1/traces` and `/v1/events`, by HTTP status (100..=599).
     requests: Box<[AtomicU64]>,
+    /// Answers to OTLP/gRPC exports, by gRPC code.
+    grpc_requests: [AtomicU64; GRPC_CODES.len()],
+    /// OTLP spans by outcome ([`SPAN_OUTCOMES`]).
+    otlp_spans: [AtomicU64; SPAN_OUTCOMES.len()],
     events_accepted: AtomicU64,
     events_rate_limited: AtomicU64,
     ack_buckets: [AtomicU64; ACK_SECONDS.len()],
@@ -45,6 +76,8 @@ impl Default for Metrics {
     fn default() -> Metrics {
         Metrics {
             requests: (100..600).map(|_| AtomicU64::new(0)).collect(),
+            grpc_requests: Default::default(),
+            otlp_spans: Default::default(),
             events_accepted: AtomicU64::new(0),
             events_rate_limited: AtomicU64::new(0),
             ack_buckets: Default::default(),
@@ -76,6 +109,27 @@ impl Metrics {
     /// Answers counted with `status`.
     pub fn requests(&self, status: u16) -> u64 {
         status.checked_sub(100).and_then(|i| self.requests.get(usize::from(i))).map(get).unwrap_or(0)
+    }
+
+    /// Counts one answer to an OTLP/gRPC export.
+    pub fn grpc_request(&self, code: tonic::Code) {
+        if let Some(c) = usize::try_from(code as i32).ok().and_then(|i| self.grpc_requests.get(i)) {
+            add(c, 1);
+        }
+    }
+
+    /// Answers to OTLP/gRPC exports with `code`.
+    pub fn grpc_requests(&self, code: tonic::Code) -> u64 {
+        usize::try_from(code as i32).ok().and_then(|i| self.grpc_requests.get(i)).map(get).unwrap_or(0)
+    }
+
+    /// Counts the spans of an authenticated, decoded OTLP export: `usage` spans that became
+    /// events, `skipped` spans without token attributes, `rejected` usage spans that could not
+    /// be used.
+    pub fn otlp_spans(&self, usage: usize, skipped: usize, rejected: usize) {
+        for (counter, n) in self.otlp_spans.iter().zip([usage, skipped, rejected]) {
+            add(counter, n as u64);
+        }
     }
 
     /// Counts a request whose `events` Kafka acknowledged, `took` after it was received.
@@ -114,13 +168,33 @@ impl Metrics {
     pub fn render_prometheus(&self) -> String {
         let mut out = String::new();
         let name = "ledger_ingest_requests_total";
-        let _ = writeln!(out, "# HELP {name} Answers to POST /v1/usage and /v1/traces, by HTTP status.\n# TYPE {name} counter");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Answers to POST /v1/usage, /v1/traces and /v1/events, by HTTP status.\n# TYPE {name} counter"
+        );
         for (i, c) in self.requests.iter().enumerate() {
             let status = i as u16 + 100;
             let n = get(c);
             if n > 0 || SHOWN_STATUSES.contains(&status) {
                 let _ = writeln!(out, "{name}{{status=\"{status}\"}} {n}");
             }
+        }
+        let name = "ledger_ingest_grpc_requests_total";
+        let _ = writeln!(out, "# HELP {name} Answers to OTLP/gRPC trace exports, by gRPC status code.\n# TYPE {name} counter");
+        for (i, c) in self.grpc_requests.iter().enumerate() {
+            let n = get(c);
+            if n > 0 || SHOWN_GRPC_CODES.contains(&i) {
+                let _ = writeln!(out, "{name}{{code=\"{}\"}} {n}", GRPC_CODES[i]);
+            }
+        }
+        let name = "ledger_ingest_otlp_spans_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Spans of authenticated, decoded OTLP exports: usage (became a usage event), skipped (no \
+             token attributes), rejected (a usage span that could not be used).\n# TYPE {name} counter"
+        );
+        for (outcome, c) in SPAN_OUTCOMES.iter().zip(&self.otlp_spans) {
+            let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {}", get(c));
         }
         let mut single = |name: &str, kind: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
@@ -181,6 +255,9 @@ mod tests {
         m.set_keys_active(3);
         m.key_reload(true);
         m.key_reload(false);
+        m.grpc_request(tonic::Code::Ok);
+        m.grpc_request(tonic::Code::NotFound);
+        m.otlp_spans(3, 5, 1);
         let text = m.render_prometheus();
         for line in [
             "ledger_ingest_requests_total{status=\"202\"} 2",
@@ -198,10 +275,18 @@ mod tests {
             "ledger_ingest_kafka_ack_seconds_bucket{le=\"+Inf\"} 2",
             "ledger_ingest_kafka_ack_seconds_sum 40.003000",
             "ledger_ingest_kafka_ack_seconds_count 2",
+            "ledger_ingest_grpc_requests_total{code=\"OK\"} 1",
+            "ledger_ingest_grpc_requests_total{code=\"NOT_FOUND\"} 1",
+            "ledger_ingest_grpc_requests_total{code=\"UNAVAILABLE\"} 0",
+            "ledger_ingest_otlp_spans_total{outcome=\"usage\"} 3",
+            "ledger_ingest_otlp_spans_total{outcome=\"skipped\"} 5",
+            "ledger_ingest_otlp_spans_total{outcome=\"rejected\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
         assert!(!text.contains("status=\"404\""), "unseen statuses are left out");
+        assert!(!text.contains("code=\"ABORTED\""), "unseen gRPC codes are left out");
+        assert_eq!(m.grpc_requests(tonic::Code::Ok), 1);
         assert_eq!((m.requests(202), m.events_accepted()), (2, 15));
     }
 }

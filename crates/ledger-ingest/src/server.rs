@@ -36,17 +36,17 @@ const MAX_REPORTED_ERRORS: usize = 100;
 
 /// Everything a request needs: settings, the keys in force, rate limits, counters, the producer.
 pub struct IngestState {
-    settings: IngestSettings,
+    pub(crate) settings: IngestSettings,
     /// Replaced as a whole when the keys file changes; a request works with the keys it loaded.
     keys: ArcSwap<ApiKeys>,
     limiter: RateLimiter,
-    metrics: Metrics,
+    pub(crate) metrics: Metrics,
     /// The rate limiter's clock starts here (monotonic).
     started: std::time::Instant,
     topic: String,
     producer: FutureProducer,
     codec: UsageEventCodec,
-    window: Option<AcceptanceRules>,
+    pub(crate) window: Option<AcceptanceRules>,
     /// `POST /v1/decide` (`ledger router serve`).
     sidecar: Option<Arc<Sidecar>>,
 }
@@ -119,14 +119,19 @@ impl IngestState {
     }
 }
 
-/// The routes: `POST /v1/usage`, `POST /v1/traces`, `GET /healthz`, `GET /metrics`,
-/// `GET /openapi.yaml`, and `POST /v1/decide` with a sidecar.
+/// The routes: `POST /v1/usage`, `POST /v1/traces` (OTLP/HTTP JSON and protobuf), `POST
+/// /v1/events` (CloudEvents; also at OpenMeter's path `/api/v1/events`), OTLP/gRPC's
+/// `TraceService/Export`, `GET /healthz`, `GET /metrics`, `GET /openapi.yaml`,
+/// and `POST /v1/decide` with a sidecar.
 pub fn router(state: Arc<IngestState>) -> Router {
     let limit = state.settings.max_body_bytes;
+    let otlp_limit = state.settings.otlp_max_bytes;
     let app = Router::new()
         .route("/v1/usage", post(post_usage))
-        .route("/v1/traces", post(post_traces))
-        // Only the two routes above: counted by status, and timed from here to Kafka's ack.
+        .route("/v1/traces", post(crate::traces::post_traces).layer(DefaultBodyLimit::max(otlp_limit)))
+        .route("/v1/events", post(crate::cloudevents::post_events))
+        .route("/api/v1/events", post(crate::cloudevents::post_events))
+        // Only the routes above: counted by status, and timed from here to Kafka's ack.
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), track));
     let app = if state.sidecar.is_some() { app.route("/v1/decide", post(post_decide)) } else { app };
     app.route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
@@ -146,12 +151,14 @@ pub fn router(state: Arc<IngestState>) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"))], OPENAPI_YAML) }),
         )
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .with_state(Arc::clone(&state))
+        // gRPC (HTTP/2) on the same port; it counts its answers by gRPC code itself.
+        .merge(crate::grpc::routes(state))
 }
 
 /// When a request to an ingest route was received (set by [`track`]).
 #[derive(Debug, Clone, Copy)]
-struct Received(std::time::Instant);
+pub(crate) struct Received(pub(crate) std::time::Instant);
 
 /// Counts every answer of the ingest routes by status and stamps the request's arrival.
 async fn track(State(state): State<Arc<IngestState>>, mut request: Request, next: Next) -> Response {
@@ -173,17 +180,36 @@ struct ErrorBody {
     retry_after_secs: Option<u64>,
 }
 
-fn error(status: StatusCode, error: &'static str, message: impl Into<String>, errors: Vec<FieldError>) -> Response {
+pub(crate) fn error(status: StatusCode, error: &'static str, message: impl Into<String>, errors: Vec<FieldError>) -> Response {
     (status, Json(ErrorBody { error, message: message.into(), errors, retry_after_secs: None })).into_response()
 }
 
 /// Who sent a request: the key's id (not secret; for logs and the rate limit), its tenant
 /// and its rate limit.
 #[derive(Debug, Clone)]
-struct Caller {
-    key_id: String,
-    tenant_id: String,
+pub(crate) struct Caller {
+    pub(crate) key_id: String,
+    pub(crate) tenant_id: String,
     limit: Option<RateLimit>,
+}
+
+/// Why a request has no caller (answered 401, or gRPC `UNAUTHENTICATED`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unauthorized {
+    /// No `Authorization: Bearer <key>`.
+    Missing,
+    /// An unknown or revoked key; the message says which.
+    Invalid(String),
+}
+
+impl Unauthorized {
+    /// What to tell the client.
+    pub(crate) fn message(&self) -> String {
+        match self {
+            Unauthorized::Missing => "send your tenant API key as `Authorization: Bearer <key>`".to_owned(),
+            Unauthorized::Invalid(message) => message.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -191,9 +217,13 @@ struct Accepted {
     accepted: usize,
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let (scheme, key) = value.split_once(' ')?;
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    bearer_key(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The key of an `Authorization` value `Bearer <key>` (an HTTP header or gRPC metadata).
+pub(crate) fn bearer_key(value: &str) -> Option<&str> {
+    let (scheme, key) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| key.trim()).filter(|k| !k.is_empty())
 }
 
@@ -207,19 +237,9 @@ async fn post_usage(
         Ok(entry) => entry,
         Err(answer) => return *answer,
     };
-    let body = match body {
+    let body = match read_body(body, state.settings.max_body_bytes, "split the batch") {
         Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body exceeds {} bytes: split the batch", state.settings.max_body_bytes),
-                vec![],
-            )
-        }
-        Err(rejection) => {
-            return error(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {rejection}"), vec![])
-        }
+        Err(answer) => return *answer,
     };
     let values = match split_body(&body, state.settings.max_events) {
         Ok(v) => v,
@@ -243,25 +263,64 @@ async fn post_usage(
     let count = values.len();
     let now = chrono::Utc::now();
     let mut errors = Vec::new();
-    let mut foreign = Vec::new();
-    let mut events: Vec<UsageEvent> = Vec::with_capacity(count);
+    let mut events = Vec::with_capacity(count);
     let mut decisions: Vec<(usize, String)> = Vec::new();
     for (i, raw) in values.into_iter().enumerate() {
-        if state.sidecar.is_some() {
-            decisions.extend(decision_id_of(raw).map(|id| (events.len(), id)));
-        }
+        let decision = if state.sidecar.is_some() { decision_id_of(raw) } else { None };
         if let Some(event) = parse_event(i, raw, state.window.as_ref(), now, &mut errors) {
-            if event.attribution.tenant_id != entry.tenant_id {
-                foreign.push(FieldError {
-                    index: Some(i),
-                    field: Some("tenant_id".to_owned()),
-                    message: format!(
-                        "this API key may write usage of its own tenant only, not of {:?}",
-                        event.attribution.tenant_id
-                    ),
-                });
-            }
-            events.push(event);
+            decisions.extend(decision.map(|id| (events.len(), id)));
+            events.push((i, event));
+        }
+    }
+    let reported: Vec<(String, UsageEvent)> =
+        decisions.into_iter().filter_map(|(at, id)| events.get(at).map(|(_, e)| (id, e.clone()))).collect();
+    let answer = write_batch(&state, &entry, received, count, events, errors, "tenant_id").await;
+    // Only now, with the usage in Kafka: the lease learns the actual cost.
+    if let (Some(sidecar), StatusCode::ACCEPTED) = (&state.sidecar, answer.status()) {
+        for (id, event) in &reported {
+            sidecar.report(id, event);
+        }
+    }
+    answer
+}
+
+/// The body, or the 413/400 answer; `advice` says how to make it smaller.
+pub(crate) fn read_body(body: Result<Bytes, BytesRejection>, limit: usize, advice: &str) -> Result<Bytes, Box<Response>> {
+    match body {
+        Ok(b) => Ok(b),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Box::new(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body exceeds {limit} bytes: {advice}"),
+            vec![],
+        ))),
+        Err(rejection) => {
+            Err(Box::new(error(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {rejection}"), vec![])))
+        }
+    }
+}
+
+/// The rest of a batch request once its `count` items were parsed into `events` (each with its
+/// index in the batch) and `errors`: all or nothing. 403 if an event belongs to another tenant than the caller's
+/// (named as `tenant_field`), 400 if any item is invalid, 429/413 over the rate limit, 503 if
+/// Kafka does not acknowledge, else 202 `{"accepted": n}`.
+pub(crate) async fn write_batch(
+    state: &IngestState,
+    entry: &Caller,
+    received: Received,
+    count: usize,
+    events: Vec<(usize, UsageEvent)>,
+    mut errors: Vec<FieldError>,
+    tenant_field: &str,
+) -> Response {
+    let mut foreign = Vec::new();
+    for (i, event) in &events {
+        if event.attribution.tenant_id != entry.tenant_id {
+            foreign.push(FieldError {
+                index: Some(*i),
+                field: Some(tenant_field.to_owned()),
+                message: format!("this API key may write usage of its own tenant only, not of {:?}", event.attribution.tenant_id),
+            });
         }
     }
     if !foreign.is_empty() {
@@ -283,18 +342,13 @@ async fn post_usage(
             errors,
         );
     }
-    if let Err(answer) = admit(&state, &entry, count) {
+    if let Err(answer) = admit(state, entry, count) {
         return *answer;
     }
-    match write_all(&state, &events).await {
+    let events: Vec<UsageEvent> = events.into_iter().map(|(_, e)| e).collect();
+    match write_all(state, &events).await {
         Ok(()) => {
             state.metrics.acknowledged(count, received.0.elapsed());
-            // Only now, with the usage in Kafka: the lease learns the actual cost.
-            if let Some(sidecar) = &state.sidecar {
-                for (i, id) in &decisions {
-                    sidecar.report(id, &events[*i]);
-                }
-            }
             (StatusCode::ACCEPTED, Json(Accepted { accepted: count })).into_response()
         }
         Err(problem) => {
@@ -315,13 +369,28 @@ async fn post_usage(
 }
 
 /// The caller, or the 401 answer.
-fn authenticate(state: &IngestState, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
-    let Some(key) = bearer(headers) else {
-        let mut r =
-            error(StatusCode::UNAUTHORIZED, "unauthorized", "send your tenant API key as `Authorization: Bearer <key>`", vec![]);
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return Err(Box::new(r));
-    };
+pub(crate) fn authenticate(state: &IngestState, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
+    caller(state, bearer(headers)).map_err(|problem| Box::new(unauthorized(&problem)))
+}
+
+/// The 401 answer (with `WWW-Authenticate`).
+pub(crate) fn unauthorized(problem: &Unauthorized) -> Response {
+    let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", problem.message(), vec![]);
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, challenge(problem));
+    r
+}
+
+/// The `WWW-Authenticate` value of a 401.
+pub(crate) fn challenge(problem: &Unauthorized) -> HeaderValue {
+    match problem {
+        Unauthorized::Missing => HeaderValue::from_static("Bearer"),
+        Unauthorized::Invalid(_) => HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    }
+}
+
+/// The caller presenting `key` (from `Authorization: Bearer`, or gRPC's `authorization` metadata).
+pub(crate) fn caller(state: &IngestState, key: Option<&str>) -> Result<Caller, Unauthorized> {
+    let key = key.ok_or(Unauthorized::Missing)?;
     let keys = state.keys.load();
     let message = match keys.lookup(key) {
         Lookup::Valid(r) => {
@@ -334,45 +403,57 @@ fn authenticate(state: &IngestState, headers: &HeaderMap) -> Result<Caller, Box<
         }
         Lookup::Unknown => "unknown API key: check the key, or ask the ledger's operator for one".to_owned(),
     };
-    let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", message, vec![]);
-    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
-    Err(Box::new(r))
+    Err(Unauthorized::Invalid(message))
 }
 
 /// Takes `events` from the caller's rate limit, or answers 429 (with `Retry-After`), or 413
 /// when the request is larger than the key's burst. Called only once a request is valid and
 /// about to be written: nothing of a refused request reaches Kafka.
 fn admit(state: &IngestState, caller: &Caller, events: usize) -> Result<(), Box<Response>> {
+    take_limit(state, caller, events).map_err(|refusal| Box::new(limit_answer(&refusal, events)))
+}
+
+/// Takes `events` from the caller's rate limit; a refusal is counted and logged.
+pub(crate) fn take_limit(state: &IngestState, caller: &Caller, events: usize) -> Result<(), Refusal> {
     let Err(refusal) = state.limiter.take(&caller.key_id, caller.limit, events as u64, state.started.elapsed()) else {
         return Ok(());
     };
     state.metrics.rate_limited(events);
     tracing::debug!(key = %caller.key_id, tenant = %caller.tenant_id, events, ?refusal, "rate limited");
-    let answer = match refusal {
-        Refusal::OverBurst { limit } => error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_events",
-            format!(
-                "{events} events are more than this API key may send at once (its burst: {} events, at {} events/s): \
-                 send at most {} events per request; nothing was written",
-                limit.burst, limit.per_second, limit.burst
-            ),
-            vec![],
+    Err(refusal)
+}
+
+/// What to tell a client whose `events` its rate limit refused.
+pub(crate) fn limit_message(refusal: &Refusal, events: usize) -> String {
+    match refusal {
+        Refusal::OverBurst { limit } => format!(
+            "{events} events are more than this API key may send at once (its burst: {} events, at {} events/s): \
+             send at most {} events per request; nothing was written",
+            limit.burst, limit.per_second, limit.burst
         ),
-        Refusal::Limited { limit, .. } => {
+        Refusal::Limited { limit, .. } => format!(
+            "this API key may send {} events per second (bursts of up to {}); these {events} events are over \
+             its limit: resend them after {} s (Retry-After). Nothing of this request was written",
+            limit.per_second,
+            limit.burst,
+            refusal.retry_after_secs()
+        ),
+    }
+}
+
+/// The 413 (over the burst) or 429 answer to a refusal.
+pub(crate) fn limit_answer(refusal: &Refusal, events: usize) -> Response {
+    let message = limit_message(refusal, events);
+    match refusal {
+        Refusal::OverBurst { .. } => error(StatusCode::PAYLOAD_TOO_LARGE, "too_many_events", message, vec![]),
+        Refusal::Limited { .. } => {
             let secs = refusal.retry_after_secs();
-            let message = format!(
-                "this API key may send {} events per second (bursts of up to {}); these {events} events are over \
-                 its limit: resend them after {secs} s (Retry-After). Nothing of this request was written",
-                limit.per_second, limit.burst
-            );
             let body = ErrorBody { error: "rate_limited", message, errors: vec![], retry_after_secs: Some(secs) };
             let mut r = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             r
         }
-    };
-    Err(Box::new(answer))
+    }
 }
 
 /// `POST /v1/decide`: the router's decision for one call ([`Sidecar`]).
@@ -392,97 +473,9 @@ async fn post_decide(State(state): State<Arc<IngestState>>, headers: HeaderMap, 
     }
 }
 
-/// `POST /v1/traces`: OTLP/HTTP with JSON encoding. GenAI spans become usage events of the
-/// key's tenant; the answer is OTLP's (`{}`, or `partialSuccess` naming the spans that could
-/// not be used) and, as for `/v1/usage`, only after Kafka acknowledged every event.
-async fn post_traces(
-    State(state): State<Arc<IngestState>>,
-    Extension(received): Extension<Received>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let entry = match authenticate(&state, &headers) {
-        Ok(entry) => entry,
-        Err(answer) => return *answer,
-    };
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if content_type.contains("protobuf") {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "this receiver takes OTLP/HTTP JSON: set OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json",
-            vec![],
-        );
-    }
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body exceeds {} bytes: export smaller batches", state.settings.max_body_bytes),
-                vec![],
-            )
-        }
-        Err(rejection) => {
-            return error(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {rejection}"), vec![])
-        }
-    };
-    let parsed = serde_json::from_slice::<serde_json::Value>(&body)
-        .map_err(|e| format!("the body is not JSON ({e})"))
-        .and_then(|request| crate::otlp::usage_events(&request, &entry.tenant_id));
-    let (spans, mut problems) = match parsed {
-        Ok(x) => x,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_body", message, vec![]),
-    };
-    let now = chrono::Utc::now();
-    let mut events = Vec::with_capacity(spans.len());
-    for event in spans {
-        let mut window_errors = Vec::new();
-        let id = event.event_id.clone();
-        match crate::validate::check_window(0, event, state.window.as_ref(), now, &mut window_errors) {
-            Some(e) => events.push(e),
-            None => problems.extend(window_errors.into_iter().map(|e| format!("{id}: {}", e.message))),
-        }
-    }
-    if events.len() > state.settings.max_events {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_events",
-            format!("{} GenAI spans; at most {} per request: export smaller batches", events.len(), state.settings.max_events),
-            vec![],
-        );
-    }
-    if !events.is_empty() {
-        if let Err(answer) = admit(&state, &entry, events.len()) {
-            return *answer;
-        }
-    }
-    if let Err(problem) = write_all(&state, &events).await {
-        let mut r = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "kafka_unavailable",
-            format!("{problem}; nothing of this request is acknowledged: export again later"),
-            vec![],
-        );
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return r;
-    }
-    if !events.is_empty() {
-        state.metrics.acknowledged(events.len(), received.0.elapsed());
-    }
-    let answer = if problems.is_empty() {
-        serde_json::json!({})
-    } else {
-        let mut shown = problems.clone();
-        shown.truncate(20);
-        serde_json::json!({"partialSuccess": {"rejectedSpans": problems.len(), "errorMessage": shown.join("; ")}})
-    };
-    (StatusCode::OK, Json(answer)).into_response()
-}
 
 /// Writes the events and waits until Kafka acknowledged every one, within the ack timeout.
-async fn write_all(state: &IngestState, events: &[UsageEvent]) -> Result<(), String> {
+pub(crate) async fn write_all(state: &IngestState, events: &[UsageEvent]) -> Result<(), String> {
     use rdkafka::error::KafkaError as E;
     use rdkafka::types::RDKafkaErrorCode;
     let timeout = Duration::from_millis(state.settings.ack_timeout_ms);

@@ -1,7 +1,7 @@
 //! The optional HTTPS listener (`ingest.tls_cert_file`, `ingest.tls_key_file`): rustls with the
-//! ring provider, TLS 1.2 and 1.3, HTTP/1.1. Handshakes run in their own tasks (at most
-//! [`HANDSHAKE_TIMEOUT`] each), so a slow or broken client never holds up the others; the server
-//! sees only connections whose handshake completed.
+//! ring provider, TLS 1.2 and 1.3, HTTP/2 (which OTLP/gRPC needs) and HTTP/1.1 by ALPN.
+//! Handshakes run in their own tasks (at most [`HANDSHAKE_TIMEOUT`] each), so a slow or broken
+//! client never holds up the others; the server sees only connections whose handshake completed.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -46,7 +46,7 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<rustls::Se
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| IngestError::Config(format!("TLS certificate and key ({}): {e}", cert_file.display())))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -27,7 +27,8 @@ pub struct ModelSpec {
     pub cache_writes: bool,
 }
 
-/// The default model mix: every name is priced by `catalog/litellm-prices.json`.
+/// The default model mix: every name is priced by the shipped catalog and by the earlier
+/// 65-model `catalog/litellm-prices.json` (the same prices).
 pub const MODEL_MIX: &[ModelSpec] = &[
     ModelSpec { provider: "openai", model: "gpt-4o-mini", weight: 30, reasoning: false, cache_writes: false },
     ModelSpec { provider: "openai", model: "gpt-4o", weight: 10, reasoning: false, cache_writes: false },
@@ -181,8 +182,8 @@ impl Generator {
         self.tenant_into(&mut e.attribution.tenant_id);
         let spec = self.model();
         let team = TEAMS[self.rng.gen_range(0..TEAMS.len())];
-        let input = (self.input_dist.sample(&mut self.rng) as i64).clamp(1, 400_000);
-        let output = (self.output_dist.sample(&mut self.rng) as i64).clamp(1, 32_000);
+        let input = (self.input_dist.sample(&mut self.rng) as i64).clamp(1, 200_000);
+        let output = (self.output_dist.sample(&mut self.rng) as i64).clamp(1, 16_000);
         let cache_read = if self.rng.gen_bool(0.4) { input * self.rng.gen_range(0..80) / 100 } else { 0 };
         let (cache_creation, cache_creation_1h) = if spec.cache_writes && self.rng.gen_bool(0.2) {
             let w = (input - cache_read) * self.rng.gen_range(0..50) / 100;

@@ -9,6 +9,22 @@ pub fn fmt_money(m: Money, digits: u32) -> String {
     s[..s.len() - cut].to_owned()
 }
 
+/// A text table of `rows` under `header` (the CLI's table style), after `title` and a line
+/// break when the title is not empty.
+pub fn table(title: &str, header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(header.to_vec());
+    for r in rows {
+        table.add_row(r.clone());
+    }
+    if title.is_empty() {
+        format!("{table}\n")
+    } else {
+        format!("{title}\n{table}\n")
+    }
+}
+
 /// A CSV field, quoted when it holds a separator, a quote or a line break.
 pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {

@@ -5,6 +5,9 @@
 //! - [`dlq`]: the dead-letter topic by reason, and replays that count once.
 //! - [`chargeback`]: a month's spend charged to teams, projects or cost centers.
 //! - [`spend`]: spend grouped by attribution dimensions, and the daily chart.
+//! - [`price`], [`prices`], [`price_lookup`], [`price_diff`]: pricing JSON lines, what a catalog
+//!   holds, what a model name resolves to, and what changed between two catalogs (and what the
+//!   ledger's traffic would cost under the newer one).
 //! - [`range`], [`format`](mod@format): time ranges of the command line, and exact money as text.
 
 pub mod bench;
@@ -15,6 +18,8 @@ pub mod dlq;
 pub mod format;
 pub mod metrics_endpoint;
 pub mod price;
+pub mod price_diff;
+pub mod price_lookup;
 pub mod prices;
 pub mod produce;
 pub mod range;

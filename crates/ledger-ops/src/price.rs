@@ -16,6 +16,8 @@ struct PricedLine<'a> {
     event_id: &'a str,
     model: &'a str,
     price_version: &'a str,
+    /// The target of the `alias_of` entry that priced the line.
+    alias_of: Option<&'a str>,
     input_cost_usd: Money,
     cache_read_cost_usd: Money,
     cache_write_cost_usd: Money,
@@ -100,11 +102,13 @@ pub fn price_stream<R: BufRead, W: Write>(catalog: &Catalog, mut input: R, out: 
                     Err(_) => summary.total_overflow = true,
                 }
                 let routed = p.routed_from.as_ref();
+                let version = p.price_version_text();
                 let line = PricedLine {
                     line: line_no,
                     event_id: &event.event_id,
                     model: &p.model,
-                    price_version: &p.price_version,
+                    price_version: &version,
+                    alias_of: p.alias_of.as_deref(),
                     input_cost_usd: p.terms.input,
                     cache_read_cost_usd: p.terms.cache_read,
                     cache_write_cost_usd: p.terms.cache_write,
@@ -151,12 +155,14 @@ impl Summary {
         msg.push_str("ledger price: catalogs loaded:\n");
         for r in reports {
             msg.push_str(&format!(
-                "  {} ({} models priced, {} entries skipped, {} prices rounded to 12 digits, {} price fields ignored)\n",
+                "  {} ({} models priced, {} entries skipped, {} prices rounded to 12 digits, {} price fields ignored; \
+                 loaded in {} ms)\n",
                 r.version,
                 r.priced,
                 r.skipped.len(),
                 r.rounded.len(),
-                r.ignored.len()
+                r.ignored.len(),
+                r.load_time.as_millis()
             ));
         }
         msg.push_str(&format!("  lines: {}, priced: {}, failed: {failed}\n", s.lines, s.priced));

@@ -1,7 +1,7 @@
 //! Time ranges as the command line gives them: dates (midnight UTC) or RFC 3339 times, and
 //! calendar months.
 
-use chrono::{DateTime, Days, Months, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
 
 use crate::OpsError;
 
@@ -53,6 +53,13 @@ pub fn month_range(month: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), OpsErr
     let next = first.checked_add_months(Months::new(1)).ok_or_else(bad)?;
     let at = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).ok_or_else(bad);
     Ok((at(first)?, at(next)?))
+}
+
+/// The calendar month (UTC) before the one `now` is in.
+pub fn previous_month(now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), OpsError> {
+    let first = now.date_naive().with_day(1).and_then(|d| d.checked_sub_months(Months::new(1)));
+    let first = first.ok_or_else(|| OpsError::Invalid(format!("no month before {now}")))?;
+    month_range(&first.format("%Y-%m").to_string())
 }
 
 #[cfg(test)]

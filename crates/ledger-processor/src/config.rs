@@ -33,8 +33,12 @@ pub struct ProcessorSettings {
     pub instance_id: Option<String>,
     /// Partitions of each topic when the processor has to create it.
     pub partitions: i32,
-    /// Price catalog sources, in any order (sorted by `effective_from`).
+    /// Price catalog sources, in any order (sorted by `effective_from`). Default: the shipped
+    /// catalog, LiteLLM's whole file ([`DEFAULT_CATALOG`]).
     pub catalogs: Vec<CatalogSourceConfig>,
+    /// Local pricing rules (model aliases and price overrides, docs/pricing.md), a TOML file;
+    /// none by default.
+    pub pricing_rules: Option<PathBuf>,
     /// Batching of ClickHouse inserts.
     pub batch: BatchConfig,
     /// Idempotency by `event_id`.
@@ -53,11 +57,8 @@ impl Default for ProcessorSettings {
             group_id: "ledger-processor".to_owned(),
             instance_id: None,
             partitions: 4,
-            catalogs: vec![CatalogSourceConfig {
-                path: PathBuf::from("catalog/litellm-prices.json"),
-                effective_from: None,
-                name: None,
-            }],
+            catalogs: vec![CatalogSourceConfig { path: PathBuf::from(DEFAULT_CATALOG), effective_from: None, name: None }],
+            pricing_rules: None,
             batch: BatchConfig::default(),
             dedupe: DedupeConfig::default(),
             acceptance: AcceptanceRules::default(),
@@ -66,6 +67,10 @@ impl Default for ProcessorSettings {
         }
     }
 }
+
+/// The shipped catalog (relative to the working directory): LiteLLM's file itself, every entry
+/// with token prices (catalog/README.md).
+pub const DEFAULT_CATALOG: &str = "catalog/sources/litellm-1.110.2-model_prices_and_context_window.json";
 
 /// One catalog source: a LiteLLM-format file and the instant its prices take effect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

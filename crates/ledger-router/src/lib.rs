@@ -63,6 +63,9 @@ pub enum RouterError {
     /// The BudgetSignal schema failed to load (a bug).
     #[error("budget signal schema: {0}")]
     Schema(String),
+    /// Unusable router settings (e.g. `[router.leases]`); the message names the setting.
+    #[error("router configuration: {0}")]
+    Config(String),
     /// The background thread could not be started.
     #[error("cannot start the router thread: {0}")]
     Thread(String),

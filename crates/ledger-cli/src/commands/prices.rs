@@ -1,14 +1,17 @@
-//! `ledger prices`: inspect price catalogs.
+//! `ledger prices`: inspect price catalogs, look a model name up, compare two catalogs
+//! ([`ledger_ops::prices`], [`ledger_ops::price_lookup`], [`ledger_ops::price_diff`]).
 
 use std::process::ExitCode;
 
-use ledger_ops::prices::CheckReport;
+use super::migrate::ClickHouseArgs;
+use super::price::CatalogArgs;
 
 const AFTER_HELP: &str = "\
 Examples:
-  ledger prices check catalog/litellm-prices.json
   ledger prices check --verbose catalog/sources/litellm-1.110.2-model_prices_and_context_window.json
-  ledger prices check catalog/litellm-prices-next.json@2027-01-01T00:00:00Z";
+  ledger prices lookup claude-sonnet-4-20250514 --provider anthropic
+  ledger prices diff catalog/litellm-prices.json catalog/sources/litellm-1.110.2-model_prices_and_context_window.json
+  ledger prices diff OLD.json NEW.json --ledger --month 2026-11   # re-price that month's rows at NEW";
 
 /// Arguments of `ledger prices`.
 #[derive(Debug, clap::Args)]
@@ -20,58 +23,59 @@ pub(crate) struct PricesArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum PricesCommand {
-    /// Load a LiteLLM-format catalog and report what it prices, skips, rounds and ignores.
-    /// Exits non-zero when the file is not a valid catalog.
-    Check(CheckArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct CheckArgs {
-    /// The catalog file, optionally FILE@RFC3339 (only changes the price version shown).
-    #[arg(value_name = "FILE[@RFC3339]")]
-    file: String,
-    /// Also list every priced model and every skipped entry.
-    #[arg(long, short)]
-    verbose: bool,
+    /// What a catalog prices, skips, rounds and ignores, and the models each service tier leaves out.
+    Check {
+        /// The catalog file, optionally FILE@RFC3339 (only changes the price version shown).
+        #[arg(value_name = "FILE[@RFC3339]")]
+        file: String,
+        /// Also list every priced model, every skipped entry and every model a tier leaves out.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// The entry, lookup step and price tiers a model name resolves to (docs/pricing.md).
+    Lookup {
+        /// The model name as an event carries it.
+        model: String,
+        /// The event's provider (OpenTelemetry gen_ai.provider.name).
+        #[arg(long, default_value = "")]
+        provider: String,
+        /// The tenant (shows the price override that applies to it).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        catalogs: CatalogArgs,
+    },
+    /// Which prices changed from the catalog file OLD to NEW; with --ledger, what a month of traffic costs at NEW.
+    Diff {
+        old: String,
+        new: String,
+        /// Re-price the ledger's rows of --month at NEW (needs ClickHouse).
+        #[arg(long)]
+        ledger: bool,
+        /// The month to re-price, YYYY-MM [default: last month].
+        #[arg(long, requires = "ledger")]
+        month: Option<String>,
+        /// Local pricing rules for NEW (aliases and overrides).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+    },
 }
 
 pub(crate) async fn run(args: PricesArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        PricesCommand::Check(a) => Ok(check(&a)),
-    }
-}
-
-fn check(args: &CheckArgs) -> ExitCode {
-    match ledger_ops::prices::check(&args.file) {
-        Ok(report) => {
-            print_report(&report, args.verbose);
-            ExitCode::SUCCESS
+        PricesCommand::Check { file, verbose } => print!("{}", ledger_ops::prices::check(&file)?.render(verbose)),
+        PricesCommand::Lookup { model, provider, tenant, catalogs } => {
+            let catalog = catalogs.load()?.0;
+            print!("{}", ledger_ops::price_lookup::lookup(&catalog, &model, &provider, chrono::Utc::now(), tenant.as_deref()));
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+        PricesCommand::Diff { old, new, ledger, month, rules, clickhouse } => {
+            let load = |spec: &str, rules| CatalogArgs { catalogs: vec![spec.to_owned()], rules }.load().map(|l| l.0);
+            let (old, new) = (load(&old, None)?, load(&new, rules)?);
+            let config = if ledger { Some(clickhouse.config()?) } else { None };
+            print!("{}", ledger_ops::price_diff::diff(&old, &new, config.as_ref(), month.as_deref()).await?);
         }
     }
-}
-
-fn print_table(title: &str, header: &[&str], rows: &[Vec<String>]) {
-    println!("{title}{}", super::table(header, rows.to_vec(), &[]));
-}
-
-fn print_report(r: &CheckReport, verbose: bool) {
-    println!("catalog {} (price version {})", r.source, r.version);
-    print_table("", &["", "count"], &r.counts);
-    print_table("\npriced models by litellm_provider\n", &["litellm_provider", "priced models"], &r.by_provider);
-    if !r.rounded.is_empty() {
-        let header = ["model", "field", "text in file", "price used (USD/token)"];
-        print_table("\nrounded prices (half to even, 12 fractional digits)\n", &header, &r.rounded);
-    }
-    if !r.ignored.is_empty() {
-        print_table("\nignored price fields\n", &["model", "field", "value", "why ignored"], &r.ignored);
-    }
-    if verbose {
-        print_table("\nskipped entries\n", &["skipped entry", "reason"], &r.skipped);
-        let header = ["model", "litellm_provider", "input", "output", "cache read", "cache write", "variants"];
-        print_table("\npriced models (USD per token)\n", &header, &r.entries);
-    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -47,7 +47,8 @@ pub(crate) async fn run(args: ProcessArgs) -> anyhow::Result<ExitCode> {
             .map_err(anyhow::Error::msg)?;
     }
     let config = config.processor()?;
-    let catalog = Arc::new(load_catalog(&config.settings.catalogs).map_err(anyhow::Error::msg)?);
+    let catalog = load_catalog(&config.settings.catalogs, config.settings.pricing_rules.as_deref());
+    let catalog = Arc::new(catalog.map_err(anyhow::Error::msg)?);
     let stats = Arc::new(Stats::default());
     let render = stats.clone();
     let shutdown = ledger_ops::service::start(config.settings.metrics_addr.clone(), move || render.render_prometheus());

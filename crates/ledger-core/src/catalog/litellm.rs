@@ -1,7 +1,7 @@
 //! Reading LiteLLM JSON: a `model_prices_and_context_window.json` text into a [`CatalogSource`],
 //! prices from the text of each number.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -9,11 +9,13 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::report::{CatalogError, IgnoredField, LoadReport, RoundedPrice, SkipReason, SkippedEntry};
-use super::source::{price_version, CatalogEntry, CatalogSource, NameMap};
+use super::assemble::{Parsed, SourceBuilder};
+use super::forms::{read_off_peak, read_tiered};
+use super::report::{CatalogError, IgnoredField, LoadReport, RoundedPrice, SkipReason};
+use super::source::{price_version, CatalogSource, TokenLimits};
 use crate::decimal::Decimal;
 use crate::money::{Money, SCALE};
-use crate::pricing::{PriceField, PriceVariants};
+use crate::pricing::{FieldSet, PriceField};
 
 /// The key of LiteLLM's documentation entry, which is not a model.
 pub const SAMPLE_SPEC_KEY: &str = "sample_spec";
@@ -23,7 +25,9 @@ impl CatalogSource {
     ///
     /// Prices are read from the number text (JSON numbers, or JSON strings holding a number) and
     /// rounded half to even to 12 fractional digits; the report lists every rounding. Entries
-    /// without both `input_cost_per_token` and `output_cost_per_token` are skipped with a reason.
+    /// without both `input_cost_per_token` and `output_cost_per_token` (directly, through
+    /// `alias_of` or through `tiered_pricing`) are skipped with a reason, and so are entries that
+    /// use `alias_of`, `tiered_pricing` or `off_peak_pricing` wrongly (docs/pricing.md).
     pub fn from_litellm_json(
         name: &str,
         effective_from: DateTime<Utc>,
@@ -43,44 +47,20 @@ impl CatalogSource {
             }
         };
         let version = price_version(name, effective_from);
-        let mut report = LoadReport {
-            source: name.to_owned(),
-            effective_from,
-            version: version.clone(),
-            entries: top.0.len(),
-            priced: 0,
-            skipped: Vec::new(),
-            rounded: Vec::new(),
-            ignored: Vec::new(),
-        };
-        let mut entries: NameMap = HashMap::with_capacity_and_hasher(top.0.len(), Default::default());
         let mut seen: HashSet<&str> = HashSet::with_capacity(top.0.len());
-        for (key, raw) in &top.0 {
+        let mut builder = SourceBuilder::new(name, effective_from, version, top.0.len());
+        for (position, (key, raw)) in top.0.iter().enumerate() {
             if !seen.insert(key.as_str()) {
                 return Err(CatalogError::DuplicateKey { source_name: name.to_owned(), key: key.clone() });
             }
-            match read_entry(key, raw) {
-                Ok((entry, rounded, ignored)) => {
-                    report.rounded.extend(rounded);
-                    report.ignored.extend(ignored);
-                    entries.insert(entry.key.clone(), entry);
-                }
-                Err(reason) => report.skipped.push(SkippedEntry { model: key.clone(), reason }),
-            }
+            builder.add(position, key, read_entry(key, raw));
         }
-        report.priced = entries.len();
-        if entries.is_empty() {
-            return Err(CatalogError::NoPriceableModel { source_name: name.to_owned(), entries: report.entries });
-        }
-        let sub_micro = i64::from(!effective_from.timestamp_subsec_nanos().is_multiple_of(1_000));
-        let effective_from_micros = effective_from.timestamp_micros() + sub_micro;
-        let source = CatalogSource { name: name.into(), effective_from, effective_from_micros, version: version.into(), entries };
-        Ok((source, report))
+        builder.finish()
     }
 }
 
 /// A JSON object as its members in order, values unparsed.
-struct OrderedRaw<'a>(Vec<(String, &'a RawValue)>);
+pub(super) struct OrderedRaw<'a>(pub(super) Vec<(String, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for OrderedRaw<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -112,6 +92,20 @@ enum FieldKind<'a> {
 /// Bases in match order: the longer `..._above_1hr` before its prefix.
 const BASES: [PriceField; 5] =
     [PriceField::CacheCreation1h, PriceField::CacheCreation, PriceField::CacheRead, PriceField::Input, PriceField::Output];
+
+/// True for a price field name of docs/pricing.md (a plain field or any variant of one, used or
+/// ignored), false for every other field.
+pub(super) fn is_price_field(name: &str) -> bool {
+    !matches!(classify(name), FieldKind::Other)
+}
+
+/// The field, service tier and long-context threshold of a used price field name.
+pub(super) fn price_field_parts(name: &str) -> Option<(PriceField, Option<&str>, Option<u64>)> {
+    match classify(name) {
+        FieldKind::Price { field, tier, above } => Some((field, tier, above)),
+        _ => None,
+    }
+}
 
 fn classify(name: &str) -> FieldKind<'_> {
     let reasoning = PriceField::Reasoning.litellm_name();
@@ -165,6 +159,9 @@ fn read_price(raw: &RawValue) -> Result<(Money, bool), String> {
     let owned;
     let number = if text.starts_with('"') {
         owned = serde_json::from_str::<String>(text).map_err(|e| e.to_string())?;
+        if !json_number_syntax(&owned) {
+            return Err("not a number".to_owned());
+        }
         owned.as_str()
     } else if text == "null" {
         return Err("null".to_owned());
@@ -179,70 +176,185 @@ fn read_price(raw: &RawValue) -> Result<(Money, bool), String> {
     Ok((Money::from_picos(s.value), s.rounded))
 }
 
-type EntryRead = (CatalogEntry, Vec<RoundedPrice>, Vec<IgnoredField>);
+/// JSON's number syntax: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+pub(super) fn json_number_syntax(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start
+    };
+    let int_start = i;
+    let n = digits(&mut i);
+    if n == 0 || (n > 1 && b[int_start] == b'0') {
+        return false;
+    }
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
 
-fn read_entry(key: &str, raw: &RawValue) -> Result<EntryRead, SkipReason> {
+/// Rounded and ignored prices found while reading, for the load report.
+#[derive(Debug, Default)]
+pub(super) struct PriceRecords {
+    pub(super) rounded: Vec<RoundedPrice>,
+    pub(super) ignored: Vec<IgnoredField>,
+}
+
+impl PriceRecords {
+    /// Lists a field of `model` that is not used, and why.
+    pub(super) fn ignore(&mut self, model: &str, field: &str, value: &RawValue, reason: &str) {
+        self.ignored.push(IgnoredField {
+            model: model.to_owned(),
+            field: field.to_owned(),
+            text: value.get().to_owned(),
+            reason: reason.to_owned(),
+        });
+    }
+}
+
+/// Reads the price fields of `object` into `fields` (a tier or the off-peak prices: an invalid
+/// price is ignored and listed); `prefix` names the part in the report (`tiered_pricing[0].`).
+pub(super) fn read_fields(key: &str, prefix: &str, object: &OrderedRaw<'_>, fields: &mut FieldSet, records: &mut PriceRecords) {
+    for (name, value) in &object.0 {
+        read_field(key, prefix, name, value, fields, records);
+    }
+}
+
+/// Reads one field; returns the detail when it is a price field whose value is not a price.
+fn read_field(
+    key: &str,
+    prefix: &str,
+    name: &str,
+    value: &RawValue,
+    fields: &mut FieldSet,
+    records: &mut PriceRecords,
+) -> Option<String> {
+    match classify(name) {
+        FieldKind::Other => None,
+        FieldKind::Ignored(reason) => {
+            records.ignore(key, &format!("{prefix}{name}"), value, reason);
+            None
+        }
+        FieldKind::Price { field, tier, above } => match read_price(value) {
+            Ok((price, was_rounded)) => {
+                if was_rounded {
+                    records.rounded.push(RoundedPrice {
+                        model: key.to_owned(),
+                        field: format!("{prefix}{name}"),
+                        text: value.get().to_owned(),
+                        rounded: price,
+                    });
+                }
+                fields[field.index()].set(tier, above, price);
+                None
+            }
+            Err(detail) => {
+                records.ignore(key, &format!("{prefix}{name}"), value, &detail);
+                Some(detail)
+            }
+        },
+    }
+}
+
+/// What one top-level entry of a source is.
+pub(super) enum Read {
+    /// A priceable entry (with its rounded and ignored prices).
+    Entry(Box<Parsed>, PriceRecords),
+    /// An `alias_of` entry: the target, and the entry's own fields that are not used.
+    Alias(String, PriceRecords),
+    /// Not a priceable model.
+    Skip(SkipReason),
+}
+
+fn read_entry(key: &str, raw: &RawValue) -> Read {
+    let mut records = PriceRecords::default();
     if key == SAMPLE_SPEC_KEY {
-        return Err(SkipReason::SampleSpec);
+        return Read::Skip(SkipReason::SampleSpec);
     }
     if !raw.get().starts_with('{') {
-        return Err(SkipReason::NotAnObject);
+        return Read::Skip(SkipReason::NotAnObject);
     }
-    let fields: OrderedRaw<'_> = serde_json::from_str(raw.get()).map_err(|_| SkipReason::NotAnObject)?;
-    let mut prices: [PriceVariants; 6] = Default::default();
+    let Ok(fields) = serde_json::from_str::<OrderedRaw<'_>>(raw.get()) else {
+        return Read::Skip(SkipReason::NotAnObject);
+    };
+    let get = |name: &str| fields.0.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    if let Some(target) = get("alias_of") {
+        let Ok(target) = serde_json::from_str::<String>(target.get()) else {
+            return Read::Skip(SkipReason::InvalidAliasOf);
+        };
+        for (name, value) in &fields.0 {
+            if is_price_field(name) {
+                records.ignore(key, name, value, "an alias_of entry prices exactly as its target");
+            }
+        }
+        return Read::Alias(target, records);
+    }
+    let mut prices: FieldSet = Default::default();
     let mut provider = None;
-    let mut rounded = Vec::new();
-    let mut ignored = Vec::new();
     let mut invalid_required: Option<SkipReason> = None;
     for (name, value) in &fields.0 {
         if name == "litellm_provider" {
             provider = serde_json::from_str::<String>(value.get()).ok().map(String::into_boxed_str);
             continue;
         }
-        match classify(name) {
-            FieldKind::Other => {}
-            FieldKind::Ignored(reason) => ignored.push(IgnoredField {
-                model: key.to_owned(),
-                field: name.clone(),
-                text: value.get().to_owned(),
-                reason: reason.to_owned(),
-            }),
-            FieldKind::Price { field, tier, above } => match read_price(value) {
-                Ok((price, was_rounded)) => {
-                    if was_rounded {
-                        rounded.push(RoundedPrice {
-                            model: key.to_owned(),
-                            field: name.clone(),
-                            text: value.get().to_owned(),
-                            rounded: price,
-                        });
-                    }
-                    prices[field.index()].set(tier, above, price);
-                }
-                Err(detail) => {
-                    let required = matches!(field, PriceField::Input | PriceField::Output) && tier.is_none() && above.is_none();
-                    if required && invalid_required.is_none() {
-                        invalid_required = Some(SkipReason::InvalidPrice { field: name.clone(), detail: detail.clone() });
-                    }
-                    ignored.push(IgnoredField {
-                        model: key.to_owned(),
-                        field: name.clone(),
-                        text: value.get().to_owned(),
-                        reason: detail,
-                    });
-                }
-            },
+        if let Some(detail) = read_field(key, "", name, value, &mut prices, &mut records) {
+            let required = name == PriceField::Input.litellm_name() || name == PriceField::Output.litellm_name();
+            if required && invalid_required.is_none() {
+                invalid_required = Some(SkipReason::InvalidPrice { field: name.clone(), detail });
+            }
         }
     }
-    let has_in = prices[PriceField::Input.index()].plain().is_some();
-    let has_out = prices[PriceField::Output.index()].plain().is_some();
-    if !(has_in && has_out) {
-        return Err(invalid_required.unwrap_or(match (has_in, has_out) {
-            (false, false) => SkipReason::MissingInputAndOutputCost,
-            (false, true) => SkipReason::MissingInputCost,
-            _ => SkipReason::MissingOutputCost,
-        }));
+    let tiered = match get("tiered_pricing").map(|raw| read_tiered(key, raw, &mut records)) {
+        None | Some(Ok(None)) => Vec::new(),
+        Some(Ok(Some(t))) => t,
+        Some(Err(detail)) => return Read::Skip(SkipReason::InvalidTieredPricing { detail }),
+    };
+    let off_peak = match get("off_peak_pricing").map(|raw| read_off_peak(key, raw, &mut records)) {
+        None => None,
+        Some(Ok(o)) => Some(o),
+        Some(Err(detail)) => return Read::Skip(SkipReason::InvalidOffPeakPricing { detail }),
+    };
+    let priceable =
+        |f: &FieldSet| f[PriceField::Input.index()].plain().is_some() && f[PriceField::Output.index()].plain().is_some();
+    if tiered.is_empty() {
+        if !priceable(&prices) {
+            let has_in = prices[PriceField::Input.index()].plain().is_some();
+            let has_out = prices[PriceField::Output.index()].plain().is_some();
+            return Read::Skip(invalid_required.unwrap_or(match (has_in, has_out) {
+                (false, false) => SkipReason::MissingInputAndOutputCost,
+                (false, true) => SkipReason::MissingInputCost,
+                _ => SkipReason::MissingOutputCost,
+            }));
+        }
+    } else {
+        for (i, t) in tiered.iter().enumerate() {
+            let mut merged = prices.clone();
+            for f in PriceField::ALL {
+                merged[f.index()].overlay(&t.fields[f.index()]);
+            }
+            if !priceable(&merged) {
+                return Read::Skip(SkipReason::TierNotPriceable { tier: i });
+            }
+        }
     }
-    let entry = CatalogEntry { key: key.into(), litellm_provider: provider, prices };
-    Ok((entry, rounded, ignored))
+    let limit = |name: &str| get(name).and_then(|v| serde_json::from_str::<u64>(v.get()).ok()).filter(|n| *n > 0);
+    let limits = TokenLimits::with_margin(limit("max_input_tokens"), limit("max_output_tokens").or_else(|| limit("max_tokens")));
+    Read::Entry(Box::new(Parsed { key: key.into(), provider, prices, tiered, off_peak, limits }), records)
 }

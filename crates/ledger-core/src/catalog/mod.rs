@@ -20,9 +20,14 @@
 //! # let _ = catalog;
 //! ```
 
+mod assemble;
+mod forms;
 mod litellm;
+mod lookup;
 mod report;
+mod rules;
 mod source;
+mod table;
 
 use std::collections::HashSet;
 
@@ -30,18 +35,44 @@ use chrono::SecondsFormat;
 
 use crate::event::{EventTime, RejectReason, Rejection, TokenCounts, UsageEvent, UsageEventRef};
 use crate::money::Money;
-use crate::pricing::{in_cost_range, service_tier_suffix, PricedRef, PricedUsage, RoutedFromCost};
-use source::tried_names;
+use crate::pricing::{in_cost_range, service_tier_suffix, CostTerms, PricedRef, PricedUsage, ResolvedPrices, RoutedFromCost};
+use lookup::tried_names;
 
+pub use forms::{OffPeak, OffPeakWindow, TierRange};
 pub use litellm::SAMPLE_SPEC_KEY;
+pub use lookup::{provider_prefixes, undated, LookupStep, BEDROCK_REGION_PREFIXES, PROVIDER_PREFIXES};
 pub use report::{CatalogError, IgnoredField, LoadReport, RoundedPrice, SkipReason, SkippedEntry};
-pub use source::{price_version, CatalogEntry, CatalogSource};
+pub use rules::{OverrideKind, PriceOverride, PricingRules};
+pub use source::{price_version, CatalogEntry, CatalogSource, TokenLimits, LIMIT_MARGIN};
 
-/// The price history: sources ordered by `effective_from`.
+/// The price history: sources ordered by `effective_from`, and the local pricing rules.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     /// Ascending by `effective_from`; sources with equal instants keep the given order.
     sources: Vec<CatalogSource>,
+    /// Aliases and overrides (none by default).
+    rules: PricingRules,
+}
+
+/// What the name rules found for a model name: the source, the entry and the step.
+#[derive(Debug, Clone, Copy)]
+pub struct Found<'c> {
+    /// The source that contains the model.
+    pub source: &'c CatalogSource,
+    /// Its entry.
+    pub entry: &'c CatalogEntry,
+    /// The step of docs/pricing.md's name rules that found it.
+    pub step: LookupStep,
+}
+
+/// One model's pricing of an event (the charged model, or the routed-from one).
+struct Pricing<'c> {
+    model: &'c std::sync::Arc<str>,
+    version: &'c std::sync::Arc<str>,
+    override_version: Option<&'c std::sync::Arc<str>>,
+    alias_of: Option<&'c std::sync::Arc<str>>,
+    terms: CostTerms,
+    cost: Money,
 }
 
 impl Catalog {
@@ -65,8 +96,7 @@ impl Catalog {
         for (i, a) in sources.iter().enumerate() {
             for b in sources[i + 1..].iter().take_while(|b| b.effective_from == a.effective_from) {
                 let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-                let mut shared: Vec<&str> =
-                    small.entries.keys().filter(|k| large.entries.contains_key(&***k)).map(|k| &**k).collect();
+                let mut shared: Vec<&str> = small.entries().map(|e| &*e.key).filter(|k| large.get(k).is_some()).collect();
                 if !shared.is_empty() {
                     shared.sort_unstable();
                     return Err(CatalogError::AmbiguousSources {
@@ -77,7 +107,13 @@ impl Catalog {
                 }
             }
         }
-        Ok(Catalog { sources })
+        Ok(Catalog { sources, rules: PricingRules::default() })
+    }
+
+    /// The same price history with local pricing rules (aliases and overrides).
+    pub fn with_rules(mut self, rules: PricingRules) -> Catalog {
+        self.rules = rules;
+        self
     }
 
     /// The sources, oldest first.
@@ -85,16 +121,25 @@ impl Catalog {
         &self.sources
     }
 
+    /// The local pricing rules.
+    pub fn rules(&self) -> &PricingRules {
+        &self.rules
+    }
+
     /// The entry that prices `model` of `provider` at instant `at`.
     ///
     /// Source first (docs/pricing.md: "the newest source whose `effective_from <= event_time` that
     /// contains the model"): the sources in effect at `at` are tried newest first, and within
-    /// each the name rules of [`CatalogSource::lookup`] (`model`, `provider/model`, `rest`)
-    /// decide whether it contains the model. Allocates only for a `provider/model` name longer
-    /// than 192 bytes.
+    /// each the name rules of [`CatalogSource::lookup`] (`model`, `provider/model`, `rest`, then
+    /// the aliases) decide whether it contains the model. Allocates only for a name longer than
+    /// 192 bytes.
     #[inline]
-    pub fn find(&self, model: &str, provider: &str, at: EventTime) -> Option<(&CatalogSource, &CatalogEntry)> {
-        self.sources.iter().rev().filter(|s| s.in_effect_at(at)).find_map(|s| s.lookup(model, provider).map(|e| (s, e)))
+    pub fn find(&self, model: &str, provider: &str, at: EventTime) -> Option<Found<'_>> {
+        self.sources
+            .iter()
+            .rev()
+            .filter(|s| s.in_effect_at(at))
+            .find_map(|s| s.lookup(model, provider, &self.rules).map(|(entry, step)| Found { source: s, entry, step }))
     }
 
     /// The newest source in effect at `at` that has exactly this key.
@@ -113,10 +158,11 @@ impl Catalog {
     /// Prices an event with validated token counts, following docs/pricing.md exactly.
     ///
     /// The entry is found for `response_model`, else (absent or unknown) for `request_model`;
-    /// see [`Catalog::find`]. A `routed_from_model` that the catalog knows is priced by the same
-    /// rules (same provider, instant, service tier and tokens) into [`PricedUsage::routed_from`];
-    /// an unknown one, or one whose cost or savings would leave `Decimal(38, 12)`, leaves it
-    /// `None`. Any term or total outside `Decimal(38, 12)` rejects the event as `overflow`.
+    /// see [`Catalog::find`]; then the local overrides apply. A `routed_from_model` that the
+    /// catalog prices is priced by the same rules (same tenant, provider, instant, service tier
+    /// and tokens) into [`PricedUsage::routed_from`]; one it cannot price, or whose cost or
+    /// savings would leave `Decimal(38, 12)`, leaves it `None`. Any term or total outside
+    /// `Decimal(38, 12)` rejects the event as `overflow`.
     pub fn price(&self, event: &UsageEvent, tokens: &TokenCounts) -> Result<PricedUsage, Rejection> {
         self.price_view(&event.as_view(), tokens).map(|p| p.to_owned_priced())
     }
@@ -136,20 +182,86 @@ impl Catalog {
             None if response == Some(event.request_model) => None,
             None => self.find(event.request_model, provider, at),
         };
-        let Some((source, entry)) = found else {
-            return Err(self.unknown_model(event));
-        };
         let tier = service_tier_suffix(event.service_tier);
-        let (terms, cost) = price_entry(entry, tier, tokens)?;
-        // Savings are informational: an unknown routed-from model, or one whose cost would
-        // leave the Decimal(38, 12) range, leaves them out rather than rejecting the event.
-        let routed_from =
-            event.routed_from_model.filter(|m| !m.is_empty()).and_then(|m| self.find(m, provider, at)).and_then(|(_, orig)| {
-                let (_, orig_cost) = price_entry(orig, tier, tokens).ok()?;
-                let savings = orig_cost.checked_sub(cost).ok().filter(|s| in_cost_range(*s))?;
-                Some(RoutedFromCost { model: &orig.key, cost: orig_cost, savings })
-            });
-        Ok(PricedUsage { model: &entry.key, price_version: &source.version, terms, cost, routed_from })
+        let p = match self.price_found(found, [response, Some(event.request_model)], event, tier, tokens)? {
+            Some(p) => p,
+            None => return Err(self.unknown_model(event)),
+        };
+        // Savings are informational: a routed-from model the catalog cannot price, or one whose
+        // cost would leave the Decimal(38, 12) range, leaves them out rather than rejecting.
+        let routed_from = event.routed_from_model.filter(|m| !m.is_empty()).and_then(|m| {
+            let orig = self.price_found(self.find(m, provider, at), [Some(m), None], event, tier, tokens).ok()??;
+            let savings = orig.cost.checked_sub(p.cost).ok().filter(|s| in_cost_range(*s))?;
+            Some(RoutedFromCost { model: orig.model, cost: orig.cost, savings })
+        });
+        Ok(PricedUsage {
+            model: p.model,
+            price_version: p.version,
+            override_version: p.override_version,
+            alias_of: p.alias_of,
+            terms: p.terms,
+            cost: p.cost,
+            routed_from,
+        })
+    }
+
+    /// Prices what the name rules found (or, for nothing found, what a `prices` override of one
+    /// of `names` prices); `Ok(None)` when nothing prices the event.
+    #[inline(always)]
+    fn price_found<'c>(
+        &'c self,
+        found: Option<Found<'c>>,
+        names: [Option<&str>; 2],
+        event: &UsageEventRef<'_>,
+        tier: Option<&str>,
+        tokens: &TokenCounts,
+    ) -> Result<Option<Pricing<'c>>, Rejection> {
+        let ov = if self.rules.has_overrides() { self.override_for(found.as_ref(), names, event) } else { None };
+        if let Some((o, model)) = ov {
+            if let Some(table) = o.table() {
+                let (terms, cost) = table.get(tier, tokens.input).cost(tokens)?;
+                return Ok(Some(Pricing { model, version: &o.version, override_version: None, alias_of: None, terms, cost }));
+            }
+        }
+        let Some(f) = found else { return Ok(None) };
+        f.entry.check_limits(tokens)?;
+        let (prices, off_peak) = f.entry.prices_at(tier, tokens.input, event.event_time)?;
+        let (override_version, scaled): (_, Option<ResolvedPrices>) = match ov {
+            Some((o, _)) => match &o.kind {
+                OverrideKind::Multiplier { num, den, .. } => (Some(&o.version), Some(prices.scaled(*num, *den))),
+                OverrideKind::Prices(_) => (None, None),
+            },
+            None => (None, None),
+        };
+        let (terms, cost) = scaled.as_ref().unwrap_or(prices).cost(tokens)?;
+        Ok(Some(Pricing {
+            model: &f.entry.key,
+            version: f.entry.version(off_peak),
+            override_version,
+            alias_of: f.entry.alias_of.as_ref(),
+            terms,
+            cost,
+        }))
+    }
+
+    /// The override that applies, and the ledger `model` it applies to: the key found, else the
+    /// first of `names` an override names.
+    #[cold]
+    #[inline(never)]
+    fn override_for<'c>(
+        &'c self,
+        found: Option<&Found<'c>>,
+        names: [Option<&str>; 2],
+        event: &UsageEventRef<'_>,
+    ) -> Option<(&'c PriceOverride, &'c std::sync::Arc<str>)> {
+        let (tenant, provider, at) = (event.attribution.tenant_id, event.provider, event.event_time);
+        if let Some(f) = found {
+            return self.rules.override_for(tenant, provider, &f.entry.key, at).map(|o| (o, &f.entry.key));
+        }
+        // The first name an override applies to decides; without a catalog entry only a `prices`
+        // override prices, and it names its model (a multiplier leaves the event unknown).
+        let o = names.into_iter().flatten().find_map(|n| self.rules.override_for(tenant, provider, n, at))?;
+        Some((o, o.model.as_ref()?))
     }
 
     #[cold]
@@ -180,22 +292,11 @@ impl Catalog {
         Rejection::new(
             RejectReason::UnknownModel,
             format!(
-                "no catalog entry for {} with provider {provider:?}; tried {}; {sources}",
+                "no catalog entry for {} with provider {provider:?}; tried {} and the aliases of docs/pricing.md \
+                 (steps 2.4-2.8); {sources}",
                 named.join(" or "),
                 tried.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
             ),
         )
     }
-}
-
-#[inline]
-fn price_entry(
-    entry: &CatalogEntry,
-    tier: Option<&str>,
-    tokens: &TokenCounts,
-) -> Result<(crate::pricing::CostTerms, Money), Rejection> {
-    let prices = entry.resolve(tier, tokens.input).ok_or_else(|| {
-        Rejection::new(RejectReason::UnknownModel, format!("catalog entry {:?} has no input or output price", &*entry.key))
-    })?;
-    prices.cost(tokens)
 }

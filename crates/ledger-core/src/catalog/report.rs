@@ -86,6 +86,38 @@ pub enum SkipReason {
         /// What is wrong with it.
         detail: String,
     },
+    /// `alias_of` is not a string.
+    InvalidAliasOf,
+    /// The `alias_of` target is not a key of the source.
+    AliasTargetMissing {
+        /// The target.
+        target: String,
+    },
+    /// The `alias_of` target is itself an `alias_of` entry.
+    AliasOfAlias {
+        /// The target.
+        target: String,
+    },
+    /// The `alias_of` target is not a priceable model.
+    AliasTargetNotPriceable {
+        /// The target.
+        target: String,
+    },
+    /// `tiered_pricing` breaks docs/pricing.md's rules (ranges, objects).
+    InvalidTieredPricing {
+        /// What is wrong.
+        detail: String,
+    },
+    /// A `tiered_pricing` tier lacks an input or an output price (its own or the entry's).
+    TierNotPriceable {
+        /// The tier's position.
+        tier: usize,
+    },
+    /// `off_peak_pricing` breaks docs/pricing.md's rules (windows, weekdays, ranges).
+    InvalidOffPeakPricing {
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl SkipReason {
@@ -98,6 +130,13 @@ impl SkipReason {
             SkipReason::MissingOutputCost => "missing_output_cost_per_token",
             SkipReason::MissingInputAndOutputCost => "missing_input_and_output_cost_per_token",
             SkipReason::InvalidPrice { .. } => "invalid_price",
+            SkipReason::InvalidAliasOf => "invalid_alias_of",
+            SkipReason::AliasTargetMissing { .. } => "alias_target_missing",
+            SkipReason::AliasOfAlias { .. } => "alias_of_alias",
+            SkipReason::AliasTargetNotPriceable { .. } => "alias_target_not_priceable",
+            SkipReason::InvalidTieredPricing { .. } => "invalid_tiered_pricing",
+            SkipReason::TierNotPriceable { .. } => "tier_not_priceable",
+            SkipReason::InvalidOffPeakPricing { .. } => "invalid_off_peak_pricing",
         }
     }
 }
@@ -113,6 +152,15 @@ impl fmt::Display for SkipReason {
                 f.write_str("no input_cost_per_token and no output_cost_per_token (not priced per token)")
             }
             SkipReason::InvalidPrice { field, detail } => write!(f, "{field}: {detail}"),
+            SkipReason::InvalidAliasOf => f.write_str("alias_of is not a string"),
+            SkipReason::AliasTargetMissing { target } => write!(f, "alias_of {target:?}: no such entry in the source"),
+            SkipReason::AliasOfAlias { target } => write!(f, "alias_of {target:?}: an alias of an alias"),
+            SkipReason::AliasTargetNotPriceable { target } => write!(f, "alias_of {target:?}: the target is not priceable"),
+            SkipReason::InvalidTieredPricing { detail } => write!(f, "tiered_pricing: {detail}"),
+            SkipReason::TierNotPriceable { tier } => {
+                write!(f, "tiered_pricing tier {tier} has no input_cost_per_token or output_cost_per_token")
+            }
+            SkipReason::InvalidOffPeakPricing { detail } => write!(f, "off_peak_pricing: {detail}"),
         }
     }
 }
@@ -164,8 +212,15 @@ pub struct LoadReport {
     pub version: String,
     /// Number of top-level entries in the file (priced + skipped).
     pub entries: usize,
-    /// Number of priceable models.
+    /// Number of priceable models (the `alias_of`, `tiered_pricing` and `off_peak_pricing`
+    /// entries among them are counted below too).
     pub priced: usize,
+    /// Priced `alias_of` entries.
+    pub aliases: usize,
+    /// Priced entries with `tiered_pricing`.
+    pub tiered: usize,
+    /// Priced entries with `off_peak_pricing`.
+    pub off_peak: usize,
     /// Entries that are not priceable models, in file order.
     pub skipped: Vec<SkippedEntry>,
     /// Prices of priced models that were rounded to 12 fractional digits, in file order.
@@ -173,6 +228,9 @@ pub struct LoadReport {
     /// Price fields of priced models that are not used (unrecognized variant, not a number,
     /// negative, out of range), in file order.
     pub ignored: Vec<IgnoredField>,
+    /// How long reading and loading the source took, when the loader that read the file measured
+    /// it (`ledger_processor::catalog::load_catalogs` does); zero otherwise.
+    pub load_time: std::time::Duration,
 }
 
 impl LoadReport {

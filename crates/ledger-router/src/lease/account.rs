@@ -236,7 +236,6 @@ impl LeaseAccount {
             }
             !done
         });
-        let mut timed_out = false;
         if let Some(p) = s.pending.as_mut() {
             if now.duration_since(p.sent) >= Duration::from_millis(settings.grant_timeout_ms) {
                 p.sent = now;
@@ -244,8 +243,7 @@ impl LeaseAccount {
                 let since = p.first_sent;
                 let request = p.request.clone();
                 s.unreachable_since.get_or_insert(since);
-                timed_out = true;
-                return (Some(request), timed_out);
+                return (Some(request), true);
             }
         }
         if s.pending.is_none() {

@@ -72,7 +72,7 @@ fn the_first_call_asks_and_waits_then_calls_spend_the_grant_and_refunds_come_bac
 fn a_new_grant_closes_the_old_lease_which_is_returned_done_once_its_calls_are_reported() {
     let t0 = Instant::now();
     let (a, s, mut id) = (account(t0), settings(), ids());
-    a.reserve(C, t0, &s);
+    assert!(a.reserve(C, t0, &s).0.is_err(), "no lease yet");
     let r1 = a.maintain(t0, &s, "r1", &mut id).0.unwrap();
     a.apply_grant(&grant(&r1, LeaseStatus::Granted, 3 * C, 10_000), t0);
     let p1 = part(a.reserve(C, t0, &s));
@@ -99,7 +99,7 @@ fn a_new_grant_closes_the_old_lease_which_is_returned_done_once_its_calls_are_re
 fn calls_never_reported_are_returned_done_after_the_call_timeout() {
     let t0 = Instant::now();
     let (a, s, mut id) = (account(t0), settings(), ids());
-    a.reserve(C, t0, &s);
+    assert!(a.reserve(C, t0, &s).0.is_err(), "no lease yet");
     let r1 = a.maintain(t0, &s, "r1", &mut id).0.unwrap();
     a.apply_grant(&grant(&r1, LeaseStatus::Granted, C, 2_000), t0);
     let _lost = part(a.reserve(C, t0, &s));
@@ -116,7 +116,7 @@ fn calls_never_reported_are_returned_done_after_the_call_timeout() {
 fn wait_exhausted_and_an_unreachable_enforcer_refuse_calls() {
     let t0 = Instant::now();
     let (a, s, mut id) = (account(t0), settings(), ids());
-    a.reserve(C, t0, &s);
+    assert!(a.reserve(C, t0, &s).0.is_err(), "no lease yet");
     let r1 = a.maintain(t0, &s, "r1", &mut id).0.unwrap();
     // No answer within the grant timeout: the same request again, and calls see Unreachable.
     assert!(a.maintain(t0 + Duration::from_millis(999), &s, "r1", &mut id).0.is_none());
@@ -126,7 +126,8 @@ fn wait_exhausted_and_an_unreachable_enforcer_refuse_calls() {
     // WAIT: refused with its retry until it passes, then a new request.
     let t1 = t0 + Duration::from_millis(1_100);
     assert!(a.apply_grant(&grant(&r1, LeaseStatus::Wait, 0, 0), t1));
-    assert_eq!(a.reserve(C, t1, &s), (Err(Refusal::Wait(Duration::from_millis(200))), false));
+    let (refused, wake) = a.reserve(C, t1, &s);
+    assert_eq!((refused.unwrap_err(), wake), (Refusal::Wait(Duration::from_millis(200)), false));
     let t2 = t1 + Duration::from_millis(200);
     assert_eq!(a.reserve(C, t2, &s).1, true, "asks again");
     let r2 = a.maintain(t2, &s, "r1", &mut id).0.unwrap();

@@ -63,13 +63,13 @@ impl Estimator {
     pub fn estimate(&self, model: &str, size: &CallSize<'_>, now_us: i64) -> Result<Money, EstimateError> {
         let catalog = self.catalog.as_ref().ok_or(EstimateError::NoCatalog)?;
         let at = EventTime::from_micros(now_us).unwrap_or(EventTime::from_datetime(chrono::Utc::now()));
-        let (_, entry) = catalog.find(model, size.provider, at).ok_or_else(|| EstimateError::UnknownModel(model.to_owned()))?;
+        let entry = catalog.find(model, size.provider, at).ok_or_else(|| EstimateError::UnknownModel(model.to_owned()))?.entry;
         let tokens = TokenCounts {
             input: size.input_tokens,
             output: size.max_tokens.unwrap_or_else(|| self.output_estimate(model)),
             ..TokenCounts::default()
         };
-        let prices = entry.resolve(None, tokens.input).ok_or_else(|| EstimateError::UnknownModel(model.to_owned()))?;
+        let (prices, _) = entry.prices_at(None, tokens.input, at).map_err(|r| EstimateError::Overflow(r.to_string()))?;
         prices.cost(&tokens).map(|(_, cost)| cost).map_err(|r| EstimateError::Overflow(r.to_string()))
     }
 }
