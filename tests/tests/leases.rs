@@ -227,27 +227,32 @@ fn now_ms() -> u64 {
     u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
 }
 
-/// Publishes one lease request and waits for its answer on the grants topic.
+/// Publishes a lease request and waits for its answer on the grants topic, sending it again
+/// every 2 s as a router does (an enforcer answers a request id once; one that arrives while
+/// it rebuilds is read as history and answered when sent again).
 fn ask(env: &TestEnv, request: &LeaseRequest) -> LeaseGrant {
     let producer: rdkafka::producer::BaseProducer = env.kafka.client_config().create().unwrap();
     let payload = LeaseRequestCodec::new().unwrap().encode(request).unwrap();
-    producer
-        .send(rdkafka::producer::BaseRecord::to(&env.topics.lease_requests).key(&request.budget).payload(&payload))
-        .map_err(|(e, _)| e)
-        .unwrap();
-    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
     let codec = LeaseGrantCodec::new().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let found = read_topic(env, &env.topics.lease_grants)
-            .iter()
-            .map(|m| codec.decode(m.payload().unwrap()).unwrap())
-            .find(|g| g.request_id == request.request_id);
-        if let Some(g) = found {
-            return g;
+        producer
+            .send(rdkafka::producer::BaseRecord::to(&env.topics.lease_requests).key(&request.budget).payload(&payload))
+            .map_err(|(e, _)| e)
+            .unwrap();
+        rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+        let resend = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < resend {
+            let found = read_topic(env, &env.topics.lease_grants)
+                .iter()
+                .map(|m| codec.decode(m.payload().unwrap()).unwrap())
+                .find(|g| g.request_id == request.request_id);
+            if let Some(g) = found {
+                return g;
+            }
+            assert!(Instant::now() < deadline, "no answer to the lease request");
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(Instant::now() < deadline, "no answer to the lease request");
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -111,8 +111,8 @@ mod tests {
         }
         let h = c.snapshot().estimate_error;
         assert_eq!(h.count, 5);
-        assert_eq!(h.buckets[5], 1, "0 is in le=0");
-        assert_eq!(h.buckets[4], 1, "one pico over the estimate is in le=-0.0001");
+        assert_eq!(h.buckets[5], 2, "0 and one pico over the estimate are in le=0");
+        assert_eq!(h.buckets[4], 0, "nothing within (-0.001, -0.0001]");
         assert_eq!(h.buckets[1], 1, "-0.5 is in le=-0.1");
         assert_eq!(h.buckets[8], 1, "0.0025 is in le=0.01");
         assert_eq!(h.buckets[11], 1, "2 is over the last bound");
