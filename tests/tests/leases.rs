@@ -212,12 +212,13 @@ fn python_clients_through_ten_sidecars_stay_within_the_budget_when_one_sidecar_i
     let (granted, done) = leases_of(&env, "sidecar-0");
     let held: i128 = granted.iter().filter(|(id, _)| !done.contains(id)).map(|(_, a)| a.picos()).sum();
     assert!(held > 0, "sidecar 0 was killed holding allowance (granted {granted:?}, done {done:?})");
-    let sql = format!("SELECT toString(max(event_time)) FROM {}.usage_ledger WHERE tenant_id = 'py'", env.clickhouse.database);
+    let sql = format!("SELECT toUnixTimestamp(max(event_time)) FROM {}.usage_ledger WHERE tenant_id = 'py'", env.clickhouse.database);
     let out = Command::new("curl").args(["-sS", "--fail", "--data-binary", &sql, &env.clickhouse.url]).output().unwrap();
-    let last: chrono::NaiveDateTime = String::from_utf8_lossy(&out.stdout).trim().parse().expect("a time");
+    let last: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("a Unix time");
+    let last = chrono::DateTime::from_timestamp(last, 0).expect("a time");
     let ttl = Duration::from_millis(ENFORCER_LEASE_ENV[0].1.parse().unwrap());
     assert!(
-        last.and_utc() > killed_at + chrono::Duration::from_std(ttl).unwrap(),
+        last + chrono::Duration::seconds(1) > killed_at + chrono::Duration::from_std(ttl).unwrap(), // last: whole seconds
         "the others spent after the killed sidecar's leases expired (last call {last}, killed at {killed_at})"
     );
     let _ = std::fs::remove_dir_all(&dir);
