@@ -126,7 +126,11 @@ impl<'a> LeaseStack<'a> {
     /// Starts (another) `ledger enforce`; returns its pid.
     pub fn start_enforcer(&mut self) -> u32 {
         let mut enforce = self.env.ledger();
-        enforce.env("LEDGER__ENFORCER__GROUP_ID", format!("{}-enforcer", self.env.group)).arg("enforce").arg("--budgets").arg(&self.budgets);
+        enforce
+            .env("LEDGER__ENFORCER__GROUP_ID", format!("{}-enforcer", self.env.group))
+            .arg("enforce")
+            .arg("--budgets")
+            .arg(&self.budgets);
         for (k, v) in ENFORCER_LEASE_ENV {
             enforce.env(k, v);
         }
@@ -208,7 +212,8 @@ impl<'a> LeaseStack<'a> {
             "SELECT toString(sum(cost_usd)) FROM {}.usage_ledger WHERE tenant_id = '{tenant}'",
             self.env.clickhouse.database
         );
-        let out = Command::new("curl").args(["-sS", "--fail", "--data-binary", &sql, &self.env.clickhouse.url]).output().expect("curl");
+        let out =
+            Command::new("curl").args(["-sS", "--fail", "--data-binary", &sql, &self.env.clickhouse.url]).output().expect("curl");
         assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(Money::ZERO)
     }

@@ -199,7 +199,9 @@ fn python_clients_through_ten_sidecars_stay_within_the_budget_when_one_sidecar_i
     // have reached Kafka although its answer was lost).
     let reported: i128 = outcomes
         .iter()
-        .map(|o| o["calls"].as_i64().unwrap() as i128 * 2_000 * 2_500_000 + o["output_tokens"].as_i64().unwrap() as i128 * 10_000_000)
+        .map(|o| {
+            o["calls"].as_i64().unwrap() as i128 * 2_000 * 2_500_000 + o["output_tokens"].as_i64().unwrap() as i128 * 10_000_000
+        })
         .sum();
     let mut ledger = stack.wait_ledger("py", Money::from_picos(reported));
     std::thread::sleep(Duration::from_secs(2));
@@ -212,7 +214,8 @@ fn python_clients_through_ten_sidecars_stay_within_the_budget_when_one_sidecar_i
     let (granted, done) = leases_of(&env, "sidecar-0");
     let held: i128 = granted.iter().filter(|(id, _)| !done.contains(id)).map(|(_, a)| a.picos()).sum();
     assert!(held > 0, "sidecar 0 was killed holding allowance (granted {granted:?}, done {done:?})");
-    let sql = format!("SELECT toUnixTimestamp(max(event_time)) FROM {}.usage_ledger WHERE tenant_id = 'py'", env.clickhouse.database);
+    let sql =
+        format!("SELECT toUnixTimestamp(max(event_time)) FROM {}.usage_ledger WHERE tenant_id = 'py'", env.clickhouse.database);
     let out = Command::new("curl").args(["-sS", "--fail", "--data-binary", &sql, &env.clickhouse.url]).output().unwrap();
     let last: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("a Unix time");
     let last = chrono::DateTime::from_timestamp(last, 0).expect("a time");
@@ -329,7 +332,10 @@ fn an_enforcer_killed_and_restarted_rebuilds_its_leases_from_the_topics() {
     };
     let producer: rdkafka::producer::BaseProducer = env.kafka.client_config().create().unwrap();
     let payload = LeaseRequestCodec::new().unwrap().encode(&done).unwrap();
-    producer.send(rdkafka::producer::BaseRecord::to(&env.topics.lease_requests).key(key).payload(&payload)).map_err(|(e, _)| e).unwrap();
+    producer
+        .send(rdkafka::producer::BaseRecord::to(&env.topics.lease_requests).key(key).payload(&payload))
+        .map_err(|(e, _)| e)
+        .unwrap();
     rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
 
     // And the budget holds through the restart.

@@ -86,11 +86,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Services log their progress; one-shot commands print their own results and log only
     // warnings unless RUST_LOG says otherwise.
-    ledger_ops::service::init_tracing(if matches!(cli.command, Command::Process(_) | Command::Enforce(_) | Command::Ingest(_) | Command::Router(_)) {
-        "info"
-    } else {
-        "warn"
-    });
+    ledger_ops::service::init_tracing(
+        if matches!(cli.command, Command::Process(_) | Command::Enforce(_) | Command::Ingest(_) | Command::Router(_)) {
+            "info"
+        } else {
+            "warn"
+        },
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

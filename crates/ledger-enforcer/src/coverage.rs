@@ -98,7 +98,12 @@ pub(crate) struct Prober {
 
 impl Prober {
     /// A prober reading the committed offsets of the processor's group `processor_group`.
-    pub(crate) fn new(kafka: &KafkaConfig, processor_group: &str, usage_topic: &str, spend_topic: &str) -> Result<Prober, KafkaError> {
+    pub(crate) fn new(
+        kafka: &KafkaConfig,
+        processor_group: &str,
+        usage_topic: &str,
+        spend_topic: &str,
+    ) -> Result<Prober, KafkaError> {
         // Never subscribes or commits: it only asks the group coordinator for the group's
         // committed offsets, which changes nothing the processor sees.
         let consumer: BaseConsumer = kafka

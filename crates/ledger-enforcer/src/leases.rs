@@ -55,7 +55,9 @@ pub fn rebuild(
     let (grants, requests) = (LeaseGrantCodec::new(), LeaseRequestCodec::new());
     let (grants, requests) = match (grants, requests) {
         (Ok(g), Ok(r)) => (g, r),
-        (Err(e), _) | (_, Err(e)) => return Err(KafkaError::Topic { topic: topics.lease_grants.clone(), problem: e.to_string() }),
+        (Err(e), _) | (_, Err(e)) => {
+            return Err(KafkaError::Topic { topic: topics.lease_grants.clone(), problem: e.to_string() })
+        }
     };
     let mut records = 0u64;
     BoundedRead::new(kafka, &topics.lease_grants).group(group).since(since, |m| {
@@ -148,7 +150,8 @@ impl Leases {
         Prober::new(kafka, processor_group, &topics.usage, &topics.spend)?
             .spawn(Duration::from_millis(settings.probe_interval_ms), probe_wanted.clone(), tx)
             .map_err(|e| KafkaError::Topic { topic: topics.usage.clone(), problem: format!("cannot start the prober: {e}") })?;
-        let codec_error = |e: ledger_schema::SchemaError| KafkaError::Topic { topic: topics.lease_grants.clone(), problem: e.to_string() };
+        let codec_error =
+            |e: ledger_schema::SchemaError| KafkaError::Topic { topic: topics.lease_grants.clone(), problem: e.to_string() };
         Ok(Leases {
             consumer,
             state: LeaseState {
@@ -192,7 +195,8 @@ impl LeaseState {
             }
         };
         Stats::inc(&self.stats.lease_requests);
-        let leased = engine.policy().by_key(&request.budget).filter(|b| b.enforcement == Enforcement::Lease && b.limit_usd.is_some());
+        let leased =
+            engine.policy().by_key(&request.budget).filter(|b| b.enforcement == Enforcement::Lease && b.limit_usd.is_some());
         let answer = match (leased, engine.spend_of(&request.budget, now)) {
             (Some(b), Some((_, period, spend))) => {
                 let facts = BudgetFacts { limit: b.limit_usd.unwrap_or(Money::ZERO), spend, period };

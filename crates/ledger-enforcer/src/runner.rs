@@ -111,8 +111,15 @@ impl Enforcer {
         };
         tracing::info!(records = rebuilt.records, leases = rebuilt.book.len(), "rebuilt the quota leases");
         let c = &self.config;
-        let mut leases =
-            Leases::start(&c.kafka, &c.topics, &c.settings.group_id, &c.processor_group, &c.settings.leases, rebuilt, self.stats.clone())?;
+        let mut leases = Leases::start(
+            &c.kafka,
+            &c.topics,
+            &c.settings.group_id,
+            &c.processor_group,
+            &c.settings.leases,
+            rebuilt,
+            self.stats.clone(),
+        )?;
         loop {
             match self.session(&policy, &published, &producer, &mut watcher, &mut leases, &shutdown).await? {
                 (SessionEnd::Shutdown, _) => return Ok(()),
@@ -180,7 +187,8 @@ impl Enforcer {
 
         let consumer = self.follower(&end)?;
         leases.state.spend_read_from(&end);
-        let mut lease_tick = tokio::time::interval(Duration::from_millis((self.config.settings.leases.probe_interval_ms / 2).max(10)));
+        let mut lease_tick =
+            tokio::time::interval(Duration::from_millis((self.config.settings.leases.probe_interval_ms / 2).max(10)));
         lease_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut evaluate = tokio::time::interval(Duration::from_millis(self.config.settings.evaluate_interval_ms));
         let mut reload = tokio::time::interval(Duration::from_millis(self.config.settings.reload_interval_ms));

@@ -81,10 +81,7 @@ impl Stats {
         }
         let gauges = self.lease_gauges();
         let name = "ledger_enforcer_lease_outstanding_usd";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Held by active and used by unsettled leases, per lease budget\n# TYPE {name} gauge"
-        );
+        let _ = writeln!(out, "# HELP {name} Held by active and used by unsettled leases, per lease budget\n# TYPE {name} gauge");
         for (budget, o) in &gauges {
             let _ = writeln!(out, "{name}{{budget=\"{}\"}} {}", label(budget), o.total());
         }

@@ -116,8 +116,10 @@ pub fn budget_status(
         .map(|(view, b)| {
             let signal = signals.get(&view.key).cloned();
             let forecast_usd = forecast(view.spend_usd, view.window.start, view.window.end, now);
-            let outstanding =
-                book.as_ref().filter(|_| b.enforcement == Enforcement::Lease).map(|book| book.outstanding(&view.key, view.window.start));
+            let outstanding = book
+                .as_ref()
+                .filter(|_| b.enforcement == Enforcement::Lease)
+                .map(|book| book.outstanding(&view.key, view.window.start));
             BudgetStatus { view, limit_usd: b.limit_usd, limit_tokens: b.limit_tokens, signal, forecast_usd, leases: outstanding }
         })
         .collect();

@@ -131,7 +131,11 @@ impl Sidecar {
             user_id: req.user_id.as_deref(),
             api_key_id: req.api_key_id.as_deref(),
         };
-        let size = CallSize { input_tokens: req.input_tokens, max_tokens: req.max_tokens, provider: req.provider.as_deref().unwrap_or("") };
+        let size = CallSize {
+            input_tokens: req.input_tokens,
+            max_tokens: req.max_tokens,
+            provider: req.provider.as_deref().unwrap_or(""),
+        };
         let call = self.router.decide_call(&ctx, &req.model, &size);
         let kind = match &call.decision {
             Decision::Allow => 0,
@@ -205,14 +209,29 @@ impl Sidecar {
         let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner()).len();
         for (name, kind, help, v) in [
             ("ledger_router_lease_reservations_total", "counter", "Calls admitted under a lease.", s.reserved),
-            ("ledger_router_lease_refused_empty_total", "counter", "Calls refused while no allowance covered them.", s.refused_empty),
+            (
+                "ledger_router_lease_refused_empty_total",
+                "counter",
+                "Calls refused while no allowance covered them.",
+                s.refused_empty,
+            ),
             ("ledger_router_lease_refused_exhausted_total", "counter", "Calls refused: budget exhausted.", s.refused_exhausted),
-            ("ledger_router_lease_refused_other_total", "counter", "Calls refused: no estimate, or no enforcer (fail closed).", s.refused_other),
+            (
+                "ledger_router_lease_refused_other_total",
+                "counter",
+                "Calls refused: no estimate, or no enforcer (fail closed).",
+                s.refused_other,
+            ),
             ("ledger_router_unleased_calls_total", "counter", "Calls of lease budgets allowed without a lease.", s.unleased),
             ("ledger_router_lease_requests_total", "counter", "Lease requests sent.", s.requests_sent),
             ("ledger_router_lease_grants_total", "counter", "Lease answers received.", s.grants_received),
             ("ledger_router_lease_timeouts_total", "counter", "Lease requests unanswered within the grant timeout.", s.timeouts),
-            ("ledger_router_usage_reports_total", "counter", "Usage events that completed a reservation.", self.reported.load(Ordering::Relaxed)),
+            (
+                "ledger_router_usage_reports_total",
+                "counter",
+                "Usage events that completed a reservation.",
+                self.reported.load(Ordering::Relaxed),
+            ),
             (
                 "ledger_router_usage_reports_unknown_total",
                 "counter",

@@ -9,8 +9,8 @@ use ledger_core::acceptance::AcceptanceRules;
 use ledger_kafka::{KafkaConfig, TopicNames};
 
 use crate::config::IngestSettings;
-use crate::reload::{watch_keys, KeysWatcher};
 use crate::decide::Sidecar;
+use crate::reload::{watch_keys, KeysWatcher};
 use crate::server::{serve, IngestState};
 use crate::IngestError;
 

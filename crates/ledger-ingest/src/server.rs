@@ -20,10 +20,10 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::IngestSettings;
+use crate::decide::Sidecar;
 use crate::keys::{ApiKeys, Lookup};
 use crate::limit::{RateLimit, RateLimiter, Refusal};
 use crate::metrics::Metrics;
-use crate::decide::Sidecar;
 use crate::validate::{decision_id_of, parse_event, split_body, BodyError, FieldError};
 use crate::IngestError;
 use ledger_core::acceptance::AcceptanceRules;
@@ -472,7 +472,6 @@ async fn post_decide(State(state): State<Arc<IngestState>>, headers: HeaderMap, 
         Err((status, code, message)) => error(status, code, message, vec![]),
     }
 }
-
 
 /// Writes the events and waits until Kafka acknowledged every one, within the ack timeout.
 pub(crate) async fn write_all(state: &IngestState, events: &[UsageEvent]) -> Result<(), String> {

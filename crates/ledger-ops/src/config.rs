@@ -100,7 +100,9 @@ impl LedgerConfig {
             if !problems.is_empty() {
                 return Err(OpsError::Invalid(format!("invalid configuration:\n  - {}", problems.join("\n  - "))));
             }
-            let catalog = ledger_processor::catalog::load_catalog(&self.processor.catalogs, self.processor.pricing_rules.as_deref()).map_err(OpsError::Invalid)?;
+            let catalog =
+                ledger_processor::catalog::load_catalog(&self.processor.catalogs, self.processor.pricing_rules.as_deref())
+                    .map_err(OpsError::Invalid)?;
             Some(ledger_ingest::SidecarLaunch {
                 config: self.router.router_config(&self.kafka, &self.topics),
                 catalog: std::sync::Arc::new(catalog),

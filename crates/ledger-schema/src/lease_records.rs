@@ -53,7 +53,11 @@ impl AvroRecord for LeaseRequest {
             .returns
             .iter()
             .map(|r| {
-                Ok(ReturnWire { lease_id: r.lease_id.clone(), used_usd: money_text(R, "returns.used_usd", r.used_usd)?, done: r.done })
+                Ok(ReturnWire {
+                    lease_id: r.lease_id.clone(),
+                    used_usd: money_text(R, "returns.used_usd", r.used_usd)?,
+                    done: r.done,
+                })
             })
             .collect::<Result<Vec<_>, SchemaError>>()?;
         let wire = RequestWire {

@@ -31,8 +31,8 @@ mod schema;
 mod usage_fast;
 
 pub use codec::{
-    split_single_object, BudgetSignalCodec, Codec, LeaseGrantCodec, LeaseRequestCodec, SpendUpdateCodec, UsageEventCodec, HEADER_LEN,
-    MAGIC,
+    split_single_object, BudgetSignalCodec, Codec, LeaseGrantCodec, LeaseRequestCodec, SpendUpdateCodec, UsageEventCodec,
+    HEADER_LEN, MAGIC,
 };
 pub use error::{Fingerprint, SchemaError};
 pub use schema::{

@@ -9,7 +9,8 @@ use ledger_core::signal::BudgetSignal;
 use ledger_core::spend::SpendUpdate;
 use ledger_core::UsageEvent;
 use ledger_schema::{
-    AvroRecord, BudgetSignalCodec, Codec, LeaseGrantCodec, LeaseRequestCodec, SpendUpdateCodec, UsageEventCodec, HEADER_LEN, MAGIC,
+    AvroRecord, BudgetSignalCodec, Codec, LeaseGrantCodec, LeaseRequestCodec, SpendUpdateCodec, UsageEventCodec, HEADER_LEN,
+    MAGIC,
 };
 use proptest::prelude::*;
 

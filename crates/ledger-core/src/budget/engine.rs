@@ -309,7 +309,9 @@ impl BudgetEngine {
     fn removed_signals(&self, now: DateTime<Utc>) -> Vec<BudgetSignal> {
         self.published
             .values()
-            .filter(|s| (s.state != BudgetState::Ok || s.enforcement == Enforcement::Lease) && self.policy.by_key(&s.scope).is_none())
+            .filter(|s| {
+                (s.state != BudgetState::Ok || s.enforcement == Enforcement::Lease) && self.policy.by_key(&s.scope).is_none()
+            })
             .map(|s| BudgetSignal {
                 state: BudgetState::Ok,
                 enforcement: Enforcement::Signal,
@@ -341,9 +343,8 @@ impl BudgetEngine {
         let actual = (0..b.thresholds.len()).rev().find(|&t| reached(t, cost, tokens));
         // Leases hold a lease budget's limit; a projected BLOCK would stop a burst long before it.
         let predictable = |t: usize| b.enforcement != Enforcement::Lease || b.thresholds[t].action.state() != BudgetState::Block;
-        let projected = (0..b.thresholds.len())
-            .rev()
-            .find(|&t| predictable(t) && reached(t, ahead(cost, rates.0), ahead(tokens, rates.1)));
+        let projected =
+            (0..b.thresholds.len()).rev().find(|&t| predictable(t) && reached(t, ahead(cost, rates.0), ahead(tokens, rates.1)));
         let level = projected.max(actual).max(rt.latched);
         (level, level > actual, rates)
     }

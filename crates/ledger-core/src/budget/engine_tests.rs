@@ -396,9 +396,10 @@ fn a_rate_throttle_is_carried_and_stays_in_force_while_rerouting() {
 
 #[test]
 fn a_lease_budget_is_never_blocked_by_a_projection_and_says_it_is_leased() {
-    let text = POLICY
-        .replace("lookahead_secs = 0", "lookahead_secs = 10\nburn_window_secs = 10")
-        .replace("limit_usd = \"100\"\n[[budget.threshold]]\nat_percent = \"50\"", "limit_usd = \"100\"\nenforcement = \"lease\"\n[[budget.threshold]]\nat_percent = \"50\"");
+    let text = POLICY.replace("lookahead_secs = 0", "lookahead_secs = 10\nburn_window_secs = 10").replace(
+        "limit_usd = \"100\"\n[[budget.threshold]]\nat_percent = \"50\"",
+        "limit_usd = \"100\"\nenforcement = \"lease\"\n[[budget.threshold]]\nat_percent = \"50\"",
+    );
     let now = t("2026-11-18T10:00:00Z");
     let mut e = BudgetEngine::new(BudgetPolicy::parse(&text).unwrap(), now);
     e.go_live(now);

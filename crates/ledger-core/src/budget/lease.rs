@@ -223,7 +223,12 @@ impl LeaseBook {
             grant.status = LeaseStatus::Wait;
             grant.reason = format!(
                 "budget {}: {} USD held by {} active and {} unsettled leases, {} USD in the ledger, of {} USD",
-                request.budget, out.total(), out.active, out.unsettled, facts.spend, facts.limit
+                request.budget,
+                out.total(),
+                out.active,
+                out.unsettled,
+                facts.spend,
+                facts.limit
             );
         }
         grant

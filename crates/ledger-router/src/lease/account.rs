@@ -205,7 +205,9 @@ impl LeaseAccount {
                 s.rate_usd = 0;
             }
             LeaseStatus::Wait => s.answer = Answer::Wait { until: now + retry, retry },
-            LeaseStatus::Exhausted => s.answer = Answer::Exhausted { until: now + retry, reason: Arc::from(grant.reason.as_str()) },
+            LeaseStatus::Exhausted => {
+                s.answer = Answer::Exhausted { until: now + retry, reason: Arc::from(grant.reason.as_str()) }
+            }
             LeaseStatus::NotLeased => s.answer = Answer::NotLeased { until: now + Duration::from_secs(5) },
         }
         true
@@ -249,8 +251,9 @@ impl LeaseAccount {
         if s.pending.is_none() {
             if let Some(least) = s.want.take() {
                 let elapsed = now.duration_since(s.rate_since).max(Duration::from_millis(50));
-                let per_target = s.rate_usd.saturating_mul(i128::from(u32::try_from(settings.lease_target_ms).unwrap_or(u32::MAX)))
-                    / i128::try_from(elapsed.as_millis()).unwrap_or(1).max(1);
+                let per_target =
+                    s.rate_usd.saturating_mul(i128::from(u32::try_from(settings.lease_target_ms).unwrap_or(u32::MAX)))
+                        / i128::try_from(elapsed.as_millis()).unwrap_or(1).max(1);
                 let wanted = per_target.max(least.saturating_mul(i128::from(settings.min_lease_calls)));
                 let request = LeaseRequest {
                     request_id: new_id(),

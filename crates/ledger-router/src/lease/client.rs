@@ -31,7 +31,11 @@ pub(crate) struct LeaseClient {
 impl LeaseClient {
     /// Starts both threads. The grants consumer starts at the topic's current end: every grant
     /// this instance can get is answered after it asked.
-    pub(crate) fn start(kafka: &KafkaConfig, registry: Arc<LeaseRegistry>, timeout: Duration) -> Result<LeaseClient, RouterError> {
+    pub(crate) fn start(
+        kafka: &KafkaConfig,
+        registry: Arc<LeaseRegistry>,
+        timeout: Duration,
+    ) -> Result<LeaseClient, RouterError> {
         let settings = &registry.settings;
         let consumer: BaseConsumer = kafka
             .consumer_config(&[
@@ -48,13 +52,15 @@ impl LeaseClient {
         let partitions = crate::router::partitions_of(&consumer, &topic, timeout)?;
         let mut tpl = TopicPartitionList::new();
         for p in partitions {
-            let (_, high) =
-                consumer.fetch_watermarks(&topic, p, timeout).map_err(|e| RouterError::kafka("reading the lease grants' end", e))?;
-            tpl.add_partition_offset(&topic, p, Offset::Offset(high)).map_err(|e| RouterError::kafka("assigning the lease grants", e))?;
+            let (_, high) = consumer
+                .fetch_watermarks(&topic, p, timeout)
+                .map_err(|e| RouterError::kafka("reading the lease grants' end", e))?;
+            tpl.add_partition_offset(&topic, p, Offset::Offset(high))
+                .map_err(|e| RouterError::kafka("assigning the lease grants", e))?;
         }
         consumer.assign(&tpl).map_err(|e| RouterError::kafka("assigning the lease grants", e))?;
-        let producer =
-            ledger_kafka::producer::low_latency_producer(kafka).map_err(|e| RouterError::Thread(format!("lease producer: {e}")))?;
+        let producer = ledger_kafka::producer::low_latency_producer(kafka)
+            .map_err(|e| RouterError::Thread(format!("lease producer: {e}")))?;
         let grants = LeaseGrantCodec::new().map_err(|e| RouterError::Schema(e.to_string()))?;
         let requests = LeaseRequestCodec::new().map_err(|e| RouterError::Schema(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -138,7 +144,9 @@ fn send_requests(producer: &FutureProducer, registry: &LeaseRegistry, codec: &Le
             // unsent return leaves its lease to expire (counted as used until it settles).
             match producer.send_result(record) {
                 Ok(_) => Counters::inc(&registry.counters.requests_sent),
-                Err((e, _)) => tracing::warn!(error = %e, "a lease request was not sent; it is sent again after the grant timeout"),
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "a lease request was not sent; it is sent again after the grant timeout")
+                }
             }
         }
     };

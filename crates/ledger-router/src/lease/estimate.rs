@@ -80,7 +80,8 @@ mod tests {
     use ledger_core::catalog::CatalogSource;
 
     fn catalog() -> Arc<Catalog> {
-        let json = r#"{"gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": "2.5e-06", "output_cost_per_token": "1e-05"}}"#;
+        let json =
+            r#"{"gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": "2.5e-06", "output_cost_per_token": "1e-05"}}"#;
         let (source, _) = CatalogSource::from_litellm_json("prices", chrono::DateTime::UNIX_EPOCH, json).unwrap();
         Arc::new(Catalog::new(vec![source]).unwrap())
     }
