@@ -37,14 +37,18 @@ pub(crate) struct Probe {
 /// later instant, so dropping one only delays nothing but its own, earlier instant).
 const MAX_WAITING: usize = 2_000;
 
+/// `(partition, offset)` pairs of one topic.
+type Offsets = Vec<(i32, i64)>;
+
 /// The bookkeeping of probes (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct Coverage {
     /// Probes whose usage watermarks the processor has not committed yet, oldest first.
+    #[allow(clippy::type_complexity)]
     waiting_commit: VecDeque<(DateTime<Utc>, Vec<(i32, i64, i64)>)>,
     /// Committed; waiting for the spend topic to be read up to the watermarks of the probe
     /// after the one that saw the commit (`None` until that probe).
-    waiting_spend: VecDeque<(DateTime<Utc>, Option<Vec<(i32, i64)>>)>,
+    waiting_spend: VecDeque<(DateTime<Utc>, Option<Offsets>)>,
     covered: Option<DateTime<Utc>>,
 }
 
@@ -198,7 +202,7 @@ impl Prober {
                         Err(e) => {
                             failures += 1;
                             partitions = None;
-                            if failures == 1 || failures % 100 == 0 {
+                            if failures == 1 || failures.is_multiple_of(100) {
                                 tracing::warn!(error = %e, "reading the processor's progress failed; closed leases wait to settle");
                             }
                         }

@@ -2,7 +2,7 @@
 //! expired and settled.
 //!
 //! [`rebuild`] reads back the grants and requests of the last lease lifetimes into a
-//! [`LeaseBook`] (after a restart, or on a standby taking over); [`Leases`] then follows the
+//! [`LeaseBook`] (after a restart, or on a standby taking over); `Leases` then follows the
 //! requests topic from where the rebuild ended. Its state lives across the enforcer's sessions
 //! (a budgets reload keeps every lease).
 

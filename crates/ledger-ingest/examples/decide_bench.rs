@@ -84,7 +84,7 @@ async fn main() {
     let mut tasks = Vec::new();
     for c in 0..o.connections {
         let (client, body, url, key) = (client.clone(), body.clone(), o.url.clone(), o.key.clone());
-        let offset = period.mul_f64(c as f64 / o.connections as f64);
+        let offset = Duration::from_nanos(u64::try_from(period.as_nanos()).unwrap_or(u64::MAX) / o.connections * c);
         tasks.push(tokio::spawn(async move {
             let mut out = Outcome::default();
             let mut due = started + offset;
@@ -134,8 +134,9 @@ async fn main() {
     let elapsed = end.saturating_duration_since(started).max(Duration::from_millis(1));
     let mut l = all.latencies;
     l.sort_unstable();
-    let pct = |p: f64| {
-        let i = ((l.len().saturating_sub(1)) as f64 * p / 100.0).round() as usize;
+    // `per_mille` of the answers were at most this fast.
+    let pct = |per_mille: usize| {
+        let i = l.len().saturating_sub(1) * per_mille / 1000;
         Duration::from_micros(l.get(i).copied().unwrap_or_default())
     };
     println!(
@@ -143,11 +144,11 @@ async fn main() {
         l.len(),
         u128::try_from(l.len()).unwrap_or(0) * 1_000_000 / elapsed.as_micros().max(1),
         o.rate,
-        pct(50.0),
-        pct(90.0),
-        pct(99.0),
-        pct(99.9),
-        pct(100.0),
+        pct(500),
+        pct(900),
+        pct(990),
+        pct(999),
+        pct(1000),
         all.decisions,
         all.errors
     );

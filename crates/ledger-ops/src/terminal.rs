@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use crate::OpsError;
 
 /// A progress bar on stderr for reads of a topic: drawn once there are more than
-/// [`PROGRESS_THRESHOLD`] records to read (indicatif draws only on a terminal).
+/// 10,000 records to read (indicatif draws only on a terminal).
 #[derive(Debug)]
 pub struct ReadProgress {
     bar: indicatif::ProgressBar,

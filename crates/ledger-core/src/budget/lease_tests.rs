@@ -74,7 +74,7 @@ fn a_not_done_return_lowers_the_hold_and_expiry_counts_it_until_settled() {
     let mut book = LeaseBook::new(LeaseRules::default());
     let p = facts("0").period.start;
     book.handle(&request("r1", "a", "1", "0.025", vec![]), Some(facts("0")), t(0)).unwrap();
-    book.handle(&request("x", "a", "0", "0", vec![ret("r1", "0.3", false)]), Some(facts("0")), t(5)).map(drop);
+    let _ = book.handle(&request("x", "a", "0", "0", vec![ret("r1", "0.3", false)]), Some(facts("0")), t(5));
     assert_eq!(book.outstanding(BUDGET, p).held, usd("0.3"));
     // Another instance cannot return a's lease.
     book.handle(&request("y", "b", "0", "0", vec![ret("r1", "0", true)]), Some(facts("0")), t(6));

@@ -49,7 +49,7 @@ fn the_first_call_asks_and_waits_then_calls_spend_the_grant_and_refunds_come_bac
     let (a, s, mut id) = (account(t0), settings(), ids());
     let (refused, wake) = a.reserve(C, t0, &s);
     assert_eq!((refused.unwrap_err(), wake), (Refusal::Empty, true));
-    assert_eq!(a.reserve(C, t0, &s).1, false, "one request at a time");
+    assert!(!a.reserve(C, t0, &s).1, "one request at a time");
     let (request, _) = a.maintain(t0, &s, "r1", &mut id);
     let request = request.unwrap();
     assert_eq!((request.least_usd.picos(), request.wanted_usd.picos()), (C, 4 * C), "min_lease_calls of the waiting call");
@@ -132,7 +132,7 @@ fn wait_exhausted_and_an_unreachable_enforcer_refuse_calls() {
     let (refused, wake) = a.reserve(C, t1, &s);
     assert_eq!((refused.unwrap_err(), wake), (Refusal::Wait(Duration::from_millis(200)), false));
     let t2 = t1 + Duration::from_millis(200);
-    assert_eq!(a.reserve(C, t2, &s).1, true, "asks again");
+    assert!(a.reserve(C, t2, &s).1, "asks again");
     let r2 = a.maintain(t2, &s, "r1", &mut id).0.unwrap();
     assert_ne!(r2.request_id, r1.request_id);
     assert!(!a.apply_grant(&grant(&r1, LeaseStatus::Granted, C, 1_000), t2), "an answer to an old request is ignored");

@@ -1,10 +1,10 @@
 //! Quota leases on the router's side (docs/budgets.md, "Leases").
 //!
 //! For each budget whose signal says `enforcement = lease`, the router keeps a
-//! [`LeaseAccount`](account::LeaseAccount): the leases the enforcer granted this instance and
+//! `LeaseAccount`: the leases the enforcer granted this instance and
 //! what each has used. A decision under such a budget reserves a pre-call estimate from an open
 //! lease ([`CallSize`], [`estimate`]); reporting the call's usage turns the reservation into
-//! the actual cost ([`crate::Router::complete`]). A background client ([`client`]) asks for the
+//! the actual cost ([`crate::Router::complete`]). A background client (`client`) asks for the
 //! next lease before the allowance runs out, returns leases, and applies grants.
 
 pub(crate) mod account;

@@ -109,7 +109,10 @@ impl LeaseRegistry {
                     parts.push(p);
                     continue;
                 }
-                Ok(Reserved::NotLeased) => Ok(Counters::inc(&self.counters.unleased)),
+                Ok(Reserved::NotLeased) => {
+                    Counters::inc(&self.counters.unleased);
+                    Ok(())
+                }
                 Err(Refusal::Unreachable) => self.unleased_or(scope, || {
                     Arc::from(format!(
                         "budget {scope}: the enforcer has not answered a lease request within {} ms; the router fails closed",
