@@ -73,6 +73,7 @@ fn signal(tenant: &str, shape: &[&str], state: BudgetState) -> BudgetSignal {
         reason: "bench".to_owned(),
         sequence: 1,
         emitted_at: now,
+        enforcement: Default::default(),
     }
 }
 

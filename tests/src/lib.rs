@@ -16,6 +16,8 @@ use ledger_clickhouse::ClickHouseConfig;
 use ledger_kafka::{KafkaConfig, TopicNames};
 use rand::Rng;
 
+pub mod burst;
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
@@ -210,6 +212,8 @@ impl TestEnv {
             .env("LEDGER__TOPICS__DEAD_LETTER", &self.topics.dead_letter)
             .env("LEDGER__TOPICS__SPEND", &self.topics.spend)
             .env("LEDGER__TOPICS__SIGNALS", &self.topics.signals)
+            .env("LEDGER__TOPICS__LEASE_REQUESTS", &self.topics.lease_requests)
+            .env("LEDGER__TOPICS__LEASE_GRANTS", &self.topics.lease_grants)
             .env("LEDGER__PROCESSOR__GROUP_ID", &self.group)
             .env("LEDGER__TOPICS__REPLICATION_FACTOR", self.topics.replication_factor.to_string())
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));

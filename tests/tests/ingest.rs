@@ -315,7 +315,7 @@ fn openapi_document_is_served_and_parses() {
     assert!(doc["paths"]["/v1/traces"]["post"]["requestBody"]["content"]["application/x-protobuf"].is_mapping());
     assert!(doc["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/cloudevents-batch+json"].is_mapping());
     // The documented event fields are exactly the schema's.
-    let documented: std::collections::BTreeSet<String> = doc["components"]["schemas"]["UsageEvent"]["properties"]
+    let mut documented: std::collections::BTreeSet<String> = doc["components"]["schemas"]["UsageEvent"]["properties"]
         .as_mapping()
         .expect("properties")
         .keys()
@@ -327,7 +327,9 @@ fn openapi_document_is_served_and_parses() {
     .expect("avsc JSON");
     let schema_fields: std::collections::BTreeSet<String> =
         avsc["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_owned()).collect();
+    assert!(documented.remove("decision_id"), "the echo of POST /v1/decide is documented (and not stored)");
     assert_eq!(documented, schema_fields);
+    assert!(doc["paths"]["/v1/decide"]["post"]["responses"]["200"].is_mapping());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

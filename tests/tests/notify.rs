@@ -175,6 +175,7 @@ impl Signals {
             reason: format!("budget {budget:?}: {spend} USD spent"),
             sequence,
             emitted_at: Utc::now(),
+            enforcement: Default::default(),
         };
         let payload = self.codec.encode(&signal).expect("encode");
         let record = FutureRecord::to(&self.topic).key(&signal.scope).payload(&payload);

@@ -46,6 +46,7 @@ fn signal(fields: &[(&str, &str)], state: BudgetState, sequence: i64) -> BudgetS
         reason: format!("{} by test", state.as_str()),
         sequence,
         emitted_at: now,
+        enforcement: Default::default(),
     }
 }
 

@@ -28,6 +28,7 @@ Examples:
   ledger export focus --month 2026-11    # FOCUS 1.2 rows for FinOps tools; `ledger close --month` freezes them
   ledger reconcile                       # ledger = rollups, no offset gaps; fails if not
   ledger ingest                          # HTTP POST /v1/usage for any language
+  ledger router serve                    # HTTP POST /v1/decide (and /v1/usage) for any language
   ledger price < events.jsonl             # price JSON lines with the shipped catalog, no Kafka
 
 Every setting can also come from a config file (--config) or LEDGER__* environment variables.";
@@ -78,6 +79,8 @@ enum Command {
     Export(commands::export::ExportArgs),
     /// Close a month's chargeback; later changes become correction lines.
     Close(commands::close::CloseArgs),
+    /// Run the router as a service: POST /v1/decide (and /v1/usage) for any language.
+    Router(commands::router::RouterArgs),
     /// Consume-only baseline for benches/pipeline.sh (reads a topic, prints the rate).
     #[command(hide = true)]
     BenchConsume(commands::bench::BenchConsumeArgs),
@@ -91,7 +94,10 @@ fn main() -> ExitCode {
     // Services log their progress; one-shot commands print their own results and log only
     // warnings unless RUST_LOG says otherwise.
     ledger_ops::service::init_tracing(
-        if matches!(cli.command, Command::Process(_) | Command::Enforce(_) | Command::Ingest(_) | Command::Notify(_)) {
+        if matches!(
+            cli.command,
+            Command::Process(_) | Command::Enforce(_) | Command::Ingest(_) | Command::Notify(_) | Command::Router(_)
+        ) {
             "info"
         } else {
             "warn"
@@ -121,6 +127,7 @@ fn main() -> ExitCode {
             Command::Notify(args) => commands::notify::run(args).await,
             Command::Export(args) => commands::export::run(args).await,
             Command::Close(args) => commands::close::run(args).await,
+            Command::Router(args) => commands::router::run(args).await,
             Command::BenchConsume(args) => commands::bench::run(args).await,
             Command::BenchDeleteTopics(args) => commands::bench::delete_topics(args).await,
         }

@@ -97,6 +97,40 @@ impl fmt::Display for BudgetPeriod {
     }
 }
 
+/// How a budget is enforced (docs/budgets.md): by signals that follow the ledger spend, or by
+/// quota leases granted to routers (a hard cap). Serialized as `signal` or `lease`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Signals only: throttle, reroute and block follow the ledger spend (the default).
+    #[default]
+    Signal,
+    /// Quota leases: routers spend allowances granted by the enforcer, so the sum of what may
+    /// be spent never exceeds what remains of the limit.
+    Lease,
+}
+
+impl Enforcement {
+    /// The wire form: `signal` or `lease`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::Signal => "signal",
+            Enforcement::Lease => "lease",
+        }
+    }
+
+    /// Parses the wire form.
+    pub fn parse(s: &str) -> Option<Enforcement> {
+        [Enforcement::Signal, Enforcement::Lease].into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+impl fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The state of one budget scope in one period, and what routers must do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BudgetSignal {
@@ -155,6 +189,9 @@ pub struct BudgetSignal {
     pub sequence: i64,
     /// When the enforcer emitted the signal.
     pub emitted_at: DateTime<Utc>,
+    /// How the budget is enforced: with `lease`, routers also need an allowance for each call.
+    #[serde(default)]
+    pub enforcement: Enforcement,
 }
 
 impl BudgetSignal {
@@ -185,6 +222,10 @@ mod tests {
         for s in BudgetState::ALL {
             assert_eq!(BudgetState::parse(s.as_str()), Some(s));
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+        }
+        for e in [Enforcement::Signal, Enforcement::Lease] {
+            assert_eq!(Enforcement::parse(e.as_str()), Some(e));
+            assert_eq!(serde_json::to_string(&e).unwrap(), format!("\"{e}\""));
         }
         for p in BudgetPeriod::ALL {
             assert_eq!(BudgetPeriod::parse(p.as_str()), Some(p));

@@ -85,7 +85,8 @@ async fn main() {
     std::fs::write(&budgets, text).expect("budgets file");
     let settings =
         EnforcerSettings { budgets_file: budgets.clone(), group_id: format!("bench-{suffix}"), ..EnforcerSettings::default() };
-    let config = EnforcerConfig { kafka: kafka.clone(), topics: topics.clone(), settings };
+    let config =
+        EnforcerConfig { kafka: kafka.clone(), topics: topics.clone(), settings, processor_group: "ledger-processor".into() };
     ledger_kafka::admin::ensure_topics(&kafka, &ledger_kafka::admin::ledger_topics(&topics, 4)).await.expect("topics");
     tokio::time::sleep(Duration::from_secs(2)).await; // leaders of the fresh topics
 

@@ -32,6 +32,7 @@ use ledger_schema::{BudgetSignalCodec, SpendUpdateCodec};
 
 use crate::config::EnforcerSettings;
 use crate::error::EnforcerError;
+use crate::leases::{rebuild, Leases, Rebuilt};
 use crate::signals::latest_signals;
 use crate::stats::Stats;
 use ledger_kafka::reader::{BoundedRead, PartitionMarks};
@@ -45,6 +46,9 @@ pub struct EnforcerConfig {
     pub topics: TopicNames,
     /// Enforcer settings (the budgets file path among them).
     pub settings: EnforcerSettings,
+    /// The processor's consumer group (`processor.group_id`): its committed offsets tell when
+    /// closed quota leases may settle.
+    pub processor_group: String,
 }
 
 /// Reads and validates a budgets file.
@@ -83,7 +87,8 @@ impl Enforcer {
         let path = self.config.settings.budgets_file.clone();
         let (mut policy, text) = load_policy(&path)?;
         let mut watcher = FileWatcher { path, last_text: Some(text) };
-        let topics = ledger_kafka::admin::ledger_topics(&self.config.topics, self.config.settings.partitions);
+        let mut topics = ledger_kafka::admin::ledger_topics(&self.config.topics, self.config.settings.partitions);
+        topics.extend(ledger_kafka::admin::lease_topics(&self.config.topics, self.config.settings.partitions));
         ledger_kafka::admin::ensure_topics(&self.config.kafka, &topics).await?;
         let producer = ledger_kafka::producer::idempotent_producer(&self.config.kafka)?;
         let (kafka, group, topic) =
@@ -101,8 +106,22 @@ impl Enforcer {
             return Ok(());
         };
         tracing::info!(signals = published.len(), budgets = policy.budgets.len(), "read the signals topic");
+        let Some(rebuilt) = retrying("reading the lease topics", &shutdown, || self.rebuild_leases(&policy)).await? else {
+            return Ok(());
+        };
+        tracing::info!(records = rebuilt.records, leases = rebuilt.book.len(), "rebuilt the quota leases");
+        let c = &self.config;
+        let mut leases = Leases::start(
+            &c.kafka,
+            &c.topics,
+            &c.settings.group_id,
+            &c.processor_group,
+            &c.settings.leases,
+            rebuilt,
+            self.stats.clone(),
+        )?;
         loop {
-            match self.session(&policy, &published, &producer, &mut watcher, &shutdown).await? {
+            match self.session(&policy, &published, &producer, &mut watcher, &mut leases, &shutdown).await? {
                 (SessionEnd::Shutdown, _) => return Ok(()),
                 (SessionEnd::Retry, last) => published = last,
                 (SessionEnd::Reload(next), last) => {
@@ -115,6 +134,20 @@ impl Enforcer {
         }
     }
 
+    async fn rebuild_leases(&self, policy: &BudgetPolicy) -> Result<Rebuilt, EnforcerError> {
+        let (kafka, topics, group, policy, settings) = (
+            self.config.kafka.clone(),
+            self.config.topics.clone(),
+            self.config.settings.group_id.clone(),
+            policy.clone(),
+            self.config.settings.leases.clone(),
+        );
+        tokio::task::spawn_blocking(move || rebuild(&kafka, &topics, &group, &policy, &settings, Utc::now()))
+            .await
+            .map_err(|e| EnforcerError::Task(e.to_string()))?
+            .map_err(EnforcerError::from)
+    }
+
     /// One policy's lifetime: rebuild from the spend topic, then follow it until shutdown or a
     /// policy change. Returns how it ended and the signals published so far.
     async fn session(
@@ -123,6 +156,7 @@ impl Enforcer {
         published: &BTreeMap<String, BudgetSignal>,
         producer: &FutureProducer,
         watcher: &mut FileWatcher,
+        leases: &mut Leases,
         shutdown: &CancellationToken,
     ) -> Result<(SessionEnd, BTreeMap<String, BudgetSignal>), EnforcerError> {
         self.stats.budgets.store(policy.budgets.len() as u64, Ordering::Relaxed);
@@ -152,6 +186,10 @@ impl Enforcer {
         self.publish(&mut engine, producer, pending).await;
 
         let consumer = self.follower(&end)?;
+        leases.state.spend_read_from(&end);
+        let mut lease_tick =
+            tokio::time::interval(Duration::from_millis((self.config.settings.leases.probe_interval_ms / 2).max(10)));
+        lease_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut evaluate = tokio::time::interval(Duration::from_millis(self.config.settings.evaluate_interval_ms));
         let mut reload = tokio::time::interval(Duration::from_millis(self.config.settings.reload_interval_ms));
         evaluate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -165,12 +203,16 @@ impl Enforcer {
                         Ok(m) => {
                             let now = Utc::now();
                             self.apply(&mut engine, m.payload(), now, m.partition(), m.offset());
+                            leases.state.spend_read(m.partition(), m.offset());
                             drop(m);
                             // Take every update already fetched before evaluating: under load one
                             // evaluation and one round of acknowledgements serve many updates.
                             for _ in 0..MAX_UPDATES_PER_EVALUATION {
                                 match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
-                                    Ok(Ok(m)) => self.apply(&mut engine, m.payload(), now, m.partition(), m.offset()),
+                                    Ok(Ok(m)) => {
+                                        self.apply(&mut engine, m.payload(), now, m.partition(), m.offset());
+                                        leases.state.spend_read(m.partition(), m.offset());
+                                    }
                                     _ => break,
                                 }
                             }
@@ -183,6 +225,14 @@ impl Enforcer {
                         }
                     }
                 }
+                received = leases.consumer.recv() => match received {
+                    Ok(m) => leases.state.on_request(m.payload(), &engine, Utc::now()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the lease requests failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+                _ = lease_tick.tick() => leases.state.maintain(&engine, Utc::now()),
                 _ = evaluate.tick() => {
                     let pending = engine.evaluate_all(Utc::now());
                     self.publish(&mut engine, producer, pending).await;

@@ -8,13 +8,15 @@ use chrono::{DateTime, Utc};
 use rdkafka::Message;
 
 use ledger_core::budget::engine::usd_text;
-use ledger_core::budget::{BudgetEngine, BudgetPolicy, BudgetView, Percent};
+use ledger_core::budget::{BudgetEngine, BudgetPolicy, BudgetView, Outstanding, Percent};
 use ledger_core::money::Money;
-use ledger_core::signal::BudgetSignal;
+use ledger_core::signal::{BudgetSignal, Enforcement};
 use ledger_kafka::reader::BoundedRead;
 use ledger_kafka::{KafkaConfig, TopicNames};
 use ledger_schema::SpendUpdateCodec;
 
+use crate::config::LeaseSettings;
+use crate::coverage::Prober;
 use crate::error::EnforcerError;
 use crate::signals::latest_signals;
 
@@ -31,6 +33,27 @@ pub struct BudgetStatus {
     pub signal: Option<BudgetSignal>,
     /// Spend at the end of the period at the period's average rate so far.
     pub forecast_usd: Option<Money>,
+    /// A lease budget's outstanding leases in its period (active: held; closed: used, not yet
+    /// settled against the ledger).
+    pub leases: Option<Outstanding>,
+}
+
+impl BudgetStatus {
+    /// A lease budget's worst case: `limit − spend − outstanding`, what is left even if every
+    /// outstanding allowance is spent.
+    pub fn worst_case_usd(&self) -> Option<Money> {
+        let (limit, out) = (self.limit_usd?, self.leases?);
+        Some(Money::from_picos(limit.picos().saturating_sub(self.view.spend_usd.picos()).saturating_sub(out.total().picos())))
+    }
+}
+
+/// Where `ledger budgets status` reads the leases of lease budgets from.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseSources<'a> {
+    /// `[enforcer.leases]`.
+    pub settings: &'a LeaseSettings,
+    /// The processor's consumer group (its committed offsets settle closed leases).
+    pub processor_group: &'a str,
 }
 
 /// What reading the topics found.
@@ -50,8 +73,21 @@ pub fn budget_status(
     kafka: &KafkaConfig,
     topics: &TopicNames,
     group: &str,
+    leases: LeaseSources<'_>,
     progress: &(dyn Fn(&str, u64) + Sync),
 ) -> Result<StatusReport, EnforcerError> {
+    let leased = policy.budgets.iter().any(|b| b.enforcement == Enforcement::Lease);
+    // The processor's progress first, then the leases, then the spend: a closed lease settles
+    // only when the spend read below includes everything produced before the probe.
+    let (book, probe) = if leased {
+        progress(&topics.lease_requests, 0);
+        let probe = Prober::new(kafka, leases.processor_group, &topics.usage, &topics.spend)?.probe_once()?;
+        let mut book = crate::leases::rebuild(kafka, topics, group, &policy, leases.settings, now)?.book;
+        book.expire(now);
+        (Some(book), Some(probe))
+    } else {
+        (None, None)
+    };
     let mut engine = BudgetEngine::new(policy, now);
     let codec = SpendUpdateCodec::new()?;
     let mut undecodable = 0u64;
@@ -67,6 +103,12 @@ pub fn budget_status(
     })?;
     progress(&topics.signals, 0);
     let signals: BTreeMap<String, BudgetSignal> = latest_signals(kafka, group, &topics.signals)?;
+    let mut book = book;
+    if let (Some(book), Some(probe)) = (book.as_mut(), probe.as_ref()) {
+        if Prober::committed(probe) {
+            book.settle(probe.at);
+        }
+    }
     let budgets = engine
         .views(now)
         .into_iter()
@@ -74,7 +116,11 @@ pub fn budget_status(
         .map(|(view, b)| {
             let signal = signals.get(&view.key).cloned();
             let forecast_usd = forecast(view.spend_usd, view.window.start, view.window.end, now);
-            BudgetStatus { view, limit_usd: b.limit_usd, limit_tokens: b.limit_tokens, signal, forecast_usd }
+            let outstanding = book
+                .as_ref()
+                .filter(|_| b.enforcement == Enforcement::Lease)
+                .map(|book| book.outstanding(&view.key, view.window.start));
+            BudgetStatus { view, limit_usd: b.limit_usd, limit_tokens: b.limit_tokens, signal, forecast_usd, leases: outstanding }
         })
         .collect();
     Ok(StatusReport { budgets, undecodable })
@@ -113,6 +159,12 @@ impl BudgetStatus {
             "burn_rate_usd_per_hour": s.map(|s| s.burn_rate_usd_per_hour),
             "projected_exhaustion": s.and_then(|s| s.projected_exhaustion),
             "forecast_usd": self.forecast_usd,
+            "enforcement": if self.leases.is_some() { "lease" } else { "signal" },
+            "leases_active": self.leases.map(|o| o.active),
+            "leases_held_usd": self.leases.map(|o| o.held),
+            "leases_unsettled": self.leases.map(|o| o.unsettled),
+            "leases_used_usd": self.leases.map(|o| o.used),
+            "worst_case_usd": self.worst_case_usd(),
         })
     }
 }
@@ -131,14 +183,26 @@ fn cents(m: Money) -> String {
 
 impl BudgetStatus {
     /// The columns of [`BudgetStatus::cells`].
-    pub const COLUMNS: [&'static str; 10] =
-        ["budget", "scope", "period", "spend USD", "limit", "used", "state", "burn USD/h", "exhausted at", "forecast USD"];
+    pub const COLUMNS: [&'static str; 12] = [
+        "budget",
+        "scope",
+        "period",
+        "spend USD",
+        "limit",
+        "used",
+        "state",
+        "burn USD/h",
+        "exhausted at",
+        "forecast USD",
+        "leases (active / unsettled)",
+        "worst case USD",
+    ];
     /// Which of [`BudgetStatus::COLUMNS`] are numbers (aligned right).
-    pub const NUMERIC: [bool; 10] = [false, false, false, true, true, true, false, true, false, true];
+    pub const NUMERIC: [bool; 12] = [false, false, false, true, true, true, false, true, false, true, true, true];
 
     /// The status for people: amounts rounded to cents, the state with what the spend says
     /// when the enforcer's last signal differs (it may act ahead of spend, or lag behind).
-    pub fn cells(&self, now: DateTime<Utc>) -> [String; 10] {
+    pub fn cells(&self, now: DateTime<Utc>) -> [String; 12] {
         let v = &self.view;
         let limit = match (self.limit_usd, self.limit_tokens) {
             (Some(u), Some(t)) => format!("{} USD / {t} tok", cents(u)),
@@ -171,6 +235,10 @@ impl BudgetStatus {
             burn,
             when(exhausted),
             self.forecast_usd.map(cents).unwrap_or_else(|| "-".into()),
+            self.leases
+                .map(|o| format!("{} / {} USD, {} / {} USD", o.active, cents(o.held), o.unsettled, cents(o.used)))
+                .unwrap_or_else(|| "-".into()),
+            self.worst_case_usd().map(cents).unwrap_or_else(|| "-".into()),
         ]
     }
 }

@@ -14,7 +14,8 @@
 //! - [`cloudevents`]: `POST /v1/events`: CloudEvents (structured or batch mode) as usage events.
 //! - [`metrics`]: `GET /metrics` (Prometheus text).
 //! - [`tls`]: the optional HTTPS listener.
-//! - [`mod@run`]: `ledger ingest` as a service.
+//! - [`decide`]: `POST /v1/decide`, the router as a service (`ledger router serve`).
+//! - [`mod@run`]: `ledger ingest` (and `ledger router serve`) as a service.
 //!
 //! A batch is all or nothing: if any event is invalid (400) or belongs to another tenant than
 //! the API key's (403), or the key is over its rate limit (429), nothing is written. If Kafka does not acknowledge every event within
@@ -23,6 +24,7 @@
 
 pub mod cloudevents;
 pub mod config;
+pub mod decide;
 pub mod door;
 mod grpc;
 pub mod keys;
@@ -38,7 +40,7 @@ pub mod validate;
 
 pub use config::IngestSettings;
 pub use keys::{ApiKeys, KeyRecord, KeysError};
-pub use run::{run, Launch};
+pub use run::{run, Launch, SidecarLaunch};
 pub use server::{router, serve, IngestState, OPENAPI_YAML};
 
 /// Errors of the ingest server (startup; request problems are HTTP answers).
@@ -59,6 +61,9 @@ pub enum IngestError {
     /// The schema settings are wrong, or the registry did not give the schema's id.
     #[error(transparent)]
     Registry(#[from] ledger_registry::RegistryError),
+    /// The router of `ledger router serve` could not start.
+    #[error("router: {0}")]
+    Router(#[from] ledger_router::RouterError),
 }
 
 /// `ledger ingest --help`'s examples and what each answer means.
@@ -74,3 +79,16 @@ or revoked key or another tenant's events, 413 too large, 429 over the key's rat
 (Retry-After), 503 Kafka did not acknowledge in time (resend: an event_id counts once). Nothing
 of a refused request is written. HTTPS with ingest.tls_cert_file and ingest.tls_key_file; GET
 /metrics, GET /openapi.yaml; guide: docs/ingest.md.";
+
+/// `ledger router --help`'s examples and what the answers mean.
+pub const ROUTER_HELP: &str = "\
+Examples:
+  ledger router serve                                  # 127.0.0.1:8080, keys of `ledger ingest keys`
+  ledger router serve --listen 127.0.0.1:8081 --config ledger.toml
+  curl -X POST http://127.0.0.1:8080/v1/decide -H \"Authorization: Bearer $KEY\" \\
+    -d '{\"team\":\"search\",\"model\":\"gpt-4o\",\"input_tokens\":1200,\"max_tokens\":500}'
+
+Answers allow, reroute (with the model to call), throttle (with retry_after_ms) or block, as the
+Rust router would; under lease budgets (docs/budgets.md) the answer's decision_id goes on the
+call's usage event (POST /v1/usage) so the allowance learns the actual cost. Same API keys, TLS
+and /metrics as `ledger ingest`; settings in [router] and [ingest]; guide: docs/router.md.";

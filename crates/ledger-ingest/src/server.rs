@@ -20,10 +20,11 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::config::IngestSettings;
+use crate::decide::Sidecar;
 use crate::keys::{ApiKeys, Lookup};
 use crate::limit::{RateLimit, RateLimiter, Refusal};
 use crate::metrics::Metrics;
-use crate::validate::{parse_event, split_body, BodyError, Door, FieldError};
+use crate::validate::{decision_id_of, parse_event, split_body, BodyError, Door, FieldError};
 use crate::IngestError;
 
 /// The OpenAPI document served at `GET /openapi.yaml`.
@@ -46,6 +47,8 @@ pub struct IngestState {
     codec: UsageEventCodec,
     wire: WireFormat,
     pub(crate) door: Door,
+    /// `POST /v1/decide` (`ledger router serve`).
+    sidecar: Option<Arc<Sidecar>>,
 }
 
 impl std::fmt::Debug for IngestState {
@@ -86,12 +89,19 @@ impl IngestState {
             codec,
             wire: WireFormat::SingleObject,
             door,
+            sidecar: None,
         })
     }
 
     /// Frames the events it writes as `wire` says (single-object by default).
     pub fn with_wire_format(mut self, wire: WireFormat) -> Self {
         self.wire = wire;
+        self
+    }
+
+    /// Serves `POST /v1/decide` with this router as well (`ledger router serve`).
+    pub fn with_sidecar(mut self, sidecar: Arc<Sidecar>) -> IngestState {
+        self.sidecar = Some(sidecar);
         self
     }
 
@@ -118,23 +128,29 @@ impl IngestState {
 
 /// The routes: `POST /v1/usage`, `POST /v1/traces` (OTLP/HTTP JSON and protobuf), `POST
 /// /v1/events` (CloudEvents; also at OpenMeter's path `/api/v1/events`), OTLP/gRPC's
-/// `TraceService/Export`, `GET /healthz`, `GET /metrics`, `GET /openapi.yaml`.
+/// `TraceService/Export`, `GET /healthz`, `GET /metrics`, `GET /openapi.yaml`,
+/// and `POST /v1/decide` with a sidecar.
 pub fn router(state: Arc<IngestState>) -> Router {
     let limit = state.settings.max_body_bytes;
     let otlp_limit = state.settings.otlp_max_bytes;
-    Router::new()
+    let app = Router::new()
         .route("/v1/usage", post(post_usage))
         .route("/v1/traces", post(crate::traces::post_traces).layer(DefaultBodyLimit::max(otlp_limit)))
         .route("/v1/events", post(crate::cloudevents::post_events))
         .route("/api/v1/events", post(crate::cloudevents::post_events))
         // Only the routes above: counted by status, and timed from here to Kafka's ack.
-        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), track))
-        .route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), track));
+    let app = if state.sidecar.is_some() { app.route("/v1/decide", post(post_decide)) } else { app };
+    app.route("/healthz", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route(
             "/metrics",
             get(|State(state): State<Arc<IngestState>>| async move {
                 let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
-                ([(header::CONTENT_TYPE, content_type)], state.metrics.render_prometheus())
+                let mut text = state.metrics.render_prometheus();
+                if let Some(sidecar) = &state.sidecar {
+                    text.push_str(&sidecar.render_prometheus());
+                }
+                ([(header::CONTENT_TYPE, content_type)], text)
             }),
         )
         .route(
@@ -255,12 +271,24 @@ async fn post_usage(
     let now = chrono::Utc::now();
     let mut errors = Vec::new();
     let mut events = Vec::with_capacity(count);
+    let mut decisions: Vec<(usize, String)> = Vec::new();
     for (i, raw) in values.into_iter().enumerate() {
+        let decision = if state.sidecar.is_some() { decision_id_of(raw) } else { None };
         if let Some(event) = parse_event(i, raw, &state.door, now, &mut errors) {
+            decisions.extend(decision.map(|id| (events.len(), id)));
             events.push((i, event));
         }
     }
-    write_batch(&state, &entry, received, count, events, errors, "tenant_id").await
+    let reported: Vec<(String, UsageEvent)> =
+        decisions.into_iter().filter_map(|(at, id)| events.get(at).map(|(_, e)| (id, e.clone()))).collect();
+    let answer = write_batch(&state, &entry, received, count, events, errors, "tenant_id").await;
+    // Only now, with the usage in Kafka: the lease learns the actual cost.
+    if let (Some(sidecar), StatusCode::ACCEPTED) = (&state.sidecar, answer.status()) {
+        for (id, event) in &reported {
+            sidecar.report(id, event);
+        }
+    }
+    answer
 }
 
 /// The body, or the 413/400 answer; `advice` says how to make it smaller.
@@ -432,6 +460,23 @@ pub(crate) fn limit_answer(refusal: &Refusal, events: usize) -> Response {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             r
         }
+    }
+}
+
+/// `POST /v1/decide`: the router's decision for one call ([`Sidecar`]).
+async fn post_decide(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let Some(sidecar) = &state.sidecar else { return StatusCode::NOT_FOUND.into_response() };
+    let caller = match authenticate(&state, &headers) {
+        Ok(caller) => caller,
+        Err(answer) => return *answer,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => return error(rejection.status(), "bad_request", format!("cannot read the body: {rejection}"), vec![]),
+    };
+    match sidecar.decide(&caller.tenant_id, &body) {
+        Ok(answer) => answer,
+        Err((status, code, message)) => error(status, code, message, vec![]),
     }
 }
 

@@ -70,6 +70,16 @@ pub fn ledger_topics(names: &TopicNames, partitions: i32) -> Vec<TopicSpec> {
     ]
 }
 
+/// The quota-lease topics (requests and grants; plain, time-retained): created by the enforcer,
+/// read and written by routers (docs/budgets.md).
+pub fn lease_topics(names: &TopicNames, partitions: i32) -> Vec<TopicSpec> {
+    let replication = Replication::of(names);
+    vec![
+        TopicSpec { name: names.lease_requests.clone(), partitions, compacted: false, replication },
+        TopicSpec { name: names.lease_grants.clone(), partitions, compacted: false, replication },
+    ]
+}
+
 /// Creates each topic that does not exist yet; existing topics are left alone. Checks the
 /// connection first ([`crate::check_connection`]), so wrong settings fail at once with the
 /// setting to fix instead of a timeout.

@@ -7,7 +7,7 @@
 //! - [`consumer`]: a manual-offset consumer whose rebalances are reported to the processor.
 //! - [`reader`]: bounded reads of a topic up to a known end, and topic watermarks.
 //! - [`dead_letter`]: the dead-letter record contract (headers, write and read back, fence).
-//! - [`TopicNames`]: the four topics of `docs/architecture.md`, every one configurable.
+//! - [`TopicNames`]: the topics of `docs/architecture.md`, every one configurable.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,10 @@ pub struct TopicNames {
     pub spend: String,
     /// Budget signals (compacted, key = scope).
     pub signals: String,
+    /// Quota-lease requests of routers (key = budget; docs/budgets.md).
+    pub lease_requests: String,
+    /// Quota-lease grants of the enforcer (key = router instance).
+    pub lease_grants: String,
     /// Replicas of each partition of a topic the tools create (1: a single broker).
     pub replication_factor: i32,
     /// `min.insync.replicas` of the topics the tools create (unset: the broker's default). With
@@ -52,6 +56,8 @@ impl Default for TopicNames {
             dead_letter: "llm.usage.dlq.v1".to_owned(),
             spend: "llm.spend.v1".to_owned(),
             signals: "llm.budget-signals.v1".to_owned(),
+            lease_requests: "llm.lease-requests.v1".to_owned(),
+            lease_grants: "llm.lease-grants.v1".to_owned(),
             replication_factor: 1,
             min_insync_replicas: None,
         }
@@ -67,6 +73,8 @@ impl TopicNames {
             dead_letter: format!("{prefix}{}", d.dead_letter),
             spend: format!("{prefix}{}", d.spend),
             signals: format!("{prefix}{}", d.signals),
+            lease_requests: format!("{prefix}{}", d.lease_requests),
+            lease_grants: format!("{prefix}{}", d.lease_grants),
             ..d
         }
     }

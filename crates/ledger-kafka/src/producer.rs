@@ -14,6 +14,12 @@ pub fn idempotent_producer(config: &KafkaConfig) -> Result<FutureProducer, Kafka
     producer_config(config, &[]).create().map_err(|e| KafkaError::client("creating producer", e))
 }
 
+/// [`idempotent_producer`] that sends each message at once (`linger.ms = 0`): for the few,
+/// latency-bound messages of quota leases, where a renewal waits for every hop.
+pub fn low_latency_producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
+    producer_config(config, &[("linger.ms", "0")]).create().map_err(|e| KafkaError::client("creating producer", e))
+}
+
 /// Counts the acknowledgements of a [`counting_producer`]'s messages: for bulk senders (the
 /// load generator), where a future per message cost more CPU than making the message.
 #[derive(Debug, Default)]

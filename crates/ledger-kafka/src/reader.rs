@@ -132,6 +132,43 @@ impl<'a> BoundedRead<'a> {
         Ok(Some(marks))
     }
 
+    /// Reads every record appended at or after `since_ms` (Kafka timestamps, milliseconds since
+    /// the Unix epoch) up to the high watermarks at the start, handing each to `visit`; returns
+    /// those watermarks, or `None` when the topic does not exist.
+    pub fn since(
+        &self,
+        since_ms: i64,
+        visit: impl FnMut(&BorrowedMessage<'_>),
+    ) -> Result<Option<Vec<PartitionMarks>>, KafkaError> {
+        let Some(marks) = topic_watermarks(self.config, self.topic, Duration::from_secs(30))? else { return Ok(None) };
+        let mut tpl = TopicPartitionList::new();
+        for m in &marks {
+            tpl.add_partition_offset(self.topic, m.partition, Offset::Offset(since_ms))
+                .map_err(|e| KafkaError::client("building the time query", e))?;
+        }
+        let consumer: BaseConsumer = self
+            .config
+            .consumer_config(&[("group.id", self.group), ("enable.auto.commit", "false")])
+            .create()
+            .map_err(|e| KafkaError::client("creating a reader", e))?;
+        let found = consumer
+            .offsets_for_times(tpl, Duration::from_secs(30))
+            .map_err(|e| KafkaError::client(format!("finding the offsets of {} at {since_ms} ms", self.topic), e))?;
+        let ranges: Vec<OffsetRange> = marks
+            .iter()
+            .filter_map(|m| {
+                let first = match found.find_partition(self.topic, m.partition).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o.max(m.low),
+                    // No record at or after the time: nothing to read in this partition.
+                    _ => m.high,
+                };
+                (first < m.high).then_some(OffsetRange { partition: m.partition, first, last: m.high - 1 })
+            })
+            .collect();
+        self.ranges(&ranges, visit)?;
+        Ok(Some(marks))
+    }
+
     /// Reads the inclusive `ranges` (at most one per partition; all partitions at once),
     /// handing each record inside them to `visit`, and returns how many it visited. A range
     /// whose records are partly gone (retention, compaction) ends where the partition does.

@@ -251,6 +251,7 @@ mod tests {
             reason: "budget \"acme-day\": 85.00 of 100.00 USD spent today".into(),
             sequence: 3,
             emitted_at: t("2026-12-07T12:00:00Z"),
+            enforcement: Default::default(),
         }
     }
 

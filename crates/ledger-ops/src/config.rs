@@ -16,11 +16,12 @@ use ledger_kafka::{KafkaConfig, TopicNames};
 use ledger_notify::NotifySettings;
 use ledger_processor::config::{ProcessorConfig, ProcessorSettings};
 use ledger_registry::SchemaSettings;
+use ledger_router::RouterSettings;
 
 use crate::OpsError;
 
 /// The sections of the configuration file.
-const SECTIONS: [&str; 8] = ["kafka", "topics", "clickhouse", "schema", "processor", "enforcer", "ingest", "notify"];
+const SECTIONS: [&str; 9] = ["kafka", "topics", "clickhouse", "schema", "processor", "enforcer", "ingest", "notify", "router"];
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -38,10 +39,12 @@ pub struct LedgerConfig {
     pub processor: ProcessorSettings,
     /// `ledger enforce` settings.
     pub enforcer: EnforcerSettings,
-    /// `ledger ingest` settings.
+    /// `ledger ingest` settings (also the HTTP server of `ledger router serve`).
     pub ingest: IngestSettings,
     /// `ledger notify` settings.
     pub notify: NotifySettings,
+    /// `ledger router serve` settings.
+    pub router: RouterSettings,
 }
 
 impl LedgerConfig {
@@ -56,25 +59,6 @@ impl LedgerConfig {
             replication: ledger_kafka::admin::Replication::of(&self.topics),
             settings: self.notify.clone(),
             budgets_file,
-        }
-    }
-
-    /// What `ledger ingest` runs with: these settings (the command line's overrides applied), the
-    /// Kafka connection and topics, and the processor's acceptance rules and catalog so that what
-    /// the processor would reject is refused at the door. A catalog that does not load leaves
-    /// only the per-model token limits unchecked there (a warning): the processor checks them.
-    pub fn ingest_launch(&self, settings: IngestSettings) -> ledger_ingest::Launch {
-        let (catalogs, rules) = (&self.processor.catalogs, self.processor.pricing_rules.as_deref());
-        let catalog = ledger_processor::catalog::load_catalog(catalogs, rules)
-            .inspect_err(|e| tracing::warn!("per-model token limits are not checked at the door: {e}"))
-            .ok();
-        ledger_ingest::Launch {
-            kafka: self.kafka.clone(),
-            topics: self.topics.clone(),
-            partitions: self.processor.partitions,
-            settings,
-            door: ledger_ingest::validate::Door { rules: Some(self.processor.acceptance), catalog: catalog.map(Into::into) },
-            schema: self.schema.clone(),
         }
     }
 
@@ -116,6 +100,7 @@ impl LedgerConfig {
             enforcer: section(&figment, "enforcer", &mut errors),
             ingest: section(&figment, "ingest", &mut errors),
             notify: section(&figment, "notify", &mut errors),
+            router: section(&figment, "router", &mut errors),
         };
         if errors.is_empty() {
             if let Err(e) = config.kafka.resolve_secrets() {
@@ -128,6 +113,46 @@ impl LedgerConfig {
             return Err(OpsError::Invalid(format!("invalid configuration:\n{}", lines.join("\n"))));
         }
         Ok(config)
+    }
+
+    /// What `ledger ingest` runs with; with `router`, what `ledger router serve` runs with: the
+    /// same server plus the router. The processor's acceptance rules and catalog go to the door,
+    /// so that what the processor would reject is refused there; without `router` a catalog that
+    /// does not load leaves only the per-model token limits unchecked at the door (a warning: the
+    /// processor checks them), while the router needs it to estimate calls.
+    pub fn ingest_launch(&self, router: bool) -> Result<ledger_ingest::Launch, OpsError> {
+        let (catalogs, rules) = (&self.processor.catalogs, self.processor.pricing_rules.as_deref());
+        let catalog = match ledger_processor::catalog::load_catalog(catalogs, rules) {
+            Ok(c) => Some(std::sync::Arc::new(c)),
+            Err(e) if router => return Err(OpsError::Invalid(e)),
+            Err(e) => {
+                tracing::warn!("per-model token limits are not checked at the door: {e}");
+                None
+            }
+        };
+        let sidecar = match &catalog {
+            Some(catalog) if router => {
+                let problems = self.router.leases.problems();
+                if !problems.is_empty() {
+                    return Err(OpsError::Invalid(format!("invalid configuration:\n  - {}", problems.join("\n  - "))));
+                }
+                Some(ledger_ingest::SidecarLaunch {
+                    config: self.router.router_config(&self.kafka, &self.topics),
+                    catalog: catalog.clone(),
+                    ready_timeout: std::time::Duration::from_millis(self.router.ready_timeout_ms),
+                })
+            }
+            _ => None,
+        };
+        Ok(ledger_ingest::Launch {
+            kafka: self.kafka.clone(),
+            topics: self.topics.clone(),
+            partitions: self.processor.partitions,
+            settings: self.ingest.clone(),
+            door: ledger_ingest::validate::Door { rules: Some(self.processor.acceptance), catalog },
+            schema: self.schema.clone(),
+            router: sidecar,
+        })
     }
 
     /// The processor's view of the configuration, with cross-field checks.

@@ -103,7 +103,7 @@ pub fn budget_status_text(rows: &[ledger_enforcer::status::BudgetStatus], now: c
     let cells = rows.iter().map(|r| r.cells(now).to_vec()).collect();
     format!(
         "{}\nstate, burn rate and exhaustion come from the enforcer's last signal; forecast = spend at the period's average \
-         rate so far\n",
+         rate so far\nlease budgets: leases active (held) / closed, not yet settled (used); worst case = limit - spend - both\n",
         table(&BudgetStatus::COLUMNS, cells, &right)
     )
 }

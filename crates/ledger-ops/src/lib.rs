@@ -11,6 +11,7 @@
 //!   holds, what a model name resolves to, and what changed between two catalogs (and what the
 //!   ledger's traffic would cost under the newer one).
 //! - [`range`], [`format`](mod@format): time ranges of the command line, and exact money as text.
+//! - [`terminal`]: progress bars, tables and prompts of the CLI's rendering.
 
 pub mod bench;
 pub mod chargeback;
@@ -32,6 +33,7 @@ pub mod reconcile;
 pub mod service;
 pub mod spend;
 pub mod stack;
+pub mod terminal;
 
 mod error;
 

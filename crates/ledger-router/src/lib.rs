@@ -13,12 +13,21 @@
 //!
 //! After a reroute, report the call's usage with [`Decision::stamp_usage_event`]: the event
 //! then carries `routed_from_model` and the ledger shows the savings.
+//!
+//! Budgets with `enforcement = "lease"` are hard caps ([`lease`], docs/budgets.md): a router
+//! started with the price catalog ([`Router::start_with_catalog`]) reserves each call's
+//! estimate from an allowance the enforcer granted it ([`Router::decide_call`]) and corrects it
+//! to the actual cost when the call is reported ([`Router::complete`]).
 
 mod gate;
+pub mod lease;
 mod router;
+mod settings;
 pub mod view;
 
+pub use lease::{CallDecision, CallSize, EmptyPolicy, LeaseSettings, LeaseStats, Reservation};
 pub use router::{Router, RouterConfig, RouterStats, SignalObserver};
+pub use settings::RouterSettings;
 pub use view::{Applied, CallContext, Decision, RouterPolicy, SignalTable, Snapshot, StalePolicy, Unusable};
 
 /// Errors of the router.
@@ -54,6 +63,9 @@ pub enum RouterError {
     /// The BudgetSignal schema failed to load (a bug).
     #[error("budget signal schema: {0}")]
     Schema(String),
+    /// Unusable router settings (e.g. `[router.leases]`); the message names the setting.
+    #[error("router configuration: {0}")]
+    Config(String),
     /// The background thread could not be started.
     #[error("cannot start the router thread: {0}")]
     Thread(String),

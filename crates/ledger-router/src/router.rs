@@ -15,8 +15,13 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use crate::lease::client::LeaseClient;
+use crate::lease::estimate::Estimator;
+use crate::lease::{CallDecision, CallSize, LeaseRegistry, LeaseSettings, LeaseStats, Reservation};
 use crate::view::{Applied, CallContext, Decision, RouterPolicy, SignalTable, Snapshot};
 use crate::RouterError;
+use ledger_core::catalog::Catalog;
+use ledger_core::{Money, UsageEvent};
 
 /// Settings of a [`Router`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +35,8 @@ pub struct RouterConfig {
     pub policy: RouterPolicy,
     /// How long [`Router::start`] waits for the topic's metadata.
     pub metadata_timeout_ms: u64,
+    /// Quota leases of the budgets enforced by them (docs/budgets.md).
+    pub leases: LeaseSettings,
 }
 
 impl Default for RouterConfig {
@@ -39,6 +46,7 @@ impl Default for RouterConfig {
             signals_topic: ledger_kafka::TopicNames::default().signals,
             policy: RouterPolicy::default(),
             metadata_timeout_ms: 10_000,
+            leases: LeaseSettings::default(),
         }
     }
 }
@@ -109,6 +117,9 @@ pub struct Router {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     topic: String,
+    leases: Arc<LeaseRegistry>,
+    /// Dropped before the signals thread stops: returns every lease held.
+    client: Option<LeaseClient>,
 }
 
 impl std::fmt::Debug for Router {
@@ -123,13 +134,36 @@ impl Router {
     /// Fails when the topic does not exist (start the enforcer, or create it) or Kafka cannot
     /// be reached within `metadata_timeout_ms`. Decisions allow everything until the signals
     /// are read: use [`Router::wait_ready`] before the first call when that matters.
+    ///
+    /// Without a price catalog the router cannot estimate calls: the calls of lease budgets
+    /// fail closed or open as `config.leases.unreachable` says. Use
+    /// [`Router::start_with_catalog`] when some budgets use quota leases.
     pub fn start(config: RouterConfig) -> Result<Router, RouterError> {
         Router::start_observed(config, None)
     }
 
+    /// [`Router::start`] with the price catalog (the processor's) that estimates calls under
+    /// lease budgets, and the lease client that asks the enforcer for allowances.
+    pub fn start_with_catalog(config: RouterConfig, catalog: Arc<Catalog>) -> Result<Router, RouterError> {
+        Router::start_full(config, Some(catalog), None)
+    }
+
     /// [`Router::start`] that calls `observer` with each signal once decisions follow it
     /// (e.g. to measure how quickly signals arrive, or to log them).
-    pub fn start_observed(mut config: RouterConfig, observer: Option<SignalObserver>) -> Result<Router, RouterError> {
+    pub fn start_observed(config: RouterConfig, observer: Option<SignalObserver>) -> Result<Router, RouterError> {
+        Router::start_full(config, None, observer)
+    }
+
+    /// [`Router::start_with_catalog`] with an observer.
+    pub fn start_full(
+        mut config: RouterConfig,
+        catalog: Option<Arc<Catalog>>,
+        observer: Option<SignalObserver>,
+    ) -> Result<Router, RouterError> {
+        let problems = config.leases.problems();
+        if !problems.is_empty() {
+            return Err(RouterError::Config(problems.join("; ")));
+        }
         let codec = BudgetSignalCodec::new().map_err(|e| RouterError::Schema(e.to_string()))?;
         config.kafka.resolve_secrets().map_err(RouterError::Settings)?;
         // Unreachable brokers are reported below, where the topic's partitions are read.
@@ -155,7 +189,16 @@ impl Router {
             stop: AtomicBool::new(false),
             counters: Counters::default(),
         });
-        let mut table = SignalTable::new(config.policy);
+        let with_catalog = catalog.is_some();
+        let l = &config.leases;
+        let estimator = Estimator::new(catalog, l.default_output_tokens, l.output_tokens.clone());
+        let leases = Arc::new(LeaseRegistry::new(config.leases.clone(), estimator));
+        let client = if with_catalog {
+            Some(LeaseClient::start(&config.kafka, leases.clone(), Duration::from_millis(config.metadata_timeout_ms))?)
+        } else {
+            None
+        };
+        let mut table = SignalTable::with_leases(config.policy, leases.clone());
         shared.view.store(table.snapshot());
         let worker = Worker {
             consumer,
@@ -172,7 +215,7 @@ impl Router {
             .name("ledger-router".into())
             .spawn(move || worker.run())
             .map_err(|e| RouterError::Thread(e.to_string()))?;
-        Ok(Router { shared, thread: Some(thread), topic: config.signals_topic })
+        Ok(Router { shared, thread: Some(thread), topic: config.signals_topic, leases, client })
     }
 
     /// A router over a fixed list of signals, without Kafka (for tests, benchmarks and
@@ -190,7 +233,7 @@ impl Router {
             stop: AtomicBool::new(false),
             counters,
         });
-        Router { shared, thread: None, topic: String::new() }
+        Router { shared, thread: None, topic: String::new(), leases: Arc::default(), client: None }
     }
 
     /// The decision for a call of `ctx` asking for `requested_model`, on the current view.
@@ -200,6 +243,60 @@ impl Router {
     #[inline]
     pub fn decide(&self, ctx: &CallContext<'_>, requested_model: &str) -> Decision {
         self.shared.view.load().decide_with_clock(ctx, requested_model, now_us)
+    }
+
+    /// The decision for a call of `ctx` asking for `requested_model` of `size`. Under lease
+    /// budgets the call's estimate is reserved from this router's allowance: report what the
+    /// call cost with [`Router::complete`] (or [`Router::cancel`] when it was not made).
+    ///
+    /// ```no_run
+    /// use ledger_router::{CallContext, CallSize, Router};
+    /// fn call(router: &Router, make_the_call: impl Fn(&str) -> ledger_core::UsageEvent) {
+    ///     let size = CallSize { input_tokens: 1_200, max_tokens: Some(500), provider: "openai" };
+    ///     let call = router.decide_call(&CallContext::tenant("acme"), "gpt-4o", &size);
+    ///     if let Some(model) = call.decision.model_to_call("gpt-4o") {
+    ///         let usage = make_the_call(model);
+    ///         if let Some(reservation) = call.reservation {
+    ///             router.complete_event(reservation, &usage);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn decide_call(&self, ctx: &CallContext<'_>, requested_model: &str, size: &CallSize<'_>) -> CallDecision {
+        self.shared.view.load().decide_call_with_clock(ctx, requested_model, size, now_us)
+    }
+
+    /// The call of `reservation` was made and cost `actual`: the lease is corrected from the
+    /// estimate to it, and `estimate − actual` is recorded ([`LeaseStats::estimate_error`]).
+    pub fn complete(&self, reservation: Reservation, actual: Money) {
+        self.leases.complete(&reservation, Some(actual));
+    }
+
+    /// [`Router::complete`] with the call's usage event, priced with the router's catalog (an
+    /// event the catalog cannot price counts as what the ledger will count: nothing).
+    pub fn complete_event(&self, reservation: Reservation, event: &UsageEvent) {
+        let actual = self.leases.estimator.catalog().and_then(|c| c.price_event(event).ok()).map_or(Money::ZERO, |p| p.cost);
+        self.complete(reservation, actual);
+    }
+
+    /// The call of `reservation` was not made: its estimate goes back to the lease.
+    pub fn cancel(&self, reservation: Reservation) {
+        self.leases.complete(&reservation, None);
+    }
+
+    /// This router's id in the lease protocol.
+    pub fn instance_id(&self) -> &str {
+        &self.leases.instance
+    }
+
+    /// The lease counters and the estimate-error histogram.
+    pub fn lease_stats(&self) -> LeaseStats {
+        self.leases.counters.snapshot()
+    }
+
+    /// The allowance open to new calls under lease budget `key` in this router.
+    pub fn lease_allowance(&self, key: &str) -> Option<Money> {
+        self.leases.find(key).map(|a| a.open_allowance())
     }
 
     /// The current view (every scope's latest signal).
@@ -244,6 +341,7 @@ impl Router {
 
 impl Drop for Router {
     fn drop(&mut self) {
+        drop(self.client.take());
         self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -285,7 +383,7 @@ fn signal_consumer(config: &RouterConfig) -> Result<BaseConsumer, RouterError> {
     cfg.create().map_err(|e| RouterError::kafka("creating the signals consumer", e))
 }
 
-fn partitions_of(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<i32>, RouterError> {
+pub(crate) fn partitions_of(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<i32>, RouterError> {
     let md = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(|e| RouterError::kafka(format!("fetching the metadata of {topic}"), e))?;

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use ledger_core::lease::{LeaseGrant, LeaseRequest};
 use ledger_core::signal::BudgetSignal;
 use ledger_core::spend::SpendUpdate;
 use ledger_core::{UsageEvent, UsageEventRef};
@@ -49,6 +50,10 @@ pub type UsageEventCodec = Codec<UsageEvent>;
 pub type SpendUpdateCodec = Codec<SpendUpdate>;
 /// Codec of [`BudgetSignal`] (`schemas/avro/budget_signal.avsc`, topic `llm.budget-signals.v1`).
 pub type BudgetSignalCodec = Codec<BudgetSignal>;
+/// Codec of [`LeaseRequest`] (`schemas/avro/lease_request.avsc`, topic `llm.lease-requests.v1`).
+pub type LeaseRequestCodec = Codec<LeaseRequest>;
+/// Codec of [`LeaseGrant`] (`schemas/avro/lease_grant.avsc`, topic `llm.lease-grants.v1`).
+pub type LeaseGrantCodec = Codec<LeaseGrant>;
 
 impl<T> Clone for Codec<T> {
     fn clone(&self) -> Self {

@@ -28,11 +28,15 @@
 mod codec;
 mod confluent;
 mod error;
+mod lease_records;
 mod records;
 mod schema;
 mod usage_fast;
 
-pub use codec::{split_single_object, BudgetSignalCodec, Codec, SpendUpdateCodec, UsageEventCodec, HEADER_LEN, MAGIC};
+pub use codec::{
+    split_single_object, BudgetSignalCodec, Codec, LeaseGrantCodec, LeaseRequestCodec, SpendUpdateCodec, UsageEventCodec,
+    HEADER_LEN, MAGIC,
+};
 pub use confluent::{
     confluent_schema_id, split_confluent, Framing, IdWriter, OtherWriter, SchemaIds, WireFormat, CONFLUENT_HEADER_LEN,
     CONFLUENT_MAGIC,

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use ledger_core::attribution::{Attribution, AttributionKey};
-use ledger_core::signal::{BudgetPeriod, BudgetSignal, BudgetState};
+use ledger_core::signal::{BudgetPeriod, BudgetSignal, BudgetState, Enforcement};
 use ledger_core::spend::SpendUpdate;
 use ledger_core::{Money, UsageEvent};
 use serde::{Deserialize, Serialize};
@@ -19,15 +19,15 @@ use serde_avro_fast::de::{DeserializerConfig, DeserializerState};
 use crate::error::SchemaError;
 use crate::schema::{AvroRecord, RecordSchema};
 
-fn micros(t: &DateTime<Utc>) -> i64 {
+pub(crate) fn micros(t: &DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn time(record: &'static str, field: &'static str, micros: i64) -> Result<DateTime<Utc>, SchemaError> {
+pub(crate) fn time(record: &'static str, field: &'static str, micros: i64) -> Result<DateTime<Utc>, SchemaError> {
     DateTime::<Utc>::from_timestamp_micros(micros).ok_or(SchemaError::TimestampOutOfRange { record, field, micros })
 }
 
-fn money(record: &'static str, field: &'static str, text: &str) -> Result<Money, SchemaError> {
+pub(crate) fn money(record: &'static str, field: &'static str, text: &str) -> Result<Money, SchemaError> {
     text.parse().map_err(|source| SchemaError::InvalidMoney { record, field, source })
 }
 
@@ -37,7 +37,7 @@ fn opt_money(record: &'static str, field: &'static str, text: Option<&str>) -> R
 
 /// Checks that `m` reads back: `Money`'s parser accepts `-i128::MAX..=i128::MAX` pico-dollars,
 /// so `i128::MIN` (far outside `Decimal(38, 12)` anyway) is refused rather than written.
-fn money_out(record: &'static str, field: &'static str, m: Money) -> Result<Money, SchemaError> {
+pub(crate) fn money_out(record: &'static str, field: &'static str, m: Money) -> Result<Money, SchemaError> {
     if m.picos() == i128::MIN {
         return Err(SchemaError::Unencodable { record, field, detail: "amount out of the money range".to_owned() });
     }
@@ -49,7 +49,7 @@ fn opt_money_out(record: &'static str, field: &'static str, m: Option<Money>) ->
 }
 
 /// Writes the datum of `wire` (no header) to `out`.
-fn write<W: Serialize>(
+pub(crate) fn write<W: Serialize>(
     record: &'static str,
     schema: &serde_avro_fast::Schema,
     wire: &W,
@@ -61,7 +61,7 @@ fn write<W: Serialize>(
 }
 
 /// Reads one complete datum: an error on malformed input or trailing bytes.
-fn read<'a, W: Deserialize<'a>>(
+pub(crate) fn read<'a, W: Deserialize<'a>>(
     record: &'static str,
     schema: &serde_avro_fast::Schema,
     datum: &'a [u8],
@@ -383,6 +383,7 @@ struct BudgetSignalOut<'a> {
     reason: &'a str,
     sequence: i64,
     emitted_at: i64,
+    enforcement: &'a str,
 }
 
 wire_in!(BudgetSignalIn<'a> {
@@ -408,6 +409,7 @@ wire_in!(BudgetSignalIn<'a> {
     reason: String,
     sequence: i64,
     emitted_at: i64,
+    enforcement: &'a str,
 });
 
 impl AvroRecord for BudgetSignal {
@@ -416,6 +418,7 @@ impl AvroRecord for BudgetSignal {
     const HISTORY: &'static [&'static str] = &[
         include_str!("../../../schemas/avro/history/budget_signal/v1.avsc"),
         include_str!("../../../schemas/avro/history/budget_signal/v2.avsc"),
+        include_str!("../../../schemas/avro/history/budget_signal/v3.avsc"),
     ];
 
     fn schema_cell() -> &'static OnceLock<RecordSchema> {
@@ -468,6 +471,7 @@ impl AvroRecord for BudgetSignal {
             reason: &s.reason,
             sequence: s.sequence,
             emitted_at: micros(&s.emitted_at),
+            enforcement: s.enforcement.as_str(),
         };
         write(BUDGET_SIGNAL, schema, &wire, out)
     }
@@ -523,6 +527,11 @@ impl AvroRecord for BudgetSignal {
             reason: w.reason,
             sequence: w.sequence,
             emitted_at: time(R, "emitted_at", w.emitted_at)?,
+            enforcement: Enforcement::parse(w.enforcement).ok_or_else(|| SchemaError::InvalidValue {
+                record: R,
+                field: "enforcement",
+                detail: format!("unknown enforcement {:?} (expected signal or lease)", w.enforcement),
+            })?,
         })
     }
 }

@@ -69,6 +69,8 @@ fn current_schemas_read_every_released_version() {
     check_history::<UsageEvent>("usage_event");
     check_history::<SpendUpdate>("spend_update");
     check_history::<BudgetSignal>("budget_signal");
+    check_history::<ledger_core::lease::LeaseRequest>("lease_request");
+    check_history::<ledger_core::lease::LeaseGrant>("lease_grant");
 }
 
 /// Edits the current UsageEvent schema's JSON.

@@ -8,7 +8,10 @@ use common::*;
 use ledger_core::signal::BudgetSignal;
 use ledger_core::spend::SpendUpdate;
 use ledger_core::UsageEvent;
-use ledger_schema::{AvroRecord, BudgetSignalCodec, Codec, SpendUpdateCodec, UsageEventCodec, HEADER_LEN, MAGIC};
+use ledger_schema::{
+    AvroRecord, BudgetSignalCodec, Codec, LeaseGrantCodec, LeaseRequestCodec, SpendUpdateCodec, UsageEventCodec, HEADER_LEN,
+    MAGIC,
+};
 use proptest::prelude::*;
 
 /// Encode with the fast path, check the header, decode, and compare.
@@ -82,6 +85,31 @@ fn fixed_values_round_trip() {
     (none.limit_usd, none.remaining_usd, none.limit_tokens) = (None, None, None);
     (none.projected_exhaustion, none.throttle_fraction_ppm, none.retry_after_ms) = (None, None, None);
     round_trip(&c, &none);
+}
+
+#[test]
+fn lease_records_round_trip_and_apache_avro_reads_them() {
+    let c = LeaseRequestCodec::new().unwrap();
+    let full = full_lease_request();
+    round_trip(&c, &full);
+    let bytes = c.encode(&full).unwrap();
+    let v = from_avro_datum(c.schema().schema(), &mut &bytes[HEADER_LEN..], None).unwrap();
+    assert!(v.validate(c.schema().schema()));
+    let mut only_returns = full.clone();
+    (only_returns.wanted_usd, only_returns.least_usd) = (Default::default(), Default::default());
+    only_returns.returns.truncate(1);
+    round_trip(&c, &only_returns);
+    only_returns.returns.clear();
+    round_trip(&c, &only_returns);
+
+    let c = LeaseGrantCodec::new().unwrap();
+    let full = full_lease_grant();
+    round_trip(&c, &full);
+    let bytes = c.encode(&full).unwrap();
+    assert!(from_avro_datum(c.schema().schema(), &mut &bytes[HEADER_LEN..], None).unwrap().validate(c.schema().schema()));
+    for status in ledger_core::lease::LeaseStatus::ALL {
+        round_trip(&c, &ledger_core::lease::LeaseGrant { status, ..full.clone() });
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use apache_avro::schema::{RecordSchema as AvroRecordSchema, Schema};
 use common::*;
+use ledger_core::lease::{LeaseGrant, LeaseRequest, LeaseStatus};
 use ledger_core::signal::BudgetSignal;
 use ledger_core::spend::SpendUpdate;
 use ledger_core::UsageEvent;
@@ -31,6 +32,11 @@ fn json_fits(schema: &Schema, v: &Json) -> bool {
         (Schema::TimestampMicros, Json::String(s)) => s.parse::<chrono::DateTime<chrono::Utc>>().is_ok(),
         (Schema::Map(m), Json::Object(o)) => o.values().all(|x| json_fits(&m.types, x)),
         (Schema::Enum(e), Json::String(s)) => e.symbols.contains(s),
+        (Schema::Boolean, Json::Bool(_)) => true,
+        (Schema::Array(a), Json::Array(items)) => items.iter().all(|x| json_fits(&a.items, x)),
+        (Schema::Record(r), Json::Object(o)) => {
+            o.len() == r.fields.len() && r.fields.iter().all(|f| o.get(&f.name).is_some_and(|x| json_fits(&f.schema, x)))
+        }
         (Schema::Union(u), Json::Null) => u.variants().first() == Some(&Schema::Null),
         (Schema::Union(u), v) => u.variants().len() == 2 && json_fits(&u.variants()[1], v),
         _ => false,
@@ -126,10 +132,29 @@ fn budget_signal_matches_its_schema() {
 }
 
 #[test]
+fn lease_records_match_their_schemas() {
+    check::<LeaseRequest>(&full_lease_request());
+    check::<LeaseGrant>(&full_lease_grant());
+    let record = record_schema::<LeaseGrant>();
+    let status = record.fields.iter().find(|f| f.name == "status").unwrap();
+    match &status.schema {
+        Schema::Enum(e) => {
+            let rust: Vec<&str> = LeaseStatus::ALL.iter().map(|s| s.as_str()).collect();
+            assert_eq!(e.symbols, rust, "enum symbols in severity order");
+        }
+        other => panic!("status is not an enum: {other:?}"),
+    }
+}
+
+#[test]
 fn schemas_follow_the_conventions() {
-    for (name, avsc) in
-        [(UsageEvent::NAME, UsageEvent::AVSC), (SpendUpdate::NAME, SpendUpdate::AVSC), (BudgetSignal::NAME, BudgetSignal::AVSC)]
-    {
+    for (name, avsc) in [
+        (UsageEvent::NAME, UsageEvent::AVSC),
+        (SpendUpdate::NAME, SpendUpdate::AVSC),
+        (BudgetSignal::NAME, BudgetSignal::AVSC),
+        (LeaseRequest::NAME, LeaseRequest::AVSC),
+        (LeaseGrant::NAME, LeaseGrant::AVSC),
+    ] {
         let json: Json = serde_json::from_str(avsc).unwrap();
         assert_eq!(json["namespace"], "dev.llmledger.v1", "{name}");
         assert!(json["doc"].as_str().is_some_and(|d| !d.is_empty()), "{name}: record doc");

@@ -84,11 +84,13 @@ async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let (policy, _) = ledger_enforcer::load_policy(&config.enforcer.budgets_file).map_err(policy_error)?;
     let now = Utc::now();
     let (kafka, topics, group) = (config.kafka.clone(), config.topics.clone(), format!("{}-status", config.enforcer.group_id));
+    let (lease_settings, processor_group) = (config.enforcer.leases.clone(), config.processor.group_id.clone());
     let show_progress = args.format == Format::Table;
     let report = tokio::task::spawn_blocking(move || {
         let bar = if show_progress { indicatif::ProgressBar::new_spinner() } else { indicatif::ProgressBar::hidden() };
         bar.enable_steady_tick(Duration::from_millis(120));
-        let report = ledger_enforcer::status::budget_status(policy, now, &kafka, &topics, &group, &|topic, n| {
+        let leases = ledger_enforcer::status::LeaseSources { settings: &lease_settings, processor_group: &processor_group };
+        let report = ledger_enforcer::status::budget_status(policy, now, &kafka, &topics, &group, leases, &|topic, n| {
             bar.set_message(format!("reading {topic}: {n} records"));
         });
         bar.finish_and_clear();

@@ -2,7 +2,7 @@
 //! (the work is [`ledger_ops::dlq`]; this renders it).
 
 use std::collections::HashSet;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -198,7 +198,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         println!("dry run: would replay {to_send} events to {usage_topic}; nothing sent.");
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.yes && !confirm(&format!("replay {to_send} events to {usage_topic}?"))? {
+    if !args.yes && !ledger_ops::terminal::confirm(&format!("replay {to_send} events to {usage_topic}?"))? {
         println!("not replayed.");
         return Ok(ExitCode::from(1));
     }
@@ -215,20 +215,4 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Asks on the terminal; refuses when stdin is not one.
-fn confirm(question: &str) -> anyhow::Result<bool> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        anyhow::bail!(
-            "refusing to replay without confirmation: stdin is not a terminal. Pass --yes to replay, \
-             or --dry-run to only see the plan"
-        );
-    }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    stdin.lock().read_line(&mut answer).context("reading the answer")?;
-    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }

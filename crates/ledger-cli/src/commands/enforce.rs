@@ -47,7 +47,12 @@ pub(crate) async fn run(args: EnforceArgs) -> anyhow::Result<ExitCode> {
     let render = stats.clone();
     let shutdown = ledger_ops::service::start(config.enforcer.metrics_addr.clone(), move || render.render_prometheus());
     let enforcer = Enforcer::new(
-        EnforcerConfig { kafka: config.kafka.clone(), topics: config.topics.clone(), settings: config.enforcer.clone() },
+        EnforcerConfig {
+            kafka: config.kafka.clone(),
+            topics: config.topics.clone(),
+            settings: config.enforcer.clone(),
+            processor_group: config.processor.group_id.clone(),
+        },
         stats.clone(),
     )?;
     enforcer.run(shutdown.clone()).await.map_err(|e| match e {

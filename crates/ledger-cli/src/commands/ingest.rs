@@ -86,9 +86,9 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     if let Some(IngestCommand::Keys(command)) = args.command {
         return keys(command);
     }
-    let (config, mut settings) = args.keys.settings()?;
-    settings.listen = args.listen.unwrap_or(settings.listen);
-    let launch = config.ingest_launch(settings);
+    let (mut config, settings) = args.keys.settings()?;
+    config.ingest = ledger_ingest::IngestSettings { listen: args.listen.unwrap_or(settings.listen.clone()), ..settings };
+    let launch = config.ingest_launch(false)?;
     let shutdown = ledger_ops::service::start(None, String::new);
     ledger_ingest::run(launch, async move { shutdown.cancelled().await }).await?;
     tracing::info!("ingest stopped");

@@ -15,9 +15,10 @@ pub(crate) mod process;
 pub(crate) mod produce;
 pub(crate) mod reconcile;
 pub(crate) mod report;
+pub(crate) mod router;
 pub(crate) mod stack;
 
-pub(crate) use ledger_ops::format::table;
+pub(crate) use ledger_ops::{format::table, terminal::progress_bar};
 
 /// `error` with a hint of what to check as context, unless the error names a wrong setting
 /// itself (then a hint that a service may not be running would mislead).
@@ -26,46 +27,5 @@ pub(crate) fn hinted<E: std::error::Error + Send + Sync + 'static>(error: E, is_
         anyhow::Error::new(error)
     } else {
         anyhow::Error::new(error).context(hint.to_owned())
-    }
-}
-
-/// A progress bar on stderr for reads of a topic: drawn once there are more than
-/// [`PROGRESS_THRESHOLD`] records to read (indicatif draws only on a terminal).
-pub(crate) struct ReadProgress {
-    bar: indicatif::ProgressBar,
-    started: std::sync::OnceLock<()>,
-}
-
-/// Records above which a read shows its progress.
-const PROGRESS_THRESHOLD: u64 = 10_000;
-
-/// A hidden bar that appears on the first [`ReadProgress::show`] of a long read.
-pub(crate) fn progress_bar(message: &str) -> ReadProgress {
-    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden());
-    bar.set_message(message.to_owned());
-    ReadProgress { bar, started: std::sync::OnceLock::new() }
-}
-
-impl ReadProgress {
-    /// `n` of `total` records read.
-    pub(crate) fn show(&self, n: u64, total: u64) {
-        if total <= PROGRESS_THRESHOLD {
-            return;
-        }
-        self.started.get_or_init(|| {
-            self.bar.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
-            self.bar.set_length(total);
-            self.bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        });
-        self.bar.set_position(n);
-    }
-
-    /// Removes the bar.
-    pub(crate) fn finish(&self) {
-        self.bar.finish_and_clear();
     }
 }

@@ -29,7 +29,7 @@ use super::period::{period_of, PeriodWindow};
 use super::policy::{Budget, BudgetPolicy, Percent, ThresholdAction};
 use super::scope::BudgetScope;
 use crate::money::Money;
-use crate::signal::{BudgetSignal, BudgetState};
+use crate::signal::{BudgetSignal, BudgetState, Enforcement};
 use crate::spend::SpendUpdate;
 
 /// One spend key's latest cumulative values.
@@ -309,9 +309,12 @@ impl BudgetEngine {
     fn removed_signals(&self, now: DateTime<Utc>) -> Vec<BudgetSignal> {
         self.published
             .values()
-            .filter(|s| s.state != BudgetState::Ok && self.policy.by_key(&s.scope).is_none())
+            .filter(|s| {
+                (s.state != BudgetState::Ok || s.enforcement == Enforcement::Lease) && self.policy.by_key(&s.scope).is_none()
+            })
             .map(|s| BudgetSignal {
                 state: BudgetState::Ok,
+                enforcement: Enforcement::Signal,
                 action: "allow".into(),
                 throttle_fraction_ppm: None,
                 throttle_rate_per_sec: None,
@@ -338,7 +341,10 @@ impl BudgetEngine {
                 || b.limit_tokens.is_some_and(|l| pct.reached_by(tokens, i128::from(l)))
         };
         let actual = (0..b.thresholds.len()).rev().find(|&t| reached(t, cost, tokens));
-        let projected = (0..b.thresholds.len()).rev().find(|&t| reached(t, ahead(cost, rates.0), ahead(tokens, rates.1)));
+        // Leases hold a lease budget's limit; a projected BLOCK would stop a burst long before it.
+        let predictable = |t: usize| b.enforcement != Enforcement::Lease || b.thresholds[t].action.state() != BudgetState::Block;
+        let projected =
+            (0..b.thresholds.len()).rev().find(|&t| predictable(t) && reached(t, ahead(cost, rates.0), ahead(tokens, rates.1)));
         let level = projected.max(actual).max(rt.latched);
         (level, level > actual, rates)
     }
@@ -355,6 +361,14 @@ impl BudgetEngine {
             Some(p) if same_decision(p, &signal) => None,
             _ => Some(signal),
         }
+    }
+
+    /// The current period and ledger spend of the budget with signal key `key`, when its
+    /// period holds `now` (else `None` until the next evaluation rolls it over).
+    pub fn spend_of(&self, key: &str, now: DateTime<Utc>) -> Option<(&Budget, PeriodWindow, Money)> {
+        let i = self.policy.budgets.iter().position(|b| b.signal_key() == key)?;
+        let rt = &self.runtimes[i];
+        rt.window.contains(now).then(|| (&self.policy.budgets[i], rt.window, rt.cost))
     }
 
     /// Every budget's current figures.
@@ -401,6 +415,7 @@ pub fn same_decision(a: &BudgetSignal, b: &BudgetSignal) -> bool {
         && a.retry_after_ms == b.retry_after_ms
         && a.reroute == b.reroute
         && a.valid_until == b.valid_until
+        && a.enforcement == b.enforcement
 }
 
 fn exhaustion(b: &Budget, rt: &BudgetRuntime, rates: (i128, i128), now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -542,6 +557,7 @@ fn build_signal(
         reason,
         sequence,
         emitted_at: now,
+        enforcement: b.enforcement,
     }
 }
 

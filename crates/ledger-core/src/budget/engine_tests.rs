@@ -393,3 +393,31 @@ fn a_rate_throttle_is_carried_and_stays_in_force_while_rerouting() {
     let reroute = publish(&mut e, now);
     assert_eq!((reroute[0].state, reroute[0].throttle_rate_per_sec), (BudgetState::Reroute, Some(5)));
 }
+
+#[test]
+fn a_lease_budget_is_never_blocked_by_a_projection_and_says_it_is_leased() {
+    let text = POLICY.replace("lookahead_secs = 0", "lookahead_secs = 10\nburn_window_secs = 10").replace(
+        "limit_usd = \"100\"\n[[budget.threshold]]\nat_percent = \"50\"",
+        "limit_usd = \"100\"\nenforcement = \"lease\"\n[[budget.threshold]]\nat_percent = \"50\"",
+    );
+    let now = t("2026-11-18T10:00:00Z");
+    let mut e = BudgetEngine::new(BudgetPolicy::parse(&text).unwrap(), now);
+    e.go_live(now);
+    let mut last = Vec::new();
+    for s in 1..=99 {
+        let at = now + Duration::seconds(s);
+        e.apply(&update("acme", "2026-11-18T10:00:00Z", 0, s, s), at);
+        last.extend(publish(&mut e, at));
+    }
+    let acme: Vec<&BudgetSignal> = last.iter().filter(|s| s.scope == "day:tenant_id=acme").collect();
+    assert!(acme.iter().all(|s| s.enforcement == Enforcement::Lease));
+    assert_eq!(acme.last().map(|s| s.state), Some(BudgetState::Reroute), "reroute is still predicted, block is not");
+    let at = now + Duration::seconds(100);
+    e.apply(&update("acme", "2026-11-18T10:00:00Z", 0, 100, 100), at);
+    assert_eq!(states(&publish(&mut e, at)), vec![("day:tenant_id=acme".into(), BudgetState::Block)], "the limit itself blocks");
+    let (budget, window, spend) = e.spend_of("day:tenant_id=acme", at).unwrap();
+    assert_eq!((budget.name.as_str(), spend), ("acme-day", Money::from_usd(100)));
+    assert!(window.contains(at));
+    assert!(e.spend_of("day:tenant_id=acme", t("2026-11-19T00:00:01Z")).is_none(), "until the rollover is evaluated");
+    assert!(e.spend_of("day:tenant_id=nobody", at).is_none());
+}

@@ -33,6 +33,8 @@
 //! admits nothing. The gates are lock-free atomics, counted per scope and reset by each new
 //! signal of the scope.
 
+#[cfg(test)]
+mod lease_tests;
 mod scope;
 mod snapshot;
 mod table;

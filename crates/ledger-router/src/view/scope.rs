@@ -5,10 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ledger_core::signal::{BudgetSignal, BudgetState};
+use ledger_core::signal::{BudgetSignal, BudgetState, Enforcement};
 
 use super::{CallContext, RouterPolicy};
 use crate::gate::{FractionGate, RateGate};
+use crate::lease::account::LeaseAccount;
+use crate::lease::LeaseRegistry;
 
 /// A call attribute a scope can be restricted to (`scope_fields` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,6 +50,8 @@ pub(super) struct ScopeEntry {
     reroute: Box<[(Arc<str>, Arc<str>)]>,
     pub(super) block_reason: Arc<str>,
     pub(super) stale_reason: Arc<str>,
+    /// The budget's allowance in this router, when it is enforced by quota leases.
+    pub(super) lease: Option<Arc<LeaseAccount>>,
 }
 
 impl fmt::Debug for ScopeEntry {
@@ -79,7 +83,7 @@ impl fmt::Display for Unusable {
 }
 
 impl ScopeEntry {
-    pub(super) fn new(signal: BudgetSignal, policy: &RouterPolicy) -> Result<ScopeEntry, Unusable> {
+    pub(super) fn new(signal: BudgetSignal, policy: &RouterPolicy, leases: &LeaseRegistry) -> Result<ScopeEntry, Unusable> {
         let mut tenant = None;
         let mut conditions = Vec::with_capacity(signal.scope_fields.len());
         for (name, value) in &signal.scope_fields {
@@ -127,7 +131,9 @@ impl ScopeEntry {
             signal.scope,
             signal.valid_until.to_rfc3339()
         ));
+        let lease = (signal.enforcement == Enforcement::Lease).then(|| leases.account(&key));
         Ok(ScopeEntry {
+            lease,
             valid_until_us: signal.valid_until.timestamp_micros(),
             key,
             tenant,
@@ -144,6 +150,12 @@ impl ScopeEntry {
 
     pub(super) fn state(&self) -> BudgetState {
         self.signal.state
+    }
+
+    /// True when the scope restricts calls: THROTTLE, REROUTE, BLOCK, or any state of a lease
+    /// budget (every call needs an allowance).
+    pub(super) fn is_restrictive(&self) -> bool {
+        self.state() >= BudgetState::Throttle || self.lease.is_some()
     }
 
     /// Whether the scope covers the call (the tenant was matched by the index).

@@ -7,6 +7,7 @@ use ledger_core::signal::{BudgetSignal, BudgetState};
 
 use super::scope::ScopeEntry;
 use super::{CallContext, Decision, RouterPolicy, StalePolicy};
+use crate::lease::{CallDecision, CallSize, LeaseRegistry};
 
 /// The scopes of one tenant (or of no tenant), ready for deciding.
 #[derive(Debug)]
@@ -17,11 +18,13 @@ pub(super) struct ScopeList {
     pub(super) restrictive: Box<[Arc<ScopeEntry>]>,
     /// The earliest `valid_until` of `all`: before it no scope of the list is stale.
     pub(super) earliest_valid_until_us: i64,
+    /// Some scope of the list is a lease budget.
+    pub(super) leased: bool,
 }
 
 impl Default for ScopeList {
     fn default() -> Self {
-        ScopeList { all: Box::default(), restrictive: Box::default(), earliest_valid_until_us: i64::MAX }
+        ScopeList { all: Box::default(), restrictive: Box::default(), earliest_valid_until_us: i64::MAX, leased: false }
     }
 }
 
@@ -32,6 +35,7 @@ pub struct Snapshot {
     pub(super) by_tenant: HashMap<Arc<str>, Arc<ScopeList>>,
     pub(super) any_tenant: Arc<ScopeList>,
     pub(super) scopes: usize,
+    pub(super) leases: Arc<LeaseRegistry>,
 }
 
 impl Snapshot {
@@ -43,9 +47,28 @@ impl Snapshot {
         self.decide_with_clock(ctx, requested_model, || now_us)
     }
 
+    /// The decision for a call of `ctx` asking for `requested_model` of `size`, at `now_us`:
+    /// under lease budgets it also reserves the call's estimate (see [`crate::Router::complete`]).
+    pub fn decide_call_at(&self, ctx: &CallContext<'_>, requested_model: &str, size: &CallSize<'_>, now_us: i64) -> CallDecision {
+        self.decide_call_with_clock(ctx, requested_model, size, || now_us)
+    }
+
     /// [`Snapshot::decide_at`] that reads the clock only when some scope applies to the tenant.
     #[inline]
     pub(crate) fn decide_with_clock(&self, ctx: &CallContext<'_>, model: &str, clock: impl FnOnce() -> i64) -> Decision {
+        self.decide_call_with_clock(ctx, model, &CallSize::default(), clock).decision
+    }
+
+    /// [`Snapshot::decide_call_at`] that reads the clock only when some scope applies.
+    #[inline]
+    pub(crate) fn decide_call_with_clock(
+        &self,
+        ctx: &CallContext<'_>,
+        model: &str,
+        size: &CallSize<'_>,
+        clock: impl FnOnce() -> i64,
+    ) -> CallDecision {
+        let plain = |decision| CallDecision { decision, reservation: None };
         let tenant = self.by_tenant.get(ctx.tenant_id).map(|l| &**l);
         let global = &*self.any_tenant;
         let fail_closed = self.policy.stale == StalePolicy::FailClosed;
@@ -55,7 +78,7 @@ impl Snapshot {
             && global.restrictive.is_empty()
             && (!fail_closed || (tenant.is_none() && global.all.is_empty()))
         {
-            return Decision::Allow;
+            return plain(Decision::Allow);
         }
         let now_us = clock();
         if fail_closed
@@ -63,31 +86,41 @@ impl Snapshot {
         {
             let all = tenant.map_or(&[][..], |l| &l.all);
             if let Some(e) = all.iter().chain(global.all.iter()).find(|e| e.is_stale(now_us) && e.applies(ctx, model)) {
-                return Decision::Block { reason: e.stale_reason.clone(), scope: e.key.clone() };
+                return plain(Decision::Block { reason: e.stale_reason.clone(), scope: e.key.clone() });
             }
         }
         let applicable =
             || restrictive.iter().chain(global.restrictive.iter()).filter(|e| !e.is_stale(now_us) && e.applies(ctx, model));
         for e in applicable() {
             if e.state() == BudgetState::Block {
-                return Decision::Block { reason: e.block_reason.clone(), scope: e.key.clone() };
+                return plain(Decision::Block { reason: e.block_reason.clone(), scope: e.key.clone() });
             }
         }
         for e in applicable() {
             if e.is_throttled() {
                 if let Err(retry_after) = e.admit(now_us) {
-                    return Decision::Throttle { retry_after, scope: e.key.clone() };
+                    return plain(Decision::Throttle { retry_after, scope: e.key.clone() });
                 }
             }
         }
+        let mut decision = Decision::Allow;
         for e in applicable() {
             if e.state() == BudgetState::Reroute {
                 if let Some((from, to)) = e.reroute_of(model) {
-                    return Decision::Reroute { to: to.clone(), from: from.clone(), scope: e.key.clone() };
+                    decision = Decision::Reroute { to: to.clone(), from: from.clone(), scope: e.key.clone() };
+                    break;
                 }
             }
         }
-        Decision::Allow
+        if !(tenant.is_some_and(|l| l.leased) || global.leased) {
+            return plain(decision);
+        }
+        let to_call = decision.model_to_call(model).unwrap_or(model);
+        let leased = applicable().filter_map(|e| e.lease.as_ref().map(|a| (a, &e.key)));
+        match self.leases.reserve(leased, to_call, size, now_us) {
+            Ok(reservation) => CallDecision { decision, reservation },
+            Err(refused) => plain(refused),
+        }
     }
 
     /// Number of scopes with a signal.

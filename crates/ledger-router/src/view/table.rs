@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
-use ledger_core::signal::{BudgetSignal, BudgetState};
+use ledger_core::signal::BudgetSignal;
 
 use super::scope::{ScopeEntry, Unusable};
 use super::snapshot::{ScopeList, Snapshot};
 use super::RouterPolicy;
+use crate::lease::LeaseRegistry;
 
 /// What [`SignalTable::apply`] did with a signal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,17 +45,24 @@ pub struct SignalTable {
     tenant_of: HashMap<Arc<str>, Option<Arc<str>>>,
     dirty: HashSet<Option<Arc<str>>>,
     published: Arc<Snapshot>,
+    leases: Arc<LeaseRegistry>,
 }
 
 impl SignalTable {
-    /// An empty table deciding with `policy`.
+    /// An empty table deciding with `policy`. Lease budgets get no allowance from it (no
+    /// catalog, no enforcer): their calls fail closed, as [`crate::LeaseSettings`] say by default.
     pub fn new(policy: RouterPolicy) -> Self {
+        SignalTable::with_leases(policy, Arc::default())
+    }
+
+    pub(crate) fn with_leases(policy: RouterPolicy, leases: Arc<LeaseRegistry>) -> Self {
         SignalTable {
             policy,
             tenants: HashMap::new(),
             tenant_of: HashMap::new(),
             dirty: HashSet::new(),
-            published: Arc::new(Snapshot { policy, ..Snapshot::default() }),
+            published: Arc::new(Snapshot { policy, leases: leases.clone(), ..Snapshot::default() }),
+            leases,
         }
     }
 
@@ -69,7 +77,7 @@ impl SignalTable {
                 }
             }
         }
-        let entry = match ScopeEntry::new(signal, &self.policy) {
+        let entry = match ScopeEntry::new(signal, &self.policy, &self.leases) {
             Ok(entry) => entry,
             Err(unusable) => return Applied::Unusable(unusable),
         };
@@ -128,15 +136,22 @@ impl SignalTable {
                 }
             }
         }
-        self.published = Arc::new(Snapshot { policy: self.policy, by_tenant, any_tenant, scopes: self.tenant_of.len() });
+        self.published = Arc::new(Snapshot {
+            policy: self.policy,
+            by_tenant,
+            any_tenant,
+            scopes: self.tenant_of.len(),
+            leases: self.leases.clone(),
+        });
         self.published.clone()
     }
 }
 
 fn scope_list(scopes: &ScopesByKey) -> ScopeList {
     let all: Box<[Arc<ScopeEntry>]> = scopes.values().cloned().collect();
-    let mut restrictive: Vec<Arc<ScopeEntry>> = all.iter().filter(|e| e.state() >= BudgetState::Throttle).cloned().collect();
+    let mut restrictive: Vec<Arc<ScopeEntry>> = all.iter().filter(|e| e.is_restrictive()).cloned().collect();
     restrictive.sort_by(|a, b| a.order().cmp(&b.order()));
     let earliest_valid_until_us = all.iter().map(|e| e.valid_until_us).min().unwrap_or(i64::MAX);
-    ScopeList { all, restrictive: restrictive.into_boxed_slice(), earliest_valid_until_us }
+    let leased = all.iter().any(|e| e.lease.is_some());
+    ScopeList { all, restrictive: restrictive.into_boxed_slice(), earliest_valid_until_us, leased }
 }

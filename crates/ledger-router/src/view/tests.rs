@@ -43,6 +43,7 @@ pub(super) fn signal(fields: &[(&str, &str)], state: BudgetState, sequence: i64)
         reason: format!("{} reason", state.as_str()),
         sequence,
         emitted_at: t(NOW - 60),
+        enforcement: Default::default(),
     }
 }
 

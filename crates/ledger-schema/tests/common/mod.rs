@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use apache_avro::types::Value;
 use chrono::{DateTime, Utc};
 use ledger_core::attribution::{Attribution, AttributionKey};
-use ledger_core::signal::{BudgetPeriod, BudgetSignal, BudgetState};
+use ledger_core::lease::{LeaseGrant, LeaseRequest, LeaseReturn, LeaseStatus};
+use ledger_core::signal::{BudgetPeriod, BudgetSignal, BudgetState, Enforcement};
 use ledger_core::spend::SpendUpdate;
 use ledger_core::{Money, UsageEvent};
 use proptest::prelude::*;
@@ -134,13 +135,14 @@ prop_compose! {
         projected_exhaustion in prop::option::of(instant()), throttle_fraction_ppm in prop::option::of(0u32..=i32::MAX as u32),
         throttle_rate_per_sec in prop::option::of(0u32..=i32::MAX as u32),
         retry_after_ms in prop::option::of(any::<i64>()), reroute in tags(), valid_until in instant(),
-        reason in text(), sequence in any::<i64>(), emitted_at in instant(),
+        reason in text(), sequence in any::<i64>(), emitted_at in instant(), lease in any::<bool>(),
     ) -> BudgetSignal {
         let (scope, scope_fields, period, period_start, period_end, state, action, spend_usd, limit_usd, remaining_usd, spent_tokens) = head;
         BudgetSignal {
             scope, scope_fields, period, period_start, period_end, state, action, spend_usd, limit_usd, remaining_usd,
             spent_tokens, limit_tokens, burn_rate_usd_per_hour, projected_exhaustion, throttle_fraction_ppm,
             throttle_rate_per_sec, retry_after_ms, reroute, valid_until, reason, sequence, emitted_at,
+            enforcement: if lease { Enforcement::Lease } else { Enforcement::Signal },
         }
     }
 }
@@ -233,6 +235,39 @@ pub fn full_spend_update() -> SpendUpdate {
     }
 }
 
+/// A lease request with every field set (two returns).
+pub fn full_lease_request() -> LeaseRequest {
+    LeaseRequest {
+        request_id: "0190f0c4-aaaa-7bbb-8ccc-000000000001".into(),
+        instance_id: "router-1".into(),
+        budget: "day:tenant_id=acme".into(),
+        wanted_usd: "0.5".parse().unwrap(),
+        least_usd: "0.025".parse().unwrap(),
+        returns: vec![
+            LeaseReturn { lease_id: "l1".into(), used_usd: "0.475".parse().unwrap(), done: true },
+            LeaseReturn { lease_id: "l2".into(), used_usd: "0.000000000001".parse().unwrap(), done: false },
+        ],
+        sent_at: t("2026-11-16T00:00:00.000123Z"),
+    }
+}
+
+/// A lease grant with every field set.
+pub fn full_lease_grant() -> LeaseGrant {
+    LeaseGrant {
+        request_id: "0190f0c4-aaaa-7bbb-8ccc-000000000001".into(),
+        instance_id: "router-1".into(),
+        budget: "day:tenant_id=acme".into(),
+        status: LeaseStatus::Granted,
+        lease_id: "0190f0c4-aaaa-7bbb-8ccc-000000000001".into(),
+        amount_usd: "0.5".parse().unwrap(),
+        granted_at: t("2026-11-16T00:00:00Z"),
+        expires_at: t("2026-11-16T00:00:10Z"),
+        call_timeout_ms: 30_000,
+        retry_after_ms: 0,
+        reason: "granted".into(),
+    }
+}
+
 pub fn full_budget_signal() -> BudgetSignal {
     BudgetSignal {
         scope: "tenant=acme,team=search".into(),
@@ -257,6 +292,7 @@ pub fn full_budget_signal() -> BudgetSignal {
         reason: "95% of the monthly budget spent".into(),
         sequence: 42,
         emitted_at: t("2026-11-16T00:00:00Z"),
+        enforcement: Enforcement::Lease,
     }
 }
 
@@ -369,6 +405,7 @@ pub fn signal_to_value(g: &BudgetSignal) -> Value {
         ("reason", s(&g.reason)),
         ("sequence", Value::Long(g.sequence)),
         ("emitted_at", ts(&g.emitted_at)),
+        ("enforcement", s(g.enforcement.as_str())),
     ])
 }
 
@@ -565,6 +602,7 @@ pub fn signal_from_value(v: Value) -> BudgetSignal {
         reason: f.s("reason"),
         sequence: f.long("sequence"),
         emitted_at: f.ts("emitted_at"),
+        enforcement: Enforcement::parse(&f.s("enforcement")).unwrap(),
     };
     f.done();
     g

@@ -17,7 +17,7 @@ use chrono_tz::Tz;
 
 use super::scope::BudgetScope;
 use crate::money::Money;
-use crate::signal::{BudgetPeriod, BudgetState};
+use crate::signal::{BudgetPeriod, BudgetState, Enforcement};
 
 /// Scale of [`Percent`]: millionths of a percent.
 pub const PERCENT_SCALE: u32 = 6;
@@ -157,6 +157,8 @@ pub struct Budget {
     pub burn_window_secs: u32,
     /// The states whose transitions `ledger notify` sends to people (default: every state).
     pub alert: BTreeSet<BudgetState>,
+    /// Signals only, or quota leases (a hard cap on `limit_usd`; docs/budgets.md).
+    pub enforcement: Enforcement,
 }
 
 impl Budget {
@@ -171,8 +173,9 @@ impl Budget {
             .collect();
         let thresholds: Vec<String> =
             self.thresholds.iter().map(|t| format!("{}% {}", t.at_percent, t.action.state().as_str().to_lowercase())).collect();
+        let leases = if self.enforcement == Enforcement::Lease { "; quota leases" } else { "" };
         format!(
-            "{} [{}] {} in {}: {}; look-ahead {} s, burn window {} s",
+            "{} [{}] {} in {}: {}; look-ahead {} s, burn window {} s{leases}",
             self.name,
             self.signal_key(),
             limits.join(" and "),

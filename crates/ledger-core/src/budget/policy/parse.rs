@@ -14,7 +14,7 @@ use crate::aggregate::SpendScope;
 use crate::budget::scope::{shape_description, BudgetScope, SCOPE_FIELDS};
 use crate::decimal::Decimal;
 use crate::money::Money;
-use crate::signal::{BudgetPeriod, BudgetState};
+use crate::signal::{BudgetPeriod, BudgetState, Enforcement};
 
 pub(super) struct Problems(Vec<PolicyProblem>);
 
@@ -78,6 +78,7 @@ const BUDGET_KEYS: &[&str] = &[
     "lookahead_secs",
     "burn_window_secs",
     "alert",
+    "enforcement",
 ];
 pub(super) const THRESHOLD_KEYS: &[&str] =
     &["at_percent", "action", "throttle_fraction", "throttle_rate_per_sec", "retry_after_ms", "reroute"];
@@ -231,6 +232,20 @@ fn parse_budget(index: usize, v: &toml::Value, defaults: &Defaults, problems: &m
 
     let thresholds = parse_thresholds(t.get("threshold"), loc, problems);
     let alert = parse_alert(t.get("alert"), loc, problems);
+    let enforcement = match t.get("enforcement").map(string) {
+        None => Enforcement::Signal,
+        Some(Ok(e)) => Enforcement::parse(e).unwrap_or_else(|| {
+            problems.add(loc, "enforcement", format!("{e:?} is not an enforcement: \"signal\" (the default) or \"lease\""));
+            Enforcement::Signal
+        }),
+        Some(Err(e)) => {
+            problems.add(loc, "enforcement", e);
+            Enforcement::Signal
+        }
+    };
+    if enforcement == Enforcement::Lease && !t.contains_key("limit_usd") {
+        problems.add(loc, "enforcement", "quota leases cap a USD limit: set limit_usd (e.g. \"1000.00\")");
+    }
 
     if problems.0.len() != before {
         return None;
@@ -246,6 +261,7 @@ fn parse_budget(index: usize, v: &toml::Value, defaults: &Defaults, problems: &m
         lookahead_secs,
         burn_window_secs,
         alert,
+        enforcement,
     })
 }
 

@@ -82,6 +82,24 @@ limit_tokens = 5
 at_percent = "100"
 action = "block"
 [[budget]]
+name = "e"
+scope = { tenant_id = "e" }
+period = "day"
+limit_tokens = 5
+enforcement = "lease"
+[[budget.threshold]]
+at_percent = "100"
+action = "block"
+[[budget]]
+name = "d"
+scope = { tenant_id = "d" }
+period = "day"
+limit_usd = "1"
+enforcement = "hard"
+[[budget.threshold]]
+at_percent = "100"
+action = "block"
+[[budget]]
 name = "c"
 scope = { tenant_id = "t" }
 period = "day"
@@ -106,6 +124,8 @@ action = "block"
         "budget \"b\", field `limit_usd`: missing limit",
         "budget \"b\", field `threshold[2].action`: notify after block",
         "budget \"c\", field `name`: duplicate name",
+        "budget \"e\", field `enforcement`: quota leases cap a USD limit: set limit_usd",
+        "budget \"d\", field `enforcement`: \"hard\" is not an enforcement",
         "budget \"c\", field `scope`: same scope and period as budget \"c\" (day:tenant_id=t)",
     ] {
         assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
@@ -150,4 +170,13 @@ fn alert_states_default_to_every_state_and_are_checked() {
     let bad = EXAMPLE.replace("limit_usd = \"1000.00\"", "limit_usd = \"1000.00\"\nalert = [\"panic\", 3]");
     let err = BudgetPolicy::parse(&bad).unwrap_err().to_string();
     assert!(err.contains("field `alert[1]`: \"panic\" is not a state") && err.contains("field `alert[2]`"), "{err}");
+}
+
+#[test]
+fn a_lease_budget_says_so() {
+    let text = EXAMPLE.replace("limit_usd = \"1000.00\"", "limit_usd = \"1000.00\"\nenforcement = \"lease\"");
+    let b = &BudgetPolicy::parse(&text).unwrap().budgets[0];
+    assert_eq!(b.enforcement, Enforcement::Lease);
+    assert!(b.describe().ends_with("; quota leases"), "{}", b.describe());
+    assert_eq!(BudgetPolicy::parse(EXAMPLE).unwrap().budgets[0].enforcement, Enforcement::Signal);
 }
