@@ -249,7 +249,6 @@ pub async fn charge_lines(
     what: &LineQuery<'_>,
     cut: Cut<'_>,
 ) -> Result<Vec<ChargeLine>> {
-    validate_database_name(database)?;
     let mut lines = Vec::new();
     let ingest = if cut.is_after() { "toUInt32(toYYYYMM(ingest_time))" } else { "toUInt32(0)" };
     for class in TokenClass::ALL {
@@ -258,19 +257,17 @@ pub async fn charge_lines(
         // `cost / tokens` is the exact per-token price (prices have at most 12 fractional digits).
         // The key is its whole pico-dollars as an Int64: 18.16 crashes (SIGSEGV in
         // ColumnDecimal::deserializeAndInsertFromArena) grouping by a Decimal128 key.
-        let sql = format!(
-            "SELECT toUInt32(toStartOfDay(event_time)) AS day, tenant_id, team, project, feature, provider, model, \
+        let select = format!(
+            "toUInt32(toStartOfDay(event_time)) AS day, tenant_id, team, project, feature, provider, model, \
              price_version, kafka_topic, kafka_partition, {ingest} AS ingest_month, toInt64({cost} / {tokens} * 1000000000000) AS unit_price, \
              count() AS events, sum({tokens}) AS tokens, sum({cost}) AS cost, \
-             min(kafka_offset) AS first_offset, max(kafka_offset) AS last_offset \
-             FROM {database}.usage_ledger WHERE {} AND {} AND {tokens} > 0 \
-             GROUP BY day, tenant_id, team, project, feature, provider, model, price_version, kafka_topic, \
-             kafka_partition, ingest_month, unit_price",
-            what.sql(),
-            cut.sql()
+             min(kafka_offset) AS first_offset, max(kafka_offset) AS last_offset"
         );
-        let query = cut.bind(what.bind(client.query(&sql))?);
-        let rows = query
+        let rest = format!(
+            " AND {tokens} > 0 GROUP BY day, tenant_id, team, project, feature, provider, model, price_version, \
+             kafka_topic, kafka_partition, ingest_month, unit_price"
+        );
+        let rows = cut_query(client, database, what, cut, &select, &rest)?
             .fetch_all::<RawLine>()
             .await
             .map_err(|e| Error::clickhouse(format!("{class} charge lines of {database}.usage_ledger"), e))?;
@@ -312,10 +309,31 @@ pub async fn charge_lines(
             lines.push(line);
         }
     }
+    sort_lines(&mut lines);
+    Ok(lines)
+}
+
+/// Orders lines by their key, then by their Kafka topic and partition.
+pub(crate) fn sort_lines(lines: &mut [ChargeLine]) {
     lines.sort_by(|a, b| {
         (a.charge_key(), &a.kafka_topic, a.kafka_partition).cmp(&(b.charge_key(), &b.kafka_topic, b.kafka_partition))
     });
-    Ok(lines)
+}
+
+/// A query of the `usage_ledger` rows `what` selects within `cut`: `select` (the columns) comes
+/// before `FROM <database>.usage_ledger WHERE <what> AND <cut>`, `rest` (more conditions,
+/// grouping) after it.
+fn cut_query(
+    client: &clickhouse::Client,
+    database: &str,
+    what: &LineQuery<'_>,
+    cut: Cut<'_>,
+    select: &str,
+    rest: &str,
+) -> Result<clickhouse::query::Query> {
+    validate_database_name(database)?;
+    let sql = format!("SELECT {select} FROM {database}.usage_ledger WHERE {} AND {}{rest}", what.sql(), cut.sql());
+    Ok(cut.bind(what.bind(client.query(&sql))?))
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -332,14 +350,7 @@ pub async fn cut_total(
     what: &LineQuery<'_>,
     cut: Cut<'_>,
 ) -> Result<crate::report::TableTotals> {
-    validate_database_name(database)?;
-    let sql = format!(
-        "SELECT count() AS requests, sum(cost_usd) AS cost FROM {database}.usage_ledger WHERE {} AND {}",
-        what.sql(),
-        cut.sql()
-    );
-    let t = cut
-        .bind(what.bind(client.query(&sql))?)
+    let t = cut_query(client, database, what, cut, "count() AS requests, sum(cost_usd) AS cost", "")?
         .fetch_one::<RawTotals>()
         .await
         .map_err(|e| Error::clickhouse(format!("total of a cut of {database}.usage_ledger"), e))?;

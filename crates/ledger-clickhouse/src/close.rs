@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use ledger_core::{Money, TokenClass};
 use serde::{Deserialize, Serialize};
 
-use crate::charge_lines::{ChargeLine, OffsetFence};
+use crate::charge_lines::{sort_lines, ChargeLine, OffsetFence};
 use crate::config::validate_database_name;
 use crate::error::{Error, Result};
 use crate::row::datetime_secs;
@@ -140,9 +140,7 @@ pub async fn closed_lines(client: &clickhouse::Client, database: &str, close: &C
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    lines.sort_by(|a, b| {
-        (a.charge_key(), &a.kafka_topic, a.kafka_partition).cmp(&(b.charge_key(), &b.kafka_topic, b.kafka_partition))
-    });
+    sort_lines(&mut lines);
     Ok(lines)
 }
 

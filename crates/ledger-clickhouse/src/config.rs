@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use ledger_core::secret::redact_url;
 use ledger_core::secret::Secret;
 use serde::{Deserialize, Serialize};
 
@@ -189,18 +190,6 @@ fn https_client(ca_file: Option<&std::path::Path>) -> Result<clickhouse::Client>
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .build(https);
     Ok(clickhouse::Client::with_http_client(http_client))
-}
-
-/// A URL as it may be shown: any `user:password@` removed.
-pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.find(['/', '?', '#']).map_or((rest, ""), |i| rest.split_at(i));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_owned(),
-    }
 }
 
 /// True when the host of an `http(s)://` URL is this machine.

@@ -71,6 +71,12 @@ struct Spec<'a> {
     ingest: &'a str,
 }
 
+/// A 1 USD row of tenant `acme`, model `m`, on May 1st 2026, at `offset` of `partition`.
+fn acme_row(partition: i32, offset: i64) -> LedgerRow {
+    let at = "2026-05-01T00:00:00Z";
+    row(&Spec { tenant: "acme", model: "m", event_time: at, terms: ("1", "0"), partition, offset, ingest: at })
+}
+
 fn row(s: &Spec<'_>) -> LedgerRow {
     let mut event: UsageEvent = serde_json::from_value(serde_json::json!({
         "event_id": format!("ev-{}-{}", s.partition, s.offset),
@@ -271,21 +277,11 @@ async fn high_watermarks_are_max_offset_per_partition() {
     with_database(true, |client, db| async move {
         let writer = LedgerWriter::new(client.clone(), &db).unwrap();
         assert!(writer.high_watermarks(TOPIC).await.unwrap().is_empty());
-        let ingest = "2026-05-01T00:00:00Z";
-        let spec = |partition, offset| Spec {
-            tenant: "acme",
-            model: "m",
-            event_time: "2026-05-01T00:00:00Z",
-            terms: ("1", "0"),
-            partition,
-            offset,
-            ingest,
-        };
         // Offsets need not be contiguous (rejected events go to the dead-letter topic).
-        writer.insert_batch(&[row(&spec(0, 5)), row(&spec(0, 6)), row(&spec(0, 9))]).await.unwrap();
-        writer.insert_batch(&[row(&spec(1, 100))]).await.unwrap();
-        writer.insert_batch(&[row(&spec(0, 10)), row(&spec(0, 11))]).await.unwrap();
-        let mut other = row(&spec(2, 7777));
+        writer.insert_batch(&[acme_row(0, 5), acme_row(0, 6), acme_row(0, 9)]).await.unwrap();
+        writer.insert_batch(&[acme_row(1, 100)]).await.unwrap();
+        writer.insert_batch(&[acme_row(0, 10), acme_row(0, 11)]).await.unwrap();
+        let mut other = acme_row(2, 7777);
         other.kafka_topic = "another.topic".into();
         writer.insert_batch(&[other]).await.unwrap();
         writer.insert_batch(&[]).await.unwrap(); // no-op
@@ -296,7 +292,7 @@ async fn high_watermarks_are_max_offset_per_partition() {
 
         // The same through an uncompressed client: both transports work on the server.
         let plain = LedgerWriter::new(client.clone().with_compression(Compression::None), &db).unwrap();
-        plain.insert_batch(&[row(&spec(1, 101))]).await.unwrap();
+        plain.insert_batch(&[acme_row(1, 101)]).await.unwrap();
         assert_eq!(plain.high_watermarks(TOPIC).await.unwrap()[&1], 101);
     })
     .await;
@@ -306,33 +302,23 @@ async fn high_watermarks_are_max_offset_per_partition() {
 async fn batches_breaking_the_fence_preconditions_are_refused_and_not_written() {
     with_database(true, |client, db| async move {
         let writer = LedgerWriter::new(client.clone(), &db).unwrap();
-        let ingest = "2026-05-01T00:00:00Z";
-        let spec = |partition, offset| Spec {
-            tenant: "acme",
-            model: "m",
-            event_time: "2026-05-01T00:00:00Z",
-            terms: ("1", "0"),
-            partition,
-            offset,
-            ingest,
-        };
-        let mut other_topic = row(&spec(0, 2));
+        let mut other_topic = acme_row(0, 2);
         other_topic.kafka_topic = "other".into();
-        let mut other_ingest = row(&spec(0, 2));
+        let mut other_ingest = acme_row(0, 2);
         other_ingest.ingest_time += 1;
         let bad: Vec<(&str, Vec<LedgerRow>)> = vec![
-            ("two partitions", vec![row(&spec(0, 1)), row(&spec(1, 2))]),
-            ("two topics", vec![row(&spec(0, 1)), other_topic]),
-            ("repeated offset", vec![row(&spec(0, 1)), row(&spec(0, 1))]),
-            ("decreasing offsets", vec![row(&spec(0, 2)), row(&spec(0, 1))]),
-            ("two ingest times", vec![row(&spec(0, 1)), other_ingest]),
+            ("two partitions", vec![acme_row(0, 1), acme_row(1, 2)]),
+            ("two topics", vec![acme_row(0, 1), other_topic]),
+            ("repeated offset", vec![acme_row(0, 1), acme_row(0, 1)]),
+            ("decreasing offsets", vec![acme_row(0, 2), acme_row(0, 1)]),
+            ("two ingest times", vec![acme_row(0, 1), other_ingest]),
         ];
         for (what, rows) in bad {
             let err = writer.insert_batch(&rows).await.unwrap_err();
             assert!(matches!(err, Error::InvalidBatch(_)), "{what}: {err}");
             assert!(!err.is_retryable(), "{what}");
         }
-        let too_many: Vec<LedgerRow> = (0..=ledger_clickhouse::MAX_BATCH_ROWS as i64).map(|o| row(&spec(0, o))).collect();
+        let too_many: Vec<LedgerRow> = (0..=ledger_clickhouse::MAX_BATCH_ROWS as i64).map(|o| acme_row(0, o)).collect();
         assert!(matches!(LedgerWriter::check_batch(&too_many), Err(Error::InvalidBatch(_))));
         assert_eq!(count(&client, &format!("SELECT count() FROM {db}.usage_ledger")).await, 0);
     })

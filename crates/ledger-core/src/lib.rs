@@ -14,6 +14,7 @@ pub mod chargeback;
 pub mod decimal;
 pub mod dedupe;
 pub mod event;
+pub mod histogram;
 pub mod lease;
 pub mod money;
 pub mod pricing;

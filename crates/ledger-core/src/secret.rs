@@ -61,6 +61,18 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// A URL as it may be shown: any `user:password@` removed.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.find(['/', '?', '#']).map_or((rest, ""), |i| rest.split_at(i));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +92,12 @@ mod tests {
         assert_eq!(Secret::from_file_contents("pw\r\n").expose(), "pw");
         assert_eq!(Secret::from_file_contents("pw").expose(), "pw");
         assert_eq!(Secret::from_file_contents(" pw \n\n").expose(), " pw \n");
+    }
+
+    #[test]
+    fn credentials_are_cut_from_a_url() {
+        assert_eq!(redact_url("http://a:b@h:1/p?q"), "http://h:1/p?q");
+        assert_eq!(redact_url("https://h/x@y"), "https://h/x@y");
+        assert_eq!(redact_url("no scheme"), "no scheme");
     }
 }

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ledger_core::histogram::{Buckets, Histogram, SumUnit};
+
 /// Statuses always shown, even at zero, so dashboards and alerts find their series.
 const SHOWN_STATUSES: [u16; 9] = [200, 202, 400, 401, 403, 413, 415, 429, 503];
 
@@ -36,7 +38,7 @@ const SHOWN_GRPC_CODES: [usize; 5] = [0, 3, 8, 14, 16];
 const SPAN_OUTCOMES: [&str; 3] = ["usage", "skipped", "rejected"];
 
 /// Upper bounds (microseconds) of the acknowledgement-time buckets, and their `le` labels (seconds).
-const ACK_SECONDS: [(u64, &str); 14] = [
+const ACK_SECONDS: Buckets<14> = [
     (1_000, "0.001"),
     (2_500, "0.0025"),
     (5_000, "0.005"),
@@ -64,9 +66,7 @@ pub struct Metrics {
     otlp_spans: [AtomicU64; SPAN_OUTCOMES.len()],
     events_accepted: AtomicU64,
     events_rate_limited: AtomicU64,
-    ack_buckets: [AtomicU64; ACK_SECONDS.len()],
-    ack_count: AtomicU64,
-    ack_sum_micros: AtomicU64,
+    ack: Histogram<{ ACK_SECONDS.len() }>,
     keys_active: AtomicU64,
     key_reloads: AtomicU64,
     key_reload_failures: AtomicU64,
@@ -80,9 +80,7 @@ impl Default for Metrics {
             otlp_spans: Default::default(),
             events_accepted: AtomicU64::new(0),
             events_rate_limited: AtomicU64::new(0),
-            ack_buckets: Default::default(),
-            ack_count: AtomicU64::new(0),
-            ack_sum_micros: AtomicU64::new(0),
+            ack: Histogram::default(),
             keys_active: AtomicU64::new(0),
             key_reloads: AtomicU64::new(0),
             key_reload_failures: AtomicU64::new(0),
@@ -136,11 +134,7 @@ impl Metrics {
     pub fn acknowledged(&self, events: usize, took: Duration) {
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         // The histogram first: a scrape that sees the events sees their latency.
-        if let Some(i) = ACK_SECONDS.iter().position(|(le, _)| micros <= *le) {
-            add(&self.ack_buckets[i], 1);
-        }
-        add(&self.ack_count, 1);
-        add(&self.ack_sum_micros, micros);
+        self.ack.observe(&ACK_SECONDS, micros);
         add(&self.events_accepted, events as u64);
     }
 
@@ -219,20 +213,13 @@ impl Metrics {
             "Changed keys files refused as invalid (the keys in force stayed).",
             get(&self.key_reload_failures),
         );
-        let name = "ledger_ingest_kafka_ack_seconds";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time from receiving a request to Kafka's acknowledgement of all its events.\n# TYPE {name} histogram"
+        self.ack.render(
+            &mut out,
+            &ACK_SECONDS,
+            "ledger_ingest_kafka_ack_seconds",
+            "Time from receiving a request to Kafka's acknowledgement of all its events.",
+            SumUnit::Micros,
         );
-        let mut cumulative = 0;
-        for (i, (_, le)) in ACK_SECONDS.iter().enumerate() {
-            cumulative += get(&self.ack_buckets[i]);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-        }
-        let (count, sum) = (get(&self.ack_count), get(&self.ack_sum_micros));
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}.{:06}", sum / 1_000_000, sum % 1_000_000);
-        let _ = writeln!(out, "{name}_count {count}");
         out
     }
 }

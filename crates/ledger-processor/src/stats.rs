@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ledger_core::event::RejectReason;
+use ledger_core::histogram::{Buckets, Histogram, SumUnit};
 use ledger_kafka::consumer::RecordingContext;
 
 /// A monotonically increasing counter.
@@ -47,8 +48,8 @@ pub struct Stats {
     pub inserts: Counter,
     /// Spend updates published.
     pub spend_updates: Counter,
-    insert_latency: Histogram,
-    batch_rows: Histogram,
+    insert_latency: Histogram<12>,
+    batch_rows: Histogram<12>,
     assigned: AtomicU64,
     dedupe_ids: AtomicU64,
     dedupe_bytes: AtomicU64,
@@ -56,7 +57,7 @@ pub struct Stats {
 }
 
 /// Upper bounds (microseconds) of the insert latency buckets, and their `le` labels (seconds).
-const INSERT_SECONDS: [(u64, &str); 12] = [
+const INSERT_SECONDS: Buckets<12> = [
     (5_000, "0.005"),
     (10_000, "0.01"),
     (25_000, "0.025"),
@@ -72,7 +73,7 @@ const INSERT_SECONDS: [(u64, &str); 12] = [
 ];
 
 /// Upper bounds of the batch size buckets (rows per insert), and their `le` labels.
-const BATCH_ROWS: [(u64, &str); 12] = [
+const BATCH_ROWS: Buckets<12> = [
     (1, "1"),
     (10, "10"),
     (100, "100"),
@@ -86,43 +87,6 @@ const BATCH_ROWS: [(u64, &str); 12] = [
     (100_000, "100000"),
     (1_000_000, "1000000"),
 ];
-
-/// A Prometheus histogram with 12 fixed buckets of integer values (microseconds or rows).
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [Counter; 12],
-    count: Counter,
-    sum: Counter,
-}
-
-impl Histogram {
-    fn observe(&self, bounds: &[(u64, &str); 12], value: u64) {
-        if let Some(i) = bounds.iter().position(|(le, _)| value <= *le) {
-            self.buckets[i].inc();
-        }
-        self.count.inc();
-        self.sum.add(value);
-    }
-
-    /// `sum_scale` 1_000_000 prints a microsecond sum as seconds, 1 prints it as is.
-    fn render(&self, out: &mut String, bounds: &[(u64, &str); 12], name: &str, help: &str, sum_scale: u64) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (i, (_, le)) in bounds.iter().enumerate() {
-            cumulative += self.buckets[i].get();
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-        }
-        let count = self.count.get();
-        let sum = self.sum.get();
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        if sum_scale == 1_000_000 {
-            let _ = writeln!(out, "{name}_sum {}.{:06}", sum / 1_000_000, sum % 1_000_000);
-        } else {
-            let _ = writeln!(out, "{name}_sum {sum}");
-        }
-        let _ = writeln!(out, "{name}_count {count}");
-    }
-}
 
 impl Stats {
     /// What a run did, in one line for people.
@@ -202,14 +166,14 @@ impl Stats {
             &INSERT_SECONDS,
             "ledger_insert_duration_seconds",
             "Duration of one ledger insert (the rows of every partition), including retries.",
-            1_000_000,
+            SumUnit::Micros,
         );
         self.batch_rows.render(
             &mut out,
             &BATCH_ROWS,
             "ledger_batch_rows",
             "Rows per ledger insert (the rows of every partition).",
-            1,
+            SumUnit::Plain,
         );
         let lag = self.lag_source.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|c| c.lag()).unwrap_or_default();
         let _ = writeln!(

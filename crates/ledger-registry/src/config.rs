@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use ledger_core::secret::redact_url;
 use ledger_core::secret::Secret;
 use ledger_schema::{Framing, IdWriter, RecordSchema};
 use serde::{Deserialize, Serialize};
@@ -182,18 +183,6 @@ impl RegistryConfig {
             }),
             None => Ok(self.password.clone()),
         }
-    }
-}
-
-/// A URL as it may be shown: any `user:password@` removed.
-pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.find(['/', '?', '#']).map_or((rest, ""), |i| rest.split_at(i));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_owned(),
     }
 }
 
