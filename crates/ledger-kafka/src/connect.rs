@@ -54,8 +54,15 @@ pub fn check_connection(config: &KafkaConfig, timeout: Duration) -> Result<(), K
     loop {
         let step = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(500));
         let result = consumer.fetch_metadata(None, step);
-        // Serve the error events the attempt raised.
-        let _ = consumer.poll(Duration::ZERO);
+        // Serve the events the attempt raised. A poll serves at most one event and answers None
+        // after a log line as after an empty queue, so one poll a round (the debug log lines
+        // come first) reached an authentication error only after about 10 s: poll many times.
+        // Errors the poll hands back rather than to the context are recorded the same way.
+        for _ in 0..500 {
+            if let Some(Err(e)) = consumer.poll(Duration::ZERO) {
+                consumer.context().error(e.clone(), &e.to_string());
+            }
+        }
         if let Ok(errors) = consumer.context().errors.lock() {
             for (code, reason) in &errors[seen..] {
                 if let Some(e) = diagnose(config, *code, reason) {
