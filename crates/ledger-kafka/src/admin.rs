@@ -89,6 +89,16 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
         .await
         .map_err(|e| KafkaError::Topic { topic: String::new(), problem: format!("connection check failed: {e}") })??;
     topics.iter().try_for_each(|t| t.replication.check())?;
+    // Only what is missing goes to the admin API: on a cluster with a broker down, a create
+    // request for topics that all exist can time out for nothing.
+    let existing = {
+        let (checked, names) = (config.clone(), topics.iter().map(|t| t.name.clone()).collect::<Vec<_>>());
+        tokio::task::spawn_blocking(move || existing_topics(&checked, &names)).await.unwrap_or_default()
+    };
+    let topics: Vec<&TopicSpec> = topics.iter().filter(|t| !existing.contains(&t.name)).collect();
+    if topics.is_empty() {
+        return Ok(());
+    }
     let admin = admin_client(config)?;
     let min_insync: Vec<Option<String>> =
         topics.iter().map(|t| t.replication.min_insync_replicas.map(|m| m.to_string())).collect();
@@ -109,6 +119,18 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[TopicSpec]) -> Result
     let results =
         admin.create_topics(new_topics.iter(), &admin_options()).await.map_err(|e| KafkaError::client("creating topics", e))?;
     check_topic_results(results, RDKafkaErrorCode::TopicAlreadyExists, "create")
+}
+
+/// Which of `names` the brokers' metadata lists (none when the metadata cannot be read: then
+/// the create request decides).
+fn existing_topics(config: &KafkaConfig, names: &[String]) -> Vec<String> {
+    let Ok(client) = metadata_client(config) else { return Vec::new() };
+    let Ok(md) = client.fetch_metadata(None, Duration::from_secs(10)) else { return Vec::new() };
+    md.topics()
+        .iter()
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty() && names.iter().any(|n| n == t.name()))
+        .map(|t| t.name().to_owned())
+        .collect()
 }
 
 /// Deletes the named topics; a topic that does not exist is not an error. Returns once the
