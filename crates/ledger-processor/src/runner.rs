@@ -264,17 +264,8 @@ impl Core {
                     }
                 }
                 RebalanceEvent::Assigned(parts) => {
-                    // Initialised now, not at its first message: a predecessor killed before its
-                    // last spend updates were acknowledged left them unpublished, and a partition
-                    // with nothing new to read would otherwise never republish them. Not while
-                    // an insert of ours for it is in flight: its fence would be read too early
-                    // (then its first message initialises it, as before).
                     for (_, p) in parts {
                         self.partitions.remove(&p);
-                        let in_flight = self.inserts.iter().any(|i| i.parts.iter().any(|x| x.partition == p));
-                        if !in_flight {
-                            self.init_partition(p).await?;
-                        }
                     }
                 }
             }
