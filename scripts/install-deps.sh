@@ -3,7 +3,7 @@
 # root or with sudo): a C toolchain for the bundled librdkafka, OpenSSL's headers and pkg-config
 # for its TLS and SASL/SCRAM support (and openssl to make the secure profile's certificates),
 # Python 3 for the independent pricing oracle (and its venv module, for the OpenTelemetry SDK
-# the OTLP test installs from PyPI: tests/otel/setup.sh), and docker-compose to validate
+# the OTLP test installs from PyPI: tests/venv.sh otel), and docker-compose to validate
 # docker-compose.yml (no Docker engine needed).
 # ClickHouse, Java and the Kafka jars are installed by scripts/stack.sh up.
 set -euo pipefail

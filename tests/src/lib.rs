@@ -693,3 +693,15 @@ pub fn oracle_priced(events: &[serde_json::Value]) -> Vec<serde_json::Value> {
     }
     lines
 }
+
+/// The python of the virtualenv `tests/venv.sh NAME` makes on first use, with the packages of
+/// `tests/NAME/requirements.txt` from PyPI.
+pub fn venv_python(name: &str) -> String {
+    let out = Command::new(workspace_root().join("tests/venv.sh"))
+        .arg(name)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("running tests/venv.sh");
+    assert!(out.status.success(), "tests/venv.sh {name} failed (python3 with venv and PyPI are needed)");
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+}

@@ -14,16 +14,6 @@ use serde_json::{json, Value};
 mod support;
 use support::{metric, Ingest, ACME_KEY};
 
-/// The virtualenv's python (made by tests/otel/setup.sh on first use).
-fn otel_python() -> String {
-    let out = Command::new(workspace_root().join("tests/otel/setup.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("running tests/otel/setup.sh");
-    assert!(out.status.success(), "tests/otel/setup.sh failed (python3 with venv and PyPI are needed)");
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
-}
-
 /// A usage span: (transport, resend via, provider attribute, provider, model, token attributes,
 /// the usage event's token fields).
 struct UsageSpan {
@@ -107,7 +97,7 @@ fn usage_spans() -> Vec<UsageSpan> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opentelemetry_sdk_exporters_over_http_protobuf_and_grpc_land_in_the_ledger_once() {
-    let python = otel_python();
+    let python = ledger_tests::venv_python("otel");
     let env = TestEnv::new("otlp_sdk");
     env.run_ledger(&["migrate"]);
     let ingest = Ingest::start(&env, &[]);

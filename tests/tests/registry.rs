@@ -293,16 +293,6 @@ async fn the_registry_over_https_is_verified_against_the_profiles_ca() {
     assert!(err.contains("certificate") || err.contains("UnknownIssuer"), "{err}");
 }
 
-/// The python of the virtualenv with chDB (made by tests/chdb/setup.sh on first use).
-fn chdb_python() -> String {
-    let out = Command::new(workspace_root().join("tests/chdb/setup.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("running tests/chdb/setup.sh");
-    assert!(out.status.success(), "tests/chdb/setup.sh failed (python3 with venv and PyPI are needed)");
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
-}
-
 /// An external reader: ClickHouse's `AvroConfluent` input format decodes the messages `ledger
 /// produce` wrote, fetching the schema from the registry by the id in each message, as a
 /// ClickHouse Kafka table would. The stack's ClickHouse 18.16 has no Avro formats at all (it
@@ -310,7 +300,7 @@ fn chdb_python() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_avro_confluent_decodes_our_records_by_schema_id() {
     let registry = running_registry();
-    let python = chdb_python();
+    let python = ledger_tests::venv_python("chdb");
     let env = TestEnv::new("registry_chdb");
     let sent = events(40, 61);
     produce_json(&env, &sent, &confluent_with_registry(&registry));
