@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rdkafka::producer::FutureProducer;
 
@@ -30,6 +31,10 @@ pub(crate) struct Core {
     pub(crate) producer: FutureProducer,
     pub(crate) context: RecordingContext,
     pub(crate) partitions: HashMap<i32, PartitionState>,
+    /// Assigned partitions not yet initialised, and since when: one that stays quiet is
+    /// initialised anyway, so a killed predecessor's unpublished spend is not left waiting for
+    /// the partition's next message.
+    pub(crate) uninitialised: HashMap<i32, Instant>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) inflight: Arc<InflightCounter>,
     /// The inserts in flight, oldest first: at most one per lane, none sharing a partition.

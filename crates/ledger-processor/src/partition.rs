@@ -35,6 +35,7 @@ impl Core {
     /// Reads what the partition's previous owners left: the ledger fence, the dead-letter
     /// fence, the ids of the dedupe horizon and the spend of the recent buckets.
     pub(crate) async fn init_partition(&mut self, partition: i32) -> Result<(), ProcessorError> {
+        self.uninitialised.remove(&partition);
         let topic = self.config.topics.usage.clone();
         let writer = self.writer.clone();
         let fence_ledger =
@@ -82,6 +83,25 @@ impl Core {
         );
         self.relane();
         self.publish_touched(partition).await
+    }
+
+    /// Initialises the assigned partitions that have had no message for `quiet_for` since their
+    /// assignment and no insert of ours in flight (its fence would be read before it lands).
+    /// Without this, a predecessor killed between its insert and its spend publication would
+    /// leave that spend unpublished until the partition's next message, which may never come.
+    pub(crate) async fn init_quiet_partitions(&mut self, quiet_for: Duration) -> Result<(), ProcessorError> {
+        let in_flight: HashSet<i32> = self.inserts.iter().flat_map(|i| i.parts.iter().map(|p| p.partition)).collect();
+        let due: Vec<i32> = self
+            .uninitialised
+            .iter()
+            .filter(|(p, since)| since.elapsed() >= quiet_for && !in_flight.contains(p) && !self.partitions.contains_key(p))
+            .map(|(p, _)| *p)
+            .collect();
+        for partition in due {
+            tracing::info!(partition, "initialising a quiet partition");
+            self.init_partition(partition).await?;
+        }
+        Ok(())
     }
 
     /// The last source offset the partition's dead letters hold; retried while the cause is

@@ -97,6 +97,7 @@ impl Processor {
             producer,
             context,
             partitions: HashMap::new(),
+            uninitialised: HashMap::new(),
             stats,
             inflight,
             inserts: Vec::new(),
@@ -172,10 +173,12 @@ impl Processor {
                         core.complete_finished(consumer).await?;
                         core.flush_due(consumer, max_delay).await?;
                         core.commit_idle(consumer);
+                        core.init_quiet_partitions(INIT_QUIET).await?;
                     }
                     _ = drain_check.tick(), if opts.until_drained => {
                         if last_message_at.elapsed() > Duration::from_millis(300) && core.drained(consumer).await? {
                             core.flush_all(consumer).await?;
+                            core.init_quiet_partitions(Duration::ZERO).await?;
                             core.flush_producer(Duration::from_secs(10)).await;
                             tracing::info!("drained: every partition is caught up");
                             return Ok(());
@@ -190,6 +193,7 @@ impl Processor {
                     let _ = insert.handle.await;
                 }
                 core.partitions.clear();
+                core.uninitialised.clear();
                 core.relane();
                 let (consumer, context) = manual_offset_consumer(
                     &core.config.kafka,
@@ -216,6 +220,11 @@ enum Received {
     /// restart): rejoin the group with a new one.
     Fatal,
 }
+
+/// How long an assigned partition may stay without a message before it is initialised anyway
+/// ([`Core::init_quiet_partitions`]). Long enough that a partition with traffic is initialised
+/// by its first message, as a rebalance's in-flight inserts have landed by then.
+const INIT_QUIET: Duration = Duration::from_secs(5);
 
 /// Most messages handled after one `select!` round while more are ready.
 const RECEIVE_BURST: usize = 256;
@@ -252,6 +261,7 @@ impl Core {
                     for (_, p) in parts {
                         // Another member may own p already: its rows are re-read from the fence
                         // there, so pending rows here are dropped rather than written twice.
+                        self.uninitialised.remove(&p);
                         if let Some(state) = self.partitions.remove(&p) {
                             if state.pending() {
                                 tracing::info!(
@@ -264,8 +274,10 @@ impl Core {
                     }
                 }
                 RebalanceEvent::Assigned(parts) => {
+                    let now = Instant::now();
                     for (_, p) in parts {
                         self.partitions.remove(&p);
+                        self.uninitialised.insert(p, now);
                     }
                 }
             }
