@@ -186,10 +186,54 @@ fn https_client(ca_file: Option<&std::path::Path>) -> Result<clickhouse::Client>
     http.set_keepalive(Some(TCP_KEEPALIVE));
     http.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(http);
+    let bounded = HandshakeBound { inner: https, limit: TLS_CONNECT_TIMEOUT };
     let http_client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .build(https);
+        .build(bounded);
     Ok(clickhouse::Client::with_http_client(http_client))
+}
+
+/// The longest a TCP connect plus TLS handshake may take. A plain HTTP port given an `https://`
+/// URL does not always answer the ClientHello (ClickHouse 18.16 sometimes waits for more bytes):
+/// without a bound the client would wait for ever.
+const TLS_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The text of the error of a handshake that timed out ([`crate::error`] classifies it).
+pub(crate) const TLS_HANDSHAKE_TIMED_OUT: &str = "no TLS handshake completed within";
+
+/// A connector whose connect (TCP and TLS) fails after `limit`. Hand-written: tower's `Timeout`
+/// would pull in tower with its util features for these few lines.
+#[derive(Clone)]
+struct HandshakeBound<C> {
+    inner: C,
+    limit: std::time::Duration,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<C> tower_service::Service<http::Uri> for HandshakeBound<C>
+where
+    C: tower_service::Service<http::Uri>,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::result::Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let (connect, limit) = (self.inner.call(uri), self.limit);
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connect).await {
+                Ok(r) => r.map_err(Into::into),
+                Err(_) => Err(format!("{TLS_HANDSHAKE_TIMED_OUT} {limit:?}").into()),
+            }
+        })
+    }
 }
 
 /// True when the host of an `http(s)://` URL is this machine.

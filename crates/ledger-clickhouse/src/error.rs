@@ -137,7 +137,10 @@ fn security_problem(e: &clickhouse::error::Error) -> Option<Error> {
                     "clickhouse.ca_file (LEDGER__CLICKHOUSE__CA_FILE)",
                     format!("the server's TLS certificate is not trusted ({})", tls_reason(&chain)),
                 )
-            } else if chain.contains("InvalidContentType") || chain.contains("corrupt message") {
+            } else if chain.contains("InvalidContentType")
+                || chain.contains("corrupt message")
+                || chain.contains(crate::config::TLS_HANDSHAKE_TIMED_OUT)
+            {
                 error(
                     "clickhouse.url",
                     "the server did not answer TLS: is the URL's port ClickHouse's https_port, or should it start with http://?"
