@@ -5,7 +5,8 @@
 //! clock, so every event produced before `t` is below them), the offsets the processor's group
 //! has committed, and the spend topic's high watermarks. The instant `t` is covered once a
 //! later probe finds every usage partition committed at or past `H(t)` (the processor commits
-//! an offset only after the rows below it are in ClickHouse and their spend updates were sent)
+//! an offset only after the rows below it are in ClickHouse and Kafka acknowledged their spend
+//! updates)
 //! and the enforcer has read the spend topic up to the high watermarks of the probe after
 //! that one. [`Coverage`] is the pure bookkeeping; [`Prober`] takes probes on a thread.
 

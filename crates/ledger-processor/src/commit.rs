@@ -18,14 +18,15 @@ use crate::state::PartitionState;
 use crate::ProcessorError;
 
 /// The partitions to commit at `last_seen` because nothing of theirs waits: no rows or dead
-/// letters pending, no rows in an insert in flight, and news since their last commit.
+/// letters pending, no rows in an insert in flight, no spend unacknowledged, and news since
+/// their last commit.
 pub(crate) fn idle_partitions<'a>(
     partitions: impl IntoIterator<Item = (i32, &'a PartitionState)>,
     in_flight: &[i32],
 ) -> Vec<(i32, i64)> {
     partitions
         .into_iter()
-        .filter(|(p, s)| !s.pending() && !in_flight.contains(p))
+        .filter(|(p, s)| !s.pending() && !in_flight.contains(p) && s.spend_unacked == 0)
         .filter_map(|(p, s)| s.last_seen.filter(|&seen| s.last_committed.is_none_or(|c| c < seen)).map(|seen| (p, seen)))
         .collect()
 }
@@ -84,10 +85,36 @@ impl Core {
                 continue;
             };
             state.fence_ledger = state.fence_ledger.max(part.last_offset);
-            self.publish_spend(part.partition, &part.spend).await?;
-            self.commit(consumer, part.partition, part.last_seen);
+            // Committed once the spend updates are acknowledged ([`Core::commit_acknowledged`]).
+            self.publish_spend(part.partition, &part.spend, part.last_seen).await?;
         }
+        self.commit_acknowledged(consumer);
         Ok(())
+    }
+
+    /// After the producer is flushed: waits (briefly) for the delivery tasks to report, then
+    /// commits what they acknowledged, so shutdown commits everything durable.
+    pub(crate) async fn commit_delivered(&mut self, consumer: &StreamConsumer<RecordingContext>) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.partitions.values().any(|s| s.spend_unacked > 0) && tokio::time::Instant::now() < deadline {
+            self.commit_acknowledged(consumer);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.commit_acknowledged(consumer);
+    }
+
+    /// Commits the offsets whose spend updates Kafka has acknowledged since the last call (the
+    /// enforcer settles leases on committed offsets, so spend must be readable before them).
+    pub(crate) fn commit_acknowledged(&mut self, consumer: &StreamConsumer<RecordingContext>) {
+        while let Ok(ack) = self.acks.1.try_recv() {
+            let Some(state) = self.partitions.get_mut(&ack.partition).filter(|s| s.generation == ack.generation) else {
+                continue;
+            };
+            state.spend_unacked = state.spend_unacked.saturating_sub(1);
+            if let (true, Some(offset)) = (ack.delivered, ack.commit) {
+                self.commit(consumer, ack.partition, offset);
+            }
+        }
     }
 
     /// Commits the partitions that have nothing waiting ([`idle_partitions`]), so everything up

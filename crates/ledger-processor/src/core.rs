@@ -14,8 +14,11 @@ use ledger_core::spend::SpendUpdate;
 use ledger_core::UsageEvent;
 use ledger_kafka::consumer::RecordingContext;
 
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
 use crate::config::ProcessorConfig;
 use crate::insert::{GroupInsert, InflightCounter};
+use crate::spend::Ack;
 use crate::state::PartitionState;
 use crate::stats::Stats;
 
@@ -43,4 +46,6 @@ pub(crate) struct Core {
     pub(crate) generations: u64,
     /// Signalled by every finished insert, so its spend is published at once, not at the next tick.
     pub(crate) insert_done: Arc<tokio::sync::Notify>,
+    /// Spend publications acknowledged, sent by their delivery tasks ([`crate::spend::Ack`]).
+    pub(crate) acks: (UnboundedSender<Ack>, UnboundedReceiver<Ack>),
 }

@@ -79,10 +79,11 @@ impl Core {
                 generation: self.generations,
                 owned_from_bucket: hour_bucket(Utc::now().timestamp() + max_future) + BUCKET_SECS,
                 lane: 0,
+                spend_unacked: 0,
             },
         );
         self.relane();
-        self.publish_touched(partition).await
+        self.publish_touched(partition, None).await
     }
 
     /// Initialises the assigned partitions that have had no message for `quiet_for` since their

@@ -103,6 +103,7 @@ impl Processor {
             inserts: Vec::new(),
             generations: 0,
             insert_done: Arc::default(),
+            acks: tokio::sync::mpsc::unbounded_channel(),
         };
         Ok(Processor { consumer, core })
     }
@@ -134,6 +135,7 @@ impl Processor {
                             Err(_) => tracing::warn!(?grace, "grace period over; unwritten rows will be re-read on restart"),
                         }
                         core.flush_producer(Duration::from_secs(5)).await;
+                        core.commit_delivered(consumer).await;
                         return Ok(());
                     }
                     msg = std::future::poll_fn(|cx| std::pin::Pin::new(&mut messages).poll_next(cx)) => {
@@ -165,6 +167,7 @@ impl Processor {
                         tokio::task::yield_now().await;
                         core.handle_rebalances().await?;
                         core.complete_finished(consumer).await?;
+                        core.commit_acknowledged(consumer);
                         // Rows that came due while it ran go now (group commit).
                         core.flush_due(consumer, max_delay).await?;
                     }
@@ -172,6 +175,7 @@ impl Processor {
                         core.handle_rebalances().await?;
                         core.complete_finished(consumer).await?;
                         core.flush_due(consumer, max_delay).await?;
+                        core.commit_acknowledged(consumer);
                         core.commit_idle(consumer);
                         core.init_quiet_partitions(INIT_QUIET).await?;
                     }
@@ -180,6 +184,7 @@ impl Processor {
                             core.flush_all(consumer).await?;
                             core.init_quiet_partitions(Duration::ZERO).await?;
                             core.flush_producer(Duration::from_secs(10)).await;
+                            core.commit_delivered(consumer).await;
                             tracing::info!("drained: every partition is caught up");
                             return Ok(());
                         }

@@ -25,7 +25,13 @@ const KEEP_HOURS: i64 = 48;
 impl Core {
     /// Merges a durable batch's spend into the partition's aggregates and publishes the
     /// cumulative totals of every key it touched to the spend topic.
-    pub(crate) async fn publish_spend(&mut self, partition: i32, batch: &SpendAggregator) -> Result<(), ProcessorError> {
+    /// `commit`: the offset to commit once the updates are acknowledged.
+    pub(crate) async fn publish_spend(
+        &mut self,
+        partition: i32,
+        batch: &SpendAggregator,
+        commit: i64,
+    ) -> Result<(), ProcessorError> {
         let topic = self.config.topics.usage.clone();
         let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
         let mut restored = HashSet::new();
@@ -43,18 +49,22 @@ impl Core {
             restored.insert(bucket);
         }
         state.spend.merge_from(batch, |bucket| !restored.contains(&bucket)).map_err(|_| spend_overflow(partition))?;
-        self.publish_touched(partition).await
+        self.publish_touched(partition, Some(commit)).await
     }
 
-    /// Publishes the cumulative totals of every key touched since the last publication.
-    pub(crate) async fn publish_touched(&mut self, partition: i32) -> Result<(), ProcessorError> {
+    /// Publishes the cumulative totals of every key touched since the last publication; once
+    /// Kafka acknowledges them, an [`Ack`] asks for `commit` to be committed.
+    pub(crate) async fn publish_touched(&mut self, partition: i32, commit: Option<i64>) -> Result<(), ProcessorError> {
         let topic = self.config.topics.usage.clone();
         let Some(state) = self.partitions.get_mut(&partition) else { return Ok(()) };
         let touched = state.spend.take_touched().map_err(|_| spend_overflow(partition))?;
         let keep_from = hour_bucket(Utc::now().timestamp()) - KEEP_HOURS * BUCKET_SECS;
         state.spend.evict_before(keep_from);
         state.loaded_buckets.retain(|b| *b >= keep_from);
+        state.spend_unacked += 1;
+        let ack = Ack { partition, generation: state.generation, commit, delivered: true };
         if touched.is_empty() {
+            let _ = self.acks.0.send(ack);
             return Ok(());
         }
         let now = Utc::now();
@@ -70,15 +80,26 @@ impl Core {
         // The acknowledgements are awaited beside consumption: waiting here held the loop for
         // a broker round trip per batch, and a lost update heals with the next one (cumulative;
         // the ledger stays exact either way). Shutdown flushes the producer.
-        let stats = self.stats.clone();
+        let (stats, acks, wake) = (self.stats.clone(), self.acks.0.clone(), self.insert_done.clone());
         tokio::spawn(async move {
+            let mut delivered = true;
             for d in deliveries {
                 match d.await {
                     Ok(Ok(_)) => stats.spend_updates.inc(),
-                    Ok(Err((e, _))) => tracing::warn!(error = %e, "a spend update was not delivered"),
-                    Err(_) => tracing::warn!("a spend update was cancelled"),
+                    Ok(Err((e, _))) => {
+                        delivered = false;
+                        tracing::warn!(error = %e, "a spend update was not delivered");
+                    }
+                    Err(_) => {
+                        delivered = false;
+                        tracing::warn!("a spend update was cancelled");
+                    }
                 }
             }
+            // Undelivered: no commit (a later batch's commit covers the offsets once its spend
+            // is delivered; the cumulative totals heal with the next update).
+            let _ = acks.send(Ack { delivered, ..ack });
+            wake.notify_one();
         });
         Ok(())
     }
@@ -91,6 +112,18 @@ impl Core {
             tracing::warn!("spend updates still undelivered at shutdown; the next owner republishes recent buckets");
         }
     }
+}
+
+/// A spend publication acknowledged (or failed) by Kafka, for the loop to commit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ack {
+    pub(crate) partition: i32,
+    /// The assignment the publication belongs to ([`crate::state::PartitionState::generation`]).
+    pub(crate) generation: u64,
+    /// The offset to commit (`None`: a republication, nothing to commit).
+    pub(crate) commit: Option<i64>,
+    /// Every update delivered.
+    pub(crate) delivered: bool,
 }
 
 /// The spend-topic record of one key's cumulative totals.

@@ -39,6 +39,9 @@ pub(crate) struct PartitionState {
     pub(crate) generation: u64,
     /// The lane whose inserts carry this partition's rows (see `Core::relane`).
     pub(crate) lane: usize,
+    /// Spend publications not yet acknowledged by Kafka: the partition's offsets are committed
+    /// only once the spend of the rows below them is in the spend topic.
+    pub(crate) spend_unacked: u32,
 }
 
 impl PartitionState {
@@ -73,6 +76,7 @@ impl PartitionState {
             owned_from_bucket: 0,
             generation: 1,
             lane: 0,
+            spend_unacked: 0,
         }
     }
 }
