@@ -670,11 +670,16 @@ pub fn process_events(env: &TestEnv, events: &[serde_json::Value]) {
 /// The independent oracle's priced line for each event (tests/oracle/price_oracle.py): every
 /// cost term as exact text. Panics if it rejects any event.
 pub fn oracle_priced(events: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    oracle_priced_at(events, "catalog/litellm-prices.json")
+}
+
+/// [`oracle_priced`] with another catalog (a path from the workspace root, or absolute).
+pub fn oracle_priced_at(events: &[serde_json::Value], catalog: &str) -> Vec<serde_json::Value> {
     use std::io::Write;
     let root = workspace_root();
     let mut child = Command::new("python3")
         .arg(root.join("tests/oracle/price_oracle.py"))
-        .args(["--catalog", "catalog/litellm-prices.json"])
+        .args(["--catalog", catalog])
         .current_dir(&root)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -133,3 +133,92 @@ async fn a_late_event_for_a_closed_month_is_a_correction_and_the_closed_total_st
         "late-co has only corrections (input, cache read, output)"
     );
 }
+
+/// The catalog the ledger priced with, but for gpt-4o's input price (2.5 -> 3.1 USD per million
+/// tokens), written to a file named `stem.json`; `drop` leaves gpt-4o-mini out.
+fn corrected_catalog(dir: &std::path::Path, stem: &str, drop: Option<&str>) -> String {
+    let text = std::fs::read_to_string(ledger_tests::workspace_root().join("catalog/litellm-prices.json")).unwrap();
+    let mut all: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+    all["gpt-4o"]["input_cost_per_token"] = json!(3.1e-06);
+    if let Some(model) = drop {
+        all.remove(model);
+    }
+    let path = dir.join(format!("{stem}.json"));
+    std::fs::write(&path, serde_json::to_string(&all).unwrap()).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_correction_of_a_closed_month_is_a_correction_and_the_closed_total_stays() {
+    let env = TestEnv::new("correct");
+    env.run_ledger(&["migrate"]);
+    let events: Vec<Value> = (0..10)
+        .map(|i| {
+            let at = format!("2025-05-{:02}T09:30:00Z", 1 + i * 3);
+            event(
+                &format!("p-{i}"),
+                &at,
+                if i % 3 == 0 { "acme" } else { "globex" },
+                ["gpt-4o", "gpt-4o-mini"][i as usize % 2],
+                20_000 + i,
+                700,
+            )
+        })
+        .collect();
+    process_events(&env, &events);
+    env.run_ledger(&["close", "--month", MONTH]);
+    let client = env.clickhouse.client().unwrap();
+    let db = &env.clickhouse.database;
+    let recorded: i128 =
+        client.query(&format!("SELECT cost_usd FROM {db}.chargeback_closes WHERE month = '{MONTH}'")).fetch_one().await.unwrap();
+    let before = export(&env);
+
+    let dir = std::env::temp_dir().join(format!("ledger-{}", env.group));
+    std::fs::create_dir_all(&dir).unwrap();
+    let partial = corrected_catalog(&dir, "partial", Some("gpt-4o-mini"));
+    fails_with(&env, &["close", "--month", MONTH, "--correct-prices", &partial], "cannot price 5 rows of gpt-4o-mini");
+    let fixed = corrected_catalog(&dir, "fixed-2025-06", None);
+    let out = env.run_ledger(&["close", "--month", MONTH, "--correct-prices", &fixed]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("recorded a price correction of 2025-05") && text.contains("5 of 10 rows"), "{text}");
+    fails_with(&env, &["close", "--month", MONTH, "--correct-prices", &fixed], "nothing to correct");
+
+    let after = export(&env);
+    type Rows<'a> = Vec<&'a BTreeMap<String, String>>;
+    let (charges, corrections): (Rows, Rows) = after.iter().partition(|r| r["ChargeClass"].is_empty());
+    assert_eq!(charges.len(), before.len(), "the closed rows are repeated");
+    for (a, b) in charges.iter().zip(&before) {
+        assert_eq!(*a, b, "a closed row never changes");
+    }
+    assert_eq!(total(&charges), recorded, "the closed total stays as recorded");
+    assert!(!corrections.is_empty());
+    let this_month = Utc::now().format("%Y-%m-01T00:00:00Z").to_string();
+    for c in &corrections {
+        assert_eq!((c["ChargeClass"].as_str(), c["x_CorrectionOf"].as_str()), ("Correction", MONTH));
+        assert_eq!(
+            (c["SkuId"].contains("gpt-4o-mini"), c["SkuMeter"].as_str()),
+            (false, "Input Tokens"),
+            "only gpt-4o input: {c:?}"
+        );
+        assert!(c["x_PriceVersion"].starts_with("fixed-2025-06"), "{c:?}");
+        assert_eq!(c["BillingPeriodStart"], this_month, "billed in the month of the correction");
+        assert!(c["x_KafkaOffsetFirst"].parse::<i64>().unwrap() <= c["x_KafkaOffsetLast"].parse::<i64>().unwrap());
+    }
+    // Closed total + corrections = the events priced by the independent oracle at the fixed prices.
+    let oracle_at = |catalog: &str| -> i128 {
+        ledger_tests::oracle_priced_at(&events, catalog).iter().map(|l| money(l["cost_usd"].as_str().unwrap())).sum()
+    };
+    assert_eq!(recorded + total(&corrections), oracle_at(&fixed), "closed + corrections = the month at the fixed prices");
+    assert_ne!(oracle_at(&fixed), oracle_at("catalog/litellm-prices.json"));
+
+    // Back to the original prices: a new correction reverses the first, corrections add up to 0.
+    env.run_ledger(&["close", "--month", MONTH, "--correct-prices", "catalog/litellm-prices.json"]);
+    let rows = export(&env);
+    let corrections: Rows = rows.iter().filter(|r| !r["ChargeClass"].is_empty()).collect();
+    assert_eq!(total(&corrections), 0, "corrections = the latest prices minus the ledger's");
+    let statement = ledger_ops::close::statement(&env.clickhouse, MONTH, None).await.expect("statement");
+    assert_eq!(statement.price_corrections.records.len(), 2);
+    assert_eq!(statement.lines_total().unwrap().picos(), recorded);
+    assert_eq!(statement.ledger.cost.picos(), oracle_at("catalog/litellm-prices.json"), "the ledger's rows never changed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

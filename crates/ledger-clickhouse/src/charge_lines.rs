@@ -314,7 +314,7 @@ pub async fn charge_lines(
 }
 
 /// Orders lines by their key, then by their Kafka topic and partition.
-pub(crate) fn sort_lines(lines: &mut [ChargeLine]) {
+pub fn sort_lines(lines: &mut [ChargeLine]) {
     lines.sort_by(|a, b| {
         (a.charge_key(), &a.kafka_topic, a.kafka_partition).cmp(&(b.charge_key(), &b.kafka_topic, b.kafka_partition))
     });

@@ -100,6 +100,17 @@ pub async fn closes(client: &clickhouse::Client, database: &str, month: &str) ->
 
 /// The lines a close recorded, ordered by their key.
 pub async fn closed_lines(client: &clickhouse::Client, database: &str, close: &CloseRecord) -> Result<Vec<ChargeLine>> {
+    recorded_lines(client, database, &close.month, &close.close_id).await
+}
+
+/// The lines stored in `chargeback_close_lines` under `(month, id)`: a close's, or a price
+/// correction's (migration 0005), ordered by their key.
+pub(crate) async fn recorded_lines(
+    client: &clickhouse::Client,
+    database: &str,
+    month: &str,
+    id: &str,
+) -> Result<Vec<ChargeLine>> {
     validate_database_name(database)?;
     let sql = format!(
         "SELECT month, close_id, toUInt32(day) AS day, tenant_id, team, project, feature, provider, model, price_version, \
@@ -108,8 +119,8 @@ pub async fn closed_lines(client: &clickhouse::Client, database: &str, close: &C
     );
     let rows = client
         .query(&sql)
-        .bind(close.month.as_str())
-        .bind(close.close_id.as_str())
+        .bind(month)
+        .bind(id)
         .fetch_all::<RawCloseLine>()
         .await
         .map_err(|e| Error::clickhouse(format!("reading {database}.chargeback_close_lines"), e))?;
@@ -146,14 +157,42 @@ pub async fn closed_lines(client: &clickhouse::Client, database: &str, close: &C
 
 /// Records a close: its lines, then its row (the commit).
 pub async fn record_close(client: &clickhouse::Client, database: &str, close: &CloseRecord, lines: &[ChargeLine]) -> Result<()> {
+    write_lines(client, database, &close.month, &close.close_id, lines).await?;
+    let table = format!("{database}.chargeback_closes");
+    let context = || format!("insert into {table}");
+    let (fence_topics, fence_partitions, fence_offsets) = close.fence.to_columns();
+    let row = RawClose {
+        month: close.month.clone(),
+        close_id: close.close_id.clone(),
+        closed_at: datetime_secs(close.closed_at, "closed_at")?,
+        requests: close.requests,
+        lines: close.lines,
+        cost_usd: close.cost.picos(),
+        fence_topics,
+        fence_partitions,
+        fence_offsets,
+    };
+    let mut insert = client.insert_unescaped::<RawClose>(&table).await.map_err(|e| Error::clickhouse(context(), e))?;
+    insert.write(&row).await.map_err(|e| Error::clickhouse(context(), e))?;
+    insert.end().await.map_err(|e| Error::clickhouse(context(), e))
+}
+
+/// Writes `lines` into `chargeback_close_lines` under `(month, id)`.
+pub(crate) async fn write_lines(
+    client: &clickhouse::Client,
+    database: &str,
+    month: &str,
+    id: &str,
+    lines: &[ChargeLine],
+) -> Result<()> {
     validate_database_name(database)?;
     let table = format!("{database}.chargeback_close_lines");
     let context = || format!("insert into {table}");
     let mut insert = client.insert_unescaped::<RawCloseLine>(&table).await.map_err(|e| Error::clickhouse(context(), e))?;
     for l in lines {
         let row = RawCloseLine {
-            month: close.month.clone(),
-            close_id: close.close_id.clone(),
+            month: month.to_owned(),
+            close_id: id.to_owned(),
             day: datetime_secs(l.day, "day")?,
             tenant_id: l.tenant_id.clone(),
             team: l.team.clone(),
@@ -174,23 +213,5 @@ pub async fn record_close(client: &clickhouse::Client, database: &str, close: &C
         };
         insert.write(&row).await.map_err(|e| Error::clickhouse(context(), e))?;
     }
-    insert.end().await.map_err(|e| Error::clickhouse(context(), e))?;
-
-    let table = format!("{database}.chargeback_closes");
-    let context = || format!("insert into {table}");
-    let (fence_topics, fence_partitions, fence_offsets) = close.fence.to_columns();
-    let row = RawClose {
-        month: close.month.clone(),
-        close_id: close.close_id.clone(),
-        closed_at: datetime_secs(close.closed_at, "closed_at")?,
-        requests: close.requests,
-        lines: close.lines,
-        cost_usd: close.cost.picos(),
-        fence_topics,
-        fence_partitions,
-        fence_offsets,
-    };
-    let mut insert = client.insert_unescaped::<RawClose>(&table).await.map_err(|e| Error::clickhouse(context(), e))?;
-    insert.write(&row).await.map_err(|e| Error::clickhouse(context(), e))?;
     insert.end().await.map_err(|e| Error::clickhouse(context(), e))
 }

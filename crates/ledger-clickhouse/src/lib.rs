@@ -14,6 +14,7 @@ pub mod charge_lines;
 pub mod chargeback;
 pub mod close;
 pub mod config;
+pub mod corrections;
 pub mod encoded;
 pub mod error;
 pub mod lookup;

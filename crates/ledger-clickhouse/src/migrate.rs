@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "chargeback_close",
         sql: include_str!("../../../schemas/clickhouse/0004_chargeback_close.sql"),
     },
+    Migration {
+        version: 5,
+        name: "price_corrections",
+        sql: include_str!("../../../schemas/clickhouse/0005_price_corrections.sql"),
+    },
 ];
 
 /// What happened to one migration during [`Migrator::migrate`].

@@ -1,6 +1,6 @@
-//! The pricing inputs of ledger rows (who, which model, which tier, when, every token count) and
-//! their charged cost, streamed for re-pricing them under another catalog (`ledger prices diff
-//! --ledger`). Money is the raw `Decimal(38, 12)` (`i128`), never a float.
+//! The pricing inputs of ledger rows (who, which model, which tier, when, every token count),
+//! their charged cost by token class and their lineage, streamed for re-pricing them under
+//! another catalog (`ledger prices diff --ledger`, `ledger close --correct-prices`). Money is the raw `Decimal(38, 12)` (`i128`), never a float.
 
 use chrono::{DateTime, Utc};
 use ledger_core::{EventTime, Money};
@@ -31,6 +31,38 @@ pub struct UsageRow {
     pub tokens: [u64; 6],
     /// `cost_usd`.
     pub cost: Money,
+    /// `team`, `project` and `feature` (`''` when absent).
+    pub team: String,
+    /// See `team`.
+    pub project: String,
+    /// See `team`.
+    pub feature: String,
+    /// `price_version`: what priced it.
+    pub price_version: String,
+    /// `kafka_topic`, `kafka_partition` and `kafka_offset`: where it came from.
+    pub kafka_topic: String,
+    /// See `kafka_topic`.
+    pub kafka_partition: i32,
+    /// See `kafka_topic`.
+    pub kafka_offset: i64,
+    /// The cost of each token class, in [`ledger_core::TokenClass::ALL`] order.
+    pub class_costs: [Money; 6],
+}
+
+impl UsageRow {
+    /// The tokens of each class, in [`ledger_core::TokenClass::ALL`] order (input without its
+    /// cached parts, output without reasoning), as the ledger's class costs count them.
+    pub fn class_tokens(&self) -> [u64; 6] {
+        let [input, cache_read, cache_write, cache_write_1h, output, reasoning] = self.tokens;
+        [
+            input.saturating_sub(cache_read).saturating_sub(cache_write).saturating_sub(cache_write_1h),
+            cache_read,
+            cache_write,
+            cache_write_1h,
+            output.saturating_sub(reasoning),
+            reasoning,
+        ]
+    }
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -50,6 +82,19 @@ struct Raw {
     output_tokens: u64,
     reasoning_output_tokens: u64,
     cost: i128,
+    team: String,
+    project: String,
+    feature: String,
+    price_version: String,
+    kafka_topic: String,
+    kafka_partition: i32,
+    kafka_offset: i64,
+    input_cost_usd: i128,
+    cache_read_cost_usd: i128,
+    cache_write_cost_usd: i128,
+    cache_write_1h_cost_usd: i128,
+    output_cost_usd: i128,
+    reasoning_cost_usd: i128,
 }
 
 impl LedgerReader {
@@ -59,7 +104,9 @@ impl LedgerReader {
         let sql = format!(
             "SELECT toUInt32(event_time) AS secs, event_time_micros AS micros, tenant_id, provider, model, request_model, \
              response_model, service_tier, input_tokens, cache_read_input_tokens, cache_creation_input_tokens, \
-             cache_creation_1h_input_tokens, output_tokens, reasoning_output_tokens, cost_usd AS cost \
+             cache_creation_1h_input_tokens, output_tokens, reasoning_output_tokens, cost_usd AS cost, team, project, \
+             feature, price_version, kafka_topic, kafka_partition, kafka_offset, input_cost_usd, cache_read_cost_usd, \
+             cache_write_cost_usd, cache_write_1h_cost_usd, output_cost_usd, reasoning_cost_usd \
              FROM {}.usage_ledger WHERE event_time >= toDateTime(?, 'UTC') AND event_time < toDateTime(?, 'UTC')",
             self.database()
         );
@@ -91,6 +138,22 @@ impl LedgerReader {
                     r.reasoning_output_tokens,
                 ],
                 cost: Money::from_picos(r.cost),
+                team: r.team,
+                project: r.project,
+                feature: r.feature,
+                price_version: r.price_version,
+                kafka_topic: r.kafka_topic,
+                kafka_partition: r.kafka_partition,
+                kafka_offset: r.kafka_offset,
+                class_costs: [
+                    r.input_cost_usd,
+                    r.cache_read_cost_usd,
+                    r.cache_write_cost_usd,
+                    r.cache_write_1h_cost_usd,
+                    r.output_cost_usd,
+                    r.reasoning_cost_usd,
+                ]
+                .map(Money::from_picos),
             });
             n += 1;
         }

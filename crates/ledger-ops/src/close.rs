@@ -5,17 +5,37 @@
 //! chargeback of the month starts from: the lines as recorded at the close, and the rows that
 //! reached the ledger for that month afterwards (late events, replayed dead letters) as
 //! correction lines, so a closed total never changes silently and `closed + corrections = the
-//! ledger` holds exactly.
+//! ledger` holds exactly. A month's price corrections ([`crate::correction`]), open month or
+//! closed, are correction lines of their own, on top of the ledger.
 
 use chrono::{DateTime, Utc};
 
 use ledger_clickhouse::charge_lines::{self, ChargeLine, Cut, LineQuery, OffsetFence};
 use ledger_clickhouse::close::{self, CloseRecord};
+use ledger_clickhouse::corrections::{self, CorrectionRecord};
 use ledger_clickhouse::report::TableTotals;
 use ledger_clickhouse::ClickHouseConfig;
 use ledger_core::Money;
 
 use crate::OpsError;
+
+/// The examples and notes of `ledger close --help`.
+pub const CLOSE_HELP: &str = "\
+Examples:
+  ledger close --month 2026-11
+  ledger export focus --month 2026-11      # the closed rows, then any correction rows
+  ledger prices diff OLD.json FIXED.json --ledger --month 2026-11   # preview a price correction
+  ledger close --month 2026-11 --correct-prices FIXED.json
+
+Records the month's charge lines and the Kafka offsets they cover (chargeback_closes). Rows that
+reach the ledger for the month later are correction lines (FOCUS ChargeClass \"Correction\"):
+closed total + corrections = the ledger. Once per month, after it ended (UTC).
+
+--correct-prices re-prices every row of the month at the corrected catalog and records the
+differences as correction lines (price_corrections); the ledger's rows stay as they are. A later
+correction of the month reverses the earlier ones, so corrections always add up to the latest
+prices minus the ledger's. Also give the processor the corrected catalog, or rows still to come
+are priced the old way. docs/finance.md.";
 
 /// A month's charges as of now: open, or closed with corrections.
 #[derive(Debug, Clone)]
@@ -34,8 +54,22 @@ pub struct MonthStatement {
     pub lines: Vec<ChargeLine>,
     /// The lines of the rows that reached the ledger after the close.
     pub corrections: Vec<ChargeLine>,
-    /// The ledger's month (in the snapshot read): what `lines + corrections` add up to.
+    /// The ledger's month (in the snapshot read).
     pub ledger: TableTotals,
+    /// The month's price corrections: `lines + corrections + price corrections = the ledger +
+    /// price corrections`, i.e. the ledger's rows at the latest corrected prices.
+    pub price_corrections: PriceCorrections,
+}
+
+/// The price corrections of a month ([`crate::correction`]).
+#[derive(Debug, Clone, Default)]
+pub struct PriceCorrections {
+    /// Every correction recorded, oldest first.
+    pub records: Vec<CorrectionRecord>,
+    /// Their lines (of the statement's tenant), each billed in the month of its correction.
+    pub lines: Vec<ChargeLine>,
+    /// The exact total of `lines`.
+    pub total: Money,
 }
 
 impl MonthStatement {
@@ -85,6 +119,13 @@ pub async fn statement(config: &ClickHouseConfig, month: &str, tenant: Option<&s
             (lines, charge_lines::charge_lines(&client, db, &what, after).await.map_err(ch)?)
         }
     };
+    let records = corrections::corrections(&client, db, &month).await.map_err(ch)?;
+    let mut price_corrections = PriceCorrections { records, ..PriceCorrections::default() };
+    for c in &price_corrections.records {
+        let lines = checked_correction_lines(&client, db, c).await?;
+        price_corrections.lines.extend(lines.into_iter().filter(|l| tenant.is_none_or(|t| l.tenant_id == t)));
+    }
+    price_corrections.total = Money::checked_sum(price_corrections.lines.iter().map(|l| l.cost))?;
     let statement = MonthStatement {
         month,
         range,
@@ -94,6 +135,7 @@ pub async fn statement(config: &ClickHouseConfig, month: &str, tenant: Option<&s
         lines,
         corrections,
         ledger,
+        price_corrections,
     };
     let sum = statement.lines_total()?.checked_add(statement.corrections_total()?)?;
     if sum != statement.ledger.cost {
@@ -106,16 +148,28 @@ pub async fn statement(config: &ClickHouseConfig, month: &str, tenant: Option<&s
     Ok(statement)
 }
 
+/// The lines of a price correction, checked against its row (the commit) as a close's are.
+pub(crate) async fn checked_correction_lines(
+    client: &ledger_clickhouse::clickhouse::Client,
+    db: &str,
+    c: &CorrectionRecord,
+) -> Result<Vec<ChargeLine>, OpsError> {
+    let lines = corrections::correction_lines(client, db, c).await.map_err(OpsError::ClickHouse)?;
+    check_recorded(&format!("the price correction {} of {}", c.correction_id, c.month), c.lines, c.cost, &lines)?;
+    Ok(lines)
+}
+
 /// The close row is the commit: its line count and total must match the lines stored under it.
 fn check_record(c: &CloseRecord, lines: &[ChargeLine]) -> Result<(), OpsError> {
+    check_recorded(&format!("the close {} of {}", c.close_id, c.month), c.lines, c.cost, lines)
+}
+
+/// `what` recorded `count` lines of `cost` USD: the lines stored under it must say the same.
+fn check_recorded(what: &str, count: u64, cost: Money, lines: &[ChargeLine]) -> Result<(), OpsError> {
     let total = Money::checked_sum(lines.iter().map(|l| l.cost))?;
-    if lines.len() as u64 != c.lines || total != c.cost {
+    if lines.len() as u64 != count || total != cost {
         return Err(OpsError::Inconsistent(format!(
-            "the close {} of {} recorded {} lines of {} USD, but {} lines of {total} USD are stored under it",
-            c.close_id,
-            c.month,
-            c.lines,
-            c.cost,
+            "{what} recorded {count} lines of {cost} USD, but {} lines of {total} USD are stored under it",
             lines.len()
         )));
     }

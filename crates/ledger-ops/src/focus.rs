@@ -75,6 +75,8 @@ pub enum RowKind {
     Charge,
     /// A charge that reached the ledger after the month's close: `ChargeClass` "Correction".
     Correction,
+    /// The difference a price correction of the month makes: `ChargeClass` "Correction".
+    PriceCorrection,
 }
 
 /// A month's FOCUS rows and the figures they add up to.
@@ -85,6 +87,17 @@ pub struct FocusExport {
     /// Team -> cost center, added to `Tags` as `cost_center` when given.
     pub mapping: Option<CostCenterMapping>,
 }
+
+/// The examples and notes of `ledger export focus --help`.
+pub const EXPORT_HELP: &str = "\
+Examples:
+  ledger export focus --month 2026-11 --output focus-2026-11.csv
+  ledger export focus --month 2026-11 --tenant acme --mapping config/cost-centers.example.toml
+
+One row per day, tenant, attribution, model, price version, token class, price and partition;
+BilledCost adds up exactly to the ledger (plus the month's price corrections); x_ columns trace
+each row to its Kafka offsets. After `ledger close`, rows that came later, and the lines of
+`ledger close --correct-prices`, are ChargeClass \"Correction\". Columns: docs/finance.md.";
 
 /// The FOCUS rows of `month` (optionally of one tenant).
 pub async fn export(
@@ -147,7 +160,8 @@ impl FocusExport {
     pub fn rows(&self) -> Vec<Vec<Option<String>>> {
         let s = &self.statement;
         let charges = s.lines.iter().map(|l| self.row(l, RowKind::Charge));
-        charges.chain(s.corrections.iter().map(|l| self.row(l, RowKind::Correction))).collect()
+        let late = s.corrections.iter().map(|l| self.row(l, RowKind::Correction));
+        charges.chain(late).chain(s.price_corrections.lines.iter().map(|l| self.row(l, RowKind::PriceCorrection))).collect()
     }
 
     fn billing_period(&self, line: &ChargeLine, kind: RowKind) -> (DateTime<Utc>, DateTime<Utc>) {
@@ -155,7 +169,7 @@ impl FocusExport {
         match (kind, line.ingest_month) {
             // A correction is billed in the month it reached the ledger, never before the
             // month after the one it corrects.
-            (RowKind::Correction, Some(yyyymm)) => {
+            (RowKind::Correction | RowKind::PriceCorrection, Some(yyyymm)) => {
                 let ingested = month_of((yyyymm / 100) as i32, yyyymm % 100);
                 if ingested.0 > month.0 {
                     ingested
@@ -163,7 +177,7 @@ impl FocusExport {
                     month_of(month.1.year(), month.1.month())
                 }
             }
-            (RowKind::Correction, None) => month_of(month.1.year(), month.1.month()),
+            (RowKind::Correction | RowKind::PriceCorrection, None) => month_of(month.1.year(), month.1.month()),
             (RowKind::Charge, _) => month,
         }
     }
@@ -191,6 +205,14 @@ impl FocusExport {
                 l.events,
                 self.statement.month
             ),
+            RowKind::PriceCorrection => format!(
+                "{} {} ({} calls) of {} re-priced at {}: the difference",
+                l.model,
+                l.class.meter().to_lowercase(),
+                l.events,
+                self.statement.month,
+                l.price_version
+            ),
         };
         let some = |s: &str| Some(s.to_owned());
         vec![
@@ -208,7 +230,7 @@ impl FocusExport {
             Some(focus_time(l.day)),
             Some(focus_time(l.day + chrono::Duration::days(1))),
             some("Usage"),
-            (kind == RowKind::Correction).then(|| "Correction".to_owned()),
+            (kind != RowKind::Charge).then(|| "Correction".to_owned()),
             Some(description),
             some("Usage-Based"),
             some("AI and Machine Learning"),
@@ -234,7 +256,7 @@ impl FocusExport {
             Some(l.first_offset.to_string()),
             Some(l.last_offset.to_string()),
             Some(l.events.to_string()),
-            (kind == RowKind::Correction).then(|| self.statement.month.clone()),
+            (kind != RowKind::Charge).then(|| self.statement.month.clone()),
         ]
     }
 
@@ -255,13 +277,17 @@ impl FocusExport {
     pub fn summary(&self) -> Result<String, OpsError> {
         let s = &self.statement;
         let scope = s.tenant.as_ref().map(|t| format!(" of tenant {t}")).unwrap_or_default();
+        let p = &s.price_corrections;
+        let equals = match p.records.len() {
+            0 => "the ledger's month".to_owned(),
+            n => format!("the ledger's month ({} USD) + {n} price correction(s) ({} USD)", s.ledger.cost, p.total),
+        };
         let mut text = format!(
-            "FOCUS {FOCUS_VERSION} rows of {}{scope} from database {}: {} rows, BilledCost {} USD = the ledger's month \
-             ({} requests).",
+            "FOCUS {FOCUS_VERSION} rows of {}{scope} from database {}: {} rows, BilledCost {} USD = {equals} ({} requests).",
             s.month,
             s.database,
-            s.lines.len() + s.corrections.len(),
-            s.ledger.cost,
+            s.lines.len() + s.corrections.len() + p.lines.len(),
+            s.ledger.cost.checked_add(p.total)?,
             s.ledger.requests
         );
         if let Some(c) = &s.close {

@@ -18,6 +18,7 @@ pub mod chargeback;
 pub mod chart;
 pub mod close;
 pub mod config;
+pub mod correction;
 pub mod dlq;
 pub mod focus;
 pub mod format;

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use ledger_clickhouse::{ClickHouseConfig, LedgerReader, UsageRow};
 use ledger_core::catalog::{Catalog, CatalogEntry, CatalogSource};
-use ledger_core::event::TokenCounts;
-use ledger_core::pricing::PriceVariants;
+use ledger_core::event::{Rejection, TokenCounts};
+use ledger_core::pricing::{PriceVariants, PricedUsage};
 use ledger_core::{Money, PriceField, UsageEvent};
 
 use crate::OpsError;
@@ -161,9 +161,8 @@ pub struct RepriceReport {
     pub total: ModelDelta,
 }
 
-/// Re-prices one ledger row under `catalog` into `report` (the processor's own path:
-/// [`Catalog::price`] of the row's event).
-pub fn reprice_row(catalog: &Catalog, row: &UsageRow, report: &mut RepriceReport) -> Result<(), OpsError> {
+/// Prices one ledger row's event under `catalog` (the processor's own path: [`Catalog::price`]).
+pub fn price_row(catalog: &Catalog, row: &UsageRow) -> Result<PricedUsage, Rejection> {
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     let mut event = UsageEvent::new(
         String::new(),
@@ -176,7 +175,12 @@ pub fn reprice_row(catalog: &Catalog, row: &UsageRow, report: &mut RepriceReport
     event.service_tier = opt(&row.service_tier);
     let [input, cache_read, cache_creation, cache_creation_1h, output, reasoning] = row.tokens;
     let tokens = TokenCounts { input, cache_read, cache_creation, cache_creation_1h, output, reasoning };
-    let priced = catalog.price(&event, &tokens);
+    catalog.price(&event, &tokens)
+}
+
+/// Re-prices one ledger row under `catalog` into `report` ([`price_row`]).
+pub fn reprice_row(catalog: &Catalog, row: &UsageRow, report: &mut RepriceReport) -> Result<(), OpsError> {
+    let priced = price_row(catalog, row);
     for m in [
         report.models.entry(row.model.clone()).or_insert_with(|| ModelDelta { model: row.model.clone(), ..Default::default() }),
         &mut report.total,
@@ -336,6 +340,14 @@ mod tests {
             service_tier: tier.into(),
             tokens: [1_000, 0, 0, 0, 100, 0],
             cost: Money::from_picos(cost),
+            team: String::new(),
+            project: String::new(),
+            feature: String::new(),
+            price_version: "old".into(),
+            kafka_topic: "usage".into(),
+            kafka_partition: 0,
+            kafka_offset: 0,
+            class_costs: [Money::ZERO; 6],
         };
         let mut r = RepriceReport::default();
         // b was 1000 * 1e-6 + 100 * 2e-6 = 0.0012; now 0.0017, and 0.00095 in batch

@@ -17,14 +17,7 @@ pub(crate) struct ExportArgs {
 #[derive(Debug, clap::Subcommand)]
 enum Export {
     /// A month's AI spend as FOCUS 1.2 CSV (FinOps Open Cost and Usage Specification).
-    #[command(after_help = "\
-Examples:
-  ledger export focus --month 2026-11 --output focus-2026-11.csv
-  ledger export focus --month 2026-11 --tenant acme --mapping config/cost-centers.example.toml
-
-One row per day, tenant, attribution, model, price version, token class, price and partition;
-BilledCost adds up exactly to the ledger; x_ columns trace each row to its Kafka offsets. After
-`ledger close`, rows that came later are ChargeClass \"Correction\". Columns: docs/finance.md.")]
+    #[command(after_help = ledger_ops::focus::EXPORT_HELP)]
     Focus(FocusArgs),
 }
 
