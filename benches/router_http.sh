@@ -58,4 +58,4 @@ for _ in $(seq 100); do
 done
 "$T"/examples/decide_bench --url "http://127.0.0.1:${PORT}/v1/decide" --key "$KEY" \
   --rate "$RATE" --connections "$CONNECTIONS" --seconds "$SECONDS_TO_RUN"
-curl -sf "http://127.0.0.1:${PORT}/metrics" | grep -E '^ledger_router_(decisions_total|lease_(reservations|refused_empty|requests|grants|timeouts)_total)' || true
+curl -sf "http://127.0.0.1:${PORT}/metrics" | grep -E '^ledger_router_(decisions_total|decide_seconds_(bucket|count)|lease_(reservations|refused_empty|requests|grants|timeouts)_total)' || true

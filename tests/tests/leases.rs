@@ -116,11 +116,16 @@ print(json.dumps({"calls": calls, "output_tokens": outputs, "outcome": outcome})
 "#;
 
 fn healthy(addr: &str) -> bool {
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return false };
-    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    get(addr, "/healthz").starts_with("HTTP/1.1 200")
+}
+
+/// The whole HTTP answer to `GET path` (empty when the connection fails).
+fn get(addr: &str, path: &str) -> String {
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
+    answer
 }
 
 /// What the lease topics say of one instance: its granted leases (id, amount) and the ids it
@@ -204,6 +209,13 @@ fn python_clients_through_ten_sidecars_stay_within_the_budget_when_one_sidecar_i
     for o in &outcomes[1..] {
         assert!(o["outcome"].as_str().unwrap().starts_with("blocked"), "every other client stops at BLOCK: {o}");
     }
+    // A sidecar times every decision it answered.
+    let metrics = get(&sidecars[1].0, "/metrics");
+    let sum = |prefix: &str| -> u64 {
+        metrics.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+    };
+    let decided = sum("ledger_router_decisions_total{");
+    assert!(decided > 0 && sum("ledger_router_decide_seconds_count ") == decided, "decisions and their timings:\n{metrics}");
     // The ledger settles on what the clients' calls cost (the killed client's last report may
     // have reached Kafka although its answer was lost).
     let reported: i128 = outcomes

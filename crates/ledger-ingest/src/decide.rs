@@ -17,6 +17,7 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use ledger_core::histogram::{Buckets, Histogram, SumUnit};
 use ledger_core::{Money, UsageEvent};
 use ledger_router::lease::ESTIMATE_ERROR_BUCKETS_USD;
 use ledger_router::{CallContext, CallSize, Decision, Reservation, Router};
@@ -40,7 +41,25 @@ pub struct Sidecar {
     decisions: [AtomicU64; 4],
     reported: AtomicU64,
     unknown_reports: AtomicU64,
+    /// Microseconds from the handler's start (headers and body read) to its answer.
+    handling: Histogram<{ HANDLING_MICROS.len() }>,
 }
+
+/// Buckets of `ledger_router_decide_seconds` (microseconds).
+const HANDLING_MICROS: Buckets<12> = [
+    (10, "0.00001"),
+    (25, "0.000025"),
+    (50, "0.00005"),
+    (100, "0.0001"),
+    (250, "0.00025"),
+    (500, "0.0005"),
+    (1_000, "0.001"),
+    (2_500, "0.0025"),
+    (5_000, "0.005"),
+    (10_000, "0.01"),
+    (100_000, "0.1"),
+    (1_000_000, "1"),
+];
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -100,6 +119,7 @@ impl Sidecar {
             decisions: Default::default(),
             reported: AtomicU64::new(0),
             unknown_reports: AtomicU64::new(0),
+            handling: Histogram::default(),
         }
     }
 
@@ -189,6 +209,11 @@ impl Sidecar {
         }
     }
 
+    /// Records how long one decide request took to answer, from `started`.
+    pub(crate) fn observe_handling(&self, started: Instant) {
+        self.handling.observe(&HANDLING_MICROS, u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+    }
+
     /// Forgets reservations older than [`DECISION_TTL`] (their estimates stay what was used).
     pub fn sweep(&self) -> usize {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -255,6 +280,8 @@ impl Sidecar {
         }
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
         let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", h.sum, h.count);
+        let help = "Time to answer POST /v1/decide inside the sidecar: authentication, parsing, the decision, the answer.";
+        self.handling.render(&mut out, &HANDLING_MICROS, "ledger_router_decide_seconds", help, SumUnit::Micros);
         out
     }
 }

@@ -465,6 +465,7 @@ pub(crate) fn limit_answer(refusal: &Refusal, events: usize) -> Response {
 
 /// `POST /v1/decide`: the router's decision for one call ([`Sidecar`]).
 async fn post_decide(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let started = std::time::Instant::now();
     let Some(sidecar) = &state.sidecar else { return StatusCode::NOT_FOUND.into_response() };
     let caller = match authenticate(&state, &headers) {
         Ok(caller) => caller,
@@ -474,10 +475,12 @@ async fn post_decide(State(state): State<Arc<IngestState>>, headers: HeaderMap, 
         Ok(b) => b,
         Err(rejection) => return error(rejection.status(), "bad_request", format!("cannot read the body: {rejection}"), vec![]),
     };
-    match sidecar.decide(&caller.tenant_id, &body) {
+    let answer = match sidecar.decide(&caller.tenant_id, &body) {
         Ok(answer) => answer,
         Err((status, code, message)) => error(status, code, message, vec![]),
-    }
+    };
+    sidecar.observe_handling(started);
+    answer
 }
 
 /// Writes the events and waits until Kafka acknowledged every one, within the ack timeout.
