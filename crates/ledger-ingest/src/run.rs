@@ -109,7 +109,12 @@ pub async fn run(launch: Launch, shutdown: impl Future<Output = ()> + Send + 'st
                 crate::tls::TlsListener::new(tcp, config).map_err(|e| IngestError::Io(format!("TLS listener: {e}")))?;
             serve(state, listener, shutdown).await
         }
-        None => serve(state, tcp, shutdown).await,
+        None => {
+            // Answers are small writes on kept-alive connections: none should wait for Nagle's
+            // algorithm (the TLS listener sets it too).
+            use axum::serve::ListenerExt;
+            serve(state, tcp.tap_io(|s| drop(s.set_nodelay(true))), shutdown).await
+        }
     };
     watching.abort();
     if let Some(s) = sweeping {
