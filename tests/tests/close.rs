@@ -44,6 +44,21 @@ fn total(rows: &[&BTreeMap<String, String>]) -> i128 {
     rows.iter().map(|r| money(&r["BilledCost"])).sum()
 }
 
+type Rows<'a> = Vec<&'a BTreeMap<String, String>>;
+
+/// The correction rows of an export made after the close (`after`), once its other rows are
+/// checked to be the closed rows (`before`) unchanged, adding up to the recorded total.
+fn corrections_after<'a>(after: &'a [BTreeMap<String, String>], before: &[BTreeMap<String, String>], recorded: i128) -> Rows<'a> {
+    let (charges, corrections): (Rows, Rows) = after.iter().partition(|r| r["ChargeClass"].is_empty());
+    assert_eq!(charges.len(), before.len(), "the closed rows are repeated");
+    for (a, b) in charges.iter().zip(before) {
+        assert_eq!(*a, b, "a closed row never changes");
+    }
+    assert_eq!(total(&charges), recorded, "the closed total stays as recorded");
+    assert!(!corrections.is_empty(), "the change shows as correction rows");
+    corrections
+}
+
 fn fails_with(env: &TestEnv, args: &[&str], needle: &str) {
     let out = env.ledger().args(args).output().expect("running ledger");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -84,14 +99,7 @@ async fn a_late_event_for_a_closed_month_is_a_correction_and_the_closed_total_st
     process_events(&env, &late);
 
     let after = export(&env);
-    type Rows<'a> = Vec<&'a BTreeMap<String, String>>;
-    let (charges, corrections): (Rows, Rows) = after.iter().partition(|r| r["ChargeClass"].is_empty());
-    assert_eq!(charges.len(), before.len(), "the closed rows are repeated");
-    for (a, b) in charges.iter().zip(&before) {
-        assert_eq!(*a, b, "a closed row never changes");
-    }
-    assert_eq!(total(&charges), recorded, "the closed total stays as recorded");
-    assert!(!corrections.is_empty(), "the late events are correction rows");
+    let corrections = corrections_after(&after, &before, recorded);
     let this_month = Utc::now().format("%Y-%m-01T00:00:00Z").to_string();
     let closes = ledger_clickhouse::close::closes(&client, db, MONTH).await.expect("the close");
     assert_eq!(closes.len(), 1, "one close");
@@ -184,14 +192,7 @@ async fn a_price_correction_of_a_closed_month_is_a_correction_and_the_closed_tot
     fails_with(&env, &["close", "--month", MONTH, "--correct-prices", &fixed], "nothing to correct");
 
     let after = export(&env);
-    type Rows<'a> = Vec<&'a BTreeMap<String, String>>;
-    let (charges, corrections): (Rows, Rows) = after.iter().partition(|r| r["ChargeClass"].is_empty());
-    assert_eq!(charges.len(), before.len(), "the closed rows are repeated");
-    for (a, b) in charges.iter().zip(&before) {
-        assert_eq!(*a, b, "a closed row never changes");
-    }
-    assert_eq!(total(&charges), recorded, "the closed total stays as recorded");
-    assert!(!corrections.is_empty());
+    let corrections = corrections_after(&after, &before, recorded);
     let this_month = Utc::now().format("%Y-%m-01T00:00:00Z").to_string();
     for c in &corrections {
         assert_eq!((c["ChargeClass"].as_str(), c["x_CorrectionOf"].as_str()), ("Correction", MONTH));
@@ -214,7 +215,7 @@ async fn a_price_correction_of_a_closed_month_is_a_correction_and_the_closed_tot
     // Back to the original prices: a new correction reverses the first, corrections add up to 0.
     env.run_ledger(&["close", "--month", MONTH, "--correct-prices", "catalog/litellm-prices.json"]);
     let rows = export(&env);
-    let corrections: Rows = rows.iter().filter(|r| !r["ChargeClass"].is_empty()).collect();
+    let corrections = corrections_after(&rows, &before, recorded);
     assert_eq!(total(&corrections), 0, "corrections = the latest prices minus the ledger's");
     let statement = ledger_ops::close::statement(&env.clickhouse, MONTH, None).await.expect("statement");
     assert_eq!(statement.price_corrections.records.len(), 2);
