@@ -288,3 +288,24 @@ fn a_missing_topic_is_a_clear_retryable_error() {
     assert!(err.is_retryable());
     assert!(err.to_string().contains("ledger enforce"), "{err}");
 }
+
+#[test]
+fn partitions_added_to_the_signals_topic_are_read_without_a_restart() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    let env = TestEnv::new("router_grow");
+    create_signals_topic(&env);
+    let router = router(&env, StalePolicy::FailOpen);
+    let admin: AdminClient<_> = env.kafka.client_config().create().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let grown = rt
+        .block_on(admin.create_partitions(&[NewPartitions::new(&env.topics.signals, 6)], &AdminOptions::new()))
+        .expect("adding partitions");
+    assert!(grown.iter().all(Result::is_ok), "{grown:?}");
+    // A signal on a partition the router did not have when it started.
+    let block = signal(&[("tenant_id", "grown")], BudgetState::Block, 1);
+    let producer: BaseProducer = env.kafka.client_config().create().unwrap();
+    let payload = BudgetSignalCodec::new().unwrap().encode(&block).unwrap();
+    producer.send(BaseRecord::to(&env.topics.signals).partition(5).key(block.key()).payload(&payload)).expect("enqueue");
+    producer.flush(Duration::from_secs(30)).expect("acknowledged");
+    eventually(&router, &CallContext::tenant("grown"), "gpt-4o", is_block);
+}

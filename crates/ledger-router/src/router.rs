@@ -96,7 +96,7 @@ struct Shared {
 ///
 /// [`Router::start`] assigns every partition of the topic from the beginning (no consumer
 /// group, nothing committed: every router reads the whole current state) and applies the
-/// records in a background thread. [`Router::decide`] reads an immutable snapshot through an
+/// records in a background thread, which also reads partitions added to the topic later. [`Router::decide`] reads an immutable snapshot through an
 /// atomic pointer: no lock, no allocation when the call is allowed.
 ///
 /// ```no_run
@@ -202,6 +202,8 @@ impl Router {
         shared.view.store(table.snapshot());
         let worker = Worker {
             consumer,
+            topic: config.signals_topic.clone(),
+            assigned: partitions.iter().copied().collect(),
             state: WorkerState {
                 codec,
                 table,
@@ -400,8 +402,15 @@ const MAX_BATCH: usize = 10_000;
 
 struct Worker {
     consumer: BaseConsumer,
+    topic: String,
+    /// The signals topic's partitions read: the topic's metadata is asked again every
+    /// [`PARTITION_REFRESH`], and partitions added since are read from their beginning.
+    assigned: std::collections::BTreeSet<i32>,
     state: WorkerState,
 }
+
+/// How often the router asks whether the signals topic has new partitions.
+const PARTITION_REFRESH: Duration = Duration::from_secs(5);
 
 struct WorkerState {
     codec: BudgetSignalCodec,
@@ -415,8 +424,13 @@ struct WorkerState {
 
 impl Worker {
     fn run(self) {
-        let Worker { consumer, state: mut this } = self;
+        let Worker { consumer, topic, mut assigned, state: mut this } = self;
+        let mut refresh_at = std::time::Instant::now() + PARTITION_REFRESH;
         while !this.shared.stop.load(Ordering::Relaxed) {
+            if std::time::Instant::now() >= refresh_at {
+                refresh_at = std::time::Instant::now() + PARTITION_REFRESH;
+                assign_new_partitions(&consumer, &topic, &mut assigned);
+            }
             let mut batch = 0;
             let mut wait = Duration::from_millis(100);
             while batch < MAX_BATCH {
@@ -436,6 +450,36 @@ impl Worker {
             }
             this.publish();
         }
+    }
+}
+
+/// Reads the partitions of `topic` added since `assigned` was taken, from their beginning.
+/// Failures are logged and tried again at the next refresh.
+fn assign_new_partitions(consumer: &BaseConsumer, topic: &str, assigned: &mut std::collections::BTreeSet<i32>) {
+    let partitions = match partitions_of(consumer, topic, Duration::from_secs(2)) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(error = %e, "checking the signals topic for new partitions");
+            return;
+        }
+    };
+    let added: Vec<i32> = partitions.into_iter().filter(|p| !assigned.contains(p)).collect();
+    if added.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for &p in &added {
+        if let Err(e) = tpl.add_partition_offset(topic, p, Offset::Beginning) {
+            tracing::warn!(partition = p, error = %e, "cannot add a new signals partition");
+            return;
+        }
+    }
+    match consumer.incremental_assign(&tpl) {
+        Ok(()) => {
+            tracing::info!(?added, "reading new partitions of the signals topic");
+            assigned.extend(added);
+        }
+        Err(e) => tracing::warn!(error = %e, "assigning new partitions of the signals topic failed; trying again"),
     }
 }
 
