@@ -263,6 +263,13 @@ fn uuid_like() -> String {
     format!("{n:032x}")
 }
 
+/// True once Kafka answered a produce request (acknowledged or failed), without waiting.
+fn delivered(delivery: &mut rdkafka::producer::DeliveryFuture) -> bool {
+    use std::future::Future;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::Pin::new(delivery).poll(&mut cx).is_ready()
+}
+
 /// Runs `bursts` at once, each spread over every router of `routers` (one service thread per
 /// router and burst): a service asks its router before each call, makes the allowed ones
 /// (writes their usage event, 1,500 to 2,000 output tokens: at most the estimate) and reports
@@ -300,6 +307,7 @@ pub fn run_bursts(stack: &LeaseStack<'_>, routers: &[Router], bursts: &[Burst], 
                     let mut due = start;
                     let ctx = CallContext::tenant(&burst.tenant);
                     let (mut calls, mut spent, mut throttled) = (0u64, 0i128, 0u64);
+                    let mut unreported = std::collections::VecDeque::new();
                     let blocked = loop {
                         let now = Instant::now();
                         if now - start > deadline || stop.load(Ordering::Relaxed) {
@@ -324,15 +332,28 @@ pub fn run_bursts(stack: &LeaseStack<'_>, routers: &[Router], bursts: &[Burst], 
                         call.decision.stamp_usage_event(&mut event);
                         let payload = codec.encode(&event).expect("encode");
                         let record = FutureRecord::to(&stack.env.topics.usage).key(&burst.tenant).payload(&payload);
-                        drop(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
+                        let delivery = producer.send_result(record).map_err(|(e, _)| e).expect("enqueue");
                         let actual = stack.catalog.price_event(&event).expect("priced").cost;
+                        // A call is reported once its usage event is in Kafka, as the sidecar
+                        // does (docs/budgets.md, "Settlement": a lease settles on the usage topic).
                         if let Some(r) = call.reservation {
+                            unreported.push_back((delivery, r, actual));
+                        }
+                        while unreported.front_mut().is_some_and(|(d, _, _)| delivered(d)) {
+                            let (_, r, actual) = unreported.pop_front().expect("front");
                             router.complete(r, actual);
                         }
                         calls += 1;
                         spent += actual.picos();
                         due += interval;
                     };
+                    for (mut d, r, actual) in unreported {
+                        let waited = Instant::now();
+                        while !delivered(&mut d) && waited.elapsed() < Duration::from_secs(30) {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        router.complete(r, actual);
+                    }
                     let mut r = results[bi].lock().expect("results");
                     r.calls += calls;
                     r.spent = Money::from_picos(r.spent.picos() + spent);

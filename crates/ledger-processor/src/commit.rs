@@ -2,7 +2,9 @@
 //! are durable, and keeping the group membership alive while an insert waits.
 //!
 //! Kafka commits are advisory (lag and a shorter re-read): the fence in the ledger decides what
-//! is counted. An offset is committed only once everything up to it is durable.
+//! is counted. An offset is committed only once everything up to it is durable: its rows in
+//! ClickHouse, its dead letters written, and the spend of its rows acknowledged in the spend
+//! topic (the enforcer settles quota leases on committed offsets).
 
 use std::time::Duration;
 
@@ -26,7 +28,7 @@ pub(crate) fn idle_partitions<'a>(
 ) -> Vec<(i32, i64)> {
     partitions
         .into_iter()
-        .filter(|(p, s)| !s.pending() && !in_flight.contains(p) && s.spend_unacked == 0)
+        .filter(|(p, s)| !s.pending() && !in_flight.contains(p) && s.spend_pending.is_empty())
         .filter_map(|(p, s)| s.last_seen.filter(|&seen| s.last_committed.is_none_or(|c| c < seen)).map(|seen| (p, seen)))
         .collect()
 }
@@ -96,7 +98,7 @@ impl Core {
     /// commits what they acknowledged, so shutdown commits everything durable.
     pub(crate) async fn commit_delivered(&mut self, consumer: &StreamConsumer<RecordingContext>) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while self.partitions.values().any(|s| s.spend_unacked > 0) && tokio::time::Instant::now() < deadline {
+        while self.partitions.values().any(|s| !s.spend_pending.is_empty()) && tokio::time::Instant::now() < deadline {
             self.commit_acknowledged(consumer);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -110,8 +112,7 @@ impl Core {
             let Some(state) = self.partitions.get_mut(&ack.partition).filter(|s| s.generation == ack.generation) else {
                 continue;
             };
-            state.spend_unacked = state.spend_unacked.saturating_sub(1);
-            if let (true, Some(offset)) = (ack.delivered, ack.commit) {
+            if let Some(offset) = state.spend_pending.acknowledge(ack.sequence, ack.delivered) {
                 self.commit(consumer, ack.partition, offset);
             }
         }

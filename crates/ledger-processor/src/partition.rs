@@ -79,7 +79,7 @@ impl Core {
                 generation: self.generations,
                 owned_from_bucket: hour_bucket(Utc::now().timestamp() + max_future) + BUCKET_SECS,
                 lane: 0,
-                spend_unacked: 0,
+                spend_pending: Default::default(),
             },
         );
         self.relane();

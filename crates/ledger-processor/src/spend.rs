@@ -61,8 +61,8 @@ impl Core {
         let keep_from = hour_bucket(Utc::now().timestamp()) - KEEP_HOURS * BUCKET_SECS;
         state.spend.evict_before(keep_from);
         state.loaded_buckets.retain(|b| *b >= keep_from);
-        state.spend_unacked += 1;
-        let ack = Ack { partition, generation: state.generation, commit, delivered: true };
+        let sequence = state.spend_pending.start(commit);
+        let ack = Ack { partition, generation: state.generation, sequence, delivered: true };
         if touched.is_empty() {
             let _ = self.acks.0.send(ack);
             return Ok(());
@@ -120,8 +120,8 @@ pub(crate) struct Ack {
     pub(crate) partition: i32,
     /// The assignment the publication belongs to ([`crate::state::PartitionState::generation`]).
     pub(crate) generation: u64,
-    /// The offset to commit (`None`: a republication, nothing to commit).
-    pub(crate) commit: Option<i64>,
+    /// Which of the partition's publications ([`crate::state::SpendPublications`]).
+    pub(crate) sequence: u64,
     /// Every update delivered.
     pub(crate) delivered: bool,
 }

@@ -39,9 +39,50 @@ pub(crate) struct PartitionState {
     pub(crate) generation: u64,
     /// The lane whose inserts carry this partition's rows (see `Core::relane`).
     pub(crate) lane: usize,
-    /// Spend publications not yet acknowledged by Kafka: the partition's offsets are committed
-    /// only once the spend of the rows below them is in the spend topic.
-    pub(crate) spend_unacked: u32,
+    /// Spend publications in the order they were made, until they and every earlier one are
+    /// acknowledged by Kafka ([`SpendPublications`]).
+    pub(crate) spend_pending: SpendPublications,
+}
+
+/// A partition's spend publications awaiting Kafka's acknowledgement. Offsets are committed only
+/// once the spend of every row below them is in the spend topic; publications go to different
+/// spend partitions and may be acknowledged out of order, so a commit waits for the earlier ones.
+#[derive(Debug, Default)]
+pub(crate) struct SpendPublications {
+    next: u64,
+    /// `(sequence, offset to commit, acknowledged, delivered)`, oldest first.
+    queue: std::collections::VecDeque<(u64, Option<i64>, bool, bool)>,
+}
+
+impl SpendPublications {
+    /// Registers a publication; its acknowledgement carries the sequence returned.
+    pub(crate) fn start(&mut self, commit: Option<i64>) -> u64 {
+        self.next += 1;
+        self.queue.push_back((self.next, commit, false, false));
+        self.next
+    }
+
+    /// Records an acknowledgement; returns the highest offset now safe to commit, if any: that
+    /// of the last delivered publication before the first one still waiting. A publication
+    /// that failed is passed over (its updates heal with the keys' next ones).
+    pub(crate) fn acknowledge(&mut self, sequence: u64, delivered: bool) -> Option<i64> {
+        if let Some(entry) = self.queue.iter_mut().find(|e| e.0 == sequence) {
+            (entry.2, entry.3) = (true, delivered);
+        }
+        let mut commit = None;
+        while let Some(&(_, offset, true, delivered)) = self.queue.front() {
+            if delivered {
+                commit = offset.or(commit);
+            }
+            self.queue.pop_front();
+        }
+        commit
+    }
+
+    /// True when no publication waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
 }
 
 impl PartitionState {
@@ -76,7 +117,32 @@ impl PartitionState {
             owned_from_bucket: 0,
             generation: 1,
             lane: 0,
-            spend_unacked: 0,
+            spend_pending: SpendPublications::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod publications_tests {
+    use super::SpendPublications;
+
+    #[test]
+    fn a_commit_waits_for_every_earlier_publication() {
+        let mut p = SpendPublications::default();
+        let (a, b, c) = (p.start(Some(100)), p.start(None), p.start(Some(300)));
+        assert_eq!(p.acknowledge(c, true), None, "the later one first: nothing is safe yet");
+        assert_eq!(p.acknowledge(a, true), Some(100), "the first one: up to its offset");
+        assert!(!p.is_empty());
+        assert_eq!(p.acknowledge(b, true), Some(300), "then all three");
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_failed_publication_commits_nothing_of_its_own() {
+        let mut p = SpendPublications::default();
+        let (a, b) = (p.start(Some(10)), p.start(Some(20)));
+        assert_eq!(p.acknowledge(b, false), None);
+        assert_eq!(p.acknowledge(a, true), Some(10), "the delivered one before it still commits");
+        assert!(p.is_empty());
     }
 }
