@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::charge_lines::{sort_lines, ChargeLine, OffsetFence};
 use crate::config::validate_database_name;
 use crate::error::{Error, Result};
-use crate::row::datetime_secs;
+use crate::row::{datetime_secs, insert_one};
 
 /// One recorded close of a month.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,9 +172,7 @@ pub async fn record_close(client: &clickhouse::Client, database: &str, close: &C
         fence_partitions,
         fence_offsets,
     };
-    let mut insert = client.insert_unescaped::<RawClose>(&table).await.map_err(|e| Error::clickhouse(context(), e))?;
-    insert.write(&row).await.map_err(|e| Error::clickhouse(context(), e))?;
-    insert.end().await.map_err(|e| Error::clickhouse(context(), e))
+    insert_one::<RawClose>(client, &table, &row, context).await
 }
 
 /// Writes `lines` into `chargeback_close_lines` under `(month, id)`.

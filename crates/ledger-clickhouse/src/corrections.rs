@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::charge_lines::ChargeLine;
 use crate::config::validate_database_name;
 use crate::error::{Error, Result};
-use crate::row::datetime_secs;
+use crate::row::{datetime_secs, insert_one};
 
 /// One recorded price correction of a month.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +108,5 @@ pub async fn record_correction(
         lines: c.lines,
         cost_usd: c.cost.picos(),
     };
-    let mut insert = client.insert_unescaped::<RawCorrection>(&table).await.map_err(|e| Error::clickhouse(context(), e))?;
-    insert.write(&row).await.map_err(|e| Error::clickhouse(context(), e))?;
-    insert.end().await.map_err(|e| Error::clickhouse(context(), e))
+    insert_one::<RawCorrection>(client, &table, &row, context).await
 }

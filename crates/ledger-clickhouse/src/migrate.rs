@@ -247,11 +247,8 @@ impl Migrator {
         let table = format!("{}.schema_migrations", self.database);
         let context = || format!("recording migration {} in {table}", m.version);
         let applied_at = u32::try_from(Utc::now().timestamp()).unwrap_or(u32::MAX);
-        let mut insert =
-            client.insert_unescaped::<MigrationRecord<'_>>(&table).await.map_err(|e| Error::clickhouse(context(), e))?;
         let record = MigrationRecord { version: m.version, name: m.name, checksum: m.checksum(), applied_at };
-        insert.write(&record).await.map_err(|e| Error::clickhouse(context(), e))?;
-        insert.end().await.map_err(|e| Error::clickhouse(context(), e))
+        crate::row::insert_one::<MigrationRecord<'_>>(client, &table, &record, context).await
     }
 }
 

@@ -83,6 +83,18 @@ pub struct LedgerRow {
     pub kafka_offset: i64,
 }
 
+/// Inserts one row into `table` (a validated, unescaped name); `context` says what for errors.
+pub(crate) async fn insert_one<T: clickhouse::RowWrite>(
+    client: &clickhouse::Client,
+    table: &str,
+    row: &T::Value<'_>,
+    context: impl Fn() -> String,
+) -> Result<()> {
+    let mut insert = client.insert_unescaped::<T>(table).await.map_err(|e| Error::clickhouse(context(), e))?;
+    insert.write(row).await.map_err(|e| Error::clickhouse(context(), e))?;
+    insert.end().await.map_err(|e| Error::clickhouse(context(), e))
+}
+
 /// `DateTime` seconds of `t`, or an error outside 1970-01-01 ..= 2106-02-07.
 pub fn datetime_secs(t: DateTime<Utc>, what: &str) -> Result<u32> {
     clickhouse_secs(t.timestamp(), what, t)

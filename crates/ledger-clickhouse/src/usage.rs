@@ -1,6 +1,7 @@
 //! The pricing inputs of ledger rows (who, which model, which tier, when, every token count),
 //! their charged cost by token class and their lineage, streamed for re-pricing them under
-//! another catalog (`ledger prices diff --ledger`, `ledger close --correct-prices`). Money is the raw `Decimal(38, 12)` (`i128`), never a float.
+//! another catalog (`ledger prices diff --ledger`, `ledger close --correct-prices`). Money is
+//! the raw `Decimal(38, 12)` (`i128`), never a float.
 
 use chrono::{DateTime, Utc};
 use ledger_core::{EventTime, Money};

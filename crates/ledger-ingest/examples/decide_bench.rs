@@ -138,38 +138,25 @@ async fn main() {
         }
     }
     let elapsed = end.saturating_duration_since(started).max(Duration::from_millis(1));
-    let mut l = all.latencies;
+    let answers = all.latencies.len();
+    println!(
+        "decide: {answers} answers in {elapsed:.1?} = {} /s (target {}); latency {}; decisions {:?}; errors {}",
+        u128::try_from(answers).unwrap_or(0) * 1_000_000 / elapsed.as_micros().max(1),
+        o.rate,
+        percentiles(all.latencies),
+        all.decisions,
+        all.errors
+    );
+    println!("from the actual send (without the generator's timer lag): {}", percentiles(all.service));
+}
+
+/// `p50 .. p90 .. p99 .. p99.9 .. max` of latencies in microseconds.
+fn percentiles(mut l: Vec<u64>) -> String {
     l.sort_unstable();
     // `per_mille` of the answers were at most this fast.
     let pct = |per_mille: usize| {
         let i = l.len().saturating_sub(1) * per_mille / 1000;
         Duration::from_micros(l.get(i).copied().unwrap_or_default())
     };
-    println!(
-        "decide: {} answers in {elapsed:.1?} = {} /s (target {}); latency p50 {:.2?} p90 {:.2?} p99 {:.2?} p99.9 {:.2?} max {:.2?}; decisions {:?}; errors {}",
-        l.len(),
-        u128::try_from(l.len()).unwrap_or(0) * 1_000_000 / elapsed.as_micros().max(1),
-        o.rate,
-        pct(500),
-        pct(900),
-        pct(990),
-        pct(999),
-        pct(1000),
-        all.decisions,
-        all.errors
-    );
-    let mut l = all.service;
-    l.sort_unstable();
-    let pct = |per_mille: usize| {
-        let i = l.len().saturating_sub(1) * per_mille / 1000;
-        Duration::from_micros(l.get(i).copied().unwrap_or_default())
-    };
-    println!(
-        "from the actual send (without the generator's timer lag): p50 {:.2?} p90 {:.2?} p99 {:.2?} p99.9 {:.2?} max {:.2?}",
-        pct(500),
-        pct(900),
-        pct(990),
-        pct(999),
-        pct(1000)
-    );
+    format!("p50 {:.2?} p90 {:.2?} p99 {:.2?} p99.9 {:.2?} max {:.2?}", pct(500), pct(900), pct(990), pct(999), pct(1000))
 }

@@ -119,13 +119,7 @@ pub async fn statement(config: &ClickHouseConfig, month: &str, tenant: Option<&s
             (lines, charge_lines::charge_lines(&client, db, &what, after).await.map_err(ch)?)
         }
     };
-    let records = corrections::corrections(&client, db, &month).await.map_err(ch)?;
-    let mut price_corrections = PriceCorrections { records, ..PriceCorrections::default() };
-    for c in &price_corrections.records {
-        let lines = checked_correction_lines(&client, db, c).await?;
-        price_corrections.lines.extend(lines.into_iter().filter(|l| tenant.is_none_or(|t| l.tenant_id == t)));
-    }
-    price_corrections.total = Money::checked_sum(price_corrections.lines.iter().map(|l| l.cost))?;
+    let price_corrections = price_corrections(config, &client, &month, tenant).await?;
     let statement = MonthStatement {
         month,
         range,
@@ -148,15 +142,24 @@ pub async fn statement(config: &ClickHouseConfig, month: &str, tenant: Option<&s
     Ok(statement)
 }
 
-/// The lines of a price correction, checked against its row (the commit) as a close's are.
-pub(crate) async fn checked_correction_lines(
+/// The price corrections of `month` with their lines (optionally only `tenant`'s), each
+/// correction's lines checked against its row (the commit) as a close's are.
+pub(crate) async fn price_corrections(
+    config: &ClickHouseConfig,
     client: &ledger_clickhouse::clickhouse::Client,
-    db: &str,
-    c: &CorrectionRecord,
-) -> Result<Vec<ChargeLine>, OpsError> {
-    let lines = corrections::correction_lines(client, db, c).await.map_err(OpsError::ClickHouse)?;
-    check_recorded(&format!("the price correction {} of {}", c.correction_id, c.month), c.lines, c.cost, &lines)?;
-    Ok(lines)
+    month: &str,
+    tenant: Option<&str>,
+) -> Result<PriceCorrections, OpsError> {
+    let (db, ch) = (&config.database, |e| OpsError::clickhouse(e, &config.url));
+    let records = corrections::corrections(client, db, month).await.map_err(ch)?;
+    let mut lines = Vec::new();
+    for c in &records {
+        let recorded = corrections::correction_lines(client, db, c).await.map_err(ch)?;
+        check_recorded(&format!("the price correction {} of {}", c.correction_id, c.month), c.lines, c.cost, &recorded)?;
+        lines.extend(recorded.into_iter().filter(|l| tenant.is_none_or(|t| l.tenant_id == t)));
+    }
+    let total = Money::checked_sum(lines.iter().map(|l| l.cost))?;
+    Ok(PriceCorrections { records, lines, total })
 }
 
 /// The close row is the commit: its line count and total must match the lines stored under it.

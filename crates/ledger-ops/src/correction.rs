@@ -9,6 +9,7 @@
 //! The next chargeback and FOCUS export of the month show the lines as corrections
 //! ([`crate::close::statement`]): closed total + corrections = the ledger + price corrections.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -67,8 +68,7 @@ impl CorrectionBuilder {
         let t = &priced.terms;
         let new = [t.input, t.cache_read, t.cache_write, t.cache_write_1h, t.output, t.reasoning];
         let tokens = row.class_tokens();
-        let day = row.event_time.to_datetime();
-        let day = day.date_naive().and_hms_opt(0, 0, 0).map(|d| d.and_utc()).unwrap_or(day);
+        let day = crate::chart::floor_day(row.event_time.to_datetime());
         let version = priced.price_version_text();
         let mut changed = false;
         for (i, class) in TokenClass::ALL.into_iter().enumerate() {
@@ -108,10 +108,10 @@ impl CorrectionBuilder {
                 ingest_month: None,
             };
             match self.lines.entry(key_of(&line)) {
-                std::collections::btree_map::Entry::Vacant(v) => {
+                Entry::Vacant(v) => {
                     v.insert(line);
                 }
-                std::collections::btree_map::Entry::Occupied(mut o) => {
+                Entry::Occupied(mut o) => {
                     let l = o.get_mut();
                     l.first_offset = l.first_offset.min(row.kafka_offset);
                     l.last_offset = l.last_offset.max(row.kafka_offset);
@@ -131,13 +131,14 @@ impl CorrectionBuilder {
     pub fn finish(mut self, earlier: &[ChargeLine]) -> Result<Vec<ChargeLine>, OpsError> {
         let mut out = Vec::new();
         for old in earlier {
-            let same = self.lines.get(&key_of(old)).is_some_and(|l| {
-                (l.events, l.tokens, l.cost, l.first_offset, l.last_offset)
+            if let Entry::Occupied(new) = self.lines.entry(key_of(old)) {
+                let l = new.get();
+                if (l.events, l.tokens, l.cost, l.first_offset, l.last_offset)
                     == (old.events, old.tokens, old.cost, old.first_offset, old.last_offset)
-            });
-            if same {
-                self.lines.remove(&key_of(old));
-                continue;
+                {
+                    new.remove();
+                    continue;
+                }
             }
             let mut reversal = old.clone();
             reversal.unit_price = Money::ZERO.checked_sub(old.unit_price)?;
@@ -189,11 +190,7 @@ pub async fn correct_prices(
     let month = month.trim().to_owned();
     let client = config.client().map_err(|e| OpsError::Invalid(format!("invalid ClickHouse settings: {e}")))?;
     let (db, ch) = (&config.database, |e| OpsError::clickhouse(e, &config.url));
-    let mut earlier = Vec::new();
-    let previous = corrections::corrections(&client, db, &month).await.map_err(ch)?;
-    for c in &previous {
-        earlier.extend(crate::close::checked_correction_lines(&client, db, c).await?);
-    }
+    let earlier = crate::close::price_corrections(config, &client, &month, None).await?;
     let reader = LedgerReader::new(client.clone(), db).map_err(OpsError::ClickHouse)?;
     let mut builder = CorrectionBuilder::default();
     let mut failed = None;
@@ -217,13 +214,13 @@ pub async fn correct_prices(
         )));
     }
     let (repriced, changed) = (builder.rows_repriced, builder.rows_changed);
-    let lines = builder.finish(&earlier)?;
+    let lines = builder.finish(&earlier.lines)?;
     let version: Vec<&str> = catalog.sources().iter().map(|s| s.version().as_ref()).collect();
     if lines.is_empty() {
         return Err(OpsError::Invalid(format!(
             "nothing to correct: the {repriced} rows of {month} already cost what {} says{}; nothing was recorded.",
             version.join(", "),
-            if previous.is_empty() { "" } else { " after the month's earlier corrections" }
+            if earlier.records.is_empty() { "" } else { " after the month's earlier corrections" }
         )));
     }
     let record = CorrectionRecord {
@@ -237,7 +234,7 @@ pub async fn correct_prices(
         cost: Money::checked_sum(lines.iter().map(|l| l.cost))?,
     };
     corrections::record_correction(&client, db, &record, &lines).await.map_err(ch)?;
-    Ok(CorrectionOutcome { record, reverses: previous.len() })
+    Ok(CorrectionOutcome { record, reverses: earlier.records.len() })
 }
 
 #[cfg(test)]

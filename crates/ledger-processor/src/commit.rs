@@ -105,6 +105,11 @@ impl Core {
         self.commit_acknowledged(consumer);
     }
 
+    /// The partitions whose rows are in an insert in flight.
+    pub(crate) fn partitions_in_flight(&self) -> Vec<i32> {
+        self.inserts.iter().flat_map(|i| i.parts.iter().map(|p| p.partition)).collect()
+    }
+
     /// Commits the offsets whose spend updates Kafka has acknowledged since the last call (the
     /// enforcer settles leases on committed offsets, so spend must be readable before them).
     pub(crate) fn commit_acknowledged(&mut self, consumer: &StreamConsumer<RecordingContext>) {
@@ -122,7 +127,7 @@ impl Core {
     /// to `last_seen` is durable (dead letters written, rows in the ledger, duplicates skipped).
     /// Without it a partition ending in duplicates would keep a lag above zero.
     pub(crate) fn commit_idle(&mut self, consumer: &StreamConsumer<RecordingContext>) {
-        let in_flight: Vec<i32> = self.inserts.iter().flat_map(|i| i.parts.iter().map(|p| p.partition)).collect();
+        let in_flight = self.partitions_in_flight();
         for (partition, last_seen) in idle_partitions(self.partitions.iter().map(|(p, s)| (*p, s)), &in_flight) {
             self.commit(consumer, partition, last_seen);
         }

@@ -91,11 +91,11 @@ impl Core {
     /// Without this, a predecessor killed between its insert and its spend publication would
     /// leave that spend unpublished until the partition's next message, which may never come.
     pub(crate) async fn init_quiet_partitions(&mut self, quiet_for: Duration) -> Result<(), ProcessorError> {
-        let in_flight: HashSet<i32> = self.inserts.iter().flat_map(|i| i.parts.iter().map(|p| p.partition)).collect();
+        let in_flight = self.partitions_in_flight();
         let due: Vec<i32> = self
             .uninitialised
             .iter()
-            .filter(|(p, since)| since.elapsed() >= quiet_for && !in_flight.contains(p) && !self.partitions.contains_key(p))
+            .filter(|(p, since)| since.elapsed() >= quiet_for && !in_flight.contains(p))
             .map(|(p, _)| *p)
             .collect();
         for partition in due {

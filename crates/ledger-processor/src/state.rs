@@ -50,15 +50,15 @@ pub(crate) struct PartitionState {
 #[derive(Debug, Default)]
 pub(crate) struct SpendPublications {
     next: u64,
-    /// `(sequence, offset to commit, acknowledged, delivered)`, oldest first.
-    queue: std::collections::VecDeque<(u64, Option<i64>, bool, bool)>,
+    /// `(sequence, offset to commit, whether delivered once acknowledged)`, oldest first.
+    queue: std::collections::VecDeque<(u64, Option<i64>, Option<bool>)>,
 }
 
 impl SpendPublications {
     /// Registers a publication; its acknowledgement carries the sequence returned.
     pub(crate) fn start(&mut self, commit: Option<i64>) -> u64 {
         self.next += 1;
-        self.queue.push_back((self.next, commit, false, false));
+        self.queue.push_back((self.next, commit, None));
         self.next
     }
 
@@ -67,10 +67,10 @@ impl SpendPublications {
     /// that failed is passed over (its updates heal with the keys' next ones).
     pub(crate) fn acknowledge(&mut self, sequence: u64, delivered: bool) -> Option<i64> {
         if let Some(entry) = self.queue.iter_mut().find(|e| e.0 == sequence) {
-            (entry.2, entry.3) = (true, delivered);
+            entry.2 = Some(delivered);
         }
         let mut commit = None;
-        while let Some(&(_, offset, true, delivered)) = self.queue.front() {
+        while let Some(&(_, offset, Some(delivered))) = self.queue.front() {
             if delivered {
                 commit = offset.or(commit);
             }

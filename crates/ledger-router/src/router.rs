@@ -96,8 +96,9 @@ struct Shared {
 ///
 /// [`Router::start`] assigns every partition of the topic from the beginning (no consumer
 /// group, nothing committed: every router reads the whole current state) and applies the
-/// records in a background thread, which also reads partitions added to the topic later. [`Router::decide`] reads an immutable snapshot through an
-/// atomic pointer: no lock, no allocation when the call is allowed.
+/// records in a background thread, which also reads partitions added to the topic later.
+/// [`Router::decide`] reads an immutable snapshot through an atomic pointer: no lock, no
+/// allocation when the call is allowed.
 ///
 /// ```no_run
 /// use ledger_router::{CallContext, Decision, Router, RouterConfig};
@@ -174,12 +175,8 @@ impl Router {
         }
         let consumer = signal_consumer(&config)?;
         let partitions = partitions_of(&consumer, &config.signals_topic, Duration::from_millis(config.metadata_timeout_ms))?;
-        let mut assignment = TopicPartitionList::new();
-        for &p in &partitions {
-            assignment
-                .add_partition_offset(&config.signals_topic, p, Offset::Beginning)
-                .map_err(|e| RouterError::kafka("assigning the signals topic", e))?;
-        }
+        let assignment = from_beginning(&config.signals_topic, &partitions)
+            .map_err(|e| RouterError::kafka("assigning the signals topic", e))?;
         consumer.assign(&assignment).map_err(|e| RouterError::kafka("assigning the signals topic", e))?;
 
         let shared = Arc::new(Shared {
@@ -453,6 +450,15 @@ impl Worker {
     }
 }
 
+/// `partitions` of `topic`, each from its beginning.
+fn from_beginning(topic: &str, partitions: &[i32]) -> Result<TopicPartitionList, rdkafka::error::KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    for &p in partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    Ok(tpl)
+}
+
 /// Reads the partitions of `topic` added since `assigned` was taken, from their beginning.
 /// Failures are logged and tried again at the next refresh.
 fn assign_new_partitions(consumer: &BaseConsumer, topic: &str, assigned: &mut std::collections::BTreeSet<i32>) {
@@ -467,14 +473,8 @@ fn assign_new_partitions(consumer: &BaseConsumer, topic: &str, assigned: &mut st
     if added.is_empty() {
         return;
     }
-    let mut tpl = TopicPartitionList::new();
-    for &p in &added {
-        if let Err(e) = tpl.add_partition_offset(topic, p, Offset::Beginning) {
-            tracing::warn!(partition = p, error = %e, "cannot add a new signals partition");
-            return;
-        }
-    }
-    match consumer.incremental_assign(&tpl) {
+    let assigning = from_beginning(topic, &added).and_then(|tpl| consumer.incremental_assign(&tpl));
+    match assigning {
         Ok(()) => {
             tracing::info!(?added, "reading new partitions of the signals topic");
             assigned.extend(added);
